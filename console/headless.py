@@ -1,0 +1,61 @@
+"""Headless output for --unattended, `watch` and CI: one line per finished trial, a summary per
+stage; or, with --json, the raw event stream."""
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from engine import events as ev
+from engine.reports import fmt_ns, trial_line
+from engine.state import StudyState
+
+
+class Printer:
+    def __init__(self, out: TextIO = sys.stdout, json: bool = False) -> None:
+        self.out = out
+        self.json = json
+
+    def __call__(self, e: ev.Event, s: StudyState) -> None:
+        if self.json:
+            self.out.write(ev.encode(e).decode())
+            self.out.flush()
+            return
+        line = self.line(e, s)
+        if line is not None:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def line(self, e: ev.Event, s: StudyState) -> str | None:
+        if isinstance(e, ev.StudyStarted):
+            done, total = s.counts()
+            return f"● study {e.name}: {len(e.stages)} stages, {total} trials + base case, max_parallel {e.max_parallel}"
+        if isinstance(e, ev.StudyResumed):
+            return f"● resumed {s.name} (pid {e.pid}); re-running {len(e.requeued)} trial(s) that were in flight"
+        if isinstance(e, ev.StageStarted):
+            st = s.stages[e.stage]
+            return f"▶ stage {e.stage} {st.name} [{st.mode}]: {len(e.plan)} trials from {len(e.parents)} parent(s)"
+        if isinstance(e, (ev.TrialFinished, ev.TrialCancelled)) or (isinstance(e, ev.TrialFailed) and not e.retry):
+            return "  " + trial_line(s.trials[e.case_id])
+        if isinstance(e, ev.TrialFailed):
+            return f"  ↻ {e.case_id} {e.failure['type']}: retrying"
+        if isinstance(e, ev.StageFinished):
+            st = s.stages[e.stage]
+            ts = s.stage_trials(e.stage)
+            ok = sum(t.status == "done" for t in ts)
+            if e.status != "done":
+                return f"■ stage {e.stage} {st.name} {e.status}: {e.reason}"
+            best = s.trials[st.survivors[0]].metrics or {}
+            return (f"■ stage {e.stage} {st.name}: {ok}/{len(ts)} ok, {len(ts) - ok} failed; "
+                    f"survivors {', '.join(st.survivors)}; best WNS {fmt_ns(best.get('wns_ps'))} ns")
+        if isinstance(e, ev.PolicyDecision):
+            return f"! {e.scope} {e.action} {e.subject}: {e.reason}"
+        if isinstance(e, ev.ControlAck):
+            return f"» {e.request} {e.target} {'accepted' if e.accepted else 'refused'} {e.detail}".rstrip()
+        if isinstance(e, ev.Log) and e.level in ("warning", "error"):
+            return f"! {e.level}: {e.msg}"
+        if isinstance(e, ev.StudyFinished):
+            mark = {"complete": "✓", "failed": "✗", "blocked": "⛔"}.get(e.status, "?")
+            return f"{mark} study {s.name} {e.status}" + (f": {e.reason}" if e.reason else "")
+        if isinstance(e, ev.StudyInterrupted):
+            return f"⏸ study {s.name} interrupted ({e.reason}); resume with: {e.resume}"
+        return None

@@ -1,0 +1,113 @@
+"""The ECO catalog: names, classes, typed parameters with legal ranges.
+
+The catalog is tool-independent metadata; each tool adapter implements the ECOs it supports
+(OpenSTA renders them as Tcl).  An ECO's class is not a label: `engine.policy.safety` decides
+legality from it and `engine.tools.integrity` enforces what the class may change in a netlist.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class EcoClass(str, Enum):
+    TOPOLOGY_NEUTRAL = "topology_neutral"  # cell types may change; instances and nets may not
+    PLACEMENT_LOCAL = "placement_local"  # may add a bounded number of instances and nets
+    ROUTING_AFFECTING = "routing_affecting"  # may rewire pins of existing nets; no new cells
+    GLOBAL_DISRUPTIVE = "global_disruptive"  # may rebuild the whole netlist
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    kind: type  # int or float
+    lo: float
+    hi: float
+    default: float
+    doc: str
+
+    def check(self, value: object) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{self.name} must be a number"
+        if self.kind is int and not float(value).is_integer():
+            return f"{self.name} must be an integer"
+        if not (self.lo <= value <= self.hi):
+            return f"{self.name}={value} outside legal range [{self.lo:g}, {self.hi:g}]"
+        return None
+
+
+@dataclass(frozen=True)
+class EcoDef:
+    name: str
+    eco_class: EcoClass
+    description: str
+    params: tuple[ParamSpec, ...] = ()
+    max_new_instances: int = 0  # integrity bound for placement_local ECOs
+
+    def param(self, name: str) -> ParamSpec | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def defaults(self) -> dict[str, float]:
+        return {p.name: p.default for p in self.params}
+
+
+_P = ParamSpec
+CATALOG: dict[str, EcoDef] = {
+    e.name: e
+    for e in [
+        EcoDef("noop", EcoClass.TOPOLOGY_NEUTRAL, "Change nothing; measures the parent as it is."),
+        EcoDef(
+            "resize_critical",
+            EcoClass.TOPOLOGY_NEUTRAL,
+            "Upsize the drivers on the K worst paths to the next stronger footprint-compatible cell.",
+            (
+                _P("paths", int, 1, 50, 5, "worst paths (one per endpoint) to walk"),
+                _P("max_cells", int, 1, 200, 20, "cap on resized cells"),
+            ),
+        ),
+        EcoDef(
+            "downsize_noncritical",
+            EcoClass.TOPOLOGY_NEUTRAL,
+            "Downsize cells whose output slack exceeds a margin: recovers area and power.",
+            (
+                _P("margin_ps", float, 0, 5000, 500, "only cells with slack above this"),
+                _P("max_cells", int, 1, 2000, 200, "cap on resized cells"),
+            ),
+        ),
+        EcoDef(
+            "buffer_fanout",
+            EcoClass.PLACEMENT_LOCAL,
+            "Put the off-path loads of high-fanout critical nets behind a new buffer.",
+            (
+                _P("paths", int, 1, 50, 5, "worst paths to search for nets"),
+                _P("min_fanout", int, 2, 64, 4, "only nets with at least this fanout"),
+                _P("max_nets", int, 1, 20, 3, "cap on buffered nets"),
+            ),
+            max_new_instances=20,
+        ),
+        EcoDef(
+            "clone_driver",
+            EcoClass.PLACEMENT_LOCAL,
+            "Duplicate a critical high-fanout driver and move half of its loads to the clone.",
+            (
+                _P("paths", int, 1, 50, 5, "worst paths to search for drivers"),
+                _P("min_fanout", int, 2, 64, 6, "only drivers with at least this fanout"),
+                _P("max_clones", int, 1, 10, 1, "cap on cloned drivers"),
+            ),
+            max_new_instances=10,
+        ),
+        EcoDef(
+            "pin_swap",
+            EcoClass.ROUTING_AFFECTING,
+            "Move the late-arriving signal of a commutative gate to its faster input pin.",
+            (
+                _P("paths", int, 1, 50, 5, "worst paths to walk"),
+                _P("max_swaps", int, 1, 50, 4, "cap on swapped gates"),
+            ),
+        ),
+    ]
+}
+
+
+def eco(name: str) -> EcoDef:
+    return CATALOG[name]

@@ -1,0 +1,71 @@
+"""User-facing errors: every one has a code, a key path, a line where known, and a hint.
+
+Codes are stable; tests and operators grep for them.  N2-E1xx are study-file problems,
+N2-E2xx study-directory / runtime problems, N2-E3xx tool and technology problems.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+HINTS: dict[str, str] = {
+    "N2-E100": "fix the TOML syntax at the line shown (quotes, brackets, '=' between key and value)",
+    "N2-E101": "add the missing key; `noodle2 validate --example` prints a complete study file",
+    "N2-E102": "give the value the type shown in the message",
+    "N2-E103": "bring the value into the range shown in the message",
+    "N2-E104": "lower survivors or raise trials for this stage",
+    "N2-E105": "remove the key or fix its spelling; unknown keys are refused so typos never pass silently",
+    "N2-E106": "use an ECO from `noodle2 ecos`",
+    "N2-E107": "use a parameter of this ECO within its legal range (`noodle2 ecos` lists them)",
+    "N2-E108": "name earlier stages in `after`, without cycles",
+    "N2-E109": "keep design paths relative to the study file and inside its folder",
+    "N2-E110": "give every stage a unique name",
+    "N2-E111": "pick a broader safety domain, or remove the ECO from the stage",
+    "N2-E112": "list only ECOs that the tool in [tool] implements",
+    "N2-E113": "fix the ranking section (objective metrics, weights, tolerances)",
+    "N2-E201": "wait for the running engine to finish, or stop it (`noodle2 status DIR` shows it)",
+    "N2-E202": "start a new study with `noodle2 run FILE`; a study's inputs cannot change under it",
+    "N2-E203": "point at a study directory (one holding journal.jsonl), e.g. under ./studies/",
+    "N2-E204": "nothing to resume: the study already ended; `noodle2 status DIR` shows the result",
+    "N2-E205": "the journal is damaged before its last line; restore it from a backup",
+    "N2-E301": "install the technology",
+    "N2-E302": "install the tool, or fix [tool].command",
+    "N2-E303": "check the RTL and the top module name; the Yosys log is shown above",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    message: str
+    path: str = ""
+    line: int | None = None
+    hint: str | None = None
+
+    def render(self) -> str:
+        where = self.path or "(file)"
+        if self.line is not None:
+            where += f" (line {self.line})"
+        hint = self.hint or HINTS.get(self.code, "")
+        text = f"{self.code} {where}: {self.message}"
+        return text + (f"\n        hint: {hint}" if hint else "")
+
+
+@dataclass
+class N2Error(Exception):
+    """One or more user-facing problems. Raised for user mistakes; never carries a traceback."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.render())
+
+    @classmethod
+    def one(cls, code: str, message: str, path: str = "", hint: str | None = None) -> "N2Error":
+        return cls([Problem(code, message, path, None, hint)])
+
+    @property
+    def codes(self) -> list[str]:
+        return [p.code for p in self.problems]
+
+    def render(self) -> str:
+        return "\n".join(p.render() for p in self.problems)

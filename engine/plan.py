@@ -1,0 +1,28 @@
+"""The plan a study file describes, as text: stages, budgets, trial counts."""
+from __future__ import annotations
+
+from engine.policy.ranking import maximise, metrics_of
+from engine.runner import usable_cpus
+from engine.spec import Study
+
+
+def format_plan(study: Study) -> str:
+    s = study.spec
+    total = sum(st.trials for st in s.stages)
+    names = [st.name for st in s.stages]
+    x = s.execution
+    hard = x.hard_timeout_s or x.soft_timeout_s * 1.25 + 5
+    lines = [
+        f"study {s.study.name}: {len(s.stages)} stages, {total} trials + 1 base case ({s.base_case}, noop)",
+        f"  design   top {s.design.top}  tech {s.design.tech or '-'}  tool {s.tool.kind}",
+        f"  execute  {x.executor}, max_parallel {x.max_parallel or usable_cpus()}, "
+        f"timeouts {x.soft_timeout_s:g} s soft / {hard:g} s hard, retries {x.retries}",
+        "  rank     " + s.ranking.kind + " " + ", ".join(
+            f"{m} ({'max' if maximise(m, s.ranking) else 'min'})" for m in metrics_of(s.ranking)),
+        "",
+        f"  {'#':>2}  {'stage':<16} {'mode':<10} {'trials':>6} {'surv':>5}  {'after':<18} ECOs",
+    ]
+    for i, (st, deps) in enumerate(zip(s.stages, s.stage_deps())):
+        after = ", ".join(names[d] for d in deps) or "(base case)"
+        lines.append(f"  {i:>2}  {st.name:<16} {st.mode:<10} {st.trials:>6} {st.survivors:>5}  {after:<18} {', '.join(st.ecos)}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Pure decision code: no I/O, no clock, randomness only from explicit seeds."""

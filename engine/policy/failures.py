@@ -1,0 +1,54 @@
+"""Failure classification: from what a tool run left behind to type, severity and reason."""
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
+OOM_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory")
+SEVERITY = {
+    "tool_missing": "critical", "tool_crash": "error", "oom": "error", "timeout": "warning",
+    "nonzero_exit": "error", "missing_output": "error", "parse_failure": "error",
+    "eco_integrity": "warning", "cancelled": "info", "eco_not_applicable": "info",
+}
+RETRYABLE = {"timeout", "oom", "tool_crash"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the executor observed about one tool run."""
+
+    rc: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    killed_by_us: bool = False
+    cancelled: bool = False
+    spawn_error: str | None = None
+
+
+def failure(kind: str, reason: str, excerpt: str = "") -> dict[str, Any]:
+    return {"type": kind, "severity": SEVERITY.get(kind, "error"), "reason": reason, "excerpt": excerpt}
+
+
+def classify(o: Outcome, stderr_tail: str) -> dict[str, Any] | None:
+    """None when the run itself succeeded (outputs are checked by the tool adapter)."""
+    if o.spawn_error is not None:
+        return failure("tool_missing", o.spawn_error)
+    if o.cancelled:
+        return failure("cancelled", "cancelled by the operator or a stop", stderr_tail)
+    if o.timed_out:
+        return failure("timeout", "exceeded the soft timeout; sent SIGTERM to the process group"
+                       + (", then SIGKILL" if o.signal == signal.SIGKILL else ""), stderr_tail)
+    if o.signal is not None:
+        name = signal.Signals(o.signal).name if o.signal in signal.Signals._value2member_map_ else str(o.signal)
+        if o.signal in CRASH_SIGNALS:
+            return failure("tool_crash", f"tool died of {name}", stderr_tail)
+        if o.signal == signal.SIGKILL and not o.killed_by_us:
+            return failure("oom", "tool was SIGKILLed by someone else (the kernel OOM killer?)", stderr_tail)
+        return failure("tool_crash", f"tool killed by {name}", stderr_tail)
+    if o.rc:
+        if any(m in stderr_tail for m in OOM_MARKERS):
+            return failure("oom", f"tool ran out of memory (rc {o.rc})", stderr_tail)
+        return failure("nonzero_exit", f"tool exited with rc {o.rc}", stderr_tail)
+    return None

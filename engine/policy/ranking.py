@@ -1,0 +1,144 @@
+"""Ranking and survivor selection.  Ties always break by case id, so order of completion
+never matters."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from engine.spec import MAXIMISE, Ranking
+
+Metrics = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    case_id: str
+    metrics: Metrics
+    parent_metrics: Metrics | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    survivors: list[str]
+    ranking: list[str]
+    excluded: dict[str, str]
+    front: list[str]
+
+
+def maximise(metric: str, r: Ranking) -> bool:
+    if metric in r.directions:
+        return r.directions[metric] == "max"
+    return MAXIMISE.get(metric, False)
+
+
+def metrics_of(r: Ranking) -> list[str]:
+    if r.kind == "single":
+        return [r.objective]
+    return list(r.weights) if r.kind == "weighted" else list(r.objectives)
+
+
+def _value(c: Candidate, m: str, r: Ranking) -> float:
+    """Oriented so that larger is better; a missing metric is the worst value."""
+    v = c.metrics.get(m)
+    if not isinstance(v, (int, float)) or math.isnan(v):
+        return -math.inf
+    return float(v) if maximise(m, r) else -float(v)
+
+
+def rank(cands: list[Candidate], r: Ranking, base: Metrics | None = None, need: int | None = None) -> tuple[list[str], list[str]]:
+    """Best first.  Returns (ranking, pareto front).  `need` bounds the lexicographic selection."""
+    cands = sorted(cands, key=lambda c: c.case_id)
+    if r.kind == "single":
+        order = sorted(cands, key=lambda c: (-_value(c, r.objective, r), c.case_id))
+        return [c.case_id for c in order], []
+    if r.kind == "weighted":
+        def score(c: Candidate) -> float:
+            total = 0.0
+            for m, w in r.weights.items():
+                v = _value(c, m, r)
+                scale = abs(float(base[m])) if (r.normalise == "base" and base and base.get(m)) else 1.0
+                total += w * v / scale
+            return total
+        order = sorted(cands, key=lambda c: (-score(c), c.case_id))
+        return [c.case_id for c in order], []
+    if r.kind == "lexicographic":
+        return _lexicographic(cands, r, need if need is not None else len(cands)), []
+    return _pareto(cands, r)
+
+
+def _lexicographic(cands: list[Candidate], r: Ranking, need: int) -> list[str]:
+    """Pick winners one at a time: keep those within tolerance of the best on each metric in
+    turn, then take the best on the last metric.  The rest follow in strict order."""
+    ms = r.objectives
+    pool = list(cands)
+    out: list[str] = []
+    while pool and len(out) < need:
+        s = pool
+        for m in ms:
+            best = max(_value(c, m, r) for c in s)
+            tol = r.tolerance.get(m, 0.0)
+            s = [c for c in s if _value(c, m, r) >= best - tol]
+        win = min(s, key=lambda c: (tuple(-_value(c, m, r) for m in reversed(ms)), c.case_id))
+        out.append(win.case_id)
+        pool.remove(win)
+    rest = sorted(pool, key=lambda c: (tuple(-_value(c, m, r) for m in ms), c.case_id))
+    return out + [c.case_id for c in rest]
+
+
+def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+
+def non_dominated_fronts(points: dict[str, tuple[float, ...]]) -> list[list[str]]:
+    ids = sorted(points)
+    remaining = set(ids)
+    fronts: list[list[str]] = []
+    while remaining:
+        front = [i for i in ids if i in remaining
+                 and not any(_dominates(points[j], points[i]) for j in remaining if j != i)]
+        fronts.append(front)
+        remaining -= set(front)
+    return fronts
+
+
+def crowding(front: list[str], points: dict[str, tuple[float, ...]]) -> dict[str, float]:
+    dist = {i: 0.0 for i in front}
+    if not front:
+        return dist
+    for k in range(len(points[front[0]])):
+        order = sorted(front, key=lambda i: (points[i][k], i))
+        lo, hi = points[order[0]][k], points[order[-1]][k]
+        dist[order[0]] = dist[order[-1]] = math.inf
+        if hi == lo or not math.isfinite(hi - lo):
+            continue
+        for a, b, c in zip(order, order[1:], order[2:]):
+            dist[b] += (points[c][k] - points[a][k]) / (hi - lo)
+    return dist
+
+
+def _pareto(cands: list[Candidate], r: Ranking) -> tuple[list[str], list[str]]:
+    points = {c.case_id: tuple(_value(c, m, r) for m in r.objectives) for c in cands}
+    fronts = non_dominated_fronts(points)
+    order: list[str] = []
+    for f in fronts:
+        d = crowding(f, points)
+        order += sorted(f, key=lambda i: (-d[i], i))
+    return order, (fronts[0] if fronts else [])
+
+
+def select_survivors(cands: list[Candidate], r: Ranking, count: int, base: Metrics | None,
+                     max_wns_regression_ps: float | None) -> Selection:
+    """Survivors come only from trials that pass the rails."""
+    excluded: dict[str, str] = {}
+    ok: list[Candidate] = []
+    for c in cands:
+        pw = (c.parent_metrics or {}).get("wns_ps")
+        w = c.metrics.get("wns_ps")
+        if max_wns_regression_ps is not None and isinstance(pw, (int, float)) and isinstance(w, (int, float)) \
+                and w < pw - max_wns_regression_ps:
+            excluded[c.case_id] = f"wns_ps {w:.1f} is {pw - w:.1f} ps worse than parent (rail {max_wns_regression_ps:g} ps)"
+            continue
+        ok.append(c)
+    ranking, front = rank(ok, r, base, need=count)
+    return Selection(ranking[:count], ranking, excluded, front)

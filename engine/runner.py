@@ -1,0 +1,320 @@
+"""The engine: base-case gate, stages as a DAG, trials under a CapacityLimiter, one journal.
+
+Everything the engine knows is in `self.state`, folded from the events it emits; resuming is
+recovering that state from disk and carrying on from it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+import anyio
+import orjson
+
+from engine import events as ev
+from engine.errors import N2Error
+from engine.executors import Executor, LocalExecutor
+from engine.fsutil import StudyLock
+from engine.journal import JOURNAL, JournalWriter, recover, write_checkpoint
+from engine.policy import containment
+from engine.policy.failures import RETRYABLE, classify, failure
+from engine.policy.planning import plan_stage
+from engine.policy.ranking import Candidate, select_survivors
+from engine.reports import best_case
+from engine.spec import Study
+from engine.state import TERMINAL, StudyState, TrialState, fold
+from engine.tools.base import ToolAdapter, TrialContext, TrialFailure, tail
+
+Listener = Callable[[ev.Event, StudyState], None]
+CONTROL_DIR = "control"
+
+
+def usable_cpus() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+class Engine:
+    def __init__(self, study_dir: Path, study: Study, tool: ToolAdapter, *, executor: Executor | None = None,
+                 listeners: list[Listener] | None = None, provenance: dict | None = None) -> None:
+        self.dir = study_dir
+        self.study = study
+        self.spec = study.spec
+        self.tool = tool
+        self.max_parallel = self.spec.execution.max_parallel or usable_cpus()
+        self.executor = executor or LocalExecutor(self.max_parallel)
+        self.listeners = listeners or []
+        self.provenance = provenance or {}
+        self.state = StudyState()
+        self.limiter = anyio.CapacityLimiter(self.max_parallel)
+        self.stop_reason: str | None = None
+        self._work: anyio.CancelScope | None = None
+        self._trial_scopes: dict[str, anyio.CancelScope] = {}
+        self._cancel_requests: set[str] = set()
+        self._unpause = anyio.Event()
+        self._unpause.set()
+        self._failure: str | None = None
+
+    # --- events ---------------------------------------------------------------------------
+    def emit(self, e: ev.Event) -> None:
+        e.seq, e.t = self.state.seq + 1, time.time()
+        self.journal.append(e)
+        fold(self.state, e)
+        for cb in self.listeners:
+            cb(e, self.state)
+
+    def log(self, level: str, msg: str, case_id: str | None = None) -> None:
+        self.emit(ev.Log(level=level, msg=msg, case_id=case_id))
+
+    def checkpoint(self) -> None:
+        self.journal.sync_now()
+        write_checkpoint(self.dir, self.state, self.journal.offset)
+        self.emit(ev.CheckpointWritten(upto_seq=self.state.seq))
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def run(self) -> str:
+        """Run or resume to the end.  Returns the final status (complete/failed/blocked/interrupted)."""
+        lock = StudyLock(self.dir)
+        lock.acquire()
+        try:
+            rec = recover(self.dir)
+            self.state = rec.state
+            self.journal = JournalWriter(self.dir / JOURNAL, rec.end)
+            try:
+                return await self._run(rec.warnings)
+            finally:
+                self.journal.close()
+        finally:
+            lock.release()
+
+    async def _run(self, warnings: list[str]) -> str:
+        s = self.state
+        if s.status == "new":
+            self.emit(ev.StudyStarted(
+                name=self.spec.study.name, spec_hash=self.study.spec_hash(), spec=self.spec.model_dump(),
+                base_case=self.spec.base_case, max_parallel=self.max_parallel,
+                safety_domain=self.spec.study.safety_domain, provenance=self.provenance,
+                stages=[{"name": st.name, "mode": st.mode, "trials": st.trials, "survivors": st.survivors,
+                         "after": deps} for st, deps in zip(self.spec.stages, self.spec.stage_deps())]))
+        elif s.status in ("complete", "failed", "blocked"):
+            raise N2Error.one("N2-E204", f"study {s.name} already ended ({s.status})")
+        else:
+            self.emit(ev.StudyResumed(pid=os.getpid(), requeued=sorted(t.case_id for t in s.running())))
+        for w in warnings:
+            self.log("warning", w)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_signals)
+            tg.start_soon(self._watch_control)
+            with anyio.CancelScope() as self._work:
+                await self._main()
+            tg.cancel_scope.cancel()
+        if self.stop_reason is not None:
+            with anyio.CancelScope(shield=True):
+                self.emit(ev.StudyInterrupted(reason=self.stop_reason, resume=f"noodle2 resume {self.dir}"))
+                self.checkpoint()
+            return "interrupted"
+        return self.state.status
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self._work is not None:
+            self._work.cancel()
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
+            async for sig in sigs:
+                self.stop(f"received {signal.Signals(sig).name}")
+
+    async def _watch_control(self) -> None:
+        """Requests arrive as files in <study>/control/; each gets a ControlAck in the journal."""
+        cdir = self.dir / CONTROL_DIR
+        cdir.mkdir(exist_ok=True)
+        while True:
+            for f in sorted(cdir.glob("*.json")):
+                try:
+                    req = orjson.loads(f.read_bytes())
+                except (OSError, orjson.JSONDecodeError):
+                    continue  # still being written; atomic writers rename into place
+                f.unlink(missing_ok=True)
+                self._control(str(req.get("request", "")), str(req.get("target", "")))
+            await anyio.sleep(0.1)
+
+    def _control(self, request: str, target: str) -> None:
+        ok, detail = True, ""
+        if request == "pause":
+            self._unpause = anyio.Event()
+            detail = "no new trials start; running ones finish"
+        elif request == "resume":
+            self._unpause.set()
+        elif request == "stop":
+            detail = "stopping gracefully"
+        elif request == "cancel":
+            scope = self._trial_scopes.get(target)
+            ok = scope is not None
+            if scope is not None:
+                self._cancel_requests.add(target)
+                scope.cancel()
+            else:
+                detail = f"{target} is not running"
+        else:
+            ok, detail = False, "unknown request"
+        self.emit(ev.ControlAck(request=request, target=target, accepted=ok, detail=detail))
+        if request == "stop":
+            self.stop("operator requested stop")
+
+    # --- the study ------------------------------------------------------------------------
+    async def _main(self) -> None:
+        base = self.state.base()
+        assert base is not None
+        if base.status not in TERMINAL:
+            await self._run_trial(base, mode=self.spec.stages[0].mode)
+        if base.status != "done":
+            f = base.failure or {}
+            reason = f"base case {base.case_id} failed its no-op run: {f.get('type')}: {f.get('reason')}"
+            self.emit(ev.PolicyDecision(scope="study", action="block_study", subject=base.case_id, reason=reason))
+            self.emit(ev.StudyFinished(status="blocked", reason=reason))
+            self.checkpoint()
+            return
+        deps = self.spec.stage_deps()
+        done = [anyio.Event() for _ in self.spec.stages]
+        async with anyio.create_task_group() as tg:
+            for i in range(len(self.spec.stages)):
+                tg.start_soon(self._stage, i, deps[i], done, tg.cancel_scope)
+        if self._failure is not None:
+            self.emit(ev.StudyFinished(status="failed", reason=self._failure))
+        else:
+            self.emit(ev.StudyFinished(status="complete", reason=self._summary()))
+        self.checkpoint()
+
+    def _summary(self) -> str:
+        best = best_case(self.state)
+        base = self.state.base()
+        if best is None or base is None or not base.metrics:
+            return ""
+        return f"best {best.case_id}: wns_ps {best.metrics.get('wns_ps')} (base {base.metrics.get('wns_ps')})"
+
+    async def _stage(self, i: int, deps: list[int], done: list[anyio.Event], stages: anyio.CancelScope) -> None:
+        for d in deps:
+            await done[d].wait()
+        st = self.state.stages[i]
+        try:
+            if st.status in ("done", "aborted", "skipped"):
+                return
+            upstream = [self.state.stages[d] for d in deps]
+            if any(u.status != "done" or not u.survivors for u in upstream):
+                self.emit(ev.StageFinished(stage=i, status="skipped", reason="an upstream stage produced no survivors"))
+                return
+            if st.status == "pending":
+                parents = list(dict.fromkeys(c for u in upstream for c in u.survivors)) or [self.state.base_case]
+                ecos = containment.usable_ecos(self.spec, self.state, i, self.tool.implements())
+                for d in containment.pending_decisions(self.spec, self.state, i):
+                    self.emit(d)
+                self.emit(ev.StageStarted(stage=i, parents=parents, plan=plan_stage(self.spec, i, parents, ecos)))
+            async with anyio.create_task_group() as tg:
+                for t in self.state.stage_trials(i):
+                    if t.status not in TERMINAL:
+                        tg.start_soon(self._run_trial, t, st.mode)
+            self._finish_stage(i, stages)
+            self.checkpoint()
+        finally:
+            done[i].set()
+
+    def _finish_stage(self, i: int, stages: anyio.CancelScope) -> None:
+        st = self.state.stages[i]
+        trials = self.state.stage_trials(i)
+        ok = [t for t in trials if t.status == "done"]
+        if not ok:
+            kinds = Counter((t.failure or {}).get("type", "no_trials") for t in trials) or Counter(no_trials=1)
+            why = ", ".join(f"{k}×{n}" for k, n in sorted(kinds.items()))
+            reason = f"every trial of stage {st.name} failed ({why})" if trials else f"stage {st.name} had no usable ECO"
+            self.emit(ev.StageFinished(stage=i, status="aborted", reason=reason))
+            self._failure = reason
+            stages.cancel()
+            return
+        base = self.state.base()
+        cands = [Candidate(t.case_id, t.metrics or {}, self.state.trials[t.parent].metrics if t.parent else None)
+                 for t in ok]
+        sel = select_survivors(cands, self.spec.ranking, st.survivor_count, base.metrics if base else None,
+                               self.spec.rails.max_wns_regression_vs_parent_ps)
+        self.emit(ev.SurvivorsChosen(stage=i, survivors=sel.survivors, ranking=sel.ranking,
+                                     excluded=sel.excluded, front=sel.front))
+        self.emit(ev.StageFinished(stage=i, status="done"))
+
+    # --- one trial ------------------------------------------------------------------------
+    async def _run_trial(self, t: TrialState, mode: str) -> None:
+        while True:
+            await self._unpause.wait()
+            async with self.limiter:
+                if not self._unpause.is_set():
+                    continue
+                retry = await self._attempt(t, mode)
+            if not retry:
+                return
+
+    async def _attempt(self, t: TrialState, mode: str) -> bool:
+        """One attempt; returns True when the failure is retryable and retries remain."""
+        x = self.spec.execution
+        tdir = self.dir / "trials" / t.case_id
+        if tdir.exists():
+            shutil.rmtree(tdir)  # an attempt cut off earlier: start clean
+        tdir.mkdir(parents=True)
+        parent = self.state.trials.get(t.parent) if t.parent else None
+        ctx = TrialContext(
+            study_dir=self.dir, case_id=t.case_id, trial_dir=tdir,
+            parent_dir=(self.dir / "trials" / t.parent) if t.parent else self.dir / "snapshot",
+            parent_metrics=parent.metrics if parent else None, eco=t.eco, params=t.params, mode=mode,
+            soft_timeout_s=x.soft_timeout_s, hard_timeout_s=x.hard_timeout_s or x.soft_timeout_s * 1.25 + 5,
+            memory_limit_mb=x.memory_limit_mb)
+        self.emit(ev.TrialStarted(case_id=t.case_id, attempt=t.attempt + 1))
+        result = None
+        with anyio.CancelScope() as scope:
+            self._trial_scopes[t.case_id] = scope
+            try:
+                cmd = self.tool.prepare(ctx)
+                result = await self.executor.run(cmd)
+            except TrialFailure as f:
+                return await self._failed(t, f.failure, {}, retry=False)
+            finally:
+                self._trial_scopes.pop(t.case_id, None)
+        if scope.cancelled_caught or result is None:
+            self.emit(ev.TrialCancelled(case_id=t.case_id, reason="cancelled by operator"))
+            await self.journal.sync()
+            return False
+        fail = classify(result.outcome, tail(cmd.stderr) or tail(cmd.stdout))
+        metrics = None
+        if fail is None:
+            try:
+                metrics = self.tool.collect(ctx, result)
+            except TrialFailure as f:
+                fail = f.failure
+            except Exception as e:  # an adapter bug must not take the study down; say what it was
+                fail = failure("parse_failure", f"adapter error: {type(e).__name__}: {e}")
+        if fail is not None:
+            retry = fail["type"] in RETRYABLE and t.attempt <= x.retries
+            return await self._failed(t, fail, result.resources(), retry)
+        _read_only(tdir)
+        self.emit(ev.TrialFinished(case_id=t.case_id, metrics=metrics, resources=result.resources(),
+                                   artifacts=str(tdir.relative_to(self.dir))))
+        await self.journal.sync()
+        return False
+
+    async def _failed(self, t: TrialState, fail: dict, resources: dict, retry: bool) -> bool:
+        self.emit(ev.TrialFailed(case_id=t.case_id, failure=fail, resources=resources, retry=retry))
+        await self.journal.sync()
+        if not retry:
+            for d in containment.after_failure(self.spec, self.state, t):
+                self.emit(d)
+        return retry
+
+
+def _read_only(tdir: Path) -> None:
+    """A finished trial's files are its children's inputs: make them read-only."""
+    for p in tdir.iterdir():
+        if p.is_file():
+            p.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)

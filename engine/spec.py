@@ -1,0 +1,347 @@
+"""Study files: TOML read with tomllib, validated by pydantic, problems reported with codes.
+
+`load_study(path)` returns a `Study` (the validated spec plus where it came from) or raises
+`N2Error` listing every problem with its code, key path, line and hint.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine.ecos import CATALOG
+from engine.errors import N2Error, Problem
+
+NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+MAXIMISE = {"wns_ps": True, "tns_ps": True, "failing_endpoints": False, "power_total_w": False,
+            "power_leakage_w": False, "area_um2": False, "instances": False}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class StudyMeta(_Strict):
+    name: Annotated[str, Field(pattern=NAME)]
+    description: str = ""
+    author: str = ""
+    tags: list[str] = []
+    safety_domain: Literal["sandbox", "guarded", "locked"] = "guarded"
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    eco_allowlist: list[str] | None = None
+    eco_blocklist: list[str] = []
+
+
+class Design(_Strict):
+    top: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    tech: str | None = "osu018"
+    liberty: list[str] | None = None  # explicit Liberty files override the tech's
+    rtl: list[str] = []
+    sdc: str | None = None
+    netlist: str | None = None  # optional prepared gate-level netlist
+    base_case: Annotated[str, Field(pattern=NAME)] | None = None
+
+
+class Tool(_Strict):
+    kind: Literal["opensta", "command"] = "opensta"
+    command: list[str] | None = None  # kind=command: argv; {trial_dir} etc. are substituted
+    metrics_file: str | None = "metrics.json"  # kind=command: None means the tool reports none
+
+
+class Execution(_Strict):
+    executor: Literal["local", "ray"] = "local"
+    max_parallel: Annotated[int, Field(ge=1, le=1024)] | None = None
+    soft_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 600.0
+    hard_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] | None = None
+    retries: Annotated[int, Field(ge=0, le=5)] = 0
+    memory_limit_mb: Annotated[int, Field(ge=16, le=1 << 22)] | None = None
+
+
+class Ranking(_Strict):
+    kind: Literal["single", "weighted", "lexicographic", "pareto"] = "single"
+    objective: str = "wns_ps"
+    objectives: list[str] = []
+    weights: dict[str, float] = {}
+    tolerance: dict[str, Annotated[float, Field(ge=0)]] = {}
+    normalise: Literal["none", "base"] = "base"
+    directions: dict[str, Literal["max", "min"]] = {}
+
+
+class Rails(_Strict):
+    max_wns_regression_vs_parent_ps: Annotated[float, Field(ge=0)] | None = None
+
+
+class Abort(_Strict):
+    eco_failure_limit: Annotated[int, Field(ge=1, le=1000)] = 3
+    class_disable_after: Annotated[int, Field(ge=1, le=100)] = 2
+    catastrophic_crash_cases: Annotated[int, Field(ge=2, le=1000)] = 3
+    plateau_stages: Annotated[int, Field(ge=1, le=100)] | None = None
+    plateau_min_gain_ps: Annotated[float, Field(ge=0)] = 1.0
+
+
+class Priors(_Strict):
+    import_from: list[str] = []
+    min_trials: Annotated[int, Field(ge=1)] = 3
+    trusted_success_rate: Annotated[float, Field(ge=0, le=1)] = 0.7
+    suspicious_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+ParamSetting = float | list[float] | dict[str, float]
+
+
+class Stage(_Strict):
+    name: Annotated[str, Field(pattern=NAME)]
+    mode: Literal["sta", "sta_power"] = "sta_power"
+    trials: Annotated[int, Field(ge=1, le=100_000)]
+    survivors: Annotated[int, Field(ge=1, le=100_000)]
+    ecos: Annotated[list[str], Field(min_length=1)]
+    params: dict[str, dict[str, ParamSetting]] = {}
+    sweep: Literal["random", "grid"] = "random"
+    after: list[str] | None = None
+    max_wns_regression_ps: Annotated[float, Field(ge=0)] | None = None
+    eco_classes: list[Literal["topology_neutral", "placement_local", "routing_affecting",
+                              "global_disruptive"]] | None = None
+
+    @field_validator("ecos")
+    @classmethod
+    def _no_dupes(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("lists an ECO twice")
+        return v
+
+
+class StudySpec(_Strict):
+    study: StudyMeta
+    design: Design
+    tool: Tool = Tool()
+    execution: Execution = Execution()
+    ranking: Ranking = Ranking()
+    rails: Rails = Rails()
+    abort: Abort = Abort()
+    priors: Priors = Priors()
+    stages: Annotated[list[Stage], Field(min_length=1, max_length=64)]
+
+    def stage_deps(self) -> list[list[int]]:
+        """Indices each stage waits for: `after` if given, otherwise the previous stage."""
+        index = {s.name: i for i, s in enumerate(self.stages)}
+        return [
+            ([index[n] for n in s.after] if s.after is not None else ([i - 1] if i else []))
+            for i, s in enumerate(self.stages)
+        ]
+
+    @property
+    def base_case(self) -> str:
+        return self.design.base_case or self.design.top
+
+
+@dataclass(frozen=True)
+class Study:
+    spec: StudySpec
+    path: Path  # the study file
+    source: str  # its text, for provenance and line lookups
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(orjson.dumps(self.spec.model_dump(), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    def design_files(self) -> list[Path]:
+        d = self.spec.design
+        rels = [*d.rtl, *([d.sdc] if d.sdc else []), *([d.netlist] if d.netlist else [])]
+        return [self.root / r for r in rels]
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def load_study(path: str | os.PathLike[str]) -> Study:
+    p = Path(path)
+    try:
+        source = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise N2Error.one("N2-E109", f"study file not found: {p}", hint="check the path") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise N2Error.one("N2-E100", f"cannot read {p}: {e}") from None
+    return parse_study(source, p)
+
+
+def parse_study(source: str, path: Path) -> Study:
+    try:
+        raw = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise N2Error([Problem("N2-E100", str(e), "", int(m.group(1)) if m else None)]) from None
+    lines = _key_lines(source)
+    try:
+        spec = StudySpec.model_validate(raw)
+    except ValidationError as e:
+        raise N2Error([_problem_from_pydantic(err, lines) for err in e.errors()]) from None
+    problems = check_semantics(spec, path.parent)
+    if problems:
+        raise N2Error([_with_line(p, lines) for p in problems])
+    return Study(spec, path.resolve(), source)
+
+
+def check_semantics(spec: StudySpec, root: Path) -> list[Problem]:
+    """Cross-field rules pydantic field types cannot express."""
+    out: list[Problem] = []
+    names = [s.name for s in spec.stages]
+    for i, s in enumerate(spec.stages):
+        at = f"stages[{i}]"
+        if s.survivors > s.trials:
+            out.append(Problem("N2-E104", f"survivors ({s.survivors}) must be ≤ trials ({s.trials})", f"{at}.survivors"))
+        if names.index(s.name) != i:
+            out.append(Problem("N2-E110", f"stage name {s.name!r} is used twice", f"{at}.name"))
+        for dep in s.after or []:
+            if dep not in names:
+                out.append(Problem("N2-E108", f"after names unknown stage {dep!r}", f"{at}.after"))
+            elif names.index(dep) >= i:
+                out.append(Problem("N2-E108", f"after names {dep!r}, which is not an earlier stage", f"{at}.after"))
+        for j, e in enumerate(s.ecos):
+            if e not in CATALOG:
+                out.append(Problem("N2-E106", f"unknown ECO {e!r}", f"{at}.ecos[{j}]"))
+        for e, settings in s.params.items():
+            if e not in s.ecos:
+                out.append(Problem("N2-E107", f"params given for {e!r}, which the stage does not use", f"{at}.params.{e}"))
+                continue
+            if e not in CATALOG:
+                continue
+            for pname, setting in settings.items():
+                ps = CATALOG[e].param(pname)
+                key = f"{at}.params.{e}.{pname}"
+                if ps is None:
+                    legal = ", ".join(p.name for p in CATALOG[e].params) or "none"
+                    out.append(Problem("N2-E107", f"{e} has no parameter {pname!r} (has: {legal})", key))
+                    continue
+                for v in _setting_values(setting):
+                    if (msg := ps.check(v)) is not None:
+                        out.append(Problem("N2-E107", msg, key))
+                if isinstance(setting, dict) and (set(setting) != {"min", "max"} or setting["min"] > setting["max"]):
+                    out.append(Problem("N2-E107", "a range is {min = a, max = b} with a ≤ b", key))
+    d = spec.design
+    if not d.rtl and not d.netlist and spec.tool.kind == "opensta":
+        out.append(Problem("N2-E101", "give rtl = [...] or netlist = \"...\"", "design"))
+    for key, rel in [*((f"design.rtl[{i}]", r) for i, r in enumerate(d.rtl)),
+                     ("design.sdc", d.sdc), ("design.netlist", d.netlist)]:
+        if rel is None:
+            continue
+        if (msg := _path_problem(root, rel)) is not None:
+            out.append(Problem("N2-E109", msg, key))
+    if spec.tool.kind == "command" and not spec.tool.command:
+        out.append(Problem("N2-E101", "kind = \"command\" needs command = [...]", "tool.command"))
+    r = spec.ranking
+    metrics = [r.objective] if r.kind == "single" else (list(r.weights) if r.kind == "weighted" else r.objectives)
+    if r.kind != "single" and not metrics:
+        out.append(Problem("N2-E113", f"kind = {r.kind!r} needs objectives (or weights)", "ranking"))
+    for m in metrics:
+        if m not in MAXIMISE and m not in r.directions:
+            out.append(Problem("N2-E113", f"metric {m!r} has no known direction", "ranking.directions",
+                               hint=f'add directions = {{ {m} = "max" }} (or "min")'))
+    e = spec.execution
+    if e.hard_timeout_s is not None and e.hard_timeout_s < e.soft_timeout_s:
+        out.append(Problem("N2-E103", "hard_timeout_s must be ≥ soft_timeout_s", "execution.hard_timeout_s"))
+    for j, name in enumerate([*(spec.study.eco_allowlist or []), *spec.study.eco_blocklist]):
+        if name not in CATALOG:
+            out.append(Problem("N2-E106", f"unknown ECO {name!r} in allow/blocklist", "study"))
+    return out
+
+
+def _setting_values(setting: ParamSetting) -> list[float]:
+    if isinstance(setting, dict):
+        return list(setting.values())
+    return list(setting) if isinstance(setting, list) else [setting]
+
+
+def _path_problem(root: Path, rel: str) -> str | None:
+    if not rel or os.path.isabs(rel):
+        return f"{rel!r} must be a path relative to the study file"
+    full = (root / rel).resolve()
+    if not full.is_relative_to(root.resolve()):
+        return f"{rel!r} escapes the study folder {root}"
+    if not full.is_file():
+        return f"{rel!r} does not exist (looked at {full})"
+    return None
+
+
+# --- mapping problems to codes and lines ----------------------------------------------------
+
+_TYPE_CODES = {"missing": "N2-E101", "extra_forbidden": "N2-E105"}
+_RANGE_TYPES = ("greater_than", "less_than", "too_short", "too_long", "string_pattern_mismatch")
+
+
+def _problem_from_pydantic(err: dict[str, Any], lines: dict[tuple, int]) -> Problem:
+    loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x in ("int", "float", "list[float]", "dict[str,float]")))
+    t = err["type"]
+    code = _TYPE_CODES.get(t) or ("N2-E103" if t.startswith(_RANGE_TYPES) else "N2-E102")
+    msg = err["msg"]
+    if t == "extra_forbidden":
+        msg = f"unknown key {loc[-1]!r}"
+    elif t == "missing":
+        msg = f"required key {loc[-1]!r} is missing"
+    elif "input" in err and t != "missing":
+        msg = f"{msg} (got {_short(err['input'])})"
+    return Problem(code, msg, _dotted(loc), _lookup_line(loc, lines))
+
+
+def _with_line(p: Problem, lines: dict[tuple, int]) -> Problem:
+    loc = tuple(int(x) if x.isdigit() else x for x in re.findall(r"[^.\[\]]+", p.path))
+    return Problem(p.code, p.message, p.path, _lookup_line(loc, lines), p.hint)
+
+
+def _short(v: Any) -> str:
+    s = repr(v)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for x in loc:
+        out += f"[{x}]" if isinstance(x, int) else (f".{x}" if out else str(x))
+    return out
+
+
+def _lookup_line(loc: tuple, lines: dict[tuple, int]) -> int | None:
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_.\"'-]+)\s*=")
+
+
+def _key_lines(source: str) -> dict[tuple, int]:
+    """Map key paths to 1-based line numbers.  tomllib keeps no positions, so scan the text;
+    arrays of tables are numbered by occurrence (`[[stages]]` #2 -> ("stages", 1))."""
+    out: dict[tuple, int] = {}
+    counts: dict[tuple, int] = {}
+    table: tuple = ()
+    for no, line in enumerate(source.splitlines(), 1):
+        if m := _HEADER.match(line):
+            parts = tuple(x.strip().strip("\"'") for x in m.group(2).split("."))
+            resolved: tuple = ()
+            for k in parts[:-1]:  # nested under the latest element of any array table
+                resolved += (k,)
+                if resolved in counts:
+                    resolved += (counts[resolved],)
+            resolved += (parts[-1],)
+            if m.group(1) == "[[":
+                counts[resolved] = counts.get(resolved, -1) + 1
+                out.setdefault(resolved, no)
+                resolved += (counts[resolved],)
+            table = resolved
+            out.setdefault(table, no)
+        elif m := _KEY.match(line):
+            key = table + tuple(x.strip("\"'") for x in m.group(1).split("."))
+            out.setdefault(key, no)
+    return out

@@ -1,0 +1,204 @@
+"""The one reducer: `fold(state, event)` turns journal events into study state.
+
+The engine folds to resume, the console to draw, reports to summarise.  `fold` updates the
+state in place and returns it (a 10k-trial replay must stay well under a second).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from engine import events as ev
+
+TERMINAL = {"done", "failed", "cancelled"}
+
+
+@dataclass(slots=True)
+class TrialState:
+    case_id: str
+    stage: int  # -1 for the base case
+    index: int
+    parent: str | None
+    eco: str
+    params: dict[str, Any]
+    status: str = "planned"  # planned | running | done | failed | cancelled
+    attempt: int = 0
+    metrics: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+    resources: dict[str, Any] | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    artifacts: str = ""
+
+
+@dataclass(slots=True)
+class StageState:
+    index: int
+    name: str
+    mode: str
+    budget: int
+    survivor_count: int
+    after: list[int]
+    status: str = "pending"  # pending | running | done | aborted | skipped
+    parents: list[str] = field(default_factory=list)
+    cases: list[str] = field(default_factory=list)
+    survivors: list[str] = field(default_factory=list)
+    ranking: list[str] = field(default_factory=list)
+    front: list[str] = field(default_factory=list)
+    excluded: dict[str, str] = field(default_factory=dict)
+    started_at: float | None = None
+    ended_at: float | None = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class StudyState:
+    name: str = ""
+    status: str = "new"  # new | running | interrupted | complete | failed | blocked
+    reason: str = ""
+    spec_hash: str = ""
+    spec: dict[str, Any] = field(default_factory=dict)
+    base_case: str = ""
+    safety_domain: str = ""
+    max_parallel: int = 1
+    provenance: dict[str, Any] = field(default_factory=dict)
+    stages: list[StageState] = field(default_factory=list)
+    trials: dict[str, TrialState] = field(default_factory=dict)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    controls: list[dict[str, Any]] = field(default_factory=list)
+    paused: bool = False
+    seq: int = 0
+    started_at: float | None = None
+    last_event_at: float | None = None
+    resumes: int = 0
+
+    # --- derived views (computed, never stored) ---
+    def base(self) -> TrialState | None:
+        return self.trials.get(self.base_case)
+
+    def stage_trials(self, i: int) -> list[TrialState]:
+        return [self.trials[c] for c in self.stages[i].cases]
+
+    def running(self) -> list[TrialState]:
+        return [t for t in self.trials.values() if t.status == "running"]
+
+    def counts(self) -> tuple[int, int]:
+        """(finished trials, planned total) across the study, base case excluded."""
+        total = sum(s.budget for s in self.stages)
+        done = sum(1 for t in self.trials.values() if t.stage >= 0 and t.status in TERMINAL)
+        return done, total
+
+
+def fold(s: StudyState, e: ev.Event) -> StudyState:
+    s.seq = e.seq
+    s.last_event_at = e.t
+    handler = _HANDLERS.get(type(e))
+    if handler is not None:
+        handler(s, e)
+    return s
+
+
+def replay(events: list[ev.Event], s: StudyState | None = None) -> StudyState:
+    s = s or StudyState()
+    for e in events:
+        fold(s, e)
+    return s
+
+
+def _study_started(s: StudyState, e: ev.StudyStarted) -> None:
+    s.name, s.spec_hash, s.spec, s.base_case = e.name, e.spec_hash, e.spec, e.base_case
+    s.safety_domain, s.max_parallel, s.provenance = e.safety_domain, e.max_parallel, e.provenance
+    s.status, s.started_at = "running", e.t
+    s.stages = [StageState(i, d["name"], d["mode"], d["trials"], d["survivors"], list(d["after"]))
+                for i, d in enumerate(e.stages)]
+    s.trials[e.base_case] = TrialState(e.base_case, -1, 0, None, "noop", {})
+
+
+def _study_resumed(s: StudyState, e: ev.StudyResumed) -> None:
+    s.status, s.reason, s.paused = "running", "", False
+    s.resumes += 1
+    for c in e.requeued:
+        t = s.trials[c]
+        t.status, t.metrics, t.failure, t.resources = "planned", None, None, None
+
+
+def _stage_started(s: StudyState, e: ev.StageStarted) -> None:
+    st = s.stages[e.stage]
+    st.status, st.parents, st.started_at = "running", list(e.parents), e.t
+    st.cases = [p["case_id"] for p in e.plan]
+    for p in e.plan:
+        s.trials[p["case_id"]] = TrialState(p["case_id"], e.stage, p["index"], p["parent"], p["eco"], p["params"])
+
+
+def _trial_started(s: StudyState, e: ev.TrialStarted) -> None:
+    t = s.trials[e.case_id]
+    t.status, t.attempt, t.started_at, t.ended_at = "running", e.attempt, e.t, None
+
+
+def _trial_finished(s: StudyState, e: ev.TrialFinished) -> None:
+    t = s.trials[e.case_id]
+    t.status, t.metrics, t.resources, t.ended_at, t.artifacts = "done", e.metrics, e.resources, e.t, e.artifacts
+    t.failure = None
+
+
+def _trial_failed(s: StudyState, e: ev.TrialFailed) -> None:
+    t = s.trials[e.case_id]
+    t.failure, t.resources, t.ended_at = e.failure, e.resources, e.t
+    t.status = "planned" if e.retry else "failed"
+
+
+def _trial_cancelled(s: StudyState, e: ev.TrialCancelled) -> None:
+    t = s.trials[e.case_id]
+    t.status, t.ended_at = "cancelled", e.t
+    t.failure = {"type": "cancelled", "severity": "info", "reason": e.reason, "excerpt": ""}
+
+
+def _survivors(s: StudyState, e: ev.SurvivorsChosen) -> None:
+    st = s.stages[e.stage]
+    st.survivors, st.ranking, st.excluded, st.front = list(e.survivors), list(e.ranking), dict(e.excluded), list(e.front)
+
+
+def _stage_finished(s: StudyState, e: ev.StageFinished) -> None:
+    st = s.stages[e.stage]
+    st.status, st.reason, st.ended_at = e.status, e.reason, e.t
+
+
+def _decision(s: StudyState, e: ev.PolicyDecision) -> None:
+    s.decisions.append({"seq": e.seq, "scope": e.scope, "action": e.action, "subject": e.subject,
+                        "reason": e.reason, "stage": e.stage})
+
+
+def _study_finished(s: StudyState, e: ev.StudyFinished) -> None:
+    s.status, s.reason = e.status, e.reason
+    for t in s.trials.values():
+        if t.status == "running":  # a trial still open at the end was cut off
+            t.status = "cancelled"
+
+
+def _interrupted(s: StudyState, e: ev.StudyInterrupted) -> None:
+    s.status, s.reason = "interrupted", e.reason
+
+
+def _control(s: StudyState, e: ev.ControlAck) -> None:
+    s.controls.append({"seq": e.seq, "request": e.request, "target": e.target, "accepted": e.accepted, "detail": e.detail})
+    if e.accepted and e.request in ("pause", "resume"):
+        s.paused = e.request == "pause"
+
+
+_HANDLERS = {
+    ev.StudyStarted: _study_started, ev.StudyResumed: _study_resumed, ev.StageStarted: _stage_started,
+    ev.TrialStarted: _trial_started, ev.TrialFinished: _trial_finished, ev.TrialFailed: _trial_failed,
+    ev.TrialCancelled: _trial_cancelled, ev.SurvivorsChosen: _survivors, ev.StageFinished: _stage_finished,
+    ev.PolicyDecision: _decision, ev.StudyFinished: _study_finished, ev.StudyInterrupted: _interrupted,
+    ev.ControlAck: _control,
+}
+
+
+# --- snapshot (de)serialisation: orjson writes the dataclasses; this rebuilds them ---------
+
+def from_snapshot(d: dict[str, Any]) -> StudyState:
+    d = dict(d)
+    d["stages"] = [StageState(**x) for x in d["stages"]]
+    d["trials"] = {k: TrialState(**v) for k, v in d["trials"].items()}
+    names = {f.name for f in fields(StudyState)}
+    return StudyState(**{k: v for k, v in d.items() if k in names})

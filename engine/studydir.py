@@ -1,0 +1,116 @@
+"""Study directories: a fresh, self-contained one per run, and the checks before a resume."""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine.errors import N2Error, Problem
+from engine.fsutil import atomic_write
+from engine.journal import is_study_dir, recover
+from engine.spec import Study, load_study
+
+INPUTS = "inputs"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def new_study_dir(study: Study, root: Path = Path("studies"), explicit: Path | None = None) -> Path:
+    """Create <root>/<name>-<timestamp>[-n]; a second run never overwrites the first."""
+    if explicit is not None:
+        if explicit.exists() and any(explicit.iterdir()):
+            raise N2Error.one("N2-E206", f"{explicit} exists and is not empty",
+                              hint="pick a new --study-dir; existing results are never touched")
+        d = explicit
+    else:
+        stem = f"{study.spec.study.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        d, n = root / stem, 1
+        while d.exists():
+            n += 1
+            d = root / f"{stem}-{n}"
+    d.mkdir(parents=True, exist_ok=True)
+    inputs = d / INPUTS
+    inputs.mkdir()
+    (inputs / "study.toml").write_text(study.source, encoding="utf-8")
+    hashes = {"study.toml": hashlib.sha256(study.source.encode()).hexdigest()}
+    for f in study.design_files():
+        rel = f.resolve().relative_to(study.root)
+        (inputs / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, inputs / rel)
+        hashes[str(rel)] = sha256(f)
+    prov = {"source_study": str(study.path), "spec_hash": study.spec_hash(), "inputs": hashes,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(), "pid": os.getpid(),
+            "python": platform.python_version()}
+    write_provenance(d, prov)
+    return d.resolve()
+
+
+def read_provenance(d: Path) -> dict[str, Any]:
+    try:
+        return orjson.loads((d / "provenance.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+
+
+def write_provenance(d: Path, prov: dict[str, Any]) -> None:
+    atomic_write(d / "provenance.json", orjson.dumps(prov, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
+def require_study_dir(d: Path) -> None:
+    if not is_study_dir(d):
+        raise N2Error.one("N2-E203", f"{d} is not a study directory (no journal.jsonl)")
+
+
+def open_for_resume(d: Path) -> Study:
+    """Load the study's own copy, and refuse it if it, its inputs or the original file changed."""
+    require_study_dir(d)
+    study = load_study(d / INPUTS / "study.toml")
+    rec = recover(d)
+    recorded = rec.state.spec
+    problems: list[Problem] = []
+    if recorded and study.spec_hash() != rec.state.spec_hash:
+        problems += _changes("inputs/study.toml", recorded, study.spec.model_dump())
+    prov = read_provenance(d)
+    for rel, h in prov.get("inputs", {}).items():
+        if rel != "study.toml" and (not (d / INPUTS / rel).is_file() or sha256(d / INPUTS / rel) != h):
+            problems.append(Problem("N2-E202", f"design input {rel} changed since the study started", f"inputs/{rel}"))
+    src = Path(prov.get("source_study", ""))
+    if recorded and src.is_file():
+        try:
+            original = load_study(src)
+        except N2Error:
+            original = None  # a broken original cannot be what the study runs; the copy is
+        if original is not None and original.spec_hash() != rec.state.spec_hash:
+            problems += _changes(str(src), recorded, original.spec.model_dump())
+    if problems:
+        raise N2Error(problems)
+    return study
+
+
+def _changes(where: str, before: dict, after: dict) -> list[Problem]:
+    a, b = _flatten(before), _flatten(after)
+    diffs = [f"{k}: {a.get(k, '(absent)')!r} → {b.get(k, '(absent)')!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+    return [Problem("N2-E202", f"{where} changed since the study started: {shown}", where)]
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(d, list) and d and all(isinstance(x, dict) for x in d):
+        out = {}
+        for i, v in enumerate(d):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: d}

@@ -1,0 +1,17 @@
+"""Tool adapters. `make_tool` picks the one a study names."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.spec import Study
+from engine.tools.base import ToolAdapter
+
+
+def make_tool(study: Study, study_dir: Path) -> ToolAdapter:
+    if study.spec.tool.kind == "command":
+        from engine.tools.command import CommandTool
+
+        return CommandTool(study.spec.tool)
+    from engine.tools.opensta import OpenSTATool
+
+    return OpenSTATool(study, study_dir)

@@ -1,0 +1,55 @@
+"""A generic command tool: runs argv in the trial directory and reads a JSON metrics file.
+
+The trial's inputs are in trial.json and in N2_* environment variables; `{trial_dir}`,
+`{parent_dir}`, `{case_id}`, `{eco}` in argv are substituted.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+
+from engine.ecos import CATALOG
+from engine.executors import Command, ExecResult
+from engine.spec import Tool
+from engine.tools.base import TrialContext, TrialFailure, tail
+
+
+class CommandTool:
+    name = "command"
+
+    def __init__(self, tool: Tool) -> None:
+        assert tool.command
+        self.argv = tool.command
+        self.metrics_file = tool.metrics_file
+
+    def implements(self) -> set[str]:
+        return set(CATALOG)
+
+    def prepare(self, ctx: TrialContext) -> Command:
+        info = {"case_id": ctx.case_id, "eco": ctx.eco, "params": ctx.params, "mode": ctx.mode,
+                "parent_dir": str(ctx.parent_dir), "parent_metrics": ctx.parent_metrics}
+        (ctx.trial_dir / "trial.json").write_bytes(orjson.dumps(info))
+        subst = {"trial_dir": str(ctx.trial_dir), "parent_dir": str(ctx.parent_dir), "case_id": ctx.case_id,
+                 "eco": ctx.eco}
+        argv = [a.format(**subst) if "{" in a else a for a in self.argv]
+        env = dict(os.environ, N2_CASE_ID=ctx.case_id, N2_ECO=ctx.eco, N2_PARAMS=orjson.dumps(ctx.params).decode(),
+                   N2_TRIAL_DIR=str(ctx.trial_dir), N2_PARENT_DIR=str(ctx.parent_dir), N2_MODE=ctx.mode)
+        return Command(argv, ctx.trial_dir, ctx.trial_dir / "stdout.log", ctx.trial_dir / "stderr.log",
+                       ctx.soft_timeout_s, ctx.hard_timeout_s, env, ctx.memory_limit_mb)
+
+    def collect(self, ctx: TrialContext, result: ExecResult) -> dict[str, Any]:
+        if self.metrics_file is None:
+            return {}
+        path = ctx.trial_dir / self.metrics_file
+        try:
+            data = orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise TrialFailure("missing_output", f"tool wrote no {self.metrics_file}",
+                               tail(ctx.trial_dir / "stderr.log") or tail(ctx.trial_dir / "stdout.log")) from None
+        except orjson.JSONDecodeError as e:
+            raise TrialFailure("parse_failure", f"{self.metrics_file} is not JSON: {e}", tail(path, 400)) from None
+        if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
+            raise TrialFailure("parse_failure", f"{self.metrics_file} must map metric names to numbers", tail(path, 400))
+        return data
