@@ -177,18 +177,11 @@ def run_engine(study_dir: Path, json: bool = False) -> int:
     from engine.tools import make_tool
 
     study_dir = study_dir.resolve()
-    study = open_for_resume(study_dir) if (study_dir / "journal.jsonl").exists() else _load_copy(study_dir)
+    study = open_for_resume(study_dir)
     engine = Engine(study_dir, study, make_tool(study, study_dir), listeners=[Printer(json=json)],
                     provenance=read_provenance(study_dir))
     status = anyio.run(engine.run)
     return STATUS_EXIT.get(status, EXIT_FAILED)
-
-
-def _load_copy(study_dir: Path):
-    from engine.spec import load_study
-    from engine.studydir import INPUTS
-
-    return load_study(study_dir / INPUTS / "study.toml")
 
 
 def cmd_status(study_dir: Path) -> int:

@@ -11,6 +11,7 @@ import signal
 import stat
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +20,7 @@ import orjson
 
 from engine import events as ev
 from engine.errors import N2Error
-from engine.executors import Executor, LocalExecutor
+from engine.executors import Command, ExecResult, Executor, Job, LocalExecutor, kill_orphans
 from engine.fsutil import StudyLock
 from engine.journal import JOURNAL, JournalWriter, recover, write_checkpoint
 from engine.policy import containment
@@ -33,6 +34,7 @@ from engine.tools.base import ToolAdapter, TrialContext, TrialFailure, tail
 
 Listener = Callable[[ev.Event, StudyState], None]
 CONTROL_DIR = "control"
+TRIAL_ENV = "N2_TRIAL_DIR"  # in every tool's environment; finds orphans after a crash
 
 
 def usable_cpus() -> int:
@@ -104,7 +106,12 @@ class Engine:
         elif s.status in ("complete", "failed", "blocked"):
             raise N2Error.one("N2-E204", f"study {s.name} already ended ({s.status})")
         else:
-            self.emit(ev.StudyResumed(pid=os.getpid(), requeued=sorted(t.case_id for t in s.running())))
+            requeued = sorted(t.case_id for t in s.running())
+            self.emit(ev.StudyResumed(pid=os.getpid(), requeued=requeued))
+            if requeued:  # tools of the dead engine may still run; they must not write into re-runs
+                pids = kill_orphans(TRIAL_ENV, {str(self.dir / "trials" / c) for c in requeued})
+                if pids:
+                    self.log("warning", f"killed {len(pids)} orphaned tool process(es) of the previous engine")
         for w in warnings:
             self.log("warning", w)
         async with anyio.create_task_group() as tg:
@@ -258,12 +265,11 @@ class Engine:
                 return
 
     async def _attempt(self, t: TrialState, mode: str) -> bool:
-        """One attempt; returns True when the failure is retryable and retries remain."""
+        """One attempt; returns True when the failure is retryable and retries remain.
+        Filesystem work runs with the tool, in one executor job: metadata syscalls must not
+        stall the loop, and every thread hop adds latency to each trial."""
         x = self.spec.execution
         tdir = self.dir / "trials" / t.case_id
-        if tdir.exists():
-            shutil.rmtree(tdir)  # an attempt cut off earlier: start clean
-        tdir.mkdir(parents=True)
         parent = self.state.trials.get(t.parent) if t.parent else None
         ctx = TrialContext(
             study_dir=self.dir, case_id=t.case_id, trial_dir=tdir,
@@ -272,37 +278,51 @@ class Engine:
             soft_timeout_s=x.soft_timeout_s, hard_timeout_s=x.hard_timeout_s or x.soft_timeout_s * 1.25 + 5,
             memory_limit_mb=x.memory_limit_mb)
         self.emit(ev.TrialStarted(case_id=t.case_id, attempt=t.attempt + 1))
-        result = None
+        done = None
         with anyio.CancelScope() as scope:
             self._trial_scopes[t.case_id] = scope
             try:
-                cmd = self.tool.prepare(ctx)
-                result = await self.executor.run(cmd)
+                done = await self.executor.run(Job(partial(self._prepare, ctx), partial(self._collect, ctx),
+                                                   ctx.soft_timeout_s, ctx.hard_timeout_s))
             except TrialFailure as f:
                 return await self._failed(t, f.failure, {}, retry=False)
             finally:
                 self._trial_scopes.pop(t.case_id, None)
-        if scope.cancelled_caught or result is None:
+        if scope.cancelled_caught or done is None:
             self.emit(ev.TrialCancelled(case_id=t.case_id, reason="cancelled by operator"))
             await self.journal.sync()
             return False
-        fail = classify(result.outcome, tail(cmd.stderr) or tail(cmd.stdout))
-        metrics = None
-        if fail is None:
-            try:
-                metrics = self.tool.collect(ctx, result)
-            except TrialFailure as f:
-                fail = f.failure
-            except Exception as e:  # an adapter bug must not take the study down; say what it was
-                fail = failure("parse_failure", f"adapter error: {type(e).__name__}: {e}")
+        result, (metrics, fail) = done
         if fail is not None:
             retry = fail["type"] in RETRYABLE and t.attempt <= x.retries
             return await self._failed(t, fail, result.resources(), retry)
-        _read_only(tdir)
         self.emit(ev.TrialFinished(case_id=t.case_id, metrics=metrics, resources=result.resources(),
                                    artifacts=str(tdir.relative_to(self.dir))))
         await self.journal.sync()
         return False
+
+    def _prepare(self, ctx: TrialContext) -> Command:
+        """Executor side: a clean trial directory and the tool's inputs in it."""
+        if ctx.trial_dir.exists():  # an attempt cut off earlier: start clean
+            shutil.rmtree(ctx.trial_dir)
+        ctx.trial_dir.mkdir(parents=True)
+        cmd = self.tool.prepare(ctx)
+        cmd.env = {**(cmd.env or os.environ), TRIAL_ENV: str(ctx.trial_dir)}
+        return cmd
+
+    def _collect(self, ctx: TrialContext, cmd: Command, result: ExecResult) -> tuple[dict | None, dict | None]:
+        """Executor side: classify the run, parse the tool's outputs, seal the directory."""
+        fail = classify(result.outcome, tail(cmd.stderr) or tail(cmd.stdout))
+        if fail is not None:
+            return None, fail
+        try:
+            metrics = self.tool.collect(ctx, result)
+        except TrialFailure as f:
+            return None, f.failure
+        except Exception as e:  # an adapter bug must not take the study down; say what it was
+            return None, failure("parse_failure", f"adapter error: {type(e).__name__}: {e}")
+        _read_only(ctx.trial_dir)
+        return metrics, None
 
     async def _failed(self, t: TrialState, fail: dict, resources: dict, retry: bool) -> bool:
         self.emit(ev.TrialFailed(case_id=t.case_id, failure=fail, resources=resources, retry=retry))
@@ -313,8 +333,11 @@ class Engine:
         return retry
 
 
+LOGS = {"stdout.log", "stderr.log"}
+
+
 def _read_only(tdir: Path) -> None:
-    """A finished trial's files are its children's inputs: make them read-only."""
+    """A finished trial's artifacts are its children's inputs: make them read-only."""
     for p in tdir.iterdir():
-        if p.is_file():
+        if p.name not in LOGS and p.is_file():
             p.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)

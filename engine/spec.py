@@ -225,6 +225,8 @@ def check_semantics(spec: StudySpec, root: Path) -> list[Problem]:
                 for v in _setting_values(setting):
                     if (msg := ps.check(v)) is not None:
                         out.append(Problem("N2-E107", msg, key))
+                if isinstance(setting, list) and not setting:
+                    out.append(Problem("N2-E107", "a list of choices needs at least one value", key))
                 if isinstance(setting, dict) and (set(setting) != {"min", "max"} or setting["min"] > setting["max"]):
                     out.append(Problem("N2-E107", "a range is {min = a, max = b} with a ≤ b", key))
     d = spec.design

@@ -65,7 +65,8 @@ def write_provenance(d: Path, prov: dict[str, Any]) -> None:
 
 
 def require_study_dir(d: Path) -> None:
-    if not is_study_dir(d):
+    """A study dir has a journal, or at least its inputs (a run killed before its first event)."""
+    if not is_study_dir(d) and not (d / INPUTS / "study.toml").is_file():
         raise N2Error.one("N2-E203", f"{d} is not a study directory (no journal.jsonl)")
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Callable, Protocol
 
 import anyio
 
@@ -22,8 +22,6 @@ class Command:
     cwd: Path
     stdout: Path
     stderr: Path
-    soft_timeout_s: float
-    hard_timeout_s: float
     env: dict[str, str] | None = None
     memory_limit_mb: int | None = None
 
@@ -46,8 +44,19 @@ class ExecResult:
                 "wall_s": round(self.wall_s, 6), "cpu_s": round(self.cpu_s, 6), "maxrss_kb": self.maxrss_kb}
 
 
+@dataclass
+class Job:
+    """One trial's work for an executor: `prepare` makes the command, `collect` reads what it
+    left.  Both run where the command runs (a worker thread here, a remote node elsewhere)."""
+
+    prepare: Callable[[], Command]
+    collect: Callable[[Command, ExecResult], Any]
+    soft_timeout_s: float
+    hard_timeout_s: float
+
+
 class Executor(Protocol):
-    async def run(self, cmd: Command) -> ExecResult: ...
+    async def run(self, job: Job) -> tuple[ExecResult, Any]: ...
 
 
 @dataclass
@@ -86,20 +95,24 @@ class LocalExecutor:
     def __init__(self, max_parallel: int) -> None:
         self.threads = anyio.CapacityLimiter(max_parallel + 2)
 
-    async def run(self, cmd: Command) -> ExecResult:
+    async def run(self, job: Job) -> tuple[ExecResult, Any]:
         proc = _Proc()
 
         async def watchdog() -> None:
-            await anyio.sleep(cmd.soft_timeout_s)
+            await anyio.sleep(job.soft_timeout_s)
             proc.send(signal.SIGTERM, timeout=True)
-            await anyio.sleep(max(cmd.hard_timeout_s - cmd.soft_timeout_s, 0.0))
+            await anyio.sleep(max(job.hard_timeout_s - job.soft_timeout_s, 0.0))
             proc.send(signal.SIGKILL, timeout=True)
+
+        def work() -> tuple[ExecResult, Any]:
+            cmd = job.prepare()
+            result = _run_blocking(cmd, proc)
+            return result, job.collect(cmd, result)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(watchdog)
             try:
-                result = await anyio.to_thread.run_sync(_run_blocking, cmd, proc, abandon_on_cancel=True,
-                                                        limiter=self.threads)
+                result = await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=self.threads)
             except anyio.get_cancelled_exc_class():
                 proc.send(signal.SIGKILL, cancel=True)
                 with anyio.CancelScope(shield=True):
@@ -148,3 +161,26 @@ def _run_blocking(cmd: Command, proc: _Proc) -> ExecResult:
     outcome = Outcome(rc=rc, signal=sig, timed_out=proc.timed_out, killed_by_us=proc.killed_by_us,
                       cancelled=proc.cancelled)
     return ExecResult(outcome, started, ended, ru.ru_utime + ru.ru_stime, ru.ru_maxrss)
+
+
+def kill_orphans(marker: str, values: set[str]) -> list[int]:
+    """Kill the process groups of tools an engine left behind when it died (kill -9, power
+    cut).  Every tool runs as a session leader with `marker=<its trial dir>` in its
+    environment, which its children inherit; reading /proc finds them after the fact."""
+    killed: list[int] = []
+    prefix = marker.encode() + b"="
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        found = next((v[len(prefix):].decode(errors="replace") for v in env if v.startswith(prefix)), None)
+        if found in values:
+            try:
+                os.killpg(os.getpgid(int(entry.name)), signal.SIGKILL)
+                killed.append(int(entry.name))
+            except OSError:
+                pass
+    return killed

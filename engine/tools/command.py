@@ -22,7 +22,7 @@ class CommandTool:
     def __init__(self, tool: Tool) -> None:
         assert tool.command
         self.argv = tool.command
-        self.metrics_file = tool.metrics_file
+        self.metrics_file = tool.metrics_file or None  # "" in TOML: the tool reports no metrics
 
     def implements(self) -> set[str]:
         return set(CATALOG)
@@ -36,8 +36,8 @@ class CommandTool:
         argv = [a.format(**subst) if "{" in a else a for a in self.argv]
         env = dict(os.environ, N2_CASE_ID=ctx.case_id, N2_ECO=ctx.eco, N2_PARAMS=orjson.dumps(ctx.params).decode(),
                    N2_TRIAL_DIR=str(ctx.trial_dir), N2_PARENT_DIR=str(ctx.parent_dir), N2_MODE=ctx.mode)
-        return Command(argv, ctx.trial_dir, ctx.trial_dir / "stdout.log", ctx.trial_dir / "stderr.log",
-                       ctx.soft_timeout_s, ctx.hard_timeout_s, env, ctx.memory_limit_mb)
+        return Command(argv, ctx.trial_dir, ctx.trial_dir / "stdout.log", ctx.trial_dir / "stderr.log", env,
+                       ctx.memory_limit_mb)
 
     def collect(self, ctx: TrialContext, result: ExecResult) -> dict[str, Any]:
         if self.metrics_file is None:

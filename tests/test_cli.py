@@ -1,0 +1,79 @@
+"""The headless CLI as an operator uses it: real processes, real exit codes, real output."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import orjson
+
+from tests.conftest import NOODLE2, ROOT, cli_env, fake_study
+
+
+def sh(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*NOODLE2, *args], cwd=ROOT, env=kw.pop("env", cli_env()), capture_output=True, text=True, **kw)
+
+
+def test_help_shows_examples():
+    for args in [("--help",), ("run", "--help"), ("resume", "--help"), ("watch", "--help"), ("status", "--help")]:
+        r = sh(*args)
+        assert r.returncode == 0 and "examples:" in r.stdout and "noodle2 " in r.stdout
+
+
+def test_validate_error_exit_2_no_traceback(tmp_path):
+    path = fake_study(tmp_path)
+    path.write_text(path.read_text().replace("survivors = 1", "survivors = 30"))
+    r = sh("validate", str(path))
+    assert r.returncode == 2
+    assert "N2-E104 stages[2].survivors (line" in r.stderr and "hint:" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_dry_run_prints_plan_and_runs_nothing(tmp_path):
+    r = sh("run", str(fake_study(tmp_path)), "--dry-run", "--root", str(tmp_path / "studies"))
+    assert r.returncode == 0 and "13 trials + 1 base case" in r.stdout
+    assert not (tmp_path / "studies").exists()
+
+
+def test_unattended_lines_json_and_fresh_dirs(tmp_path):
+    path = fake_study(tmp_path)
+    r1 = sh("run", str(path), "--unattended", "--root", str(tmp_path / "studies"))
+    assert r1.returncode == 0, r1.stderr
+    trial_lines = [line for line in r1.stdout.splitlines() if line.strip().startswith("✓ fake_")]
+    assert len(trial_lines) == 13 and all("WNS" in line for line in trial_lines)
+    assert sum(line.startswith("■ stage") for line in r1.stdout.splitlines()) == 3
+    r2 = sh("run", str(path), "--unattended", "--json", "--root", str(tmp_path / "studies"))
+    types = [orjson.loads(line)["type"] for line in r2.stdout.splitlines() if line.startswith("{")]
+    assert types[0] == "study_started" and types[-2:] == ["study_finished", "checkpoint_written"]
+    assert len(list((tmp_path / "studies").iterdir())) == 2  # a second run never overwrites the first
+    d = sorted((tmp_path / "studies").iterdir())[0]
+    st = sh("status", str(d))
+    assert "[complete]" in st.stdout and "13/13 finished" in st.stdout
+
+
+def test_watch_follows_another_process_and_sigterm_resumes(tmp_path):
+    path = fake_study(tmp_path)
+    d = tmp_path / "study"
+    env = cli_env(N2_FAKE_DELAY="0.15")
+    engine = subprocess.Popen([*NOODLE2, "run", str(path), "--unattended", "--study-dir", str(d)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (d / "journal.jsonl").exists():
+        time.sleep(0.05)
+    watcher = subprocess.Popen([*NOODLE2, "watch", str(d)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    time.sleep(1.2)
+    st = sh("status", str(d))
+    assert "[running]" in st.stdout and f"engine PID {engine.pid}" in st.stdout
+    engine.send_signal(signal.SIGTERM)
+    out, _ = engine.communicate(timeout=30)
+    assert engine.returncode == 3
+    assert f"resume with: noodle2 resume {d}" in out
+    wout, _ = watcher.communicate(timeout=30)
+    assert watcher.returncode == 3 and "interrupted" in wout and "✓ fake " in wout
+    assert "[interrupted]" in sh("status", str(d)).stdout
+    r = sh("resume", str(d), env=env)
+    assert r.returncode == 0 and "resumed" in r.stdout and "study fake complete" in r.stdout
+
+
+def test_resume_of_non_study_dir_is_coded(tmp_path):
+    r = sh("resume", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.startswith("N2-E203")

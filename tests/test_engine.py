@@ -1,0 +1,219 @@
+"""Engine behaviour with real subprocesses: the deterministic fake ECO tool, and fault
+injection tools that crash, hang, fail or eat memory."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import events as ev
+from engine.errors import N2Error
+from engine.fsutil import StudyLock
+from engine.journal import JOURNAL, read_events, recover
+from engine.runner import Engine
+from engine.spec import load_study
+from engine.studydir import new_study_dir, open_for_resume
+from engine.tools import make_tool
+from tests.conftest import FAKE, fake_study
+
+
+async def run(path: Path, root: Path, **env: str) -> tuple[str, Engine]:
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        study = load_study(path)
+        d = new_study_dir(study, root)
+        eng = Engine(d, study, make_tool(study, d))
+        status = await eng.run()
+        return status, eng
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def outcome(eng: Engine) -> dict:
+    s = eng.state
+    return {"survivors": [st.survivors for st in s.stages],
+            "metrics": {c: t.metrics for c, t in sorted(s.trials.items())},
+            "plan": {c: (t.parent, t.eco, t.params) for c, t in sorted(s.trials.items())}}
+
+
+async def test_decisions_do_not_depend_on_concurrency_or_finish_order(tmp_path):
+    a_status, a = await run(fake_study(tmp_path, name="serial", max_parallel=1), tmp_path / "a")
+    # parallel, with per-trial delays that scramble the order trials finish in
+    b_status, b = await run(fake_study(tmp_path, name="par", max_parallel=4), tmp_path / "b", N2_FAKE_DELAY="0.02")
+    assert a_status == b_status == "complete"
+    assert outcome(a) == outcome(b)
+    order_b = [e.case_id for e in read_events(b.dir / JOURNAL).events if isinstance(e, ev.TrialFinished)]
+    assert order_b != sorted(order_b, key=lambda c: (len(c), c))  # finish order really was scrambled
+    # ranking is by the objective, ties by case id
+    st0 = a.state.stages[0]
+    wns = [a.state.trials[c].metrics["wns_ps"] for c in st0.ranking]
+    assert wns == sorted(wns, reverse=True)
+    # stages 1 and 2 both hang off stage 0's survivors and ran concurrently in b
+    assert b.state.stages[1].parents == b.state.stages[2].parents == b.state.stages[0].survivors
+    starts = {e.stage: e.seq for e in read_events(b.dir / JOURNAL).events if isinstance(e, ev.StageStarted)}
+    ends = {e.stage: e.seq for e in read_events(b.dir / JOURNAL).events if isinstance(e, ev.StageFinished)}
+    assert starts[2] < ends[1] and starts[1] < ends[2]
+
+
+async def test_case_ids_lineage_and_parent_artifacts_read_only(tmp_path):
+    status, eng = await run(fake_study(tmp_path), tmp_path / "s")
+    assert status == "complete"
+    s = eng.state
+    assert s.stages[1].cases == [f"fake_1_{i}" for i in range(4)]
+    for c in s.stages[1].cases:
+        assert s.trials[c].parent in s.stages[0].survivors
+    parent_file = eng.dir / "trials" / s.stages[0].survivors[0] / "design.json"
+    assert not os.stat(parent_file).st_mode & 0o222  # no write bits
+    assert (eng.dir / "inputs" / "fake.toml").exists() is False and (eng.dir / "inputs" / "study.toml").exists()
+
+
+@pytest.mark.parametrize("tool,kind,needle", [
+    ([str(FAKE / "segfault.sh")], "tool_crash", "SIGSEGV"),
+    ([str(FAKE / "fail.sh")], "nonzero_exit", "rc 7"),
+    (["/nonexistent/sta"], "tool_missing", "cannot start"),
+    (["true"], "missing_output", "metrics.json"),
+])
+async def test_failures_are_classified_and_base_failure_blocks(tmp_path, tool, kind, needle):
+    status, eng = await run(fake_study(tmp_path, command=tool), tmp_path / "s")
+    assert status == "blocked"
+    base = eng.state.base()
+    assert base.failure["type"] == kind and needle in base.failure["reason"]
+    assert base.failure["severity"] in {"error", "critical"}
+    assert not any(t.status != "planned" for t in eng.state.trials.values() if t.stage >= 0)
+    assert all(st.status == "pending" for st in eng.state.stages)  # no ECO trial ran
+    if kind == "nonzero_exit":
+        assert "cannot read liberty" in base.failure["excerpt"]
+
+
+def _wrapper(tmp: Path, body: str) -> list[str]:
+    """A tool that behaves like the fake ECO tool for the base case and faults on ECO trials."""
+    script = tmp / "wrapper.sh"
+    script.write_text(f"""#!/bin/sh
+if [ "$N2_ECO" = "noop" ]; then exec {sys.executable} {FAKE / 'eco_model.py'}; fi
+{body}
+""")
+    script.chmod(0o755)
+    return [str(script)]
+
+
+async def test_timeout_kills_whole_process_group(tmp_path):
+    path = fake_study(tmp_path, command=_wrapper(tmp_path, f"exec {FAKE / 'hang.sh'}"),
+                      stages='[[stages]]\nname = "one"\ntrials = 2\nsurvivors = 1\necos = ["pin_swap"]\n')
+    path.write_text(path.read_text().replace("soft_timeout_s = 20", "soft_timeout_s = 0.5\nhard_timeout_s = 1.5"))
+    status, eng = await run(path, tmp_path / "s")
+    assert status == "failed"
+    trials = eng.state.stage_trials(0)
+    assert {t.failure["type"] for t in trials} == {"timeout"}
+    assert "every trial of stage one failed (timeout×2)" in eng.state.reason
+    for t in trials:  # the backgrounded `sleep` child died with the group
+        child = int((eng.dir / "trials" / t.case_id / "stdout.log").read_text().split()[1])
+        assert _dead(child)
+
+
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie waiting for init to reap it (a zombie runs nothing)."""
+    for _ in range(50):
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+async def test_memory_limit_is_classified_oom(tmp_path):
+    path = fake_study(tmp_path, command=_wrapper(tmp_path, f"exec {sys.executable} {FAKE / 'eat_memory.py'}"),
+                      stages='[[stages]]\nname = "one"\ntrials = 1\nsurvivors = 1\necos = ["pin_swap"]\n')
+    path.write_text(path.read_text().replace("soft_timeout_s = 20", "soft_timeout_s = 20\nmemory_limit_mb = 256"))
+    status, eng = await run(path, tmp_path / "s")
+    [t] = eng.state.stage_trials(0)
+    assert t.failure["type"] == "oom" and "MemoryError" in t.failure["excerpt"]
+
+
+async def test_failed_trial_never_stops_the_stage(tmp_path):
+    body = f'case "$N2_CASE_ID" in *_0_1|*_0_3) kill -SEGV $$;; esac\nexec {sys.executable} {FAKE / "eco_model.py"}'
+    path = fake_study(tmp_path, command=_wrapper(tmp_path, body))
+    status, eng = await run(path, tmp_path / "s")
+    assert status == "complete"
+    st0 = eng.state.stage_trials(0)
+    assert [t.status for t in st0] == ["done", "failed", "done", "failed", "done", "done"]
+    assert not set(eng.state.stages[0].survivors) & {"fake_0_1", "fake_0_3"}
+
+
+async def test_retries_rerun_retryable_failures(tmp_path):
+    marker = tmp_path / "crashed_once"
+    body = (f'if [ ! -e {marker}_$N2_CASE_ID ]; then touch {marker}_$N2_CASE_ID; kill -SEGV $$; fi\n'
+            f'exec {sys.executable} {FAKE / "eco_model.py"}')
+    path = fake_study(tmp_path, command=_wrapper(tmp_path, body),
+                      stages='[[stages]]\nname = "one"\ntrials = 3\nsurvivors = 1\necos = ["pin_swap"]\n')
+    path.write_text(path.read_text().replace("soft_timeout_s = 20", "soft_timeout_s = 20\nretries = 1"))
+    status, eng = await run(path, tmp_path / "s")
+    assert status == "complete"
+    assert [t.attempt for t in eng.state.stage_trials(0)] == [2, 2, 2]
+    evs = read_events(eng.dir / JOURNAL).events
+    assert sum(isinstance(e, ev.TrialFailed) and e.retry for e in evs) == 3
+
+
+async def test_second_engine_is_refused_naming_pid(tmp_path):
+    study = load_study(fake_study(tmp_path))
+    d = new_study_dir(study, tmp_path / "s")
+    lock = StudyLock(d)
+    lock.acquire()
+    try:
+        with pytest.raises(N2Error) as ei:
+            await Engine(d, study, make_tool(study, d)).run()
+        assert ei.value.codes == ["N2-E201"] and f"PID {os.getpid()}" in str(ei.value)
+    finally:
+        lock.release()
+
+
+async def test_resume_refuses_changed_study_file_naming_the_change(tmp_path):
+    path = fake_study(tmp_path)
+    status, eng = await run(path, tmp_path / "s")
+    path.write_text(path.read_text().replace("trials = 4", "trials = 5"))
+    with pytest.raises(N2Error) as ei:
+        open_for_resume(eng.dir)
+    assert ei.value.codes == ["N2-E202"]
+    assert "stages[1].trials: 4 → 5" in str(ei.value)
+
+
+async def test_graceful_stop_checkpoints_and_resume_finishes(tmp_path):
+    path = fake_study(tmp_path, max_parallel=2)
+    study = load_study(path)
+    d = new_study_dir(study, tmp_path / "s")
+    os.environ["N2_FAKE_DELAY"] = "0.3"
+    try:
+        eng = Engine(d, study, make_tool(study, d))
+        import anyio
+
+        async def stopper():
+            while len([t for t in eng.state.trials.values() if t.status == "done"]) < 3:
+                await anyio.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stopper)
+            status = await eng.run()
+        assert status == "interrupted"
+    finally:
+        os.environ.pop("N2_FAKE_DELAY")
+    rec = recover(d)
+    assert rec.from_checkpoint and rec.state.status == "interrupted"
+    assert "SIGTERM" in rec.state.reason
+    done_before = {c for c, t in rec.state.trials.items() if t.status == "done"}
+    t0 = time.time()
+    eng2 = Engine(d, open_for_resume(d), make_tool(study, d))
+    assert await eng2.run() == "complete"
+    evs = read_events(d / JOURNAL).events
+    restarted = {e.case_id for e in evs if isinstance(e, ev.TrialStarted) and e.t >= t0}
+    assert not restarted & done_before

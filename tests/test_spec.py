@@ -1,0 +1,122 @@
+"""Study-file validation: every mistake gets a code, a key path, a line and a hint."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.errors import N2Error
+from engine.spec import load_study, parse_study
+from tests.conftest import ROOT, fake_study
+
+
+def problems(text: str, tmp: Path) -> list:
+    with pytest.raises(N2Error) as ei:
+        parse_study(text, tmp / "s.toml")
+    return ei.value.problems
+
+
+GOOD = """\
+[study]
+name = "t"
+
+[design]
+top = "fake"
+
+[tool]
+kind = "command"
+command = ["true"]
+
+[[stages]]
+name = "a"
+trials = 4
+survivors = 2
+ecos = ["resize_critical"]
+
+[[stages]]
+name = "b"
+trials = 3
+survivors = 1
+ecos = ["pin_swap"]
+"""
+
+
+def test_good_file_loads_with_dag(tmp_path):
+    s = parse_study(GOOD, tmp_path / "s.toml")
+    assert [st.name for st in s.spec.stages] == ["a", "b"]
+    assert s.spec.stage_deps() == [[], [0]]
+
+
+def test_survivors_above_trials_names_stage_line_and_hint(tmp_path):
+    bad = GOOD.replace("survivors = 1", "survivors = 9")
+    [p] = problems(bad, tmp_path)
+    assert p.code == "N2-E104"
+    assert p.path == "stages[1].survivors"
+    assert p.line == bad.splitlines().index("survivors = 9") + 1
+    assert "9" in p.message and "3" in p.message
+    assert "lower survivors" in p.render()
+
+
+def test_unknown_key_and_wrong_type_and_unknown_eco(tmp_path):
+    bad = GOOD.replace('trials = 4', 'trials = "four"\ntrails = 3').replace('"pin_swap"', '"pin_swapp"')
+    ps = problems(bad, tmp_path)
+    codes = {(p.code, p.path) for p in ps}
+    assert ("N2-E102", "stages[0].trials") in codes
+    assert ("N2-E105", "stages[0].trails") in codes
+    lines = bad.splitlines()
+    by_path = {p.path: p for p in ps}
+    assert by_path["stages[0].trails"].line == lines.index("trails = 3") + 1
+
+
+def test_unknown_eco_is_semantic_error_with_path(tmp_path):
+    ps = problems(GOOD.replace('"pin_swap"', '"pin_swapp"'), tmp_path)
+    assert [(p.code, p.path) for p in ps] == [("N2-E106", "stages[1].ecos[0]")]
+
+
+def test_broken_toml_reports_line(tmp_path):
+    [p] = problems(GOOD.replace('name = "a"', 'name = "a'), tmp_path)
+    assert p.code == "N2-E100" and p.line == 12
+
+
+def test_missing_required_key(tmp_path):
+    ps = problems(GOOD.replace('top = "fake"\n', ""), tmp_path)
+    assert ("N2-E101", "design.top") in {(p.code, p.path) for p in ps}
+
+
+def test_after_must_name_earlier_stage(tmp_path):
+    bad = GOOD.replace('name = "a"\n', 'name = "a"\nafter = ["b"]\n')
+    ps = problems(bad, tmp_path)
+    assert [(p.code, p.path) for p in ps] == [("N2-E108", "stages[0].after")]
+
+
+def test_param_out_of_legal_range(tmp_path):
+    bad = GOOD + '[stages.params.pin_swap]\npaths = { min = 0, max = 500 }\n'
+    ps = problems(bad, tmp_path)
+    assert {p.code for p in ps} == {"N2-E107"}
+    assert all(p.path == "stages[1].params.pin_swap.paths" for p in ps)
+    assert ps[0].line == len(bad.splitlines())
+
+
+def test_design_path_escaping_study_folder(tmp_path):
+    sub = tmp_path / "study"
+    sub.mkdir()
+    bad = GOOD.replace('top = "fake"', 'top = "fake"\nrtl = ["../../etc/passwd"]')
+    with pytest.raises(N2Error) as ei:
+        parse_study(bad, sub / "s.toml")
+    assert [p.code for p in ei.value.problems] == ["N2-E109"]
+    assert "escapes" in ei.value.problems[0].message
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(N2Error) as ei:
+        load_study(tmp_path / "nope.toml")
+    assert ei.value.codes == ["N2-E109"]
+
+
+def test_sample_studies_validate():
+    for f in sorted((ROOT / "sample_studies").glob("*.toml")):
+        load_study(f)
+
+
+def test_fake_study_helper_is_valid(tmp_path):
+    assert load_study(fake_study(tmp_path)).spec.stage_deps() == [[], [0], [0]]

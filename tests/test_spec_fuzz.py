@@ -1,0 +1,142 @@
+"""≥500 mutated study files: each ends in a valid plan or coded errors, never an exception."""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.errors import N2Error
+from engine.plan import format_plan
+from engine.policy.planning import plan_stage
+from engine.spec import parse_study
+
+BASE = {
+    "study": {"name": "fuzz", "seed": 3, "tags": ["a"], "safety_domain": "guarded"},
+    "design": {"top": "mac", "rtl": ["d/mac.v"], "sdc": "d/mac.sdc"},
+    "execution": {"max_parallel": 2, "soft_timeout_s": 30.0, "retries": 1},
+    "ranking": {"objective": "wns_ps"},
+    "stages": [
+        {"name": "s0", "trials": 8, "survivors": 3, "ecos": ["resize_critical", "buffer_fanout"],
+         "params": {"resize_critical": {"paths": {"min": 1, "max": 5}}}},
+        {"name": "s1", "trials": 4, "survivors": 1, "ecos": ["pin_swap"], "after": ["s0"]},
+    ],
+}
+
+WEIRD = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=True), st.booleans(),
+    st.text(max_size=12), st.just("../../../etc/passwd"), st.just("/abs/path.v"), st.just("no_such_eco"),
+    st.lists(st.integers(-5, 5), max_size=3), st.just({"min": 5, "max": 1}), st.just([]), st.just({}),
+)
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return {"nan": "nan", "inf": "inf", "-inf": "-inf"}.get(repr(v), repr(v))
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f'"{k}" = {toml_value(x)}' for k, x in v.items()) + "}"
+    raise TypeError(v)
+
+
+def to_toml(d: dict) -> str:
+    out = []
+    for k, v in d.items():
+        if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            for item in v:
+                out.append(f"[[{k}]]")
+                out += [f'"{kk}" = {toml_value(vv)}' for kk, vv in item.items()]
+        elif isinstance(v, dict):
+            out.append(f"[{k}]")
+            out += [f'"{kk}" = {toml_value(vv)}' for kk, vv in v.items()]
+        else:
+            out.insert(0, f'"{k}" = {toml_value(v)}')
+    return "\n".join(out) + "\n"
+
+
+def paths(d, prefix=()):
+    yield prefix
+    if isinstance(d, dict):
+        for k, v in d.items():
+            yield from paths(v, prefix + (k,))
+    elif isinstance(d, list):
+        for i, v in enumerate(d):
+            yield from paths(v, prefix + (i,))
+
+
+@st.composite
+def mutated(draw):
+    d = copy.deepcopy(BASE)
+    for _ in range(draw(st.integers(1, 3))):
+        ps = [p for p in paths(d) if p]
+        p = draw(st.sampled_from(ps))
+        parent = d
+        for k in p[:-1]:
+            parent = parent[k]
+        op = draw(st.sampled_from(["delete", "replace", "add_key", "huge", "negative"]))
+        try:
+            if op == "delete":
+                del parent[p[-1]]
+            elif op == "replace":
+                parent[p[-1]] = copy.deepcopy(draw(WEIRD))
+            elif op == "add_key" and isinstance(parent, dict):
+                parent[draw(st.sampled_from(["trails", "surviors", "x", "after", "params"]))] = copy.deepcopy(draw(WEIRD))
+            elif op == "huge":
+                parent[p[-1]] = 10**9
+            elif op == "negative":
+                parent[p[-1]] = -draw(st.integers(1, 10**6))
+        except (KeyError, IndexError, TypeError):
+            pass
+    try:
+        text = to_toml(d)
+    except TypeError:
+        text = "[study\nname = 'broken"
+    if draw(st.booleans()) and draw(st.booleans()):  # raw text damage
+        i = draw(st.integers(0, max(len(text) - 1, 0)))
+        text = text[:i] + draw(st.sampled_from(["[", "]", '"', "=", "\n[[stages]]\n", "\x00", "#"])) + text[i + 1:]
+    return text
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=mutated())
+def test_mutated_study_files_plan_or_coded_error(text, tmp_path_factory):
+    root = _design_root(tmp_path_factory)
+    try:
+        study = parse_study(text, root / "study.toml")
+    except N2Error as e:
+        assert e.problems
+        for p in e.problems:
+            assert re.fullmatch(r"N2-E\d{3}", p.code), p
+            assert p.render().startswith(p.code)
+        return
+    assert "trials" in format_plan(study)
+    for i, stage in enumerate(study.spec.stages):  # the plan itself must be computable
+        plan = plan_stage(study.spec, i, ["base"], stage.ecos)
+        assert len(plan) == stage.trials
+
+
+_ROOT: list[Path] = []
+
+
+def _design_root(factory) -> Path:
+    if not _ROOT:
+        root = factory.mktemp("fuzz")
+        (root / "d").mkdir()
+        (root / "d" / "mac.v").write_text("module mac; endmodule\n")
+        (root / "d" / "mac.sdc").write_text("create_clock -period 4 [get_ports clk]\n")
+        _ROOT.append(root)
+    return _ROOT[0]
+
+
+def test_base_of_fuzz_is_valid(tmp_path_factory):
+    study = parse_study(to_toml(BASE), _design_root(tmp_path_factory) / "study.toml")
+    assert study.spec.stages[1].after == ["s0"]
