@@ -29,6 +29,7 @@ from engine.policy.planning import plan_stage
 from engine.policy.ranking import Candidate, select_survivors
 from engine.reports import best_case
 from engine.spec import Study
+from engine.studydir import update_provenance
 from engine.state import TERMINAL, StudyState, TrialState, fold
 from engine.tools.base import ToolAdapter, TrialContext, TrialFailure, tail
 
@@ -179,7 +180,7 @@ class Engine:
     async def _main(self) -> None:
         base = self.state.base()
         assert base is not None
-        if base.status not in TERMINAL:
+        if base.status not in TERMINAL and await self._setup_snapshot(base):
             await self._run_trial(base, mode=self.spec.stages[0].mode)
         if base.status != "done":
             f = base.failure or {}
@@ -198,6 +199,20 @@ class Engine:
         else:
             self.emit(ev.StudyFinished(status="complete", reason=self._summary()))
         self.checkpoint()
+
+    async def _setup_snapshot(self, base: TrialState) -> bool:
+        """The tool's one-time preparation (e.g. synthesis); a failure blocks the study."""
+        try:
+            prov = await anyio.to_thread.run_sync(self.tool.setup)
+        except TrialFailure as f:
+            self.emit(ev.TrialStarted(case_id=base.case_id, attempt=base.attempt + 1))
+            self.emit(ev.TrialFailed(case_id=base.case_id, failure=f.failure, resources={}))
+            return False
+        if prov:
+            update_provenance(self.dir, {"snapshot": prov})
+            cells = f", {prov['cells']} cells" if "cells" in prov else ""
+            self.log("info", f"snapshot ready{cells}" + (" (cached)" if prov.get("cache_hit") else ""))
+        return True
 
     def _summary(self) -> str:
         best = best_case(self.state)

@@ -238,6 +238,13 @@ def check_semantics(spec: StudySpec, root: Path) -> list[Problem]:
             continue
         if (msg := _path_problem(root, rel)) is not None:
             out.append(Problem("N2-E109", msg, key))
+    if spec.tool.kind == "opensta":
+        from engine.tools.tech import resolve_tech
+
+        try:
+            resolve_tech(d.tech, d.liberty, root)
+        except N2Error as err:
+            out += err.problems
     if spec.tool.kind == "command" and not spec.tool.command:
         out.append(Problem("N2-E101", "kind = \"command\" needs command = [...]", "tool.command"))
     r = spec.ranking

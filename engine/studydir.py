@@ -60,6 +60,10 @@ def read_provenance(d: Path) -> dict[str, Any]:
         return {}
 
 
+def update_provenance(d: Path, more: dict[str, Any]) -> None:
+    write_provenance(d, {**read_provenance(d), **more})
+
+
 def write_provenance(d: Path, prov: dict[str, Any]) -> None:
     atomic_write(d / "provenance.json", orjson.dumps(prov, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
 

@@ -37,6 +37,8 @@ class ToolAdapter(Protocol):
 
     def implements(self) -> set[str]: ...  # ECO names this tool can apply
 
+    def setup(self) -> dict[str, Any]: ...  # once per study, before the base case; provenance
+
     def prepare(self, ctx: TrialContext) -> Command: ...
 
     def collect(self, ctx: TrialContext, result: ExecResult) -> dict[str, Any]: ...

@@ -27,6 +27,9 @@ class CommandTool:
     def implements(self) -> set[str]:
         return set(CATALOG)
 
+    def setup(self) -> dict[str, Any]:
+        return {}
+
     def prepare(self, ctx: TrialContext) -> Command:
         info = {"case_id": ctx.case_id, "eco": ctx.eco, "params": ctx.params, "mode": ctx.mode,
                 "parent_dir": str(ctx.parent_dir), "parent_metrics": ctx.parent_metrics}

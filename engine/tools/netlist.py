@@ -1,0 +1,65 @@
+"""Gate-level netlist facts that the tools leave to us: wire declarations, cell usage, area."""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+
+_DECL = re.compile(r"^\s*(input|output|inout|wire)\s+(\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?(.+?);", re.M)
+_CONN = re.compile(r"\.\w+\s*\(\s*(\\\S+\s|[A-Za-z_][\w$]*(?:\s*\[\s*\d+\s*\])?)\s*\)")
+_INST = re.compile(r"^\s*([A-Za-z_][\w$]*)\s+(\\\S+\s|[A-Za-z_][\w$]*)\s*\(", re.M)
+_KEYWORDS = {"module", "input", "output", "inout", "wire", "assign", "endmodule", "reg"}
+
+
+def declare_wires(text: str) -> str:
+    """OpenSTA 2.0.17's write_verilog omits internal `wire` declarations; Yosys then reads a
+    bit-select like ra[3] as a 1-bit implicit wire.  Declare every internal net and bus."""
+    declared = set()
+    for m in _DECL.finditer(text):
+        for name in m.group(5).split(","):
+            declared.add(name.strip())
+    scalars: set[str] = set()
+    buses: dict[str, list[int]] = {}
+    for m in _CONN.finditer(text):
+        ref = m.group(1).strip()
+        if ref.startswith("\\"):
+            if ref not in declared:
+                scalars.add(ref)
+            continue
+        b = re.match(r"([A-Za-z_][\w$]*)\s*\[\s*(\d+)\s*\]", ref)
+        if b:
+            if b.group(1) not in declared:
+                buses.setdefault(b.group(1), []).append(int(b.group(2)))
+        elif ref not in declared:
+            scalars.add(ref)
+    lines = [f" wire [{max(ix)}:{min(ix)}] {name};" for name, ix in sorted(buses.items())]
+    lines += [f" wire {name} ;" if name.startswith("\\") else f" wire {name};" for name in sorted(scalars)]
+    if not lines:
+        return text
+    first = _INST.search(text, text.index(";") + 1)  # first instance after the module header
+    at = first.start() if first else text.rindex("endmodule")
+    return text[:at] + "\n".join(lines) + "\n\n" + text[at:]
+
+
+def cell_usage(text: str) -> Counter[str]:
+    return Counter(m.group(1) for m in _INST.finditer(text) if m.group(1) not in _KEYWORDS)
+
+
+@lru_cache(maxsize=8)
+def liberty_areas(path: Path) -> dict[str, float]:
+    """cell name -> area, from a Liberty file: the first `area` after each `cell (...)`."""
+    text = path.read_text(errors="replace")
+    out: dict[str, float] = {}
+    for m in re.finditer(r"\bcell\s*\(\s*\"?([\w$]+)\"?\s*\)", text):
+        a = re.compile(r"\barea\s*:\s*([0-9.eE+-]+)").search(text, m.end())
+        if a:
+            out[m.group(1)] = float(a.group(1))
+    return out
+
+
+def area_um2(usage: Counter[str], areas: dict[str, float]) -> float:
+    missing = [c for c in usage if c not in areas]
+    if missing:
+        raise KeyError(f"cells not in the Liberty: {', '.join(sorted(missing)[:5])}")
+    return round(sum(areas[c] * n for c, n in usage.items()), 3)

@@ -1,0 +1,41 @@
+"""Technologies: a name in the study file resolves to Liberty, LEF and cell Verilog."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import N2Error
+
+TECH_ROOT = Path(os.environ.get("NOODLE2_TECH_ROOT", "/usr/share/qflow/tech"))
+INSTALL = {"osu018": "sudo apt-get install qflow-tech-osu018", "osu035": "sudo apt-get install qflow-tech-osu035",
+           "osu050": "sudo apt-get install qflow-tech-osu050"}
+
+
+@dataclass(frozen=True)
+class Tech:
+    name: str
+    liberty: list[Path]
+    lef: Path | None
+    cells_v: Path | None
+
+
+def resolve_tech(name: str | None, liberty: list[str] | None, root: Path) -> Tech:
+    """Explicit Liberty paths (a user's own PDK) win over the named technology."""
+    if liberty:
+        paths = [Path(p) if os.path.isabs(p) else (root / p) for p in liberty]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise N2Error.one("N2-E301", f"Liberty file(s) not found: {', '.join(missing)}", "design.liberty",
+                              hint="give existing .lib paths (absolute, or relative to the study file)")
+        return Tech(name or "custom", paths, None, None)
+    if not name:
+        raise N2Error.one("N2-E301", "no technology: set design.tech or design.liberty", "design.tech")
+    d = TECH_ROOT / name
+    lib = d / f"{name}_stdcells.lib"
+    if not lib.is_file():
+        how = INSTALL.get(name, f"install the qflow tech package that provides {d}")
+        raise N2Error.one("N2-E301", f"technology {name!r} not found (looked for {lib})", "design.tech",
+                          hint=f"install it: {how}")
+    lef, cells = d / f"{name}_stdcells.lef", d / f"{name}_stdcells.v"
+    return Tech(name, [lib], lef if lef.is_file() else None, cells if cells.is_file() else None)
