@@ -67,3 +67,64 @@ def cli_env(**extra: str) -> dict[str, str]:
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
+
+
+# --- real OpenSTA trials, one at a time -------------------------------------------------------
+
+SAMPLES = {"mac16": "quickstart.toml", "alu32": "alu32.toml", "crc64": "crc64.toml"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_cache(tmp_path_factory):
+    """Synthesis results are cached per test session, never in the user's cache."""
+    os.environ["NOODLE2_CACHE"] = str(tmp_path_factory.mktemp("n2cache"))
+
+
+class StaBench:
+    """One design's snapshot plus a way to run single real `sta` trials on it."""
+
+    def __init__(self, design: str, root: Path) -> None:
+        from engine.spec import load_study
+        from engine.tools.opensta import OpenSTATool
+
+        self.study = load_study(ROOT / "sample_studies" / SAMPLES[design])
+        self.dir = root
+        self.tool = OpenSTATool(self.study, root)
+        self.provenance = self.tool.setup()
+        self.top = self.study.spec.design.top
+
+    def trial(self, case: str, eco: str, params: dict | None = None, parent: Path | None = None,
+              mode: str = "sta_power", eco_call: str | None = None, extra_tcl: str = "") -> tuple[dict, Path]:
+        """Returns (metrics, dir) for a result, ({'failure': ...}, dir) for a failed trial."""
+        from engine.executors import run_command
+        from engine.policy.failures import classify
+        from engine.tools.base import TrialContext, TrialFailure
+
+        tdir = self.dir / "trials" / case
+        tdir.mkdir(parents=True)
+        parent_metrics = None
+        ctx = TrialContext(self.dir, case, tdir, parent or self.dir / "snapshot", parent_metrics, eco, params or {},
+                           mode, 60, 70, None)
+        cmd = self.tool.prepare(ctx)
+        if eco_call is not None:
+            (tdir / "run.tcl").write_text(self.tool.script(ctx, eco_call, extra_tcl))
+        res = run_command(cmd)
+        fail = classify(res.outcome, "")
+        if fail is not None:
+            return {"failure": fail}, tdir
+        try:
+            return self.tool.collect(ctx, res), tdir
+        except TrialFailure as f:
+            return {"failure": f.failure}, tdir
+
+
+_BENCHES: dict[str, StaBench] = {}
+
+
+@pytest.fixture
+def bench(tmp_path_factory):
+    def get(design: str) -> StaBench:
+        if design not in _BENCHES:
+            _BENCHES[design] = StaBench(design, tmp_path_factory.mktemp(design))
+        return _BENCHES[design]
+    return get

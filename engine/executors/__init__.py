@@ -106,7 +106,7 @@ class LocalExecutor:
 
         def work() -> tuple[ExecResult, Any]:
             cmd = job.prepare()
-            result = _run_blocking(cmd, proc)
+            result = run_command(cmd, proc)
             return result, job.collect(cmd, result)
 
         async with anyio.create_task_group() as tg:
@@ -128,7 +128,9 @@ def _limit_memory(mb: int):  # runs in the child between fork and exec
     return apply
 
 
-def _run_blocking(cmd: Command, proc: _Proc) -> ExecResult:
+def run_command(cmd: Command, proc: _Proc | None = None) -> ExecResult:
+    """Run one command to completion in this thread (the executor's worker body)."""
+    proc = proc or _Proc()
     started = time.time()
     try:
         with open(cmd.stdout, "wb") as out, open(cmd.stderr, "wb") as err:

@@ -9,7 +9,7 @@ CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, s
 OOM_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory")
 SEVERITY = {
     "tool_missing": "critical", "tool_crash": "error", "oom": "error", "timeout": "warning",
-    "nonzero_exit": "error", "missing_output": "error", "parse_failure": "error",
+    "nonzero_exit": "error", "tool_error": "error", "snapshot_failed": "critical", "missing_output": "error", "parse_failure": "error",
     "eco_integrity": "warning", "cancelled": "info", "eco_not_applicable": "info",
 }
 RETRYABLE = {"timeout", "oom", "tool_crash"}

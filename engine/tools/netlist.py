@@ -6,39 +6,36 @@ from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
-_DECL = re.compile(r"^\s*(input|output|inout|wire)\s+(\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?(.+?);", re.M)
-_CONN = re.compile(r"\.\w+\s*\(\s*(\\\S+\s|[A-Za-z_][\w$]*(?:\s*\[\s*\d+\s*\])?)\s*\)")
-_INST = re.compile(r"^\s*([A-Za-z_][\w$]*)\s+(\\\S+\s|[A-Za-z_][\w$]*)\s*\(", re.M)
+_DECL = re.compile(r"^[ \t]*(input|output|inout|wire)\s+(\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?([^;]+);", re.M)
+_CONN = re.compile(r"\.\w+\s*\(\s*(?:(\\\S+)\s|([A-Za-z_][\w$]*)\s*(?:\[\s*(\d+)\s*\])?)\s*\)")
+_INST = re.compile(r"^[ \t]*([A-Za-z_][\w$]*)[ \t]+(\\\S+[ \t]|[A-Za-z_][\w$]*)[ \t]*\(", re.M)
 _KEYWORDS = {"module", "input", "output", "inout", "wire", "assign", "endmodule", "reg"}
 
 
 def declare_wires(text: str) -> str:
     """OpenSTA 2.0.17's write_verilog omits internal `wire` declarations; Yosys then reads a
     bit-select like ra[3] as a 1-bit implicit wire.  Declare every internal net and bus."""
+    first = _INST.search(text, text.index(";") + 1)  # first instance after the module header
+    at = first.start() if first else text.rindex("endmodule")
     declared = set()
-    for m in _DECL.finditer(text):
+    for m in _DECL.finditer(text, 0, at):  # declarations all precede the first instance
         for name in m.group(5).split(","):
             declared.add(name.strip())
     scalars: set[str] = set()
-    buses: dict[str, list[int]] = {}
-    for m in _CONN.finditer(text):
-        ref = m.group(1).strip()
-        if ref.startswith("\\"):
-            if ref not in declared:
-                scalars.add(ref)
-            continue
-        b = re.match(r"([A-Za-z_][\w$]*)\s*\[\s*(\d+)\s*\]", ref)
-        if b:
-            if b.group(1) not in declared:
-                buses.setdefault(b.group(1), []).append(int(b.group(2)))
-        elif ref not in declared:
-            scalars.add(ref)
+    buses: dict[str, set[int]] = {}
+    for escaped, name, index in _CONN.findall(text):  # one C-level pass: netlists are ~100k lines
+        if escaped:
+            scalars.add(escaped)
+        elif index:
+            buses.setdefault(name, set()).add(int(index))
+        else:
+            scalars.add(name)
+    scalars -= declared
+    buses = {k: v for k, v in buses.items() if k not in declared}
     lines = [f" wire [{max(ix)}:{min(ix)}] {name};" for name, ix in sorted(buses.items())]
     lines += [f" wire {name} ;" if name.startswith("\\") else f" wire {name};" for name in sorted(scalars)]
     if not lines:
         return text
-    first = _INST.search(text, text.index(";") + 1)  # first instance after the module header
-    at = first.start() if first else text.rindex("endmodule")
     return text[:at] + "\n".join(lines) + "\n\n" + text[at:]
 
 

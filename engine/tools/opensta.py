@@ -3,6 +3,7 @@ integrity, writes the child's netlist and the reports that metrics are parsed fr
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,8 @@ class OpenSTATool:
         return prov
 
     # --- one trial -----------------------------------------------------------------------
-    def script(self, ctx: TrialContext, eco_call: str | None = None) -> str:
+    def script(self, ctx: TrialContext, eco_call: str | None = None, extra_tcl: str = "") -> str:
+        """The trial's Tcl.  `eco_call`/`extra_tcl` let tests run an ECO of their own."""
         eco = CATALOG[ctx.eco]
         args = " ".join(str(ctx.params.get(p.name, p.default)) for p in eco.params)
         call = eco_call or f"n2_eco_{eco.name} {args}".rstrip()
@@ -77,6 +79,7 @@ class OpenSTATool:
 puts "N2ARTIFACTS {ctx.trial_dir}"
 set n2_tag {ctx.case_id}
 {ECO_LIB.read_text()}
+{extra_tcl}
 {libs}
 read_verilog {tcl_path(parent)}
 link_design {self.top}
@@ -104,6 +107,11 @@ exit
     def collect(self, ctx: TrialContext, result: ExecResult) -> dict[str, Any]:
         t = ctx.trial_dir
         stdout = (t / "stdout.log").read_text(errors="replace")
+        stderr = (t / "stderr.log").read_text(errors="replace")
+        errors = [ln for ln in (stderr + stdout).splitlines() if ln.startswith("Error:")]
+        if errors:  # sta reports a failing command (e.g. in the SDC) and carries on: not a result
+            raise TrialFailure("tool_error", f"sta reported {len(errors)} error(s): {errors[0][:160]}",
+                               "\n".join(errors[:10]))
         if "N2DONE" not in stdout:
             raise TrialFailure("missing_output", "sta stopped before the end of the trial script",
                                tail(t / "stderr.log") or stdout[-1200:])
@@ -122,7 +130,8 @@ exit
         (t / f"{self.top}.v").write_text(text)
         raw.unlink()
         usage = cell_usage(text)
-        before = cell_usage((ctx.parent_dir / f"{self.top}.v").read_text())
+        (t / "cells.json").write_bytes(orjson.dumps(usage))
+        before = _usage(ctx.parent_dir, self.top)
         if n2m.get("undriven_nets", 0) > 0:
             names = next((ln for ln in stdout.splitlines() if ln.startswith("N2UNDRIVEN")), "")
             raise TrialFailure("eco_integrity", f"{int(n2m['undriven_nets'])} net(s) left without a driver", names)
@@ -133,7 +142,10 @@ exit
             raise TrialFailure("eco_integrity", why)
         m.update({k: int(n2m[k]) for k in ("failing_endpoints", "eco_changes", "unconstrained_endpoints") if k in n2m})
         m["instances"] = sum(usage.values())
-        m["area_um2"] = area_um2(usage, liberty_areas(self.tech.liberty[0]))
+        try:
+            m["area_um2"] = area_um2(usage, liberty_areas(self.tech.liberty[0]))
+        except KeyError as e:  # sta links unknown cells as black boxes, with only a warning
+            raise TrialFailure("tool_error", f"netlist uses {e.args[0]}", tail(t / "stderr.log")) from None
         m["worst_paths"] = paths
         (t / "metrics.json").write_bytes(orjson.dumps(m, option=orjson.OPT_INDENT_2))
         index = [{"path": p.name, "type": kind, "label": label} for p, kind, label in [
@@ -144,6 +156,14 @@ exit
             (t / "metrics.json", "application/json", "metrics")] if p.exists()]
         (t / "artifact_index.json").write_bytes(orjson.dumps(index, option=orjson.OPT_INDENT_2))
         return m
+
+
+def _usage(trial_dir: Path, top: str) -> Counter[str]:
+    """A trial's cell usage: its cells.json, or counted from the netlist (the snapshot)."""
+    try:
+        return Counter(orjson.loads((trial_dir / "cells.json").read_bytes()))
+    except FileNotFoundError:
+        return cell_usage((trial_dir / f"{top}.v").read_text())
 
 
 def _read(p: Path) -> str:

@@ -51,7 +51,7 @@ def parse_paths(text: str) -> list[dict[str, Any]]:
         req = re.search(rf"^\s*{_NUM}\s+data required time", b, re.M)
         slack = re.search(rf"^\s*{_NUM}\s+slack \((MET|VIOLATED)\)", b, re.M)
         if not (head and arr and req and slack):
-            raise ParseError("a path in the timing report lacks start/end/arrival/required/slack", b)
+            raise ParseError("a path in the timing report lacks start/end/arrival/required/slack", b[:600])
         cells = re.findall(r"[\^v] \S+ \((\w+)\)$", b, re.M)
         out.append({"startpoint": head.group(1), "endpoint": head.group(2),
                     "arrival_ns": float(arr.group(1)), "required_ns": float(req.group(1)),

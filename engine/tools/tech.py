@@ -7,7 +7,6 @@ from pathlib import Path
 
 from engine.errors import N2Error
 
-TECH_ROOT = Path(os.environ.get("NOODLE2_TECH_ROOT", "/usr/share/qflow/tech"))
 INSTALL = {"osu018": "sudo apt-get install qflow-tech-osu018", "osu035": "sudo apt-get install qflow-tech-osu035",
            "osu050": "sudo apt-get install qflow-tech-osu050"}
 
@@ -31,7 +30,7 @@ def resolve_tech(name: str | None, liberty: list[str] | None, root: Path) -> Tec
         return Tech(name or "custom", paths, None, None)
     if not name:
         raise N2Error.one("N2-E301", "no technology: set design.tech or design.liberty", "design.tech")
-    d = TECH_ROOT / name
+    d = Path(os.environ.get("NOODLE2_TECH_ROOT", "/usr/share/qflow/tech")) / name
     lib = d / f"{name}_stdcells.lib"
     if not lib.is_file():
         how = INSTALL.get(name, f"install the qflow tech package that provides {d}")

@@ -1,0 +1,233 @@
+"""Real OpenSTA and Yosys: snapshots, every ECO's netlist change and metric delta, integrity
+gates, report parsers on captured output, and the base-case gate."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import pytest
+
+from engine.errors import N2Error
+from engine.runner import Engine
+from engine.spec import load_study, parse_study
+from engine.studydir import new_study_dir, read_provenance
+from engine.tools import make_tool
+from engine.tools.netlist import cell_usage
+from engine.tools.sta_parsers import ParseError, parse_paths, parse_power, parse_wns_tns
+from engine.tools.yosys import synthesise
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.skipif(shutil.which("sta") is None or shutil.which("yosys") is None,
+                                reason="needs OpenSTA and Yosys (bash .ci/setup installs them)")
+LIB = Path("/usr/share/qflow/tech/osu018/osu018_stdcells.lib")
+
+
+def connections(netlist: Path) -> set[str]:
+    """Every `inst.pin -> net` of a netlist, for diffs that see rewiring."""
+    out, inst = set(), None
+    for line in netlist.read_text().splitlines():
+        if m := re.match(r"\s*[A-Za-z_]\w*\s+(\S+)\s*\(", line):
+            inst = m.group(1)
+        for pin, net in re.findall(r"\.(\w+)\(([^()]*)\)", line):
+            out.add(f"{inst}.{pin}->{net.strip()}")
+    return out
+
+
+def test_synthesis_cache_and_provenance(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOODLE2_CACHE", str(tmp_path / "cache"))
+    rtl = [ROOT / "sample_studies/designs/crc64/crc64.v"]
+    a = synthesise(rtl, "crc64", LIB, tmp_path / "a")
+    b = synthesise(rtl, "crc64", LIB, tmp_path / "b")
+    assert (a["cache_hit"], b["cache_hit"]) == (False, True)
+    assert a["snapshot_hash"] == b["snapshot_hash"] and len(a["snapshot_hash"]) == 64
+    assert "Yosys 0." in a["yosys"] and "abc -liberty" in a["script"] and "synth -top crc64" in a["script"]
+    assert (tmp_path / "a/crc64.v").read_bytes() == (tmp_path / "b/crc64.v").read_bytes()
+    assert 1000 <= a["cells"] <= 10000
+
+
+@pytest.mark.parametrize("design", ["mac16", "alu32", "crc64"])
+def test_sample_designs_have_real_timing_problems(bench, design):
+    b = bench(design)
+    m, _ = b.trial("base", "noop")
+    assert "failure" not in m, m
+    assert 1000 <= m["instances"] <= 10000
+    assert m["wns_ps"] < -300 and m["tns_ps"] < m["wns_ps"] and m["failing_endpoints"] >= 3
+    assert m["power_total_w"] > m["power_leakage_w"] > 0 and m["area_um2"] > 10000
+
+
+def test_parsers_on_real_sta_output_and_malformed_variants(bench):
+    b = bench("mac16")
+    m, tdir = b.trial("parse", "noop")
+    timing = (tdir / "sta.timing.rpt").read_text()
+    paths = parse_paths(timing)
+    assert len(paths) == 5
+    assert [p["slack_ps"] for p in paths] == sorted(p["slack_ps"] for p in paths)
+    assert paths[0]["slack_ps"] == pytest.approx(m["wns_ps"], abs=1)
+    assert all(p["stages"] > 5 and not p["met"] for p in paths)
+    power = parse_power((tdir / "sta.power.rpt").read_text())
+    parts = power["power_internal_w"] + power["power_switching_w"] + power["power_leakage_w"]
+    assert power["power_total_w"] == pytest.approx(parts, rel=1e-3)
+    wns = parse_wns_tns((tdir / "sta.wns.rpt").read_text())
+    assert wns["tns_ps"] <= wns["wns_ps"] < 0
+    # malformed variants fail as parse failures that carry an excerpt
+    with pytest.raises(ParseError) as e:
+        parse_paths(timing[: timing.index("data required time")])
+    assert "slack" in str(e.value) and "Startpoint" in e.value.excerpt
+    with pytest.raises(ParseError):
+        parse_power((tdir / "sta.power.rpt").read_text().replace("Total", "Totl"))
+    with pytest.raises(ParseError):
+        parse_wns_tns("wns -2.66\ntns not-a-number\n")
+
+
+def test_corrupt_report_makes_the_trial_a_parse_failure(bench, monkeypatch):
+    b = bench("mac16")
+    from engine.tools import opensta
+
+    real = opensta.OpenSTATool.script
+
+    def broken(self, ctx, eco_call=None):  # the tool writes a truncated timing report
+        return real(self, ctx, eco_call).replace("report_checks -path_delay max", "report_checks -format end -path_delay max")
+    monkeypatch.setattr(opensta.OpenSTATool, "script", broken)
+    m, _ = b.trial("truncated", "noop")
+    assert m["failure"]["type"] == "parse_failure" and m["failure"]["excerpt"]
+
+
+ECO_CASES = [
+    # design, eco, params, what must change
+    ("mac16", "buffer_fanout", {"paths": 10, "min_fanout": 4, "max_nets": 3}, "adds"),
+    ("crc64", "clone_driver", {"paths": 10, "min_fanout": 6, "max_clones": 2}, "adds"),
+    ("mac16", "pin_swap", {"paths": 10, "max_swaps": 8}, "rewires"),
+    ("alu32", "resize_critical", {"paths": 10, "max_cells": 20}, "resizes"),
+]
+
+
+@pytest.mark.parametrize("design,eco,params,change", ECO_CASES)
+def test_each_eco_changes_the_netlist_and_improves_wns(bench, design, eco, params, change):
+    b = bench(design)
+    base, base_dir = b.trial(f"{eco}_base", "noop")
+    m, tdir = b.trial(f"{eco}_child", eco, params, parent=base_dir)
+    assert "failure" not in m, m
+    assert m["eco_changes"] >= 1
+    assert m["wns_ps"] > base["wns_ps"] + 50, (base["wns_ps"], m["wns_ps"])  # at least 50 ps better
+    assert m["tns_ps"] > base["tns_ps"]
+    before, after = cell_usage((base_dir / f"{b.top}.v").read_text()), cell_usage((tdir / f"{b.top}.v").read_text())
+    if change == "adds":
+        assert m["instances"] == base["instances"] + m["eco_changes"]
+        assert sum((after - before).values()) == m["eco_changes"]
+    elif change == "rewires":
+        assert before == after
+        diff = connections(base_dir / f"{b.top}.v") ^ connections(tdir / f"{b.top}.v")
+        assert len(diff) >= 4 * m["eco_changes"]  # two pins, old and new net, per swap
+    else:
+        assert m["instances"] == base["instances"] and before != after
+        assert any(c.endswith(("X2", "X4", "X8")) for c in after - before)
+
+
+def test_downsize_recovers_area_with_wns_held(bench):
+    b = bench("alu32")
+    base, base_dir = b.trial("ds_base", "noop")
+    buf, buf_dir = b.trial("ds_buf", "buffer_fanout", {"paths": 10, "min_fanout": 4, "max_nets": 3}, parent=base_dir)
+    m, tdir = b.trial("ds_child", "downsize_noncritical", {"margin_ps": 100, "max_cells": 200}, parent=buf_dir)
+    assert "failure" not in m and m["eco_changes"] >= 1
+    assert m["area_um2"] < buf["area_um2"]
+    assert m["wns_ps"] >= buf["wns_ps"] - 1
+    after = cell_usage((tdir / "alu32.v").read_text())
+    assert after["BUFX2"] - cell_usage((buf_dir / "alu32.v").read_text())["BUFX2"] == m["eco_changes"]
+
+
+def test_child_netlist_reads_back_in_yosys_and_chains(bench, tmp_path):
+    b = bench("mac16")
+    _, base_dir = b.trial("y_base", "noop")
+    m, tdir = b.trial("y_child", "buffer_fanout", {"paths": 10, "min_fanout": 4, "max_nets": 3}, parent=base_dir)
+    child = tdir / "mac16.v"
+    r = subprocess.run(["yosys", "-p", f"read_verilog {child}; hierarchy -top mac16; tee -o {tmp_path}/stat.txt stat"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "implicitly declared" not in r.stdout and "out of bounds" not in r.stdout
+    cells = int(re.search(r"Number of cells:\s+(\d+)", (tmp_path / "stat.txt").read_text()).group(1))
+    assert cells == m["instances"]
+    grandchild, _ = b.trial("y_grandchild", "pin_swap", {"paths": 10, "max_swaps": 8}, parent=tdir)
+    assert grandchild["wns_ps"] > m["wns_ps"]
+
+
+ORPHAN_LOADS = """
+# a deliberately broken ECO: move each worst endpoint onto a new net that nothing drives
+proc n2_test_orphan_loads {} {
+  set n 0
+  foreach pe [n2_worst_ends 5] {
+    set pin [[$pe path] pin]
+    set net [get_full_name [$pin net]]
+    make_net n2_orphan_$n
+    disconnect_pin $net [get_full_name $pin]
+    connect_pin n2_orphan_$n [get_full_name $pin]
+    incr n
+  }
+  return $n
+}
+"""
+
+
+def test_integrity_catches_loads_moved_onto_an_undriven_net(bench):
+    b = bench("mac16")
+    base, base_dir = b.trial("i_base", "noop")
+    m, tdir = b.trial("i_bad", "noop", parent=base_dir, eco_call="n2_test_orphan_loads", extra_tcl=ORPHAN_LOADS)
+    assert m["failure"]["type"] == "eco_integrity"
+    assert "5 net(s) left without a driver" in m["failure"]["reason"]
+    assert "n2_orphan_0" in m["failure"]["excerpt"]
+    # the trap it closes: timing looked better for nothing
+    looked = parse_wns_tns((tdir / "sta.wns.rpt").read_text())
+    assert looked["tns_ps"] > base["tns_ps"]
+
+
+def test_base_case_gate_blocks_study_on_broken_sdc(tmp_path):
+    d = tmp_path / "study"
+    (d / "designs").mkdir(parents=True)
+    shutil.copy(ROOT / "sample_studies/designs/crc64/crc64.v", d / "designs")
+    (d / "designs/crc64.sdc").write_text("create_clock -name clk -period 6 [get_ports clk]\nset_bogus_constraint 1\n")
+    text = (ROOT / "sample_studies/crc64.toml").read_text().replace("designs/crc64/", "designs/")
+    (d / "study.toml").write_text(text)
+    study = load_study(d / "study.toml")
+    sd = new_study_dir(study, tmp_path / "studies")
+    eng = Engine(sd, study, make_tool(study, sd))
+    assert anyio.run(eng.run) == "blocked"
+    base = eng.state.base()
+    assert base.failure["type"] == "tool_error" and "set_bogus_constraint" in base.failure["excerpt"]
+    assert all(t.status == "planned" for t in eng.state.trials.values() if t.stage >= 0)
+    assert "snapshot" in read_provenance(sd)  # synthesis itself was fine and recorded
+
+
+def test_missing_technology_names_the_install_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOODLE2_TECH_ROOT", str(tmp_path))
+    text = (ROOT / "sample_studies/quickstart.toml").read_text()
+    with pytest.raises(N2Error) as ei:
+        parse_study(text, ROOT / "sample_studies/quickstart.toml")
+    [p] = ei.value.problems
+    assert p.code == "N2-E301" and "apt-get install qflow-tech-osu018" in p.render()
+
+
+def test_quickstart_study_chains_survivors_and_improves(tmp_path):
+    study = load_study(ROOT / "sample_studies/quickstart.toml")
+    sd = new_study_dir(study, tmp_path)
+    eng = Engine(sd, study, make_tool(study, sd))
+    assert anyio.run(eng.run) == "complete"
+    s = eng.state
+    base = s.base().metrics["wns_ps"]
+    best = s.trials[s.stages[-1].survivors[0]]
+    assert best.metrics["wns_ps"] > base + 500  # measured: -2661 -> -1704 ps
+    lineage = []
+    c = best.case_id
+    while c:
+        lineage.append(c)
+        c = s.trials[c].parent
+    assert [s.trials[x].stage for x in lineage] == [2, 1, 0, -1]
+    tcl = (sd / "trials" / best.case_id / "run.tcl").read_text()
+    assert f"trials/{s.trials[best.case_id].parent}/mac16.v" in tcl
+    idx = (sd / "trials" / best.case_id / "artifact_index.json").read_text()
+    assert "child netlist" in idx and "run.tcl" in idx
+    assert str(sd / "trials" / best.case_id) in (sd / "trials" / best.case_id / "stdout.log").read_text()
+    prov = read_provenance(sd)["snapshot"]
+    assert prov["snapshot_hash"] and "Yosys" in prov["yosys"] and "abc" in prov["script"]
