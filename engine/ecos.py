@@ -97,6 +97,12 @@ CATALOG: dict[str, EcoDef] = {
             max_new_instances=10,
         ),
         EcoDef(
+            "upsize_all",
+            EcoClass.GLOBAL_DISRUPTIVE,
+            "Upsize every resizable cell whose slack is below a margin: a blunt, design-wide change.",
+            (_P("margin_ps", float, -5000, 5000, 0, "upsize cells with slack below this"),),
+        ),
+        EcoDef(
             "pin_swap",
             EcoClass.ROUTING_AFFECTING,
             "Move the late-arriving signal of a commutative gate to its faster input pin.",

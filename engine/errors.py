@@ -27,6 +27,8 @@ HINTS: dict[str, str] = {
     "N2-E203": "point at a study directory (one holding journal.jsonl), e.g. under ./studies/",
     "N2-E204": "nothing to resume: the study already ended; `noodle2 status DIR` shows the result",
     "N2-E205": "the journal is damaged before its last line; restore it from a backup",
+    "N2-E206": "pick a new --study-dir; existing results are never touched",
+    "N2-E207": "name a study directory that has an eco_leaderboard.json",
     "N2-E301": "install the technology",
     "N2-E302": "install the tool, or fix [tool].command",
     "N2-E303": "check the RTL and the top module name; the Yosys log is shown above",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from engine.policy.ranking import maximise, metrics_of
+from engine.policy.safety import legality_report
 from engine.runner import usable_cpus
 from engine.spec import Study
 
@@ -25,4 +26,4 @@ def format_plan(study: Study) -> str:
     for i, (st, deps) in enumerate(zip(s.stages, s.stage_deps())):
         after = ", ".join(names[d] for d in deps) or "(base case)"
         lines.append(f"  {i:>2}  {st.name:<16} {st.mode:<10} {st.trials:>6} {st.survivors:>5}  {after:<18} {', '.join(st.ecos)}")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + legality_report(s)

@@ -1,7 +1,18 @@
-"""Read-only summaries of a folded study: status text, best case, lineage."""
+"""Summaries of a folded study: status text, best case, lineage, and the report files the
+engine writes beside the journal (leaderboard, Pareto fronts, safety trace)."""
 from __future__ import annotations
 
+import hashlib
 import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engine.errors import N2Error
+from engine.fsutil import atomic_write
+from engine.policy import priors, trace
+from engine.spec import Study, StudySpec
 
 from engine.policy.ranking import Candidate, rank
 from engine.spec import Ranking
@@ -92,3 +103,58 @@ def lineage_dot(s: StudyState) -> str:
         out.append(f'  "{c}" [style=bold];')
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def write_reports(d: Path, spec: StudySpec, s: StudyState, imported: dict[str, dict[str, Any]] | None = None) -> None:
+    """Derived files, rewritten whole at each checkpoint; the journal stays the truth."""
+    effects = priors.effectiveness(s, s.trials.values(), spec.priors, imported)
+    board = priors.leaderboard(effects)
+    atomic_write(d / "eco_leaderboard.json", orjson.dumps(board, option=orjson.OPT_INDENT_2))
+    atomic_write(d / "eco_leaderboard.md", priors.leaderboard_md(board).encode())
+    gates = trace.gates(spec, s)
+    atomic_write(d / "safety_trace.jsonl", b"".join(orjson.dumps(g) + b"\n" for g in gates))
+    atomic_write(d / "safety_trace.md", trace.trace_md(gates).encode())
+    atomic_write(d / "lineage.dot", lineage_dot(s).encode())
+    for st in s.stages:
+        if st.status == "done":
+            sd = d / "stages" / f"{st.index}-{st.name}"
+            sd.mkdir(parents=True, exist_ok=True)
+            atomic_write(sd / "pareto.json", orjson.dumps(
+                {"stage": st.name, "ranking_kind": spec.ranking.kind, "front": st.front, "survivors": st.survivors,
+                 "on_front": [c for c in st.survivors if c in st.front], "excluded_by_rails": st.excluded,
+                 "points": {c: {m: (s.trials[c].metrics or {}).get(m) for m in _ranked_metrics(spec)}
+                            for c in st.ranking}}, option=orjson.OPT_INDENT_2))
+
+
+def _ranked_metrics(spec: StudySpec) -> list[str]:
+    r = spec.ranking
+    return [r.objective] if r.kind == "single" else (list(r.weights) if r.kind == "weighted" else list(r.objectives))
+
+
+def load_imported_priors(study: Study) -> dict[str, dict[str, Any]]:
+    """priors.import_from: other studies' leaderboards.  Never implicit: only what is named."""
+    merged: dict[str, dict[str, Any]] = {}
+    for src in study.spec.priors.import_from:
+        p = Path(src)
+        p = p if p.is_absolute() else Path.cwd() / p
+        f = p / "eco_leaderboard.json" if p.is_dir() else p
+        try:
+            rows = orjson.loads(f.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as e:
+            raise N2Error.one("N2-E207", f"cannot import priors from {f}: {e}", "priors.import_from",
+                              hint="name a study directory that has an eco_leaderboard.json") from None
+        for r in rows:
+            m = merged.setdefault(r["eco"], {"trials": 0, "successes": 0, "failures": 0, "sum_dwns": 0.0,
+                                             "sum_dtns": 0.0, "measured": 0})
+            for k in m:
+                m[k] += r.get(k, 0)
+    return merged
+
+
+def imported_provenance(study: Study) -> list[dict[str, str]]:
+    out = []
+    for src in study.spec.priors.import_from:
+        p = Path(src) if Path(src).is_absolute() else Path.cwd() / src
+        f = p / "eco_leaderboard.json" if p.is_dir() else p
+        out.append({"from": str(f), "sha256": hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else ""})
+    return out

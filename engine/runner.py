@@ -27,7 +27,7 @@ from engine.policy import containment
 from engine.policy.failures import RETRYABLE, classify, failure
 from engine.policy.planning import plan_stage
 from engine.policy.ranking import Candidate, select_survivors
-from engine.reports import best_case
+from engine.reports import best_case, load_imported_priors, write_reports
 from engine.spec import Study
 from engine.studydir import update_provenance
 from engine.state import TERMINAL, StudyState, TrialState, fold
@@ -61,7 +61,8 @@ class Engine:
         self._cancel_requests: set[str] = set()
         self._unpause = anyio.Event()
         self._unpause.set()
-        self._failure: str | None = None
+        self._end: tuple[str, str] | None = None  # (status, reason) when a stage ends the study early
+        self.imported_priors = load_imported_priors(study)
 
     # --- events ---------------------------------------------------------------------------
     def emit(self, e: ev.Event) -> None:
@@ -77,6 +78,7 @@ class Engine:
     def checkpoint(self) -> None:
         self.journal.sync_now()
         write_checkpoint(self.dir, self.state, self.journal.offset)
+        write_reports(self.dir, self.spec, self.state, self.imported_priors)
         self.emit(ev.CheckpointWritten(upto_seq=self.state.seq))
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -194,10 +196,11 @@ class Engine:
         async with anyio.create_task_group() as tg:
             for i in range(len(self.spec.stages)):
                 tg.start_soon(self._stage, i, deps[i], done, tg.cancel_scope)
-        if self._failure is not None:
-            self.emit(ev.StudyFinished(status="failed", reason=self._failure))
-        else:
-            self.emit(ev.StudyFinished(status="complete", reason=self._summary()))
+        for st in self.state.stages:  # stages an early end never reached
+            if st.status == "pending":
+                self.emit(ev.StageFinished(stage=st.index, status="skipped", reason=self._end[1] if self._end else ""))
+        status, reason = self._end or ("complete", self._summary())
+        self.emit(ev.StudyFinished(status=status, reason=reason))
         self.checkpoint()
 
     async def _setup_snapshot(self, base: TrialState) -> bool:
@@ -234,8 +237,9 @@ class Engine:
                 return
             if st.status == "pending":
                 parents = list(dict.fromkeys(c for u in upstream for c in u.survivors)) or [self.state.base_case]
-                ecos = containment.usable_ecos(self.spec, self.state, i, self.tool.implements())
-                for d in containment.pending_decisions(self.spec, self.state, i):
+                ecos, decisions = containment.plan_ecos(self.spec, self.state, i, self.tool.implements(),
+                                                        self.imported_priors)
+                for d in decisions:
                     self.emit(d)
                 self.emit(ev.StageStarted(stage=i, parents=parents, plan=plan_stage(self.spec, i, parents, ecos)))
             async with anyio.create_task_group() as tg:
@@ -255,9 +259,21 @@ class Engine:
             kinds = Counter((t.failure or {}).get("type", "no_trials") for t in trials) or Counter(no_trials=1)
             why = ", ".join(f"{k}×{n}" for k, n in sorted(kinds.items()))
             reason = f"every trial of stage {st.name} failed ({why})" if trials else f"stage {st.name} had no usable ECO"
+            self.emit(ev.PolicyDecision(scope="stage", action="abort_stage", subject=st.name, reason=reason, stage=i))
             self.emit(ev.StageFinished(stage=i, status="aborted", reason=reason))
-            self._failure = reason
-            stages.cancel()
+            self._stop_study("failed", reason, stages)
+            return
+        decisions = containment.after_stage(self.spec, self.state, i)
+        for d in decisions:
+            self.emit(d)
+        actions = {d.action: d.reason for d in decisions}
+        if "block_study" in actions:
+            self.emit(ev.StageFinished(stage=i, status="aborted", reason=actions["block_study"]))
+            self._stop_study("blocked", actions["block_study"], stages)
+            return
+        if "abort_stage" in actions:
+            self.emit(ev.StageFinished(stage=i, status="aborted", reason=actions["abort_stage"]))
+            self._stop_study("failed", f"stage {st.name} aborted: {actions['abort_stage']}", stages)
             return
         base = self.state.base()
         cands = [Candidate(t.case_id, t.metrics or {}, self.state.trials[t.parent].metrics if t.parent else None)
@@ -267,6 +283,13 @@ class Engine:
         self.emit(ev.SurvivorsChosen(stage=i, survivors=sel.survivors, ranking=sel.ranking,
                                      excluded=sel.excluded, front=sel.front))
         self.emit(ev.StageFinished(stage=i, status="done"))
+        if "plateau" in actions:
+            self._stop_study("complete", actions["plateau"], stages)
+
+    def _stop_study(self, status: str, reason: str, stages: anyio.CancelScope) -> None:
+        if self._end is None:
+            self._end = (status, reason)
+        stages.cancel()
 
     # --- one trial ------------------------------------------------------------------------
     async def _run_trial(self, t: TrialState, mode: str) -> None:
@@ -342,9 +365,6 @@ class Engine:
     async def _failed(self, t: TrialState, fail: dict, resources: dict, retry: bool) -> bool:
         self.emit(ev.TrialFailed(case_id=t.case_id, failure=fail, resources=resources, retry=retry))
         await self.journal.sync()
-        if not retry:
-            for d in containment.after_failure(self.spec, self.state, t):
-                self.emit(d)
         return retry
 
 

@@ -261,6 +261,10 @@ def check_semantics(spec: StudySpec, root: Path) -> list[Problem]:
     for j, name in enumerate([*(spec.study.eco_allowlist or []), *spec.study.eco_blocklist]):
         if name not in CATALOG:
             out.append(Problem("N2-E106", f"unknown ECO {name!r} in allow/blocklist", "study"))
+    if not out:  # legality is judged on an otherwise valid study
+        from engine.policy.safety import legality_problems
+
+        out += legality_problems(spec)
     return out
 
 

@@ -49,7 +49,13 @@ def new_study_dir(study: Study, root: Path = Path("studies"), explicit: Path | N
     prov = {"source_study": str(study.path), "spec_hash": study.spec_hash(), "inputs": hashes,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(), "pid": os.getpid(),
             "python": platform.python_version()}
+    from engine.policy.safety import legality_report
+    from engine.reports import imported_provenance
+
+    if study.spec.priors.import_from:
+        prov["priors_imported"] = imported_provenance(study)
     write_provenance(d, prov)
+    (d / "legality_report.md").write_text(legality_report(study.spec))
     return d.resolve()
 
 

@@ -1,23 +1,149 @@
-"""Which ECOs a stage may use, and what a failure disables.  Pure functions over state."""
+"""Containment and abort rails.  Pure functions over folded state.
+
+Decisions for a stage are computed from the trials of its ancestor stages only, so concurrent
+branches and completion order can never change what a stage plans.
+"""
 from __future__ import annotations
 
+from collections import defaultdict
+from typing import Any
+
 from engine import events as ev
+from engine.ecos import CATALOG
+from engine.policy import priors, safety
 from engine.spec import StudySpec
 from engine.state import StudyState, TrialState
 
 
-def disabled_ecos(state: StudyState) -> set[str]:
-    return {d["subject"] for d in state.decisions if d["action"] == "disable_eco"}
+def ancestors(spec: StudySpec, stage: int) -> list[int]:
+    deps = spec.stage_deps()
+    seen: set[int] = set()
+    todo = list(deps[stage])
+    while todo:
+        d = todo.pop()
+        if d not in seen:
+            seen.add(d)
+            todo += deps[d]
+    return sorted(seen)
 
 
-def usable_ecos(spec: StudySpec, state: StudyState, stage: int, implemented: set[str]) -> list[str]:
-    off = disabled_ecos(state)
-    return [e for e in spec.stages[stage].ecos if e in implemented and e not in off]
+def scope(spec: StudySpec, state: StudyState, stage: int, include_self: bool) -> list[TrialState]:
+    stages = ancestors(spec, stage) + ([stage] if include_self else [])
+    return [state.trials[c] for i in stages if i < len(state.stages) for c in state.stages[i].cases]
 
 
-def pending_decisions(spec: StudySpec, state: StudyState, stage: int) -> list[ev.Event]:
-    return []
+def disabled(spec: StudySpec, trials: list[TrialState]) -> tuple[dict[str, str], dict[str, str]]:
+    """(eco -> reason, class -> reason) from failure counts."""
+    a = spec.abort
+    fails: dict[str, list[str]] = defaultdict(list)
+    for t in trials:
+        if t.status == "failed" and t.stage >= 0:
+            fails[t.eco].append(t.case_id)
+    ecos = {e: f"failed {len(cs)} times (limit {a.eco_failure_limit}): {', '.join(sorted(cs)[:4])}"
+            for e, cs in sorted(fails.items()) if len(cs) >= a.eco_failure_limit}
+    by_class: dict[str, list[str]] = defaultdict(list)
+    for e in ecos:
+        by_class[CATALOG[e].eco_class.value].append(e)
+    classes = {c: f"{len(es)} of its ECOs disabled ({', '.join(es)}; limit {a.class_disable_after})"
+               for c, es in sorted(by_class.items()) if len(es) >= a.class_disable_after}
+    return ecos, classes
 
 
-def after_failure(spec: StudySpec, state: StudyState, trial: TrialState) -> list[ev.Event]:
-    return []
+def plan_ecos(spec: StudySpec, state: StudyState, stage: int, implemented: set[str],
+              imported: dict[str, dict[str, Any]] | None = None) -> tuple[list[str], list[ev.PolicyDecision]]:
+    """The stage's ECOs in budget order, and a decision for every ECO left out."""
+    trials = scope(spec, state, stage, include_self=False)
+    off_ecos, off_classes = disabled(spec, trials)
+    out: list[ev.PolicyDecision] = []
+    usable = []
+    for e in spec.stages[stage].ecos:
+        cls = CATALOG[e].eco_class.value
+        why = (safety.refusal(spec, stage, e) or ("not implemented by the tool" if e not in implemented else None)
+               or off_ecos.get(e) or (f"class {cls} disabled: {off_classes[cls]}" if cls in off_classes else None))
+        if why is None:
+            usable.append(e)
+        else:
+            out.append(ev.PolicyDecision(scope="eco", action="skip_eco", subject=e, reason=why, stage=stage))
+    effects = priors.effectiveness(state, trials, spec.priors, imported)
+    ordered, skipped = priors.order(usable, effects, spec.study.safety_domain)
+    out += [ev.PolicyDecision(scope="eco", action="skip_eco", subject=e, reason=r, stage=stage) for e, r in skipped.items()]
+    if ordered != usable:
+        out.append(ev.PolicyDecision(scope="eco", action="order_ecos", subject=",".join(ordered), stage=stage,
+                                     reason="budget order by prior: " + ", ".join(
+                                         f"{e}={effects[e].prior if e in effects else 'unknown'}" for e in ordered)))
+    return ordered, out
+
+
+def crash_parents(trials: list[TrialState]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = defaultdict(set)
+    for t in trials:
+        if t.status == "failed" and (t.failure or {}).get("type") == "tool_crash" and t.parent:
+            out[t.eco].add(t.parent)
+    return out
+
+
+def after_stage(spec: StudySpec, state: StudyState, stage: int) -> list[ev.PolicyDecision]:
+    """Decisions once a stage's trials are all in: new disables, catastrophe, WNS rail, plateau."""
+    trials = scope(spec, state, stage, include_self=True)
+    already = {(d["action"], d["subject"]) for d in state.decisions}
+    out: list[ev.PolicyDecision] = []
+    off_ecos, off_classes = disabled(spec, trials)
+    for e, why in off_ecos.items():
+        if ("disable_eco", e) not in already:
+            out.append(ev.PolicyDecision(scope="eco", action="disable_eco", subject=e, reason=why, stage=stage))
+    for c, why in off_classes.items():
+        if ("disable_class", c) not in already:
+            out.append(ev.PolicyDecision(scope="eco_class", action="disable_class", subject=c, reason=why, stage=stage))
+    for e, parents in sorted(crash_parents(trials).items()):
+        if len(parents) >= spec.abort.catastrophic_crash_cases:
+            out.append(ev.PolicyDecision(scope="study", action="block_study", subject=e, stage=stage,
+                                         reason=f"catastrophic: {e} crashed the tool on {len(parents)} different "
+                                                f"parent cases ({', '.join(sorted(parents)[:4])})"))
+            return out
+    limit = spec.stages[stage].max_wns_regression_ps
+    best, parents_best = stage_best_wns(state, stage), parents_best_wns(state, stage)
+    if limit is not None and best is not None and parents_best is not None and best < parents_best - limit:
+        out.append(ev.PolicyDecision(scope="stage", action="abort_stage", subject=spec.stages[stage].name, stage=stage,
+                                     reason=f"best WNS {best:.1f} ps regressed {parents_best - best:.1f} ps from "
+                                            f"the parents' {parents_best:.1f} ps (limit {limit:g} ps)"))
+        return out
+    if (p := plateau(spec, state, stage)) is not None:
+        out.append(ev.PolicyDecision(scope="study", action="plateau", subject=spec.stages[stage].name, stage=stage,
+                                     reason=p))
+    return out
+
+
+def stage_best_wns(state: StudyState, stage: int) -> float | None:
+    vals = [t.metrics["wns_ps"] for t in state.stage_trials(stage)
+            if t.status == "done" and isinstance((t.metrics or {}).get("wns_ps"), (int, float))]
+    return max(vals) if vals else None
+
+
+def parents_best_wns(state: StudyState, stage: int) -> float | None:
+    vals = [state.trials[p].metrics["wns_ps"] for p in state.stages[stage].parents
+            if isinstance((state.trials[p].metrics or {}).get("wns_ps"), (int, float))]
+    return max(vals) if vals else None
+
+
+def gain(state: StudyState, stage: int) -> float | None:
+    best, before = stage_best_wns(state, stage), parents_best_wns(state, stage)
+    return None if best is None or before is None else best - before
+
+
+def plateau(spec: StudySpec, state: StudyState, stage: int) -> str | None:
+    """P stages in a row along this stage's first-dependency chain without a real WNS gain."""
+    p, need = spec.abort.plateau_stages, spec.abort.plateau_min_gain_ps
+    if not p:
+        return None
+    chain, i = [], stage
+    deps = spec.stage_deps()
+    while len(chain) < p:
+        chain.append(i)
+        if not deps[i]:
+            break
+        i = deps[i][0]
+    gains = [gain(state, s) for s in chain]
+    if len(chain) == p and all(g is not None and g < need for g in gains):
+        shown = ", ".join(f"{spec.stages[s].name} {g:+.1f} ps" for s, g in zip(chain, gains))
+        return f"plateau: {p} stage(s) without a WNS gain of ≥ {need:g} ps ({shown})"
+    return None

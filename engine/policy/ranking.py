@@ -103,11 +103,17 @@ def non_dominated_fronts(points: dict[str, tuple[float, ...]]) -> list[list[str]
 
 
 def crowding(front: list[str], points: dict[str, tuple[float, ...]]) -> dict[str, float]:
+    """NSGA-II crowding distance.  Identical points share one distance (the first case id keeps
+    it, the others get 0), so duplicates never take two survivor slots for one design point."""
     dist = {i: 0.0 for i in front}
-    if not front:
+    reps: dict[tuple[float, ...], str] = {}
+    for i in sorted(front):
+        reps.setdefault(points[i], i)
+    uniq = sorted(reps.values())
+    if not uniq:
         return dist
-    for k in range(len(points[front[0]])):
-        order = sorted(front, key=lambda i: (points[i][k], i))
+    for k in range(len(points[uniq[0]])):
+        order = sorted(uniq, key=lambda i: (points[i][k], i))
         lo, hi = points[order[0]][k], points[order[-1]][k]
         dist[order[0]] = dist[order[-1]] = math.inf
         if hi == lo or not math.isfinite(hi - lo):

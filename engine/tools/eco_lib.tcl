@@ -125,6 +125,19 @@ proc n2_eco_downsize_noncritical {margin_ps max_cells} {
   return $n
 }
 
+proc n2_eco_upsize_all {margin_ps} {
+  set margin [expr {$margin_ps * 1e-12}]
+  set cands {}
+  foreach inst [get_cells *] {
+    set worst 1e30
+    foreach p [n2_outputs $inst] { set worst [expr {min($worst, [n2_pin_slack $p])}] }
+    if {$worst < $margin} { lappend cands [get_full_name $inst] }
+  }
+  set n 0
+  foreach c [lsort $cands] { incr n [n2_resize [get_cells $c] 1] }
+  return $n
+}
+
 proc n2_strongest {base} { return [lindex [lindex [n2_sizes $base] end] 1] }
 
 proc n2_eco_buffer_fanout {paths min_fanout max_nets} {

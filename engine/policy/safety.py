@@ -1,0 +1,82 @@
+"""Safety domains, ECO classes and the run legality report.  Pure: spec in, text out."""
+from __future__ import annotations
+
+from engine.ecos import CATALOG, EcoClass
+from engine.errors import Problem
+from engine.spec import StudySpec
+
+DOMAINS: dict[str, frozenset[EcoClass]] = {
+    "sandbox": frozenset(EcoClass),
+    "guarded": frozenset(EcoClass) - {EcoClass.GLOBAL_DISRUPTIVE},
+    "locked": frozenset({EcoClass.TOPOLOGY_NEUTRAL}),
+}
+
+
+def stage_classes(spec: StudySpec, stage: int) -> frozenset[EcoClass]:
+    allowed = DOMAINS[spec.study.safety_domain]
+    narrowed = spec.stages[stage].eco_classes
+    return allowed & {EcoClass(c) for c in narrowed} if narrowed is not None else allowed
+
+
+def refusal(spec: StudySpec, stage: int, eco: str) -> str | None:
+    """Why `eco` may not run in `stage`, or None when it may."""
+    e = CATALOG.get(eco)
+    if e is None:
+        return "unknown ECO"
+    s = spec.study
+    if e.eco_class not in DOMAINS[s.safety_domain]:
+        return f"{s.safety_domain} does not allow {e.eco_class.value}"
+    if e.eco_class not in stage_classes(spec, stage):
+        return f"stage {spec.stages[stage].name} narrows classes to {sorted(c.value for c in stage_classes(spec, stage))}"
+    if s.eco_allowlist is not None and eco not in s.eco_allowlist:
+        return "not in the study's eco_allowlist"
+    if eco in s.eco_blocklist:
+        return "in the study's eco_blocklist"
+    return None
+
+
+def legality_problems(spec: StudySpec) -> list[Problem]:
+    out = []
+    for i, st in enumerate(spec.stages):
+        for j, eco in enumerate(st.ecos):
+            why = refusal(spec, i, eco)
+            if why is not None and eco in CATALOG:
+                out.append(Problem("N2-E111", f"ECO {eco} ({CATALOG[eco].eco_class.value}) is illegal in stage "
+                                   f"{st.name}: {why}", f"stages[{i}].ecos[{j}]"))
+    return out
+
+
+def legality_report(spec: StudySpec) -> str:
+    s, a, r = spec.study, spec.abort, spec.rails
+    allowed = DOMAINS[s.safety_domain]
+    refused = [c.value for c in EcoClass if c not in allowed]
+    lines = [f"# Run legality report — {s.name}", "",
+             f"safety domain: {s.safety_domain} — allows {', '.join(c.value for c in EcoClass if c in allowed)}"
+             + (f"; refuses {', '.join(refused)}" if refused else ""),
+             f"eco allowlist: {', '.join(s.eco_allowlist) if s.eco_allowlist is not None else '(all)'}; "
+             f"blocklist: {', '.join(s.eco_blocklist) or '(none)'}", ""]
+    for i, st in enumerate(spec.stages):
+        lines.append(f"stage {i} {st.name} [{st.mode}, {st.trials} trials, {st.survivors} survivors]"
+                     + (f" — classes narrowed to {', '.join(st.eco_classes)}" if st.eco_classes is not None else ""))
+        for eco in st.ecos:
+            why = refusal(spec, i, eco)
+            cls = CATALOG[eco].eco_class.value if eco in CATALOG else "?"
+            lines.append(f"  {'✓' if why is None else '✗'} {eco:<22} {cls:<18}" + (f" refused: {why}" if why else ""))
+        if st.max_wns_regression_ps is not None:
+            lines.append(f"  abort if best WNS regresses more than {st.max_wns_regression_ps:g} ps below the parents' best")
+    lines += ["", "rails:",
+              f"  survivors may not be more than {r.max_wns_regression_vs_parent_ps:g} ps worse in WNS than their parent"
+              if r.max_wns_regression_vs_parent_ps is not None else "  (none)",
+              "", "abort criteria:",
+              f"  an ECO that fails {a.eco_failure_limit} times is disabled for the rest of the study",
+              f"  an ECO class is disabled once {a.class_disable_after} of its ECOs are disabled",
+              "  a stage aborts when every trial fails, or when its WNS rail above is broken",
+              f"  the study is blocked when the base case fails, or when one ECO crashes the tool on "
+              f"{a.catastrophic_crash_cases} different parent cases",
+              f"  plateau: stop when {a.plateau_stages} stage(s) in a row improve best WNS by less than "
+              f"{a.plateau_min_gain_ps:g} ps" if a.plateau_stages else "  plateau: off",
+              "", "priors: " + ("order each stage's ECO budget (trusted, mixed, unknown) and skip suspicious ECOs"
+                                if s.safety_domain in ("guarded", "locked") else "recorded, not applied (sandbox)")]
+    problems = legality_problems(spec)
+    lines += ["", f"verdict: {'LEGAL' if not problems else f'ILLEGAL ({len(problems)} refused)'}"]
+    return "\n".join(lines) + "\n"
