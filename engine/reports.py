@@ -57,11 +57,29 @@ def trial_line(t: TrialState) -> str:
     return f"✗ {t.case_id:<16} {eco:<40} {f.get('type')}: {f.get('reason')}  {took}"
 
 
+def effective_status(s: StudyState, holder: int | None) -> str:
+    """The journal says running but no engine holds the study: it was interrupted (kill -9)."""
+    return "interrupted" if s.status in ("running", "new") and holder is None and s.seq else s.status
+
+
+def progress(s: StudyState) -> str:
+    done, total = s.counts()
+    finished = sum(st.status in ("done", "aborted", "skipped") for st in s.stages)
+    return f"stage {min(finished + 1, len(s.stages))}/{len(s.stages)}  {done}/{total}"
+
+
+def best_vs_base(s: StudyState) -> str:
+    best, base = best_case(s), s.base()
+    bw = (best.metrics or {}).get("wns_ps") if best else None
+    b0 = (base.metrics or {}).get("wns_ps") if base else None
+    if bw is None:
+        return "—" if b0 is None else f"base {fmt_ns(b0)}"
+    return f"{fmt_ns(bw)} ({(bw - b0) / 1000:+.3f})" if b0 is not None else fmt_ns(bw)
+
+
 def status_text(s: StudyState, holder: int | None, now: float | None = None) -> str:
     now = now or time.time()
-    state = s.status
-    if state == "running" and holder is None:
-        state = "interrupted"  # the journal says running, but no engine holds the study
+    state = effective_status(s, holder)
     done, total = s.counts()
     lines = [f"study     {s.name}   [{state}]" + (f"  engine PID {holder}" if holder else ""),
              f"domain    {s.safety_domain}   max_parallel {s.max_parallel}   resumes {s.resumes}",

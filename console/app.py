@@ -1,0 +1,93 @@
+"""The noodle2 console: the study picker and the live study view, over any study directory."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from console import themes
+from console.follow import spawn_engine
+from console.screens.modals import HelpScreen, TextScreen
+from console.screens.picker import PickerScreen
+from console.screens.study import StudyScreen
+from engine.errors import N2Error
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Noodle2App(App):
+    CSS_PATH = str(REPO / "themes" / "noodle2.tcss")
+    TITLE = "noodle2"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    BINDINGS = [Binding("ctrl+p", "command_palette", "palette", show=False)]
+
+    def __init__(self, root: Path, *, theme: str | None = None, open_study: Path | None = None,
+                 samples: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.root = root
+        self.samples = samples or (Path("sample_studies") if Path("sample_studies").is_dir() else REPO / "sample_studies")
+        self.initial = open_study
+        self.clock = clock
+        for t in themes.load_themes():
+            self.register_theme(t)
+        self.theme = themes.choose(theme)
+        self._remember = theme is None  # --theme is for this run; palette choices are remembered
+
+    def on_mount(self) -> None:
+        self.push_screen(PickerScreen(self.root, self.samples))
+        if self.initial is not None:
+            self.open_study(self.initial)
+
+    def watch_theme(self, theme: str) -> None:
+        if getattr(self, "_remember", False):
+            themes.remember(theme)
+
+    def open_study(self, d: Path) -> None:
+        self.push_screen(StudyScreen(d))
+
+    def start_study(self, file: Path) -> None:
+        """New run from the picker: validate, make the study dir, start a detached engine."""
+        from engine.spec import load_study
+        from engine.studydir import new_study_dir
+
+        try:
+            d = new_study_dir(load_study(file), self.root)
+        except N2Error as e:
+            self.push_screen(TextScreen(f"{file.name} is not valid", e.render()))
+            return
+        spawn_engine(d)
+        self.open_study(d)
+
+    def show_help(self, screen: Screen) -> None:
+        rows = [(b.key.replace("_", " "), b.description) for b in screen.BINDINGS if isinstance(b, Binding)]
+        rows += [("ctrl+p", "command palette: actions and themes"), ("tab", "move focus"),
+                 ("enter", "open the highlighted row")]
+        self.push_screen(HelpScreen(rows, type(screen).__name__.replace("Screen", "")))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for short, name in themes.SHORT.items():
+            yield SystemCommand(f"Theme: {short}", f"switch to the {short} theme (remembered)",
+                                lambda name=name: setattr(self, "theme", name))
+        if isinstance(screen, StudyScreen):
+            for action, text in [("pause", "no new trials start"), ("resume", "resume a paused or interrupted study"),
+                                 ("stop", "stop gracefully with a checkpoint"), ("cancel_trial", "cancel the selected trial"),
+                                 ("follow", "toggle log follow")]:
+                yield SystemCommand(f"Study: {action.replace('_', ' ')}", text,
+                                    lambda a=action: self.run_action(a, screen))
+        if isinstance(screen, PickerScreen):
+            for action, text in [("new", "start a new run from a study file"), ("resume", "resume the selected study"),
+                                 ("legality", "show a study file's legality report")]:
+                yield SystemCommand(f"Studies: {action}", text, lambda a=action: self.run_action(a, screen))
+
+
+def run_console(root: Path, *, theme: str | None = None, open_study: Path | None = None,
+                start_engine: bool = False) -> int:
+    if open_study is not None and start_engine:
+        spawn_engine(open_study)
+    Noodle2App(root, theme=theme, open_study=open_study).run()
+    return 0

@@ -1,0 +1,86 @@
+"""One trial: metrics with deltas to parent and base, worst paths, artifacts, and its Tcl."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Label, Static
+
+from engine.state import StudyState
+
+METRICS = [("wns_ps", "WNS ps"), ("tns_ps", "TNS ps"), ("failing_endpoints", "failing endpoints"),
+           ("power_total_w", "power W"), ("power_leakage_w", "leakage W"), ("area_um2", "area µm²"),
+           ("instances", "instances"), ("eco_changes", "ECO changes")]
+
+
+def delta(a: object, b: object) -> str:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        d = a - b
+        return f"{d:+.6g}"
+    return "—"
+
+
+class TrialDetail(Screen):
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "back"), Binding("question_mark", "help", "help")]
+
+    def __init__(self, study_dir: Path, state: StudyState, case: str) -> None:
+        super().__init__()
+        self.dir, self.s, self.case = study_dir, state, case
+
+    def compose(self) -> ComposeResult:
+        t = self.s.trials[self.case]
+        params = ", ".join(f"{k}={v:g}" for k, v in t.params.items())
+        yield Label(f" {t.case_id}  {t.eco}({params})  parent {t.parent or '—'}  status {t.status}", id="detail-title", markup=False)
+        with VerticalScroll(id="detail-body"):
+            if t.failure:
+                f = t.failure
+                yield Static(f"✗ {f.get('type')} ({f.get('severity')}): {f.get('reason')}\n\n{f.get('excerpt', '')}",
+                             id="detail-failure", markup=False)
+            yield DataTable(id="detail-metrics", cursor_type="none")
+            yield Label("worst paths", classes="section")
+            yield DataTable(id="detail-paths", cursor_type="none")
+            yield Label("artifacts", classes="section")
+            yield Static(self.artifacts(), id="detail-artifacts", markup=False)
+            yield Label("Tcl run by the tool", classes="section")
+            yield Static(self.tcl(), id="detail-tcl", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        t = self.s.trials[self.case]
+        m = t.metrics or {}
+        parent = (self.s.trials[t.parent].metrics or {}) if t.parent else {}
+        base = (self.s.base().metrics or {}) if self.s.base() else {}
+        table = self.query_one("#detail-metrics", DataTable)
+        table.add_columns("metric", "value", "Δ parent", "Δ base")
+        for key, label in METRICS:
+            if key in m:
+                table.add_row(label, f"{m[key]:.6g}", delta(m[key], parent.get(key)), delta(m[key], base.get(key)))
+        paths = self.query_one("#detail-paths", DataTable)
+        paths.add_columns("slack ps", "start", "end", "stages", "arrival ns")
+        for p in m.get("worst_paths", []):
+            paths.add_row(f"{p['slack_ps']:.1f}", p["startpoint"], p["endpoint"], str(p["stages"]), f"{p['arrival_ns']:.3f}")
+
+    def artifacts(self) -> str:
+        d = self.dir / "trials" / self.case
+        try:
+            index = orjson.loads((d / "artifact_index.json").read_bytes())
+            lines = [f"{a['label']:<22} {d / a['path']}" for a in index]
+        except (OSError, orjson.JSONDecodeError):
+            lines = [str(p) for p in sorted(d.glob("*"))] if d.is_dir() else ["(no trial directory yet)"]
+        return f"{d}\n" + "\n".join(lines)
+
+    def tcl(self) -> str:
+        p = self.dir / "trials" / self.case / "run.tcl"
+        if not p.is_file():
+            return "(this tool ran no Tcl)"
+        text = p.read_text(errors="replace")
+        head, sep, rest = text.partition("\n# noodle2 ECO library")
+        marker = "\nread_liberty"  # skip the inlined ECO library; show what this trial did
+        return head if not sep else head + "\n# ... ECO library (engine/tools/eco_lib.tcl) ..." + rest[rest.find(marker):]
+
+    def action_help(self) -> None:
+        self.app.show_help(self)

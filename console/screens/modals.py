@@ -1,0 +1,103 @@
+"""Small modal screens: help, confirmation, a text report, choosing a study file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Label, OptionList, Static
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every binding of the screen below, and the app's."""
+
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
+
+    def __init__(self, bindings: list[tuple[str, str]], title: str) -> None:
+        super().__init__()
+        self.rows = bindings
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-box"):
+            yield Label(f"Keys — {self.title_text}", id="help-title")
+            yield DataTable(id="help-table", cursor_type="none")
+            yield Label("Ctrl+P opens the command palette (actions, themes). Mouse: click rows and headers.",
+                        classes="hint")
+
+    def on_mount(self) -> None:
+        t = self.query_one(DataTable)
+        t.add_columns("key", "action")
+        for k, d in self.rows:
+            t.add_row(k, d)
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS = [Binding("y", "answer(True)", "yes"), Binding("n,escape", "answer(False)", "no")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Label(self.question, id="confirm-question")
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Yes (y)", id="yes", variant="error")
+                yield Button("No (n)", id="no", variant="primary")
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class TextScreen(ModalScreen[None]):
+    """A read-only report: the legality report, validation errors."""
+
+    BINDINGS = [Binding("escape,q", "close", "close")]
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="text-box"):
+            yield Label(self.title_text, id="text-title")
+            with VerticalScroll():
+                yield Static(self.text, id="text-body", markup=False)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class ChooseStudyFile(ModalScreen[Path | None]):
+    """Pick a study file; sample_studies/ by default."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel")]
+
+    def __init__(self, folder: Path, purpose: str) -> None:
+        super().__init__()
+        self.files = sorted(folder.glob("*.toml"))
+        self.purpose = purpose
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="choose-box"):
+            yield Label(self.purpose, id="choose-title")
+            yield OptionList(*[f.name for f in self.files], id="choose-list")
+
+    @on(OptionList.OptionSelected)
+    def chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.files[event.option_index])
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,287 @@
+"""The live study view.  It polls the journal at a fixed rate and redraws at most once per
+tick, whatever the event rate: bursts of hundreds of events a second coalesce."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Label, Log, Sparkline, TabbedContent, TabPane
+
+from console.follow import StudyFollower, send_control, spawn_engine
+from console.headless import Printer
+from console.screens.detail import TrialDetail
+from console.screens.modals import ConfirmScreen
+from console.widgets.funnel import SurvivorFunnel
+from console.widgets.tables import StageTable, TrialTable
+from engine import events as ev
+from engine.reports import effective_status, fmt_ns
+
+TICK_S = 0.1
+
+
+def clock_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = int(max(seconds, 0))
+    return f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class StudyScreen(Screen):
+    BINDINGS = [
+        Binding("question_mark", "help", "help"),
+        Binding("q", "app.quit", "quit"),
+        Binding("p", "pause", "pause"),
+        Binding("r", "resume", "resume"),
+        Binding("s", "stop", "stop"),
+        Binding("c", "cancel_trial", "cancel"),
+        Binding("slash", "filter", "filter"),
+        Binding("o", "sort", "sort"),
+        Binding("f", "follow", "follow"),
+        Binding("escape", "back", "back"),
+        Binding("left_square_bracket", "stage(-1)", "previous stage", show=False),
+        Binding("right_square_bracket", "stage(1)", "next stage", show=False),
+    ]
+
+    def __init__(self, study_dir: Path) -> None:
+        super().__init__()
+        self.dir = study_dir
+        self.follower = StudyFollower(study_dir)
+        self.stage = 0
+        self.redraws = 0
+        self.dirty = True
+        self.trial_log_case: str | None = None
+        self.trial_log_offsets: dict[str, int] = {}
+        self.printer = Printer()
+
+    @property
+    def state(self):
+        return self.follower.state
+
+    def compose(self) -> ComposeResult:
+        yield Label("", id="study-header", markup=False)
+        with Horizontal(id="study-main"):
+            with Vertical(id="study-left"):
+                yield StageTable(id="stages")
+                yield SurvivorFunnel(id="funnel")
+                yield Label("best WNS per stage", id="trend-label")
+                yield Sparkline([], id="trend")
+            with Vertical(id="study-right"):
+                yield Input(placeholder="filter trials: eco, status, failure type, case", id="trial-filter")
+                yield TrialTable(id="trials")
+        with TabbedContent(id="logs"):
+            with TabPane("engine log", id="tab-engine"):
+                yield Log(id="engine-log", max_lines=5000)
+            with TabPane("trial output", id="tab-trial"):
+                yield Log(id="trial-log", max_lines=5000)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#trial-filter").display = False
+        log = self.query_one("#engine-log", Log)
+        for w in self.follower.warnings:
+            log.write_line(f"! {w}")
+        self.replay_log()
+        self.tick()
+        self.set_interval(TICK_S, self.tick)
+        self.query_one(TrialTable).focus()
+
+    def replay_log(self) -> None:
+        """The engine log is the journal, formatted the way headless output is."""
+        from engine.journal import JOURNAL, read_events
+        from engine.state import StudyState, fold
+
+        s = StudyState()
+        lines = []
+        for e in read_events(self.dir / JOURNAL, 0, final=False).events[-5000:]:
+            fold(s, e)
+            if (line := self.printer.line(e, s)) is not None:
+                lines.append(line)
+        self.query_one("#engine-log", Log).write_lines(lines[-2000:])
+
+    # --- the one place that redraws ---------------------------------------------------------
+    def tick(self) -> None:
+        new = self.follower.poll()
+        if new:
+            self.dirty = True
+            log = self.query_one("#engine-log", Log)
+            lines = [line for e in new if (line := self.printer.line(e, self.state)) is not None]
+            if lines:
+                log.write_lines(lines)
+            if any(isinstance(e, ev.StageStarted) for e in new) and self.state.stages:
+                running = [st.index for st in self.state.stages if st.status == "running"]
+                if running and self.state.stages[self.stage].status in ("done", "pending"):
+                    self.stage = running[-1]
+        self.follow_trial_output()
+        if self.dirty or self.state.status == "running":
+            self.redraw()
+
+    def redraw(self) -> None:
+        s = self.state
+        self.dirty = False
+        self.redraws += 1
+        self.query_one("#study-header", Label).update(self.header_text())
+        if not s.stages:
+            return
+        self.stage = min(self.stage, len(s.stages) - 1)
+        self.query_one(StageTable).show(s)
+        self.query_one(SurvivorFunnel).show(s)
+        trend = [(s.trials[st.survivors[0]].metrics or {}).get("wns_ps", 0.0) for st in s.stages if st.survivors]
+        self.query_one(Sparkline).data = trend or [0.0]
+        st = s.stages[self.stage]
+        self.query_one(TrialTable).show(s.stage_trials(self.stage), set(st.front))
+        self.query_one("#study-right").border_title = (
+            f"stage {st.index} {st.name}: {len(st.cases)} trials  [ ] switch stage  / filter  o sort")
+
+    def header_text(self) -> str:
+        s = self.state
+        now = self.app.clock()
+        status = effective_status(s, self.follower.engine_pid())
+        if s.paused and status == "running":
+            status = "paused"
+        busy = len(s.running())
+        elapsed = (s.last_event_at if status != "running" else now) - s.started_at if s.started_at else None
+        done_ts = [t for t in s.trials.values() if t.stage >= 0 and t.resources and t.resources.get("wall_s")]
+        done, total = s.counts()
+        eta = None
+        if done_ts and status == "running":
+            mean = sum(t.resources["wall_s"] for t in done_ts) / len(done_ts)
+            eta = mean * (total - done) / max(s.max_parallel, 1)
+        base = s.base()
+        bw = fmt_ns((base.metrics or {}).get("wns_ps")) if base else "—"
+        return (f" {s.name or self.dir.name} [{status}] {done}/{total} trials  workers {busy}/{s.max_parallel}  "
+                f"elapsed {clock_text(elapsed)}  ETA {clock_text(eta)}  {s.safety_domain or '—'}  base WNS {bw} ns")
+
+    # --- trial output pane -------------------------------------------------------------------
+    def selected_case(self) -> str | None:
+        t = self.query_one(TrialTable)
+        if not t.row_count:
+            return None
+        return str(t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value)
+
+    @on(DataTable.RowHighlighted, "#trials")
+    def trial_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        case = str(event.row_key.value) if event.row_key is not None else None
+        if case != self.trial_log_case:
+            self.trial_log_case = case
+            self.trial_log_offsets = {}
+            self.query_one("#trial-log", Log).clear()
+            self.follow_trial_output()
+
+    def follow_trial_output(self) -> None:
+        """Append what the selected trial's stdout/stderr gained since the last tick."""
+        case = self.trial_log_case
+        if case is None:
+            return
+        log = self.query_one("#trial-log", Log)
+        for name in ("stdout.log", "stderr.log"):
+            p = self.dir / "trials" / case / name
+            off = self.trial_log_offsets.get(name, 0)
+            try:
+                with open(p, "rb") as f:
+                    f.seek(off)
+                    data = f.read(256_000)
+            except OSError:
+                continue
+            if data:
+                if off == 0:
+                    log.write_line(f"── {case}/{name} ──")
+                self.trial_log_offsets[name] = off + len(data)
+                log.write(data.decode(errors="replace"))
+
+    @on(DataTable.RowSelected, "#trials")
+    def open_detail(self, event: DataTable.RowSelected) -> None:
+        self.app.push_screen(TrialDetail(self.dir, self.state, str(event.row_key.value)))
+
+    @on(DataTable.RowSelected, "#stages")
+    def pick_stage(self, event: DataTable.RowSelected) -> None:
+        self.stage = int(str(event.row_key.value))
+        self.query_one(TrialTable).show(self.state.stage_trials(self.stage), set(self.state.stages[self.stage].front),
+                                        rebuild=True)
+        self.redraw()
+
+    @on(DataTable.HeaderSelected, "#trials")
+    def header_sort(self, event: DataTable.HeaderSelected) -> None:
+        t = self.query_one(TrialTable)
+        key = str(event.column_key.value)
+        t.reverse = not t.reverse if t.sort_by == key else False
+        t.sort_by = key
+        self.redraw()
+
+    # --- actions ------------------------------------------------------------------------------
+    def action_stage(self, step: int) -> None:
+        if self.state.stages:
+            self.stage = (self.stage + step) % len(self.state.stages)
+            self.redraw()
+
+    def action_sort(self) -> None:
+        t = self.query_one(TrialTable)
+        keys = [k for _, k in TrialTable.COLUMNS]
+        t.sort_by = keys[(keys.index(t.sort_by) + 1) % len(keys)]
+        t.reverse = t.sort_by in ("wns", "tns")  # best first for slack columns
+        self.notify(f"sorted by {t.sort_by}{' (desc)' if t.reverse else ''}", timeout=1.5)
+        self.redraw()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#trial-filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#trial-filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(TrialTable).filter = event.value
+        self.redraw()
+
+    @on(Input.Submitted, "#trial-filter")
+    def filter_done(self) -> None:
+        self.query_one(TrialTable).focus()
+
+    def action_back(self) -> None:
+        box = self.query_one("#trial-filter", Input)
+        if box.display:
+            box.value = ""
+            box.display = False
+            self.query_one(TrialTable).focus()
+        elif len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+
+    def action_follow(self) -> None:
+        for log in self.query(Log):
+            log.auto_scroll = not log.auto_scroll
+        self.notify("log follow " + ("on" if self.query_one("#engine-log", Log).auto_scroll else "off"), timeout=1.5)
+
+    def action_pause(self) -> None:
+        self.request("pause")
+
+    def action_resume(self) -> None:
+        if self.follower.engine_pid() is None and self.state.status not in ("complete", "failed", "blocked"):
+            spawn_engine(self.dir)
+            self.notify("engine started: resuming the study")
+        else:
+            self.request("resume")
+
+    @work
+    async def action_stop(self) -> None:
+        if await self.app.push_screen_wait(ConfirmScreen(f"Stop {self.state.name} gracefully? A checkpoint is "
+                                                         "written; `r` resumes it later.")):
+            self.request("stop")
+
+    def action_cancel_trial(self) -> None:
+        case = self.selected_case()
+        if case is None or self.state.trials[case].status != "running":
+            self.notify("select a running trial to cancel", severity="warning")
+            return
+        self.request("cancel", case)
+
+    def request(self, what: str, target: str = "") -> None:
+        if self.follower.engine_pid() is None:
+            self.notify(f"no engine is running this study; {what} needs one (r resumes)", severity="warning")
+            return
+        send_control(self.dir, what, target)
+        self.notify(f"{what} {target} sent; the engine acknowledges it in the log".strip(), timeout=2)
+
+    def action_help(self) -> None:
+        self.app.show_help(self)

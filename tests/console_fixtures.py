@@ -1,0 +1,90 @@
+"""A deterministic study directory for console tests: fixed times, fixed metrics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine import events as ev
+
+T0 = 1_800_000_000.0
+STUDY_TOML = """[study]
+name = "synth"
+[design]
+top = "mac16"
+[tool]
+kind = "command"
+command = ["true"]
+[[stages]]
+name = "explore"
+trials = 8
+survivors = 3
+ecos = ["buffer_fanout", "pin_swap", "clone_driver", "resize_critical"]
+[[stages]]
+name = "refine"
+trials = 6
+survivors = 2
+ecos = ["buffer_fanout", "pin_swap"]
+[[stages]]
+name = "polish"
+trials = 4
+survivors = 1
+ecos = ["pin_swap"]
+"""
+ECOS = {0: ["buffer_fanout", "pin_swap", "clone_driver", "resize_critical"], 1: ["buffer_fanout", "pin_swap"],
+        2: ["pin_swap"]}
+
+
+def synthetic_study(root: Path, name: str = "synth-20270115-090000", finish_stages: int = 3) -> Path:
+    d = root / name
+    (d / "inputs").mkdir(parents=True)
+    (d / "inputs" / "study.toml").write_text(STUDY_TOML)
+    t = T0
+    evs: list[ev.Event] = [ev.StudyStarted(
+        name="synth", spec_hash="0" * 64, spec={"ranking": {"objective": "wns_ps"}}, base_case="mac16", max_parallel=2,
+        safety_domain="guarded", stages=[{"name": n, "mode": m, "trials": k, "survivors": v, "after": a} for n, m, k, v, a in
+                                         [("explore", "sta_power", 8, 3, []), ("refine", "sta", 6, 2, [0]),
+                                          ("polish", "sta_power", 4, 1, [1])]])]
+    evs.append(ev.TrialStarted(case_id="mac16"))
+    evs.append(ev.TrialFinished(case_id="mac16", metrics=_m(-2661.0, 0), resources={"wall_s": 0.12}))
+    parents = ["mac16"]
+    wns = -2661.0
+    for stage, (k, keep) in enumerate([(8, 3), (6, 2), (4, 1)][:finish_stages + (finish_stages < 3)]):
+        cases = [f"mac16_{stage}_{i}" for i in range(k)]
+        evs.append(ev.StageStarted(stage=stage, parents=parents, plan=[
+            {"case_id": c, "index": i, "parent": parents[i % len(parents)], "eco": ECOS[stage][i % len(ECOS[stage])],
+             "params": {"paths": 5 + i, "max_swaps": 8}} for i, c in enumerate(cases)]))
+        results = {}
+        for i, c in enumerate(cases):
+            evs.append(ev.TrialStarted(case_id=c))
+            if stage == finish_stages:  # the unfinished stage: a few running
+                continue
+            if i == 3:
+                evs.append(ev.TrialFailed(case_id=c, failure={"type": "tool_crash", "severity": "error",
+                                                              "reason": "tool died of SIGSEGV", "excerpt": "Segmentation fault"},
+                                          resources={"wall_s": 0.05}))
+                continue
+            w = wns + 40 * ((i * 7) % 5) + 30
+            results[c] = w
+            evs.append(ev.TrialFinished(case_id=c, metrics=_m(w, i), resources={"wall_s": 0.1 + i / 100},
+                                        artifacts=f"trials/{c}"))
+        if stage == finish_stages:
+            break
+        ranking = sorted(results, key=lambda c: (-results[c], c))
+        evs.append(ev.SurvivorsChosen(stage=stage, survivors=ranking[:keep], ranking=ranking))
+        evs.append(ev.StageFinished(stage=stage, status="done"))
+        parents, wns = ranking[:keep], results[ranking[0]]
+    if finish_stages == 3:
+        evs.append(ev.StudyFinished(status="complete", reason="best mac16_2_0"))
+    for k, e in enumerate(evs, 1):
+        e.seq, e.t = k, T0 + k * 0.5
+    (d / "journal.jsonl").write_bytes(b"".join(ev.encode(e) for e in evs))
+    td = d / "trials" / "mac16_0_0"
+    td.mkdir(parents=True)
+    (td / "stdout.log").write_text(f"N2ARTIFACTS {td}\nN2M eco_changes 2\nN2DONE\n")
+    (td / "run.tcl").write_text("# noodle2 trial mac16_0_0\nset n2_tag mac16_0_0\nread_liberty {osu018.lib}\n")
+    return d
+
+
+def _m(wns: float, i: int) -> dict:
+    return {"wns_ps": wns, "tns_ps": wns * 12, "power_total_w": 0.0121 + i * 1e-5, "area_um2": 65945.0 + 32 * i,
+            "instances": 1759 + i, "worst_paths": [{"startpoint": "_3430_", "endpoint": "_3413_", "slack_ps": wns,
+                                                     "arrival_ns": 6.478, "required_ns": 3.817, "stages": 41, "met": False}]}

@@ -1,0 +1,133 @@
+"""The console through Pilot: picker → open → filter → detail → back, help, themes, sorting."""
+from __future__ import annotations
+
+import pytest
+
+from console.app import Noodle2App
+from console.screens.detail import TrialDetail
+from console.screens.modals import HelpScreen
+from console.screens.picker import PickerScreen
+from console.screens.study import StudyScreen
+from console.widgets.tables import TrialTable
+from tests.console_fixtures import T0, synthetic_study
+
+
+@pytest.fixture(autouse=True)
+def config_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("NOODLE2_THEME", raising=False)
+
+
+def app_for(root, **kw):
+    return Noodle2App(root, clock=lambda: T0 + 100, samples=root, **kw)
+
+
+def cells(table, row: int) -> list[str]:
+    return [str(c) for c in table.get_row_at(row)]
+
+
+async def test_picker_lists_studies_with_state_progress_best_and_age(tmp_path):
+    synthetic_study(tmp_path)
+    synthetic_study(tmp_path, "synth-20270115-100000", finish_stages=1)
+    async with app_for(tmp_path, theme="dark").run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        table = pilot.app.screen.query_one("#studies")
+        rows = {cells(table, i)[0]: cells(table, i) for i in range(table.row_count)}
+        done = rows["synth-20270115-090000"]
+        assert done[1] == "✓ complete" and done[2] == "stage 3/3  18/18" and done[3].startswith("-2.")
+        assert "(+" in done[3] and done[4].endswith("s ago")
+        part = rows["synth-20270115-100000"]
+        assert part[1] == "⏸ interrupted" and part[2].startswith("stage 2/3")
+
+
+async def test_open_filter_detail_back(tmp_path):
+    synthetic_study(tmp_path)
+    async with app_for(tmp_path, theme="dark").run_test(size=(160, 48)) as pilot:
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert isinstance(pilot.app.screen, StudyScreen)
+        trials = pilot.app.screen.query_one(TrialTable)
+        assert trials.row_count == 8
+        await pilot.press("slash", *"tool_crash", "enter")
+        await pilot.pause(0.2)
+        assert trials.row_count == 1 and "mac16_0_3" in cells(trials, 0)[0] and "tool_crash" in cells(trials, 0)[1]
+        await pilot.press("escape")  # clears the filter
+        await pilot.pause(0.2)
+        assert trials.row_count == 8
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert isinstance(pilot.app.screen, TrialDetail)
+        metrics = pilot.app.screen.query_one("#detail-metrics")
+        wns_row = cells(metrics, 0)
+        assert wns_row[0] == "WNS ps" and wns_row[2] == wns_row[3]  # parent is the base case
+        assert "read_liberty" in str(pilot.app.screen.query_one("#detail-tcl").render())
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert isinstance(pilot.app.screen, StudyScreen)
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert isinstance(pilot.app.screen, PickerScreen)
+
+
+async def test_sorting_stage_switch_and_trial_output(tmp_path):
+    synthetic_study(tmp_path)
+    async with app_for(tmp_path, theme="dark").run_test(size=(160, 48)) as pilot:
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        screen = pilot.app.screen
+        trials = screen.query_one(TrialTable)
+        await pilot.press("o", "o")  # case -> status -> wns (best first)
+        await pilot.pause(0.2)
+        assert trials.sort_by == "wns"
+        wns = [float(cells(trials, i)[2]) for i in range(trials.row_count) if cells(trials, i)[2] != "—"]
+        assert wns == sorted(wns, reverse=True)
+        await pilot.press("right_square_bracket")
+        await pilot.pause(0.2)
+        assert screen.stage == 1 and trials.row_count == 6
+        await pilot.press("left_square_bracket")
+        await pilot.pause(0.3)
+        trials.move_cursor(row=[str(k.value) for k in trials.rows].index("mac16_0_0"))
+        await pilot.pause(0.3)
+        assert "N2ARTIFACTS" in "\n".join(screen.query_one("#trial-log").lines)
+        assert any("study synth complete" in line for line in screen.query_one("#engine-log").lines)
+
+
+async def test_help_lists_every_binding_of_the_screen(tmp_path):
+    synthetic_study(tmp_path)
+    async with app_for(tmp_path, theme="dark").run_test(size=(120, 40)) as pilot:
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+        assert isinstance(pilot.app.screen, HelpScreen)
+        table = pilot.app.screen.query_one("#help-table")
+        keys = {cells(table, i)[0] for i in range(table.row_count)}
+        assert {"p", "r", "s", "c", "slash", "o", "f", "escape", "question mark", "q"} <= keys
+        await pilot.press("escape")
+        assert isinstance(pilot.app.screen, StudyScreen)
+
+
+async def test_theme_choice_order_and_memory(tmp_path, monkeypatch):
+    synthetic_study(tmp_path)
+    async with app_for(tmp_path).run_test() as pilot:
+        assert pilot.app.theme == "noodle2-dark"
+        pilot.app.theme = "noodle2-high-contrast"  # as the palette's Theme command does
+        await pilot.pause()
+    async with app_for(tmp_path).run_test() as pilot:
+        assert pilot.app.theme == "noodle2-high-contrast"  # remembered
+    monkeypatch.setenv("NOODLE2_THEME", "light")
+    async with app_for(tmp_path).run_test() as pilot:
+        assert pilot.app.theme == "noodle2-light"
+    async with app_for(tmp_path, theme="dark").run_test() as pilot:
+        assert pilot.app.theme == "noodle2-dark"  # --theme wins, and is not remembered
+    from console.themes import remembered
+    assert remembered() == "noodle2-high-contrast"  # env and --theme choices are not remembered
+
+
+async def test_palette_offers_actions_and_themes(tmp_path):
+    synthetic_study(tmp_path)
+    async with app_for(tmp_path, theme="dark").run_test() as pilot:
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        titles = [c.title for c in pilot.app.get_system_commands(pilot.app.screen)]
+        assert {"Theme: dark", "Theme: light", "Theme: high-contrast", "Study: pause", "Study: stop"} <= set(titles)
