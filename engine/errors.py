@@ -22,6 +22,7 @@ HINTS: dict[str, str] = {
     "N2-E111": "pick a broader safety domain, or remove the ECO from the stage",
     "N2-E112": "list only ECOs that the tool in [tool] implements",
     "N2-E113": "fix the ranking section (objective metrics, weights, tolerances)",
+    "N2-E114": 'use executor = "local"',
     "N2-E201": "wait for the running engine to finish, or stop it (`noodle2 status DIR` shows it)",
     "N2-E202": "start a new study with `noodle2 run FILE`; a study's inputs cannot change under it",
     "N2-E203": "point at a study directory (one holding journal.jsonl), e.g. under ./studies/",

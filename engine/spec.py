@@ -256,6 +256,9 @@ def check_semantics(spec: StudySpec, root: Path) -> list[Problem]:
             out.append(Problem("N2-E113", f"metric {m!r} has no known direction", "ranking.directions",
                                hint=f'add directions = {{ {m} = "max" }} (or "min")'))
     e = spec.execution
+    if e.executor == "ray":
+        out.append(Problem("N2-E114", "the ray executor is not in this version of noodle2", "execution.executor",
+                           hint='use executor = "local" (the default)'))
     if e.hard_timeout_s is not None and e.hard_timeout_s < e.soft_timeout_s:
         out.append(Problem("N2-E103", "hard_timeout_s must be ≥ soft_timeout_s", "execution.hard_timeout_s"))
     for j, name in enumerate([*(spec.study.eco_allowlist or []), *spec.study.eco_blocklist]):

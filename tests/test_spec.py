@@ -120,3 +120,8 @@ def test_sample_studies_validate():
 
 def test_fake_study_helper_is_valid(tmp_path):
     assert load_study(fake_study(tmp_path)).spec.stage_deps() == [[], [0], [0]]
+
+
+def test_ray_executor_is_refused_not_pretended(tmp_path):
+    [p] = problems(GOOD.replace('[[stages]]', '[execution]\nexecutor = "ray"\n\n[[stages]]', 1), tmp_path)
+    assert p.code == "N2-E114" and p.path == "execution.executor"

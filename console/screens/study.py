@@ -53,6 +53,7 @@ class StudyScreen(Screen):
         self.stage = 0
         self.redraws = 0
         self.dirty = True
+        self.changed: set[str] = set()  # case ids touched since the last redraw
         self.trial_log_case: str | None = None
         self.trial_log_offsets: dict[str, int] = {}
         self.printer = Printer()
@@ -107,6 +108,7 @@ class StudyScreen(Screen):
         new = self.follower.poll()
         if new:
             self.dirty = True
+            self.changed.update(c for e in new if (c := getattr(e, "case_id", None)))
             log = self.query_one("#engine-log", Log)
             lines = [line for e in new if (line := self.printer.line(e, self.state)) is not None]
             if lines:
@@ -116,13 +118,16 @@ class StudyScreen(Screen):
                 if running and self.state.stages[self.stage].status in ("done", "pending"):
                     self.stage = running[-1]
         self.follow_trial_output()
-        if self.dirty or self.state.status == "running":
+        if self.dirty:
             self.redraw()
+        elif self.state.status == "running":  # only the clock moved
+            self.query_one("#study-header", Label).update(self.header_text())
 
     def redraw(self) -> None:
         s = self.state
         self.dirty = False
         self.redraws += 1
+        changed, self.changed = self.changed, set()
         self.query_one("#study-header", Label).update(self.header_text())
         if not s.stages:
             return
@@ -132,7 +137,7 @@ class StudyScreen(Screen):
         trend = [(s.trials[st.survivors[0]].metrics or {}).get("wns_ps", 0.0) for st in s.stages if st.survivors]
         self.query_one(Sparkline).data = trend or [0.0]
         st = s.stages[self.stage]
-        self.query_one(TrialTable).show(s.stage_trials(self.stage), set(st.front))
+        self.query_one(TrialTable).show(s.stage_trials(self.stage), set(st.front), changed=changed)
         self.query_one("#study-right").border_title = (
             f"stage {st.index} {st.name}: {len(st.cases)} trials  [ ] switch stage  / filter  o sort")
 

@@ -73,12 +73,17 @@ class TrialTable(DataTable):
         self.filter = ""
         self.front: set[str] = set()
 
-    def show(self, trials: list[TrialState], front: set[str] | None = None, rebuild: bool = False) -> None:
-        self.front = front or set()
+    def show(self, trials: list[TrialState], front: set[str] | None = None, rebuild: bool = False,
+             changed: set[str] | None = None) -> None:
+        """Rebuild only when the rows or their order changed; otherwise touch `changed` rows
+        (all rows when `changed` is None)."""
+        front = front or set()
+        rebuild = rebuild or front != self.front
+        self.front = front
         wanted = [t for t in trials if self.matches(t)]
         wanted.sort(key=self.SORT_KEYS[self.sort_by], reverse=self.reverse)
         order = [t.case_id for t in wanted]
-        if rebuild or [str(k.value) for k in self.rows] != order:
+        if rebuild or len(order) != self.row_count or [str(k.value) for k in self.rows] != order:
             cursor = self.cursor_row
             self.clear()
             for t in wanted:
@@ -87,8 +92,9 @@ class TrialTable(DataTable):
                 self.move_cursor(row=min(cursor, self.row_count - 1))
             return
         for t in wanted:
-            for (_, col), v in zip(self.COLUMNS, self.row(t)):
-                self.update_cell(t.case_id, col, v)
+            if changed is None or t.case_id in changed:
+                for (_, col), v in zip(self.COLUMNS, self.row(t)):
+                    self.update_cell(t.case_id, col, v)
 
     def matches(self, t: TrialState) -> bool:
         if not self.filter:
