@@ -19,7 +19,7 @@ class SurvivorFunnel(Widget):
 
     def show(self, state: StudyState) -> None:
         self.state = state
-        self.refresh()
+        self.refresh(layout=True)  # height is auto: stages appear as the study plans them
 
     def render(self) -> Text:
         s = self.state
