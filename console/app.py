@@ -63,7 +63,10 @@ class Noodle2App(App):
         self.open_study(d)
 
     def show_help(self, screen: Screen) -> None:
-        rows = [(b.key.replace("_", " "), b.description) for b in screen.BINDINGS if isinstance(b, Binding)]
+        def keys(b: Binding) -> str:
+            return " ".join(self.get_key_display(Binding(k.strip(), b.action)) for k in b.key.split(","))
+
+        rows = [(keys(b), b.description) for b in screen.BINDINGS if isinstance(b, Binding)]
         rows += [("ctrl+p", "command palette: actions and themes"), ("tab", "move focus"),
                  ("enter", "open the highlighted row")]
         self.push_screen(HelpScreen(rows, type(screen).__name__.replace("Screen", "")))

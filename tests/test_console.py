@@ -102,7 +102,7 @@ async def test_help_lists_every_binding_of_the_screen(tmp_path):
         assert isinstance(pilot.app.screen, HelpScreen)
         table = pilot.app.screen.query_one("#help-table")
         keys = {cells(table, i)[0] for i in range(table.row_count)}
-        assert {"p", "r", "s", "c", "slash", "o", "f", "escape", "question mark", "q"} <= keys
+        assert {"p", "r", "s", "c", "/", "o", "f", "l", "esc", "?", "q", "[", "]"} <= keys
         await pilot.press("escape")
         assert isinstance(pilot.app.screen, StudyScreen)
 
@@ -131,3 +131,20 @@ async def test_palette_offers_actions_and_themes(tmp_path):
         await pilot.pause(0.2)
         titles = [c.title for c in pilot.app.get_system_commands(pilot.app.screen)]
         assert {"Theme: dark", "Theme: light", "Theme: high-contrast", "Study: pause", "Study: stop"} <= set(titles)
+
+
+async def test_leaderboard_is_a_sortable_table(tmp_path):
+    synthetic_study(tmp_path)
+    async with app_for(tmp_path, theme="dark").run_test(size=(160, 40)) as pilot:
+        await pilot.press("enter", "l")
+        await pilot.pause(0.2)
+        t = pilot.app.screen.query_one("#leaderboard")
+        ecos = [cells(t, i)[0] for i in range(t.row_count)]
+        assert set(ecos) == {"buffer_fanout", "pin_swap", "clone_driver", "resize_critical"}
+        trials = {cells(t, i)[0]: int(cells(t, i)[2]) for i in range(t.row_count)}
+        assert trials == {"pin_swap": 9, "buffer_fanout": 5, "clone_driver": 2, "resize_critical": 2}
+        await pilot.press("o", "o", "o")  # rank -> eco -> prior -> trials (desc)
+        await pilot.pause(0.1)
+        assert [int(cells(t, i)[2]) for i in range(t.row_count)] == [9, 5, 2, 2]
+        await pilot.press("escape")
+        assert type(pilot.app.screen).__name__ == "StudyScreen"

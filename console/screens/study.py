@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Input, Label, Log, Sparkline, Tab
 from console.follow import StudyFollower, send_control, spawn_engine
 from console.headless import Printer
 from console.screens.detail import TrialDetail
+from console.screens.leaderboard import LeaderboardScreen
 from console.screens.modals import ConfirmScreen
 from console.widgets.funnel import SurvivorFunnel
 from console.widgets.tables import StageTable, TrialTable
@@ -41,6 +42,7 @@ class StudyScreen(Screen):
         Binding("slash", "filter", "filter"),
         Binding("o", "sort", "sort"),
         Binding("f", "follow", "follow"),
+        Binding("l", "leaderboard", "ECO board"),
         Binding("escape", "back", "back"),
         Binding("left_square_bracket", "stage(-1)", "previous stage", show=False),
         Binding("right_square_bracket", "stage(1)", "next stage", show=False),
@@ -287,6 +289,9 @@ class StudyScreen(Screen):
             return
         send_control(self.dir, what, target)
         self.notify(f"{what} {target} sent; the engine acknowledges it in the log".strip(), timeout=2)
+
+    def action_leaderboard(self) -> None:
+        self.app.push_screen(LeaderboardScreen(self.state))
 
     def action_help(self) -> None:
         self.app.show_help(self)
