@@ -44,21 +44,17 @@ proc n2_loads {net} {
 
 proc n2_cmp_name {a b} { return [string compare [get_full_name $a] [get_full_name $b]] }
 
-proc n2_outputs {inst} {
+# An instance's pins that answer 1 to `kind` (is_driver or is_load).
+proc n2_pins {inst kind} {
   set out {}
   set it [$inst pin_iterator]
-  while {[$it has_next]} { set p [$it next]; if {[$p is_driver]} { lappend out $p } }
+  while {[$it has_next]} { set p [$it next]; if {[$p $kind]} { lappend out $p } }
   $it finish
   return $out
 }
 
-proc n2_inputs {inst} {
-  set out {}
-  set it [$inst pin_iterator]
-  while {[$it has_next]} { set p [$it next]; if {[$p is_load]} { lappend out $p } }
-  $it finish
-  return $out
-}
+proc n2_outputs {inst} { return [n2_pins $inst is_driver] }
+proc n2_inputs {inst} { return [n2_pins $inst is_load] }
 
 # Sizes of a cell family, e.g. INV -> {{1 INVX1} {2 INVX2} {4 INVX4} {8 INVX8}}.
 proc n2_sizes {base} {
