@@ -54,7 +54,8 @@ class Engine:
         self.listeners = listeners or []
         self.provenance = provenance or {}
         self.state = StudyState()
-        self.limiter = anyio.CapacityLimiter(self.max_parallel)
+        self.limiter = anyio.CapacityLimiter(self.max_parallel)  # running tools
+        self.collectors = anyio.CapacityLimiter(self.max_parallel)  # output parsing, after the tool
         self.stop_reason: str | None = None
         self._work: anyio.CancelScope | None = None
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
@@ -293,49 +294,61 @@ class Engine:
 
     # --- one trial ------------------------------------------------------------------------
     async def _run_trial(self, t: TrialState, mode: str) -> None:
+        """The limiter bounds running tools only: parsing outputs and the durable journal append
+        happen after the slot is free, so the next tool starts at once."""
         while True:
             await self._unpause.wait()
             async with self.limiter:
                 if not self._unpause.is_set():
                     continue
-                retry = await self._attempt(t, mode)
-            if not retry:
+                ran = await self._run_tool(t, mode)
+            if ran is None:
+                return
+            async with self.collectors:
+                metrics, fail = await anyio.to_thread.run_sync(self._collect, *ran)
+            if not await self._record(t, ran[0], ran[1], metrics, fail):
                 return
 
-    async def _attempt(self, t: TrialState, mode: str) -> bool:
-        """One attempt; returns True when the failure is retryable and retries remain.
-        Filesystem work runs with the tool, in one executor job: metadata syscalls must not
-        stall the loop, and every thread hop adds latency to each trial."""
+    def _context(self, t: TrialState, mode: str) -> TrialContext:
         x = self.spec.execution
-        tdir = self.dir / "trials" / t.case_id
         parent = self.state.trials.get(t.parent) if t.parent else None
-        ctx = TrialContext(
-            study_dir=self.dir, case_id=t.case_id, trial_dir=tdir,
+        return TrialContext(
+            study_dir=self.dir, case_id=t.case_id, trial_dir=self.dir / "trials" / t.case_id,
             parent_dir=(self.dir / "trials" / t.parent) if t.parent else self.dir / "snapshot",
             parent_metrics=parent.metrics if parent else None, eco=t.eco, params=t.params, mode=mode,
             soft_timeout_s=x.soft_timeout_s, hard_timeout_s=x.hard_timeout_s or x.soft_timeout_s * 1.25 + 5,
             memory_limit_mb=x.memory_limit_mb)
+
+    async def _run_tool(self, t: TrialState, mode: str) -> tuple[TrialContext, ExecResult] | None:
+        """Prepare and run one attempt (one executor job: directory set-up rides with the tool, as
+        metadata syscalls must not stall the loop).  None when the attempt ended here."""
+        ctx = self._context(t, mode)
         self.emit(ev.TrialStarted(case_id=t.case_id, attempt=t.attempt + 1))
-        done = None
+        result = None
         with anyio.CancelScope() as scope:
             self._trial_scopes[t.case_id] = scope
             try:
-                done = await self.executor.run(Job(partial(self._prepare, ctx), partial(self._collect, ctx),
-                                                   ctx.soft_timeout_s, ctx.hard_timeout_s))
+                result, _ = await self.executor.run(Job(partial(self._prepare, ctx), None, ctx.soft_timeout_s,
+                                                        ctx.hard_timeout_s))
             except TrialFailure as f:
-                return await self._failed(t, f.failure, {}, retry=False)
+                await self._failed(t, f.failure, {}, retry=False)
+                return None
             finally:
                 self._trial_scopes.pop(t.case_id, None)
-        if scope.cancelled_caught or done is None:
+        if scope.cancelled_caught or result is None:
             self.emit(ev.TrialCancelled(case_id=t.case_id, reason="cancelled by operator"))
             await self.journal.sync()
-            return False
-        result, (metrics, fail) = done
+            return None
+        return ctx, result
+
+    async def _record(self, t: TrialState, ctx: TrialContext, result: ExecResult, metrics: dict | None,
+                      fail: dict | None) -> bool:
+        """Journal the outcome durably.  True when a retry follows."""
         if fail is not None:
-            retry = fail["type"] in RETRYABLE and t.attempt <= x.retries
+            retry = fail["type"] in RETRYABLE and t.attempt <= self.spec.execution.retries
             return await self._failed(t, fail, result.resources(), retry)
         self.emit(ev.TrialFinished(case_id=t.case_id, metrics=metrics, resources=result.resources(),
-                                   artifacts=str(tdir.relative_to(self.dir))))
+                                   artifacts=str(ctx.trial_dir.relative_to(self.dir))))
         await self.journal.sync()
         return False
 
@@ -348,8 +361,10 @@ class Engine:
         cmd.env = {**(cmd.env or os.environ), TRIAL_ENV: str(ctx.trial_dir)}
         return cmd
 
-    def _collect(self, ctx: TrialContext, cmd: Command, result: ExecResult) -> tuple[dict | None, dict | None]:
-        """Executor side: classify the run, parse the tool's outputs, seal the directory."""
+    def _collect(self, ctx: TrialContext, result: ExecResult) -> tuple[dict | None, dict | None]:
+        """Worker thread: classify the run, parse the tool's outputs, seal the directory."""
+        cmd = result.command
+        assert cmd is not None
         fail = classify(result.outcome, tail(cmd.stderr) or tail(cmd.stdout))
         if fail is not None:
             return None, fail

@@ -33,6 +33,7 @@ class ExecResult:
     ended: float
     cpu_s: float = 0.0
     maxrss_kb: int = 0
+    command: Command | None = None
 
     @property
     def wall_s(self) -> float:
@@ -50,7 +51,7 @@ class Job:
     left.  Both run where the command runs (a worker thread here, a remote node elsewhere)."""
 
     prepare: Callable[[], Command]
-    collect: Callable[[Command, ExecResult], Any]
+    collect: Callable[[Command, ExecResult], Any] | None  # None: the caller collects
     soft_timeout_s: float
     hard_timeout_s: float
 
@@ -107,7 +108,7 @@ class LocalExecutor:
         def work() -> tuple[ExecResult, Any]:
             cmd = job.prepare()
             result = run_command(cmd, proc)
-            return result, job.collect(cmd, result)
+            return result, (job.collect(cmd, result) if job.collect else None)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(watchdog)
@@ -139,7 +140,8 @@ def run_command(cmd: Command, proc: _Proc | None = None) -> ExecResult:
                                      stderr=err, start_new_session=True, close_fds=True,
                                      preexec_fn=_limit_memory(cmd.memory_limit_mb) if cmd.memory_limit_mb else None)
             except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
-                return ExecResult(Outcome(spawn_error=f"cannot start {cmd.argv[0]!r}: {e.strerror}"), started, time.time())
+                return ExecResult(Outcome(spawn_error=f"cannot start {cmd.argv[0]!r}: {e.strerror}"), started,
+                                  time.time(), command=cmd)
             with proc.lock:
                 proc.pid = p.pid
                 if proc.pending is not None:
@@ -162,7 +164,7 @@ def run_command(cmd: Command, proc: _Proc | None = None) -> ExecResult:
     rc = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
     outcome = Outcome(rc=rc, signal=sig, timed_out=proc.timed_out, killed_by_us=proc.killed_by_us,
                       cancelled=proc.cancelled)
-    return ExecResult(outcome, started, ended, ru.ru_utime + ru.ru_stime, ru.ru_maxrss)
+    return ExecResult(outcome, started, ended, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, cmd)
 
 
 def kill_orphans(marker: str, values: set[str]) -> list[int]:
