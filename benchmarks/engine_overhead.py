@@ -8,7 +8,6 @@ checkpoint and resume costs at 1k and 10k trials.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,13 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="start a new study from a study file", formatter_class=fmt, epilog="""\
 examples:
   noodle2 run sample_studies/quickstart.toml --unattended
-  noodle2 run sample_studies/quickstart.toml --unattended --json > events.jsonl
+  noodle2 run sample_studies/quickstart.toml --json > events.jsonl
   noodle2 run my.toml --study-dir /scratch/my-study --unattended
   nohup noodle2 run my.toml --unattended > my.log 2>&1 &
 """)
     r.add_argument("file", type=Path)
     r.add_argument("--unattended", action="store_true", help="no console: print one line per trial")
-    r.add_argument("--json", action="store_true", help="with --unattended: print events as JSON lines")
+    r.add_argument("--json", action="store_true", help="print events as JSON lines (implies --unattended)")
     r.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
     r.add_argument("--study-dir", type=Path, help="where the study goes (default: ./studies/<name>-<time>)")
     r.add_argument("--root", type=Path, default=Path("studies"), help="parent of new study dirs")
@@ -147,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(format_plan(study))
         return EXIT_OK
     study_dir = new_study_dir(study, args.root, args.study_dir)
-    if not args.unattended:
+    if not (args.unattended or args.json):
         from console.app import run_console
 
         return run_console(study_dir.parent, theme=args.theme, open_study=study_dir, start_engine=True)

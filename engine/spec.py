@@ -261,7 +261,7 @@ def check_semantics(spec: StudySpec, root: Path) -> list[Problem]:
                            hint='use executor = "local" (the default)'))
     if e.hard_timeout_s is not None and e.hard_timeout_s < e.soft_timeout_s:
         out.append(Problem("N2-E103", "hard_timeout_s must be ≥ soft_timeout_s", "execution.hard_timeout_s"))
-    for j, name in enumerate([*(spec.study.eco_allowlist or []), *spec.study.eco_blocklist]):
+    for name in [*(spec.study.eco_allowlist or []), *spec.study.eco_blocklist]:
         if name not in CATALOG:
             out.append(Problem("N2-E106", f"unknown ECO {name!r} in allow/blocklist", "study"))
     if not out:  # legality is judged on an otherwise valid study

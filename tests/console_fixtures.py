@@ -37,7 +37,6 @@ def synthetic_study(root: Path, name: str = "synth-20270115-090000", finish_stag
     d = root / name
     (d / "inputs").mkdir(parents=True)
     (d / "inputs" / "study.toml").write_text(STUDY_TOML)
-    t = T0
     evs: list[ev.Event] = [ev.StudyStarted(
         name="synth", spec_hash="0" * 64, spec={"ranking": {"objective": "wns_ps"}}, base_case="mac16", max_parallel=2,
         safety_domain="guarded", stages=[{"name": n, "mode": m, "trials": k, "survivors": v, "after": a} for n, m, k, v, a in

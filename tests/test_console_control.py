@@ -48,7 +48,7 @@ async def test_pause_resume_cancel_stop_then_resume_from_console(tmp_path, monke
         assert isinstance(screen, StudyScreen)
         s = screen.state
         await wait_for(pilot, lambda: len(s.running()) == 2)  # attached: it sees the other process's trials
-        assert f"workers 2/2" in screen.header_text()
+        assert "workers 2/2" in screen.header_text()
 
         await pilot.press("p")
         await wait_for(pilot, lambda: s.paused)

@@ -87,7 +87,7 @@ class PickerScreen(Screen):
             rows.append((d.name, s.name, state, progress(s), best_vs_base(s), ago(s.last_event_at, now)))
         cursor = t.cursor_row
         t.clear()
-        for key, name, state, prog, best, last in rows:
+        for key, _name, state, prog, best, last in rows:
             if self.filter and self.filter.lower() not in f"{key} {state}".lower():
                 continue
             t.add_row(key, f"{STATE_SYMBOL.get(state, '?')} {state}", prog, best, last, key=key)

@@ -8,7 +8,6 @@ interrupted-and-resumed study must reproduce an uninterrupted one exactly.
 import hashlib
 import json
 import os
-import sys
 import time
 
 trial = json.load(open("trial.json"))
