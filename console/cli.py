@@ -150,8 +150,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from console.app import run_console
 
         return run_console(study_dir.parent, theme=args.theme, open_study=study_dir, start_engine=True)
-    print(format_plan(study))
-    print(f"study dir: {study_dir}", flush=True)
+    human = sys.stderr if args.json else sys.stdout  # --json keeps stdout pure JSON lines
+    print(format_plan(study), file=human)
+    print(f"study dir: {study_dir}", file=human, flush=True)
     return run_engine(study_dir, json=args.json)
 
 

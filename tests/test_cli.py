@@ -42,8 +42,9 @@ def test_unattended_lines_json_and_fresh_dirs(tmp_path):
     trial_lines = [line for line in r1.stdout.splitlines() if line.strip().startswith("✓ fake_")]
     assert len(trial_lines) == 13 and all("WNS" in line for line in trial_lines)
     assert sum(line.startswith("■ stage") for line in r1.stdout.splitlines()) == 3
-    r2 = sh("run", str(path), "--unattended", "--json", "--root", str(tmp_path / "studies"))
-    types = [orjson.loads(line)["type"] for line in r2.stdout.splitlines() if line.startswith("{")]
+    r2 = sh("run", str(path), "--json", "--root", str(tmp_path / "studies"))
+    types = [orjson.loads(line)["type"] for line in r2.stdout.splitlines()]  # every stdout line is JSON
+    assert "legality report" in r2.stderr.lower()
     assert types[0] == "study_started" and types[-2:] == ["study_finished", "checkpoint_written"]
     assert len(list((tmp_path / "studies").iterdir())) == 2  # a second run never overwrites the first
     d = sorted((tmp_path / "studies").iterdir())[0]
