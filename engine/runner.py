@@ -59,7 +59,6 @@ class Engine:
         self.stop_reason: str | None = None
         self._work: anyio.CancelScope | None = None
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
-        self._cancel_requests: set[str] = set()
         self._unpause = anyio.Event()
         self._unpause.set()
         self._end: tuple[str, str] | None = None  # (status, reason) when a stage ends the study early
@@ -146,14 +145,20 @@ class Engine:
         """Requests arrive as files in <study>/control/; each gets a ControlAck in the journal."""
         cdir = self.dir / CONTROL_DIR
         cdir.mkdir(exist_ok=True)
+        born = time.time()
         while True:
-            for f in sorted(cdir.glob("*.json")):
+            for f in sorted(cdir.glob("*.json")):  # writers rename into place: no partial files
                 try:
-                    req = orjson.loads(f.read_bytes())
+                    req, sent = orjson.loads(f.read_bytes()), f.stat().st_mtime
                 except (OSError, orjson.JSONDecodeError):
-                    continue  # still being written; atomic writers rename into place
+                    continue
                 f.unlink(missing_ok=True)
-                self._control(str(req.get("request", "")), str(req.get("target", "")))
+                what, target = str(req.get("request", "")), str(req.get("target", ""))
+                if sent < born - 1.0:  # meant for an engine that is gone; a stale stop must not fire
+                    self.emit(ev.ControlAck(request=what, target=target, accepted=False,
+                                            detail="expired: sent before this engine started"))
+                    continue
+                self._control(what, target)
             await anyio.sleep(0.1)
 
     def _control(self, request: str, target: str) -> None:
@@ -169,7 +174,6 @@ class Engine:
             scope = self._trial_scopes.get(target)
             ok = scope is not None
             if scope is not None:
-                self._cancel_requests.add(target)
                 scope.cancel()
             else:
                 detail = f"{target} is not running"

@@ -217,3 +217,16 @@ async def test_graceful_stop_checkpoints_and_resume_finishes(tmp_path):
     evs = read_events(d / JOURNAL).events
     restarted = {e.case_id for e in evs if isinstance(e, ev.TrialStarted) and e.t >= t0}
     assert not restarted & done_before
+
+
+async def test_stale_control_requests_expire_instead_of_stopping_a_resume(tmp_path):
+    from console.follow import send_control
+
+    study = load_study(fake_study(tmp_path))
+    d = new_study_dir(study, tmp_path / "s")
+    req = send_control(d, "stop")
+    os.utime(req, (time.time() - 60, time.time() - 60))  # sent a minute before this engine
+    eng = Engine(d, study, make_tool(study, d))
+    assert await eng.run() == "complete"
+    [ack] = eng.state.controls
+    assert (ack["request"], ack["accepted"]) == ("stop", False) and ack["detail"].startswith("expired")
