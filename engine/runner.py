@@ -201,9 +201,12 @@ class Engine:
         async with anyio.create_task_group() as tg:
             for i in range(len(self.spec.stages)):
                 tg.start_soon(self._stage, i, deps[i], done, tg.cancel_scope)
-        for st in self.state.stages:  # stages an early end never reached
+        why = self._end[1] if self._end else ""
+        for st in self.state.stages:  # stages an early end never reached, or cut off in a branch
             if st.status == "pending":
-                self.emit(ev.StageFinished(stage=st.index, status="skipped", reason=self._end[1] if self._end else ""))
+                self.emit(ev.StageFinished(stage=st.index, status="skipped", reason=why))
+            elif st.status == "running":
+                self.emit(ev.StageFinished(stage=st.index, status="aborted", reason=f"cut off: {why}"))
         status, reason = self._end or ("complete", self._summary())
         self.emit(ev.StudyFinished(status=status, reason=reason))
         self.checkpoint()
