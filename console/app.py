@@ -47,7 +47,12 @@ class Noodle2App(App):
             themes.remember(theme)
 
     def open_study(self, d: Path) -> None:
-        self.push_screen(StudyScreen(d))
+        try:
+            screen = StudyScreen(d)
+        except N2Error as e:  # e.g. a journal damaged before its last line
+            self.push_screen(TextScreen(f"cannot open {d.name}", e.render()))
+            return
+        self.push_screen(screen)
 
     def start_study(self, file: Path) -> None:
         """New run from the picker: validate, make the study dir, start a detached engine."""

@@ -148,3 +148,15 @@ async def test_leaderboard_is_a_sortable_table(tmp_path):
         assert [int(cells(t, i)[2]) for i in range(t.row_count)] == [9, 5, 2, 2]
         await pilot.press("escape")
         assert type(pilot.app.screen).__name__ == "StudyScreen"
+
+
+async def test_damaged_journal_shows_a_coded_error_not_a_crash(tmp_path):
+    d = synthetic_study(tmp_path)
+    lines = (d / "journal.jsonl").read_bytes().split(b"\n")
+    lines[3] = b'{"type": "trial_fin'
+    (d / "journal.jsonl").write_bytes(b"\n".join(lines))
+    async with app_for(tmp_path, theme="dark").run_test(size=(120, 30)) as pilot:
+        pilot.app.open_study(d)
+        await pilot.pause(0.2)
+        assert type(pilot.app.screen).__name__ == "TextScreen"
+        assert "N2-E205" in str(pilot.app.screen.query_one("#text-body").render())

@@ -19,6 +19,7 @@ from console.screens.modals import ConfirmScreen
 from console.widgets.funnel import SurvivorFunnel
 from console.widgets.tables import StageTable, TrialTable
 from engine import events as ev
+from engine.errors import N2Error
 from engine.reports import effective_status, fmt_ns
 
 TICK_S = 0.1
@@ -107,7 +108,11 @@ class StudyScreen(Screen):
 
     # --- the one place that redraws ---------------------------------------------------------
     def tick(self) -> None:
-        new = self.follower.poll()
+        try:
+            new = self.follower.poll()
+        except N2Error as e:
+            self.notify(e.render(), severity="error", timeout=10)
+            return
         if new:
             self.dirty = True
             self.changed.update(c for e in new if (c := getattr(e, "case_id", None)))
