@@ -372,7 +372,7 @@ class Engine:
         """Worker thread: classify the run, parse the tool's outputs, seal the directory."""
         cmd = result.command
         assert cmd is not None
-        fail = classify(result.outcome, tail(cmd.stderr) or tail(cmd.stdout))
+        fail = classify(result.outcome, lambda: tail(cmd.stderr) or tail(cmd.stdout))
         if fail is not None:
             return None, fail
         try:
@@ -395,6 +395,7 @@ LOGS = {"stdout.log", "stderr.log"}
 
 def _read_only(tdir: Path) -> None:
     """A finished trial's artifacts are its children's inputs: make them read-only."""
-    for p in tdir.iterdir():
-        if p.name not in LOGS and p.is_file():
-            p.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    with os.scandir(tdir) as entries:
+        for e in entries:
+            if e.name not in LOGS and e.is_file(follow_symlinks=False):
+                os.chmod(e.path, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import resource
+import select
 import signal
 import subprocess
 import threading
@@ -99,28 +100,18 @@ class LocalExecutor:
     async def run(self, job: Job) -> tuple[ExecResult, Any]:
         proc = _Proc()
 
-        async def watchdog() -> None:
-            await anyio.sleep(job.soft_timeout_s)
-            proc.send(signal.SIGTERM, timeout=True)
-            await anyio.sleep(max(job.hard_timeout_s - job.soft_timeout_s, 0.0))
-            proc.send(signal.SIGKILL, timeout=True)
-
         def work() -> tuple[ExecResult, Any]:
             cmd = job.prepare()
-            result = run_command(cmd, proc)
+            result = run_command(cmd, proc, (job.soft_timeout_s, job.hard_timeout_s))
             return result, (job.collect(cmd, result) if job.collect else None)
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watchdog)
-            try:
-                result = await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=self.threads)
-            except anyio.get_cancelled_exc_class():
-                proc.send(signal.SIGKILL, cancel=True)
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(proc.done.wait)
-                raise
-            tg.cancel_scope.cancel()
-        return result
+        try:
+            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=self.threads)
+        except anyio.get_cancelled_exc_class():
+            proc.send(signal.SIGKILL, cancel=True)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(proc.done.wait)
+            raise
 
 
 def _limit_memory(mb: int):  # runs in the child between fork and exec
@@ -129,8 +120,9 @@ def _limit_memory(mb: int):  # runs in the child between fork and exec
     return apply
 
 
-def run_command(cmd: Command, proc: _Proc | None = None) -> ExecResult:
-    """Run one command to completion in this thread (the executor's worker body)."""
+def run_command(cmd: Command, proc: _Proc | None = None, timeouts: tuple[float, float] | None = None) -> ExecResult:
+    """Run one command to completion in this thread (the executor's worker body).  With
+    `timeouts` (soft, hard): SIGTERM to the group at soft, SIGKILL at hard."""
     proc = proc or _Proc()
     started = time.time()
     try:
@@ -146,6 +138,8 @@ def run_command(cmd: Command, proc: _Proc | None = None) -> ExecResult:
                 proc.pid = p.pid
                 if proc.pending is not None:
                     os.killpg(p.pid, proc.pending)
+            if timeouts is not None:
+                _enforce_timeouts(p.pid, proc, *timeouts)
             # Wait without reaping, so the group id cannot be reused while we clean it up,
             # then kill whatever the tool left running in its group, then reap with rusage.
             os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
@@ -165,6 +159,24 @@ def run_command(cmd: Command, proc: _Proc | None = None) -> ExecResult:
     outcome = Outcome(rc=rc, signal=sig, timed_out=proc.timed_out, killed_by_us=proc.killed_by_us,
                       cancelled=proc.cancelled)
     return ExecResult(outcome, started, ended, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, cmd)
+
+
+def _enforce_timeouts(pid: int, proc: _Proc, soft: float, hard: float) -> None:
+    """Block until the process exits, sending SIGTERM to its group at `soft` seconds and
+    SIGKILL at `hard`.  A pidfd becomes readable when the process exits (Linux ≥ 5.3)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return  # no pidfd: the caller's plain wait still works, without timeouts
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(soft * 1000):
+            proc.send(signal.SIGTERM, timeout=True)
+            if not poller.poll(max(hard - soft, 0.0) * 1000):
+                proc.send(signal.SIGKILL, timeout=True)
+    finally:
+        os.close(fd)
 
 
 def kill_orphans(marker: str, values: set[str]) -> list[int]:

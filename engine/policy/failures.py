@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
 OOM_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory")
@@ -31,8 +31,12 @@ def failure(kind: str, reason: str, excerpt: str = "") -> dict[str, Any]:
     return {"type": kind, "severity": SEVERITY.get(kind, "error"), "reason": reason, "excerpt": excerpt}
 
 
-def classify(o: Outcome, stderr_tail: str) -> dict[str, Any] | None:
-    """None when the run itself succeeded (outputs are checked by the tool adapter)."""
+def classify(o: Outcome, excerpt: str | Callable[[], str]) -> dict[str, Any] | None:
+    """None when the run itself succeeded (outputs are checked by the tool adapter).
+    `excerpt` may be a function, called only on failure: a successful run reads no logs."""
+    if o.spawn_error is None and not (o.cancelled or o.timed_out or o.signal is not None or o.rc):
+        return None
+    stderr_tail = excerpt() if callable(excerpt) else excerpt
     if o.spawn_error is not None:
         return failure("tool_missing", o.spawn_error)
     if o.cancelled:
