@@ -100,6 +100,11 @@ def status_text(s: StudyState, holder: int | None, now: float | None = None) -> 
         best = s.trials[st.survivors[0]].metrics.get("wns_ps") if st.survivors and s.trials[st.survivors[0]].metrics else None
         surv = ", ".join(st.survivors[:3]) + (" …" if len(st.survivors) > 3 else "")
         lines.append(f"  {st.index:>2} {st.name:<14} {st.status:<9} {fin:>4}/{st.budget:<4} {failed:>5}  {fmt_ns(best):>11}  {surv}")
+    shown = [d for d in s.decisions if d["action"] != "order_ecos"][-5:]
+    if shown:
+        lines.append("")
+        lines.append("policy decisions (latest):")
+        lines += [f"  ! {d['scope']} {d['action']} {d['subject']}: {d['reason']}" for d in shown]
     best = best_case(s)
     if best is not None and best.metrics:
         lines.append("")

@@ -127,10 +127,13 @@ exec {sys.executable} {FAKE / 'eco_model.py'}
     orphans = tool_pids()
     assert orphans, "the hanging tool should outlive the SIGKILLed engine"
     mark.unlink()
+    (d / "trials" / "fake_0_0" / "left_by_the_dead_attempt.txt").write_text("junk")
     r = subprocess.run([*NOODLE2, "resume", str(d)], cwd=ROOT, env=cli_env(), capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert "killed" in r.stdout and "orphaned tool process" in r.stdout
+    assert not (d / "trials" / "fake_0_0" / "left_by_the_dead_attempt.txt").exists()  # re-run in a clean dir
+    assert (d / "trials" / "fake_0_0" / "metrics.json").exists()
     time.sleep(0.2)
     assert not [pid for pid in orphans if Path(f"/proc/{pid}").exists()
                 and (Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z")]

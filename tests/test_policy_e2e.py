@@ -102,6 +102,8 @@ ecos = ["clone_driver", "buffer_fanout"]
     gate = [g for g in trace if g["gate"] == "eco_failure_limit" and g["subject"] == "clone_driver" and g["stage"] == 1]
     assert gate[0]["result"] == "fail" and gate[0]["values"] == {"failures": 3, "limit": 3}
     assert "✗ FAIL" in (eng.dir / "safety_trace.md").read_text()
+    status = subprocess.run([*NOODLE2, "status", str(eng.dir)], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+    assert "! eco disable_eco clone_driver: failed 3 times" in status.stdout
     board = orjson.loads((eng.dir / "eco_leaderboard.json").read_bytes())
     assert board[-1]["eco"] == "clone_driver" and board[-1]["failures"] == 3
 
