@@ -136,41 +136,56 @@ proc n2_eco_upsize_all {margin_ps} {
 
 proc n2_strongest {base} { return [lindex [lindex [n2_sizes $base] end] 1] }
 
-proc n2_eco_buffer_fanout {paths min_fanout max_nets} {
-  global n2_tag
-  set buf [n2_strongest BUF]
-  set n 0
+# Driver pins on the worst paths whose nets reach at least `min_fanout` loads, each net once,
+# as {pin net_name off_path_loads}: the candidates for buffering and for cloning.
+proc n2_fanout_candidates {paths min_fanout} {
+  set out {}
   set done [dict create]
   foreach pe [n2_worst_ends $paths] {
     set pins [[$pe path] pins]
     set onpath [dict create]
     foreach p $pins { dict set onpath [get_full_name $p] 1 }
     foreach p $pins {
-      if {$n >= $max_nets} { return $n }
       if {![$p is_driver] || [$p is_top_level_port]} { continue }
       set net [$p net]
       if {$net eq "NULL"} { continue }
       set nname [get_full_name $net]
       if {[dict exists $done $nname]} { continue }
+      dict set done $nname 1
       set loads [n2_loads $net]
       if {[llength $loads] < $min_fanout} { continue }
       set off {}
       foreach l $loads { if {![dict exists $onpath [get_full_name $l]]} { lappend off $l } }
-      if {[llength $off] < 2} { continue }
-      dict set done $nname 1
-      set b "n2buf_${n2_tag}_$n"
-      set bnet "n2bufnet_${n2_tag}_$n"
-      make_instance $b [lindex [get_lib_cells */$buf] 0]
-      make_net $bnet
-      connect_pin $nname $b/A
-      connect_pin $bnet $b/Y
-      foreach l $off {
-        set lname [get_full_name $l]
-        disconnect_pin $nname $lname
-        connect_pin $bnet $lname
-      }
-      incr n
+      lappend out [list $p $nname $off]
     }
+  }
+  return $out
+}
+
+proc n2_move_loads {from to loads} {
+  foreach l $loads {
+    set lname [get_full_name $l]
+    disconnect_pin $from $lname
+    connect_pin $to $lname
+  }
+}
+
+proc n2_eco_buffer_fanout {paths min_fanout max_nets} {
+  global n2_tag
+  set buf [lindex [get_lib_cells */[n2_strongest BUF]] 0]
+  set n 0
+  foreach c [n2_fanout_candidates $paths $min_fanout] {
+    if {$n >= $max_nets} { break }
+    lassign $c pin nname off
+    if {[llength $off] < 2} { continue }
+    set b "n2buf_${n2_tag}_$n"
+    set bnet "n2bufnet_${n2_tag}_$n"
+    make_instance $b $buf
+    make_net $bnet
+    connect_pin $nname $b/A
+    connect_pin $bnet $b/Y
+    n2_move_loads $nname $bnet $off
+    incr n
   }
   return $n
 }
@@ -178,40 +193,23 @@ proc n2_eco_buffer_fanout {paths min_fanout max_nets} {
 proc n2_eco_clone_driver {paths min_fanout max_clones} {
   global n2_tag
   set n 0
-  foreach pe [n2_worst_ends $paths] {
-    set pins [[$pe path] pins]
-    set onpath [dict create]
-    foreach p $pins { dict set onpath [get_full_name $p] 1 }
-    foreach p $pins {
-      if {$n >= $max_clones} { return $n }
-      if {![$p is_driver] || [$p is_top_level_port]} { continue }
-      set inst [$p instance]
-      if {[llength [n2_outputs $inst]] != 1} { continue }
-      set net [$p net]
-      if {$net eq "NULL"} { continue }
-      set loads [n2_loads $net]
-      if {[llength $loads] < $min_fanout} { continue }
-      set off {}
-      foreach l $loads { if {![dict exists $onpath [get_full_name $l]]} { lappend off $l } }
-      set move [lrange $off [expr {[llength $off] / 2}] end]
-      if {[llength $move] < 1} { continue }
-      set c "n2clone_${n2_tag}_$n"
-      set cnet "n2clonenet_${n2_tag}_$n"
-      make_instance $c [lindex [get_lib_cells */[get_property $inst ref_name]] 0]
-      foreach ip [n2_inputs $inst] {
-        set inet [$ip net]
-        if {$inet ne "NULL"} { connect_pin [get_full_name $inet] $c/[n2_port_name $ip] }
-      }
-      make_net $cnet
-      connect_pin $cnet $c/[n2_port_name $p]
-      set nname [get_full_name $net]
-      foreach l $move {
-        set lname [get_full_name $l]
-        disconnect_pin $nname $lname
-        connect_pin $cnet $lname
-      }
-      incr n
+  foreach c [n2_fanout_candidates $paths $min_fanout] {
+    if {$n >= $max_clones} { break }
+    lassign $c pin nname off
+    set inst [$pin instance]
+    set move [lrange $off [expr {[llength $off] / 2}] end]
+    if {[llength [n2_outputs $inst]] != 1 || [llength $move] < 1} { continue }
+    set clone "n2clone_${n2_tag}_$n"
+    set cnet "n2clonenet_${n2_tag}_$n"
+    make_instance $clone [lindex [get_lib_cells */[get_property $inst ref_name]] 0]
+    foreach ip [n2_inputs $inst] {
+      set inet [$ip net]
+      if {$inet ne "NULL"} { connect_pin [get_full_name $inet] $clone/[n2_port_name $ip] }
     }
+    make_net $cnet
+    connect_pin $cnet $clone/[n2_port_name $pin]
+    n2_move_loads $nname $cnet $move
+    incr n
   }
   return $n
 }
