@@ -52,8 +52,9 @@ def synthesise(rtl: list[Path], top: str, liberty: Path, dest: Path) -> dict:
         shutil.copyfile(cached, out)
     else:
         (dest / "synth.ys").write_text(script)
+        # HOME=dest: Yosys keeps ~/.yosys_history; a study writes nothing outside its directory
         r = subprocess.run(["yosys", "-q", "-l", str(dest / "synth.log"), "-s", str(dest / "synth.ys")],
-                           capture_output=True, text=True, cwd=dest)
+                           capture_output=True, text=True, cwd=dest, env={**os.environ, "HOME": str(dest)})
         if r.returncode != 0 or not out.is_file():
             log = (dest / "synth.log").read_text(errors="replace") if (dest / "synth.log").exists() else r.stderr
             raise TrialFailure("snapshot_failed", f"Yosys synthesis of {top} failed (rc {r.returncode})", log[-1500:])
