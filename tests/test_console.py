@@ -160,3 +160,30 @@ async def test_damaged_journal_shows_a_coded_error_not_a_crash(tmp_path):
         await pilot.pause(0.2)
         assert type(pilot.app.screen).__name__ == "TextScreen"
         assert "N2-E205" in str(pilot.app.screen.query_one("#text-body").render())
+
+
+async def test_opens_a_study_longer_than_the_log_replay_window(tmp_path):
+    from engine import events as ev
+
+    d = tmp_path / "big"
+    (d / "inputs").mkdir(parents=True)
+    (d / "inputs" / "study.toml").write_text("")
+    n = 3000  # 6,000+ events: more than the 2,000 log lines the view keeps
+    evs = [ev.StudyStarted(name="big", spec_hash="h", spec={}, base_case="b", max_parallel=2, safety_domain="guarded",
+                           stages=[{"name": "s", "mode": "sta", "trials": n, "survivors": 1, "after": []}]),
+           ev.TrialFinished(case_id="b", metrics={"wns_ps": -9.0}, resources={}),
+           ev.StageStarted(stage=0, parents=["b"], plan=[{"case_id": f"b_0_{i}", "index": i, "parent": "b",
+                                                         "eco": "noop", "params": {}} for i in range(n)])]
+    for i in range(n):
+        evs += [ev.TrialStarted(case_id=f"b_0_{i}"),
+                ev.TrialFinished(case_id=f"b_0_{i}", metrics={"wns_ps": -float(i)}, resources={})]
+    for k, e in enumerate(evs, 1):
+        e.seq, e.t = k, T0 + k
+    (d / "journal.jsonl").write_bytes(b"".join(ev.encode(e) for e in evs))
+    async with app_for(tmp_path, theme="dark").run_test(size=(120, 40)) as pilot:
+        pilot.app.open_study(d)
+        await pilot.pause(0.5)
+        screen = pilot.app.screen
+        assert isinstance(screen, StudyScreen) and screen.query_one(TrialTable).row_count == n
+        log = screen.query_one("#engine-log").lines
+        assert len(log) <= 2000 and "b_0_2999" in log[-1]

@@ -2,6 +2,7 @@
 tick, whatever the event rate: bursts of hundreds of events a second coalesce."""
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 from textual import on, work
@@ -99,12 +100,12 @@ class StudyScreen(Screen):
         from engine.state import StudyState, fold
 
         s = StudyState()
-        lines = []
-        for e in read_events(self.dir / JOURNAL, 0, final=False).events[-5000:]:
+        lines: deque[str] = deque(maxlen=2000)
+        for e in read_events(self.dir / JOURNAL, 0, final=False).events:  # fold all: lines need context
             fold(s, e)
             if (line := self.printer.line(e, s)) is not None:
                 lines.append(line)
-        self.query_one("#engine-log", Log).write_lines(lines[-2000:])
+        self.query_one("#engine-log", Log).write_lines(list(lines))
 
     # --- the one place that redraws ---------------------------------------------------------
     def tick(self) -> None:
