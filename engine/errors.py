@@ -5,11 +5,12 @@ N2-E2xx study-directory / runtime problems, N2-E3xx tool and technology problems
 """
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 
 HINTS: dict[str, str] = {
     "N2-E100": "fix the TOML syntax at the line shown (quotes, brackets, '=' between key and value)",
-    "N2-E101": "add the missing key; `noodle2 validate --example` prints a complete study file",
+    "N2-E101": "add the missing key; `noodle2 init FILE` writes a complete, commented study file",
     "N2-E102": "give the value the type shown in the message",
     "N2-E103": "bring the value into the range shown in the message",
     "N2-E104": "lower survivors or raise trials for this stage",
@@ -17,12 +18,14 @@ HINTS: dict[str, str] = {
     "N2-E106": "use an ECO from `noodle2 ecos`",
     "N2-E107": "use a parameter of this ECO within its legal range (`noodle2 ecos` lists them)",
     "N2-E108": "name earlier stages in `after`, without cycles",
-    "N2-E109": "keep design paths relative to the study file and inside its folder",
+    "N2-E109": "give an existing file: a path relative to the study file, or an absolute one",
     "N2-E110": "give every stage a unique name",
     "N2-E111": "pick a broader safety domain, or remove the ECO from the stage",
     "N2-E112": "list only ECOs that the tool in [tool] implements",
     "N2-E113": "fix the ranking section (objective metrics, weights, tolerances)",
     "N2-E114": 'use executor = "local"',
+    "N2-E115": "remove the command from the SDC, or use safety_domain = \"sandbox\" to source it as raw Tcl",
+    "N2-E116": "use only {trial_dir}, {parent_dir}, {case_id} and {eco} in [tool].command",
     "N2-E201": "wait for the running engine to finish, or stop it (`noodle2 status DIR` shows it)",
     "N2-E202": "start a new study with `noodle2 run FILE`; a study's inputs cannot change under it",
     "N2-E203": "point at a study directory (one holding journal.jsonl), e.g. under ./studies/",
@@ -30,6 +33,11 @@ HINTS: dict[str, str] = {
     "N2-E205": "the journal is damaged before its last line; restore it from a backup",
     "N2-E206": "pick a new --study-dir; existing results are never touched",
     "N2-E207": "name a study directory that has an eco_leaderboard.json",
+    "N2-E208": "free space on the study's disk (or raise the quota), then `noodle2 resume DIR`; nothing "
+               "finished is lost and the interrupted trials run again",
+    "N2-E209": "restore the file (a backup, or re-run the study that made it); noodle2 never reads a "
+               "changed input, so nothing was charged to an ECO",
+    "N2-E210": "remove the symlink; noodle2 reads and writes only inside the study directory",
     "N2-E301": "install the technology",
     "N2-E302": "install the tool, or fix [tool].command",
     "N2-E303": "check the RTL and the top module name; the Yosys log is shown above",
@@ -51,6 +59,31 @@ class Problem:
         hint = self.hint or HINTS.get(self.code, "")
         text = f"{self.code} {where}: {self.message}"
         return text + (f"\n        hint: {hint}" if hint else "")
+
+
+class EnvironmentFault(Exception):
+    """The machine, not the study: a full disk, an I/O error, an input that vanished or changed.
+    Never a trial result: the engine stops as interrupted and the trials it hit run again."""
+
+    def __init__(self, code: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.problem = Problem(code, message, hint=hint)
+
+    def render(self) -> str:
+        return self.problem.render()
+
+
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def env_fault(e: OSError, what: str) -> EnvironmentFault | None:
+    """The fault an OSError stands for, or None when it is not the environment's."""
+    if e.errno in DISK_ERRNOS:
+        return EnvironmentFault("N2-E208", f"no space left on the study's disk while {what} ({e.strerror})")
+    if e.errno in (errno.EIO, errno.EROFS):
+        return EnvironmentFault("N2-E208", f"the study's disk failed while {what} ({e.strerror})",
+                                hint="check the disk; then `noodle2 resume DIR`")
+    return None
 
 
 @dataclass

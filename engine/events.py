@@ -2,13 +2,23 @@
 
 Payloads that tools produce (metrics, failure, resources) stay plain dicts: they are data,
 and keeping them dicts keeps encode/decode a single C call.
+
+Line format 2: `{"type":T,"v":2,<fields>,"crc":"<crc32 of everything before ,"crc">"}`.
+Format 1 lines (no "v", no "crc") are still read.  Fields this version does not know are
+ignored, and an event type it does not know is skipped when its checksum is good (a newer
+noodle2 wrote it), so old and new engines read each other's journals.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import orjson
+
+VERSION = 2
+_CRC_KEY = b',"crc":"'
+_CRC_LEN = len(_CRC_KEY) + 8 + 2  # ,"crc":"xxxxxxxx"}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -60,6 +70,34 @@ class TrialFinished(Event):
     metrics: dict[str, Any]
     resources: dict[str, Any]
     artifacts: str = ""  # trial directory, relative to the study
+    outputs: dict[str, str] = field(default_factory=dict)  # file -> sha256 of what children read
+
+
+@dataclass(slots=True, kw_only=True)
+class SnapshotReady(Event):
+    """The base design every trial reads (netlist, SDC, Liberty), hashed when it was made."""
+
+    type: ClassVar[str] = "snapshot_ready"
+    files: dict[str, str]  # path relative to the study dir -> sha256
+    info: dict[str, Any] = field(default_factory=dict)  # cells, cache hit, tool versions
+
+
+@dataclass(slots=True, kw_only=True)
+class GatesChecked(Event):
+    """Gates the engine checked at one decision point, passed or failed, with their values."""
+
+    type: ClassVar[str] = "gates_checked"
+    stage: int | None
+    gates: list[dict[str, Any]]
+
+
+@dataclass(slots=True, kw_only=True)
+class EcoStats(Event):
+    """The ECO effectiveness a decision used (imported priors included): the leaderboard."""
+
+    type: ClassVar[str] = "eco_stats"
+    stage: int | None  # planned stage; None for the study's final table
+    rows: list[dict[str, Any]]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -149,19 +187,50 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in [StudyStarted, StudyResumed, StageStarted, TrialStarted, TrialFinished, TrialFailed,
                 TrialCancelled, SurvivorsChosen, StageFinished, PolicyDecision, StudyFinished,
-                StudyInterrupted, CheckpointWritten, ControlAck, Log]
+                StudyInterrupted, CheckpointWritten, ControlAck, Log, SnapshotReady, GatesChecked, EcoStats]
 }
+
+
+_FIELDS = {name: frozenset(f.name for f in fields(cls)) for name, cls in EVENT_TYPES.items()}
+
+
+class CorruptLine(ValueError):
+    """A journal line that is not an event of any version: bad JSON, bad checksum, bad fields."""
 
 
 def encode(ev: Event) -> bytes:
     # orjson serialises slotted dataclasses natively; the ClassVar tag goes in front.
-    return b'{"type":"' + ev.type.encode() + b'",' + orjson.dumps(ev)[1:] + b"\n"
+    body = b'{"type":"' + ev.type.encode() + b'","v":2,' + orjson.dumps(ev)[1:-1]
+    return body + b'%s%08x"}\n' % (_CRC_KEY, zlib.crc32(body))
 
 
-def decode(line: bytes | str) -> Event:
-    d = orjson.loads(line)
-    cls = EVENT_TYPES[d.pop("type")]
-    return cls(**d)
+def decode(line: bytes | str) -> Event | None:
+    """The event on one line (without its newline); None for a well-formed event of a type
+    this version does not know.  Raises CorruptLine for anything else."""
+    raw = (line.encode() if isinstance(line, str) else line).rstrip(b"\r\n")
+    try:
+        d = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise CorruptLine(f"not JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise CorruptLine("not a JSON object")
+    checked = "crc" in d
+    if checked:
+        if raw[-_CRC_LEN:-10] != _CRC_KEY or raw[-2:] != b'"}' or \
+                f"{zlib.crc32(raw[:-_CRC_LEN]):08x}" != d["crc"]:
+            raise CorruptLine("checksum mismatch")
+    elif d.get("v", 1) != 1:
+        raise CorruptLine("a version-2 line without its checksum")
+    cls = EVENT_TYPES.get(d.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        if checked:
+            return None
+        raise CorruptLine(f"unknown event type {d.get('type')!r}")
+    known = _FIELDS[cls.type]
+    try:
+        return cls(**{k: v for k, v in d.items() if k in known})
+    except TypeError as e:
+        raise CorruptLine(f"{cls.type}: {e}") from None
 
 
 def as_dict(ev: Event) -> dict[str, Any]:

@@ -1,31 +1,91 @@
-"""Filesystem helpers shared by the engine: one atomic writer, one lock."""
+"""Filesystem helpers shared by the engine: one atomic writer, one lock, no symlinks followed."""
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
-from engine.errors import N2Error
+from engine.errors import EnvironmentFault, N2Error, env_fault
+
+NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write-then-rename with fsyncs, so a reader sees the old file or the new one, never half."""
+    """Write-then-rename with fsyncs, so a reader sees the old file or the new one, never half.
+    A full disk leaves no temporary file behind and raises EnvironmentFault."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as e:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        fault = env_fault(e, f"writing {path.name}")
+        if fault is not None:
+            raise fault from None
+        raise
 
 
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_tmp(d: Path) -> list[str]:
+    """Temporary files of writers that died mid-write.  Only the lock holder may call this."""
+    gone = []
+    for p in d.glob(".*.tmp"):
+        try:
+            p.unlink()
+            gone.append(p.name)
+        except OSError:
+            pass
+    return gone
+
+
+def refuse_symlink(path: Path) -> None:
+    """Study paths noodle2 writes through must be real files or directories, not links out."""
+    try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise N2Error.one("N2-E210", f"{path} is a symlink; refusing to follow it out of the study")
+    except FileNotFoundError:
+        pass
+
+
+def read_capped(path: Path, cap: int, *, regular_only: bool = True) -> bytes:
+    """A small file's bytes, never following a symlink, never blocking on a FIFO, never
+    reading more than `cap` bytes.  Raises ValueError with the reason it was refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | NOFOLLOW)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ValueError("is a symlink") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if regular_only and not stat.S_ISREG(st.st_mode):
+            raise ValueError("is not a regular file")
+        if st.st_size > cap:
+            raise ValueError(f"is {st.st_size} bytes (limit {cap})")
+        data = os.read(fd, cap + 1)
+        if len(data) > cap:
+            raise ValueError(f"is over {cap} bytes")
+        return data
     finally:
         os.close(fd)
 
@@ -38,7 +98,15 @@ class StudyLock:
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise N2Error.one("N2-E210", f"{self.path} is a symlink; refusing to lock through it") from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise N2Error.one("N2-E210", f"{self.path} is not a regular file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -48,8 +116,12 @@ class StudyLock:
             pid = lock_holder(self.path.parent)
             raise N2Error.one("N2-E201", f"study {self.path.parent} is being run by engine PID {pid}",
                               hint=f"another engine holds it; stop it with `kill -TERM {pid}` or wait") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as e:
+            os.close(fd)
+            raise env_fault(e, "writing the lock file") or e from None
         self.fd = fd
 
     def release(self) -> None:
@@ -61,9 +133,10 @@ class StudyLock:
 def lock_holder(study_dir: Path) -> int | None:
     """PID of the engine holding the study, or None when no engine runs it."""
     path = study_dir / ".lock"
-    if not path.exists():
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | NOFOLLOW)
+    except OSError:
         return None
-    fd = os.open(path, os.O_RDONLY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -74,3 +147,7 @@ def lock_holder(study_dir: Path) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+__all__ = ["EnvironmentFault", "NOFOLLOW", "StudyLock", "atomic_write", "fsync_dir", "lock_holder", "read_capped",
+           "refuse_symlink", "remove_stale_tmp"]

@@ -26,4 +26,4 @@ def format_plan(study: Study) -> str:
     for i, (st, deps) in enumerate(zip(s.stages, s.stage_deps())):
         after = ", ".join(names[d] for d in deps) or "(base case)"
         lines.append(f"  {i:>2}  {st.name:<16} {st.mode:<10} {st.trials:>6} {st.survivors:>5}  {after:<18} {', '.join(st.ecos)}")
-    return "\n".join(lines) + "\n\n" + legality_report(s)
+    return "\n".join(lines) + "\n\n" + legality_report(s, study.outside_inputs())

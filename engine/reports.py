@@ -9,13 +9,15 @@ from typing import Any
 
 import orjson
 
-from engine.errors import N2Error
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.errors import N2Error, Problem
 from engine.fsutil import atomic_write
 from engine.policy import priors, trace
-from engine.spec import Study, StudySpec
-
-from engine.policy.ranking import Candidate, rank
-from engine.spec import Ranking
+from engine.policy.ranking import Candidate, metrics_of, rank
+from engine.spec import Ranking, Study, StudySpec
 from engine.state import TERMINAL, StudyState, TrialState
 
 
@@ -128,15 +130,14 @@ def lineage_dot(s: StudyState) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_reports(d: Path, spec: StudySpec, s: StudyState, imported: dict[str, dict[str, Any]] | None = None) -> None:
-    """Derived files, rewritten whole at each checkpoint; the journal stays the truth."""
-    effects = priors.effectiveness(s, s.trials.values(), spec.priors, imported)
-    board = priors.leaderboard(effects)
+def write_reports(d: Path, spec: StudySpec, s: StudyState) -> None:
+    """Derived files, rewritten whole at each checkpoint from the journaled decisions; the
+    journal stays the truth."""
+    board = s.eco_stats
     atomic_write(d / "eco_leaderboard.json", orjson.dumps(board, option=orjson.OPT_INDENT_2))
     atomic_write(d / "eco_leaderboard.md", priors.leaderboard_md(board).encode())
-    gates = trace.gates(spec, s)
-    atomic_write(d / "safety_trace.jsonl", b"".join(orjson.dumps(g) + b"\n" for g in gates))
-    atomic_write(d / "safety_trace.md", trace.trace_md(gates).encode())
+    atomic_write(d / "safety_trace.jsonl", b"".join(orjson.dumps(g) + b"\n" for g in trace.numbered(s.gates)))
+    atomic_write(d / "safety_trace.md", trace.trace_md(s.gates).encode())
     atomic_write(d / "lineage.dot", lineage_dot(s).encode())
     for st in s.stages:
         if st.status == "done":
@@ -145,39 +146,71 @@ def write_reports(d: Path, spec: StudySpec, s: StudyState, imported: dict[str, d
             atomic_write(sd / "pareto.json", orjson.dumps(
                 {"stage": st.name, "ranking_kind": spec.ranking.kind, "front": st.front, "survivors": st.survivors,
                  "on_front": [c for c in st.survivors if c in st.front], "excluded_by_rails": st.excluded,
-                 "points": {c: {m: (s.trials[c].metrics or {}).get(m) for m in _ranked_metrics(spec)}
+                 "points": {c: {m: (s.trials[c].metrics or {}).get(m) for m in metrics_of(spec.ranking)}
                             for c in st.ranking}}, option=orjson.OPT_INDENT_2))
 
 
-def _ranked_metrics(spec: StudySpec) -> list[str]:
-    r = spec.ranking
-    return [r.objective] if r.kind == "single" else (list(r.weights) if r.kind == "weighted" else list(r.objectives))
+# --- imported priors: other studies' leaderboards, never implicit -----------------------------
+
+MAX_IMPORT_BYTES = 16 << 20
+
+
+class ImportedRow(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    eco: str
+    trials: Annotated[int, Field(ge=0)] = 0
+    successes: Annotated[int, Field(ge=0)] = 0
+    failures: Annotated[int, Field(ge=0)] = 0
+    sum_dwns: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+    sum_dtns: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+    measured: Annotated[int, Field(ge=0)] = 0
+
+
+def import_sources(study: Study) -> list[Path]:
+    """Each `priors.import_from` entry as a leaderboard file, resolved against the study file
+    (a study directory stands for its eco_leaderboard.json)."""
+    out = []
+    for src in study.spec.priors.import_from:
+        p = study.resolve(src)
+        out.append(p / "eco_leaderboard.json" if p.is_dir() else p)
+    return out
+
+
+def _read_import(f: Path) -> list[ImportedRow]:
+    from engine.fsutil import read_capped
+
+    rows = orjson.loads(read_capped(f, MAX_IMPORT_BYTES))
+    if not isinstance(rows, list):
+        raise ValueError("is not a leaderboard (a JSON list of ECO rows)")
+    return [ImportedRow.model_validate(r) for r in rows]
+
+
+def import_problems(study: Study) -> list[Problem]:
+    out = []
+    for i, f in enumerate(import_sources(study)):
+        try:
+            _read_import(f)
+        except (OSError, ValueError) as e:  # JSON and validation errors are ValueErrors
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+            out.append(Problem("N2-E207", f"cannot import priors from {f}: {why}", f"priors.import_from[{i}]"))
+    return out
 
 
 def load_imported_priors(study: Study) -> dict[str, dict[str, Any]]:
-    """priors.import_from: other studies' leaderboards.  Never implicit: only what is named."""
     merged: dict[str, dict[str, Any]] = {}
-    for src in study.spec.priors.import_from:
-        p = Path(src)
-        p = p if p.is_absolute() else Path.cwd() / p
-        f = p / "eco_leaderboard.json" if p.is_dir() else p
+    for f in import_sources(study):
         try:
-            rows = orjson.loads(f.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as e:
-            raise N2Error.one("N2-E207", f"cannot import priors from {f}: {e}", "priors.import_from",
-                              hint="name a study directory that has an eco_leaderboard.json") from None
+            rows = _read_import(f)
+        except (OSError, ValueError) as e:
+            raise N2Error.one("N2-E207", f"cannot import priors from {f}: {e}", "priors.import_from") from None
         for r in rows:
-            m = merged.setdefault(r["eco"], {"trials": 0, "successes": 0, "failures": 0, "sum_dwns": 0.0,
-                                             "sum_dtns": 0.0, "measured": 0})
+            m = merged.setdefault(r.eco, {"trials": 0, "successes": 0, "failures": 0, "sum_dwns": 0.0,
+                                          "sum_dtns": 0.0, "measured": 0})
             for k in m:
-                m[k] += r.get(k, 0)
+                m[k] += getattr(r, k)
     return merged
 
 
 def imported_provenance(study: Study) -> list[dict[str, str]]:
-    out = []
-    for src in study.spec.priors.import_from:
-        p = Path(src) if Path(src).is_absolute() else Path.cwd() / src
-        f = p / "eco_leaderboard.json" if p.is_dir() else p
-        out.append({"from": str(f), "sha256": hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else ""})
-    return out
+    return [{"from": str(f), "sha256": hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else ""}
+            for f in import_sources(study)]

@@ -5,41 +5,62 @@ recovering that state from disk and carrying on from it.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
 import stat
 import time
 from collections import Counter
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Literal
 
 import anyio
 import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from engine import events as ev
-from engine.errors import N2Error
-from engine.executors import Command, ExecResult, Executor, Job, LocalExecutor, kill_orphans
-from engine.fsutil import StudyLock
-from engine.journal import JOURNAL, JournalWriter, recover, write_checkpoint
-from engine.policy import containment
+from engine.errors import EnvironmentFault, N2Error, env_fault
+from engine.executors import Command, ExecResult, Executor, Job, LocalExecutor, kill_marked
+from engine.executors.contain import MARKER
+from engine.fsutil import StudyLock, read_capped, refuse_symlink, remove_stale_tmp
+from engine.journal import JOURNAL, JournalWriter, checkpoint_bytes, recover
+from engine.metrics import check_metrics
+from engine.policy import containment, priors, safety
 from engine.policy.failures import RETRYABLE, classify, failure
 from engine.policy.planning import plan_stage
-from engine.policy.ranking import Candidate, select_survivors
+from engine.policy.ranking import Candidate, metrics_of, select_survivors
+from engine.policy.trace import gate
 from engine.reports import best_case, load_imported_priors, write_reports
 from engine.spec import Study
 from engine.studydir import update_provenance
-from engine.state import TERMINAL, StudyState, TrialState, fold
+from engine.state import TERMINAL, StudyState, TrialState, fold, from_snapshot
 from engine.tools.base import ToolAdapter, TrialContext, TrialFailure, tail
 
 Listener = Callable[[ev.Event, StudyState], None]
 CONTROL_DIR = "control"
-TRIAL_ENV = "N2_TRIAL_DIR"  # in every tool's environment; finds orphans after a crash
+CONTROL_MAX_BYTES = 4096
+DISK_MIN_FREE = 1 << 20  # a failed trial on a disk with less free space than this is the disk's fault
+LOGS = {"stdout.log", "stderr.log"}
 
 
 def usable_cpus() -> int:
     return len(os.sched_getaffinity(0))
+
+
+class ControlRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    request: Literal["pause", "resume", "stop", "cancel"]
+    target: str = ""
+
+
+@dataclass
+class Collected:
+    metrics: dict[str, Any] | None
+    failure: dict[str, Any] | None
+    outputs: dict[str, str]
 
 
 class Engine:
@@ -57,17 +78,20 @@ class Engine:
         self.limiter = anyio.CapacityLimiter(self.max_parallel)  # running tools
         self.collectors = anyio.CapacityLimiter(self.max_parallel)  # output parsing, after the tool
         self.stop_reason: str | None = None
+        self.fault: EnvironmentFault | None = None  # why the engine stopped, when the machine failed it
         self._work: anyio.CancelScope | None = None
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
         self._unpause = anyio.Event()
         self._unpause.set()
         self._end: tuple[str, str] | None = None  # (status, reason) when a stage ends the study early
+        self._verified: dict[str, tuple[int, int, int]] = {}  # path -> (size, mtime_ns, inode) hashed ok
         self.imported_priors = load_imported_priors(study)
+        self.required = set(metrics_of(self.spec.ranking)) if getattr(tool, "reports_metrics", True) else set()
 
     # --- events ---------------------------------------------------------------------------
     def emit(self, e: ev.Event) -> None:
         e.seq, e.t = self.state.seq + 1, time.time()
-        self.journal.append(e)
+        self.journal.append(e)  # raises EnvironmentFault on a full disk; then nothing was folded
         fold(self.state, e)
         for cb in self.listeners:
             cb(e, self.state)
@@ -75,18 +99,30 @@ class Engine:
     def log(self, level: str, msg: str, case_id: str | None = None) -> None:
         self.emit(ev.Log(level=level, msg=msg, case_id=case_id))
 
-    def checkpoint(self) -> None:
+    async def checkpoint(self) -> None:
+        """Snapshot bytes are taken on the loop (a consistent state); the file and the derived
+        reports are written in a worker thread, so a 10k-trial study never stalls the loop."""
         self.journal.sync_now()
-        write_checkpoint(self.dir, self.state, self.journal.offset)
-        write_reports(self.dir, self.spec, self.state, self.imported_priors)
+        data = checkpoint_bytes(self.state, self.journal.offset)
+        await anyio.to_thread.run_sync(self._write_checkpoint, data)
         self.emit(ev.CheckpointWritten(upto_seq=self.state.seq))
+
+    def _write_checkpoint(self, data: bytes) -> None:
+        from engine.fsutil import atomic_write
+        from engine.journal import CHECKPOINT
+
+        atomic_write(self.dir / CHECKPOINT, data)
+        write_reports(self.dir, self.spec, from_snapshot(orjson.loads(data)["state"]))
 
     # --- lifecycle ------------------------------------------------------------------------
     async def run(self) -> str:
         """Run or resume to the end.  Returns the final status (complete/failed/blocked/interrupted)."""
+        for sub in ("trials", CONTROL_DIR, "snapshot", "stages", JOURNAL):
+            refuse_symlink(self.dir / sub)
         lock = StudyLock(self.dir)
         lock.acquire()
         try:
+            remove_stale_tmp(self.dir)
             rec = recover(self.dir)
             self.state = rec.state
             self.journal = JournalWriter(self.dir / JOURNAL, rec.end)
@@ -94,10 +130,35 @@ class Engine:
                 return await self._run(rec.warnings)
             finally:
                 self.journal.close()
+                self.executor.close()
         finally:
             lock.release()
 
     async def _run(self, warnings: list[str]) -> str:
+        s = self.state
+        if s.status in ("complete", "failed", "blocked"):
+            raise N2Error.one("N2-E204", f"study {s.name} already ended ({s.status})")
+        try:
+            self._begin(warnings)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_signals)
+                tg.start_soon(self._watch_control)
+                with anyio.CancelScope() as self._work:
+                    await self._main()
+                tg.cancel_scope.cancel()
+        except EnvironmentFault as f:
+            self._fault(f)
+        if self.stop_reason is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    self.emit(ev.StudyInterrupted(reason=self.stop_reason, resume=f"noodle2 resume {self.dir}"))
+                    await self.checkpoint()
+                except EnvironmentFault as f:  # the disk is still full: the journal ends at its last whole line
+                    self._fault(f)
+            return "interrupted"
+        return self.state.status
+
+    def _begin(self, warnings: list[str]) -> None:
         s = self.state
         if s.status == "new":
             self.emit(ev.StudyStarted(
@@ -106,29 +167,19 @@ class Engine:
                 safety_domain=self.spec.study.safety_domain, provenance=self.provenance,
                 stages=[{"name": st.name, "mode": st.mode, "trials": st.trials, "survivors": st.survivors,
                          "after": deps} for st, deps in zip(self.spec.stages, self.spec.stage_deps())]))
-        elif s.status in ("complete", "failed", "blocked"):
-            raise N2Error.one("N2-E204", f"study {s.name} already ended ({s.status})")
+            self.emit(ev.GatesChecked(stage=None, gates=safety.legality_gates(self.spec)))
         else:
             requeued = sorted(t.case_id for t in s.running())
             self.emit(ev.StudyResumed(pid=os.getpid(), requeued=requeued))
-            if requeued:  # tools of the dead engine may still run; they must not write into re-runs
-                pids = kill_orphans(TRIAL_ENV, {str(self.dir / "trials" / c) for c in requeued})
-                if pids:
-                    self.log("warning", f"killed {len(pids)} orphaned tool process(es) of the previous engine")
+            # tools of the dead engine (synthesis included) may still run; they must not write into re-runs
+            marks = {str(self.dir / "trials" / c) for c in requeued} | {str(self.dir / "snapshot")}
+            pids = kill_marked(marks)
+            if pids:
+                self.log("warning", f"killed {len(pids)} orphaned tool process(es) of the previous engine")
         for w in warnings:
             self.log("warning", w)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._watch_signals)
-            tg.start_soon(self._watch_control)
-            with anyio.CancelScope() as self._work:
-                await self._main()
-            tg.cancel_scope.cancel()
-        if self.stop_reason is not None:
-            with anyio.CancelScope(shield=True):
-                self.emit(ev.StudyInterrupted(reason=self.stop_reason, resume=f"noodle2 resume {self.dir}"))
-                self.checkpoint()
-            return "interrupted"
-        return self.state.status
+        if isinstance(self.executor, LocalExecutor):
+            self.log("info", f"trial processes contained by {self.executor.containment}")
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -136,35 +187,42 @@ class Engine:
         if self._work is not None:
             self._work.cancel()
 
+    def _fault(self, f: EnvironmentFault) -> None:
+        if self.fault is None:
+            self.fault = f
+        self.stop(f"environment fault: {f.problem.code} {f}")
+
     async def _watch_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
             async for sig in sigs:
                 self.stop(f"received {signal.Signals(sig).name}")
 
     async def _watch_control(self) -> None:
-        """Requests arrive as files in <study>/control/; each gets a ControlAck in the journal."""
+        """Requests arrive as files in <study>/control/; each gets a ControlAck in the journal.
+        Only small regular files are read, in a worker thread: a FIFO, a symlink or a huge file
+        is refused with a warning and never blocks the loop."""
         cdir = self.dir / CONTROL_DIR
         cdir.mkdir(exist_ok=True)
         born = time.time()
-        while True:
-            for f in sorted(cdir.glob("*.json")):  # writers rename into place: no partial files
-                try:
-                    req, sent = orjson.loads(f.read_bytes()), f.stat().st_mtime
-                except (OSError, orjson.JSONDecodeError):
-                    continue
-                f.unlink(missing_ok=True)
-                what, target = str(req.get("request", "")), str(req.get("target", ""))
-                if sent < born - 1.0:  # meant for an engine that is gone; a stale stop must not fire
-                    self.emit(ev.ControlAck(request=what, target=target, accepted=False,
-                                            detail="expired: sent before this engine started"))
-                    continue
-                self._control(what, target)
-            await anyio.sleep(0.1)
+        try:
+            while True:
+                for name, req, sent, why in await anyio.to_thread.run_sync(_read_requests, cdir):
+                    if req is None:
+                        self.log("warning", f"control file {name} refused: {why}")
+                    elif sent < born - 1.0:  # meant for an engine that is gone; a stale stop must not fire
+                        self.emit(ev.ControlAck(request=req.request, target=req.target, accepted=False,
+                                                detail="expired: sent before this engine started"))
+                    else:
+                        self._control(req.request, req.target)
+                await anyio.sleep(0.1)
+        except EnvironmentFault as f:
+            self._fault(f)
 
     def _control(self, request: str, target: str) -> None:
         ok, detail = True, ""
         if request == "pause":
-            self._unpause = anyio.Event()
+            if self._unpause.is_set():  # a second pause keeps the Event the waiting trials hold
+                self._unpause = anyio.Event()
             detail = "no new trials start; running ones finish"
         elif request == "resume":
             self._unpause.set()
@@ -177,8 +235,6 @@ class Engine:
                 scope.cancel()
             else:
                 detail = f"{target} is not running"
-        else:
-            ok, detail = False, "unknown request"
         self.emit(ev.ControlAck(request=request, target=target, accepted=ok, detail=detail))
         if request == "stop":
             self.stop("operator requested stop")
@@ -189,80 +245,119 @@ class Engine:
         assert base is not None
         if base.status not in TERMINAL and await self._setup_snapshot(base):
             await self._run_trial(base, mode=self.spec.stages[0].mode)
+        if self.stop_reason is not None:
+            return
         if base.status != "done":
             f = base.failure or {}
             reason = f"base case {base.case_id} failed its no-op run: {f.get('type')}: {f.get('reason')}"
+            self.emit(ev.GatesChecked(stage=None, gates=[gate("base_case", base.case_id, False,
+                                                              {"failure": f.get("type")})]))
             self.emit(ev.PolicyDecision(scope="study", action="block_study", subject=base.case_id, reason=reason))
             self.emit(ev.StudyFinished(status="blocked", reason=reason))
-            self.checkpoint()
+            await self.checkpoint()
             return
+        if not any(g["gate"] == "base_case" for g in self.state.gates):
+            self.emit(ev.GatesChecked(stage=None, gates=[gate("base_case", base.case_id, True,
+                                                              {"wns_ps": (base.metrics or {}).get("wns_ps")})]))
         deps = self.spec.stage_deps()
         done = [anyio.Event() for _ in self.spec.stages]
         async with anyio.create_task_group() as tg:
             for i in range(len(self.spec.stages)):
                 tg.start_soon(self._stage, i, deps[i], done, tg.cancel_scope)
+        if self.stop_reason is not None:
+            return
         why = self._end[1] if self._end else ""
         for st in self.state.stages:  # stages an early end never reached, or cut off in a branch
             if st.status == "pending":
                 self.emit(ev.StageFinished(stage=st.index, status="skipped", reason=why))
             elif st.status == "running":
                 self.emit(ev.StageFinished(stage=st.index, status="aborted", reason=f"cut off: {why}"))
+        effects = priors.effectiveness(self.state, self.state.trials.values(), self.spec.priors, self.imported_priors)
+        self.emit(ev.EcoStats(stage=None, rows=priors.leaderboard(effects)))
         status, reason = self._end or ("complete", self._summary())
         self.emit(ev.StudyFinished(status=status, reason=reason))
-        self.checkpoint()
+        await self.checkpoint()
 
     async def _setup_snapshot(self, base: TrialState) -> bool:
-        """The tool's one-time preparation (e.g. synthesis); a failure blocks the study."""
+        """The tool's one-time preparation (e.g. synthesis); a failure blocks the study.  The
+        files every trial reads are hashed and journaled, and checked again before use."""
+        if self.state.inputs:
+            return True
         try:
             prov = await anyio.to_thread.run_sync(self.tool.setup)
+            files = await anyio.to_thread.run_sync(self._hash_snapshot)
         except TrialFailure as f:
             self.emit(ev.TrialStarted(case_id=base.case_id, attempt=base.attempt + 1))
             self.emit(ev.TrialFailed(case_id=base.case_id, failure=f.failure, resources={}))
             return False
+        except OSError as e:
+            raise env_fault(e, "preparing the snapshot") or e from None
         if prov:
-            update_provenance(self.dir, {"snapshot": prov})
+            await anyio.to_thread.run_sync(update_provenance, self.dir, {"snapshot": prov})
+        info = {k: prov[k] for k in ("cells", "cache_hit", "snapshot_hash") if k in prov} if prov else {}
+        self.emit(ev.SnapshotReady(files=files, info=info))
+        if prov:
             cells = f", {prov['cells']} cells" if "cells" in prov else ""
             self.log("info", f"snapshot ready{cells}" + (" (cached)" if prov.get("cache_hit") else ""))
         return True
+
+    def _hash_snapshot(self) -> dict[str, str]:
+        out = {str(p.relative_to(self.dir)): _sha256(p) for p in sorted(self.tool.snapshot_files())}
+        return out or {"(none)": ""}
 
     def _summary(self) -> str:
         best = best_case(self.state)
         base = self.state.base()
         if best is None or base is None or not base.metrics:
             return ""
-        return f"best {best.case_id}: wns_ps {best.metrics.get('wns_ps')} (base {base.metrics.get('wns_ps')})"
+        w, w0 = best.metrics.get("wns_ps"), base.metrics.get("wns_ps")
+        if not isinstance(w, (int, float)) or not isinstance(w0, (int, float)):
+            return f"best {best.case_id}"
+        return f"best {best.case_id}: WNS {w / 1000:+.3f} ns (base {w0 / 1000:+.3f} ns)"
 
     async def _stage(self, i: int, deps: list[int], done: list[anyio.Event], stages: anyio.CancelScope) -> None:
-        for d in deps:
-            await done[d].wait()
-        st = self.state.stages[i]
         try:
-            if st.status in ("done", "aborted", "skipped"):
-                return
-            upstream = [self.state.stages[d] for d in deps]
-            if any(u.status != "done" or not u.survivors for u in upstream):
-                self.emit(ev.StageFinished(stage=i, status="skipped", reason="an upstream stage produced no survivors"))
-                return
-            if st.status == "pending":
-                parents = list(dict.fromkeys(c for u in upstream for c in u.survivors)) or [self.state.base_case]
-                ecos, decisions = containment.plan_ecos(self.spec, self.state, i, self.tool.implements(),
-                                                        self.imported_priors)
-                for d in decisions:
-                    self.emit(d)
-                self.emit(ev.StageStarted(stage=i, parents=parents, plan=plan_stage(self.spec, i, parents, ecos)))
-            async with anyio.create_task_group() as tg:
-                for t in self.state.stage_trials(i):
-                    if t.status not in TERMINAL:
-                        tg.start_soon(self._run_trial, t, st.mode)
-            self._finish_stage(i, stages)
-            self.checkpoint()
+            for d in deps:
+                await done[d].wait()
+            if self.stop_reason is None:
+                await self._stage_body(i, deps, stages)
+        except EnvironmentFault as f:
+            self._fault(f)
         finally:
             done[i].set()
 
-    def _finish_stage(self, i: int, stages: anyio.CancelScope) -> None:
+    async def _stage_body(self, i: int, deps: list[int], stages: anyio.CancelScope) -> None:
+        st = self.state.stages[i]
+        if st.status in ("done", "aborted", "skipped"):
+            return
+        upstream = [self.state.stages[d] for d in deps]
+        if any(u.status != "done" or not u.survivors for u in upstream):
+            self.emit(ev.StageFinished(stage=i, status="skipped", reason="an upstream stage produced no survivors"))
+            return
+        if st.status == "pending":
+            parents = list(dict.fromkeys(c for u in upstream for c in u.survivors)) or [self.state.base_case]
+            ecos, decisions, gates, effects = containment.plan_ecos(self.spec, self.state, i, self.tool.implements(),
+                                                                    self.imported_priors)
+            self.emit(ev.EcoStats(stage=i, rows=priors.leaderboard(effects)))
+            self.emit(ev.GatesChecked(stage=i, gates=gates))
+            for d in decisions:
+                self.emit(d)
+            self.emit(ev.StageStarted(stage=i, parents=parents, plan=plan_stage(self.spec, i, parents, ecos)))
+        async with anyio.create_task_group() as tg:
+            for t in self.state.stage_trials(i):
+                if t.status not in TERMINAL:
+                    tg.start_soon(self._run_trial, t, st.mode)
+        if self.stop_reason is not None or self._end is not None:
+            return  # a stop leaves the stage as it is, to be finished on resume
+        await self._finish_stage(i, stages)
+        await self.checkpoint()
+
+    async def _finish_stage(self, i: int, stages: anyio.CancelScope) -> None:
         st = self.state.stages[i]
         trials = self.state.stage_trials(i)
         ok = [t for t in trials if t.status == "done"]
+        decisions, gates = containment.after_stage(self.spec, self.state, i)
+        self.emit(ev.GatesChecked(stage=i, gates=gates))
         if not ok:
             kinds = Counter((t.failure or {}).get("type", "no_trials") for t in trials) or Counter(no_trials=1)
             why = ", ".join(f"{k}×{n}" for k, n in sorted(kinds.items()))
@@ -271,7 +366,6 @@ class Engine:
             self.emit(ev.StageFinished(stage=i, status="aborted", reason=reason))
             self._stop_study("failed", reason, stages)
             return
-        decisions = containment.after_stage(self.spec, self.state, i)
         for d in decisions:
             self.emit(d)
         actions = {d.action: d.reason for d in decisions}
@@ -286,8 +380,11 @@ class Engine:
         base = self.state.base()
         cands = [Candidate(t.case_id, t.metrics or {}, self.state.trials[t.parent].metrics if t.parent else None)
                  for t in ok]
-        sel = select_survivors(cands, self.spec.ranking, st.survivor_count, base.metrics if base else None,
-                               self.spec.rails.max_wns_regression_vs_parent_ps)
+        sel = await anyio.to_thread.run_sync(partial(
+            select_survivors, cands, self.spec.ranking, st.survivor_count, base.metrics if base else None,
+            self.spec.rails.max_wns_regression_vs_parent_ps, i))
+        if sel.gates:
+            self.emit(ev.GatesChecked(stage=i, gates=sel.gates))
         self.emit(ev.SurvivorsChosen(stage=i, survivors=sel.survivors, ranking=sel.ranking,
                                      excluded=sel.excluded, front=sel.front))
         self.emit(ev.StageFinished(stage=i, status="done"))
@@ -303,28 +400,34 @@ class Engine:
     async def _run_trial(self, t: TrialState, mode: str) -> None:
         """The limiter bounds running tools only: parsing outputs and the durable journal append
         happen after the slot is free, so the next tool starts at once."""
-        while True:
-            await self._unpause.wait()
-            async with self.limiter:
-                if not self._unpause.is_set():
-                    continue
-                ran = await self._run_tool(t, mode)
-            if ran is None:
-                return
-            async with self.collectors:
-                metrics, fail = await anyio.to_thread.run_sync(self._collect, *ran)
-            if not await self._record(t, ran[0], ran[1], metrics, fail):
-                return
+        try:
+            while self.stop_reason is None:
+                await self._unpause.wait()
+                async with self.limiter:
+                    if not self._unpause.is_set():
+                        continue
+                    ran = await self._run_tool(t, mode)
+                if ran is None:
+                    return
+                async with self.collectors:
+                    got = await anyio.to_thread.run_sync(self._collect, *ran)
+                if not await self._record(t, ran[0], ran[1], got):
+                    return
+        except EnvironmentFault as f:
+            self._fault(f)  # the trial stays in flight in the journal: it runs again on resume
 
     def _context(self, t: TrialState, mode: str) -> TrialContext:
         x = self.spec.execution
         parent = self.state.trials.get(t.parent) if t.parent else None
+        parent_dir = (self.dir / "trials" / t.parent) if t.parent else self.dir / "snapshot"
+        expect = {str(self.dir / rel): h for rel, h in self.state.inputs.items() if h}
+        if parent is not None:
+            expect.update({str(parent_dir / rel): h for rel, h in parent.outputs.items()})
         return TrialContext(
             study_dir=self.dir, case_id=t.case_id, trial_dir=self.dir / "trials" / t.case_id,
-            parent_dir=(self.dir / "trials" / t.parent) if t.parent else self.dir / "snapshot",
-            parent_metrics=parent.metrics if parent else None, eco=t.eco, params=t.params, mode=mode,
-            soft_timeout_s=x.soft_timeout_s, hard_timeout_s=x.hard_timeout_s or x.soft_timeout_s * 1.25 + 5,
-            memory_limit_mb=x.memory_limit_mb)
+            parent_dir=parent_dir, parent_metrics=parent.metrics if parent else None, eco=t.eco, params=t.params,
+            mode=mode, soft_timeout_s=x.soft_timeout_s, hard_timeout_s=x.hard_timeout_s or x.soft_timeout_s * 1.25 + 5,
+            memory_limit_mb=x.memory_limit_mb, expect=expect, attempt=t.attempt + 1)
 
     async def _run_tool(self, t: TrialState, mode: str) -> tuple[TrialContext, ExecResult] | None:
         """Prepare and run one attempt (one executor job: directory set-up rides with the tool, as
@@ -348,41 +451,71 @@ class Engine:
             return None
         return ctx, result
 
-    async def _record(self, t: TrialState, ctx: TrialContext, result: ExecResult, metrics: dict | None,
-                      fail: dict | None) -> bool:
+    async def _record(self, t: TrialState, ctx: TrialContext, result: ExecResult, got: Collected) -> bool:
         """Journal the outcome durably.  True when a retry follows."""
-        if fail is not None:
-            retry = fail["type"] in RETRYABLE and t.attempt <= self.spec.execution.retries
-            return await self._failed(t, fail, result.resources(), retry)
-        self.emit(ev.TrialFinished(case_id=t.case_id, metrics=metrics, resources=result.resources(),
-                                   artifacts=str(ctx.trial_dir.relative_to(self.dir))))
+        if got.failure is not None:
+            retry = got.failure["type"] in RETRYABLE and t.attempt <= self.spec.execution.retries
+            return await self._failed(t, got.failure, result.resources(), retry)
+        self.emit(ev.TrialFinished(case_id=t.case_id, metrics=got.metrics or {}, resources=result.resources(),
+                                   artifacts=str(ctx.trial_dir.relative_to(self.dir)), outputs=got.outputs))
         await self.journal.sync()
         return False
 
     def _prepare(self, ctx: TrialContext) -> Command:
-        """Executor side: a clean trial directory and the tool's inputs in it."""
-        if ctx.trial_dir.exists():  # an attempt cut off earlier: start clean
-            shutil.rmtree(ctx.trial_dir)
-        ctx.trial_dir.mkdir(parents=True)
-        cmd = self.tool.prepare(ctx)
-        cmd.env = {**(cmd.env or os.environ), TRIAL_ENV: str(ctx.trial_dir)}
+        """Executor side: the inputs checked, a clean trial directory, the tool's inputs in it."""
+        try:
+            self._verify(ctx.expect)
+            _clean_dir(ctx.trial_dir)
+            cmd = self.tool.prepare(ctx)
+        except OSError as e:
+            raise env_fault(e, f"preparing {ctx.case_id}") or e from None
+        cmd.env = {**(cmd.env or os.environ), MARKER: str(ctx.trial_dir)}
+        cmd.contain_key = f"{ctx.case_id}.{ctx.attempt}"
+        cmd.log_cap_bytes = self.spec.execution.max_log_mb << 20
         return cmd
 
-    def _collect(self, ctx: TrialContext, result: ExecResult) -> tuple[dict | None, dict | None]:
-        """Worker thread: classify the run, parse the tool's outputs, seal the directory."""
+    def _verify(self, expect: dict[str, str]) -> None:
+        """Files a trial reads must be the ones the journal recorded: a changed or missing input
+        stops the study (N2-E209) instead of being charged to the trial's ECO."""
+        for path, h in expect.items():
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                raise EnvironmentFault("N2-E209", f"input {path} is missing") from None
+            key = (st.st_size, st.st_mtime_ns, st.st_ino)
+            if self._verified.get(path) == key:
+                continue
+            if _sha256(Path(path)) != h:
+                raise EnvironmentFault("N2-E209", f"input {path} changed since it was recorded (sha256 differs)")
+            self._verified[path] = key
+
+    def _collect(self, ctx: TrialContext, result: ExecResult) -> Collected:
+        """Worker thread: classify the run, parse and validate the tool's outputs, seal the
+        directory.  A failure on a full disk is the disk's, not the ECO's."""
         cmd = result.command
         assert cmd is not None
         fail = classify(result.outcome, lambda: tail(cmd.stderr) or tail(cmd.stdout))
-        if fail is not None:
-            return None, fail
-        try:
-            metrics = self.tool.collect(ctx, result)
-        except TrialFailure as f:
-            return None, f.failure
-        except Exception as e:  # an adapter bug must not take the study down; say what it was
-            return None, failure("parse_failure", f"adapter error: {type(e).__name__}: {e}")
-        _read_only(ctx.trial_dir)
-        return metrics, None
+        if fail is None:
+            try:
+                metrics = self.tool.collect(ctx, result)
+                if (why := check_metrics(metrics, self.required)) is not None:
+                    raise TrialFailure("parse_failure", f"the tool's metrics are not usable: {why}")
+                outputs = {rel: _sha256(ctx.trial_dir / rel) for rel in self.tool.outputs(ctx)}
+                _read_only(ctx.trial_dir)
+                return Collected(metrics, None, outputs)
+            except TrialFailure as f:
+                fail = f.failure
+            except OSError as e:
+                if (fault := env_fault(e, f"collecting {ctx.case_id}")) is not None:
+                    raise fault from None
+                fail = failure("parse_failure", f"cannot read the tool's outputs: {e}")
+            except Exception as e:  # an adapter bug must not take the study down; say what it was
+                fail = failure("parse_failure", f"adapter error: {type(e).__name__}: {e}")
+        if fail["type"] != "cancelled" and (_disk_nearly_full(ctx.trial_dir)
+                                            or "No space left on device" in fail.get("excerpt", "")):
+            raise EnvironmentFault("N2-E208", f"no space left on the study's disk: {ctx.case_id} failed "
+                                   f"({fail['type']}: {fail['reason'][:120]}) on a full disk")
+        return Collected(None, fail, {})
 
     async def _failed(self, t: TrialState, fail: dict, resources: dict, retry: bool) -> bool:
         self.emit(ev.TrialFailed(case_id=t.case_id, failure=fail, resources=resources, retry=retry))
@@ -390,7 +523,69 @@ class Engine:
         return retry
 
 
-LOGS = {"stdout.log", "stderr.log"}
+def _read_requests(cdir: Path) -> list[tuple[str, ControlRequest | None, float, str]]:
+    """Worker thread: every *.json entry of the control dir, read safely and removed."""
+    out = []
+    try:
+        entries = sorted(e.name for e in os.scandir(cdir) if e.name.endswith(".json"))
+    except OSError:
+        return out
+    for name in entries:
+        path = cdir / name
+        req, why, sent = None, "", time.time()
+        try:
+            sent = os.lstat(path).st_mtime
+            req = ControlRequest.model_validate(orjson.loads(read_capped(path, CONTROL_MAX_BYTES)))
+        except FileNotFoundError:
+            continue
+        except ValueError as e:  # JSONDecodeError and ValidationError are ValueErrors
+            why = _short_reason(e)
+        except OSError as e:
+            why = e.strerror or str(e)
+        try:
+            os.unlink(path)  # the entry itself: a symlink is removed, never followed
+        except OSError as e:
+            raise env_fault(e, "removing a control request") or EnvironmentFault(
+                "N2-E208", f"cannot remove control request {name}: {e.strerror}") from None
+        out.append((name, req, sent, why))
+    return out
+
+
+def _short_reason(e: ValueError) -> str:
+    if isinstance(e, ValidationError):
+        err = e.errors()[0]
+        return f"not a control request ({'.'.join(str(x) for x in err['loc']) or 'body'}: {err['msg']})"
+    return str(e).splitlines()[0][:200]
+
+
+def _clean_dir(tdir: Path) -> None:
+    """An attempt starts in an empty directory of its own; a symlink there is removed, not followed."""
+    try:
+        st = os.lstat(tdir)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(tdir)
+        else:
+            tdir.unlink()
+    tdir.mkdir(parents=True)
+
+
+def _sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _disk_nearly_full(path: Path) -> bool:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < DISK_MIN_FREE
 
 
 def _read_only(tdir: Path) -> None:

@@ -52,7 +52,8 @@ class Design(_Strict):
 class Tool(_Strict):
     kind: Literal["opensta", "command"] = "opensta"
     command: list[str] | None = None  # kind=command: argv; {trial_dir} etc. are substituted
-    metrics_file: str | None = "metrics.json"  # kind=command: None means the tool reports none
+    # kind=command: a file name in the trial directory; "" means the tool reports no metrics
+    metrics_file: Annotated[str, Field(pattern=r"^(|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")] | None = "metrics.json"
 
 
 class Execution(_Strict):
@@ -62,6 +63,8 @@ class Execution(_Strict):
     hard_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] | None = None
     retries: Annotated[int, Field(ge=0, le=5)] = 0
     memory_limit_mb: Annotated[int, Field(ge=16, le=1 << 22)] | None = None
+    max_log_mb: Annotated[int, Field(ge=1, le=1 << 16)] = 64  # per trial log; beyond it: output_flood
+    synth_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 1800.0
 
 
 class Ranking(_Strict):
@@ -141,11 +144,32 @@ class StudySpec(_Strict):
         return self.design.base_case or self.design.top
 
 
+def stored_name(given: str) -> str:
+    """Where a study directory keeps an input (under inputs/), from the path text alone: inside
+    the study file's folder it keeps its relative path; from elsewhere it goes under external/."""
+    from engine.tools.quote import safe_name
+
+    norm = os.path.normpath(given)
+    if not os.path.isabs(norm) and norm != ".." and not norm.startswith("../"):
+        return norm
+    return f"external/{hashlib.sha256(given.encode()).hexdigest()[:10]}_{safe_name(os.path.basename(norm))}"
+
+
+def given_inputs(spec: StudySpec) -> list[tuple[str, str]]:
+    """(key path, path as written) of every file the study reads from outside its directory."""
+    d = spec.design
+    out = [(f"design.rtl[{i}]", r) for i, r in enumerate(d.rtl)]
+    out += [(k, v) for k, v in (("design.sdc", d.sdc), ("design.netlist", d.netlist)) if v]
+    out += [(f"design.liberty[{i}]", p) for i, p in enumerate(d.liberty or [])]
+    return out
+
+
 @dataclass(frozen=True)
 class Study:
     spec: StudySpec
     path: Path  # the study file
     source: str  # its text, for provenance and line lookups
+    stored: bool = False  # loaded from <study dir>/inputs/: inputs are the study's own copies
 
     @property
     def root(self) -> Path:
@@ -154,27 +178,38 @@ class Study:
     def spec_hash(self) -> str:
         return hashlib.sha256(orjson.dumps(self.spec.model_dump(), option=orjson.OPT_SORT_KEYS)).hexdigest()
 
-    def design_files(self) -> list[Path]:
-        d = self.spec.design
-        rels = [*d.rtl, *([d.sdc] if d.sdc else []), *([d.netlist] if d.netlist else [])]
-        return [self.root / r for r in rels]
+    def resolve(self, given: str) -> Path:
+        """A path from the study file: relative to the file's folder, or absolute; in a stored
+        study, the copy the study directory keeps."""
+        if self.stored:
+            return self.root / stored_name(given)
+        p = Path(given)
+        return p if p.is_absolute() else self.root / p
+
+    def outside_inputs(self) -> list[str]:
+        """Inputs written as paths that leave the study file's folder."""
+        return [g for _, g in given_inputs(self.spec) if stored_name(g).startswith("external/")]
 
 
 # --- loading ---------------------------------------------------------------------------
 
 
-def load_study(path: str | os.PathLike[str]) -> Study:
+def load_study(path: str | os.PathLike[str], *, stored: bool = False) -> Study:
     p = Path(path)
     try:
+        if (msg := path_text_problem(str(p))) is not None:
+            raise N2Error.one("N2-E109", f"study file path {msg}")
+        if p.is_dir():
+            raise N2Error.one("N2-E109", f"{p} is a directory, not a study file", hint="name a .toml study file")
         source = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise N2Error.one("N2-E109", f"study file not found: {p}", hint="check the path") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError) as e:
         raise N2Error.one("N2-E100", f"cannot read {p}: {e}") from None
-    return parse_study(source, p)
+    return parse_study(source, p, stored=stored)
 
 
-def parse_study(source: str, path: Path) -> Study:
+def parse_study(source: str, path: Path, *, stored: bool = False) -> Study:
     try:
         raw = tomllib.loads(source)
     except tomllib.TOMLDecodeError as e:
@@ -185,14 +220,16 @@ def parse_study(source: str, path: Path) -> Study:
         spec = StudySpec.model_validate(raw)
     except ValidationError as e:
         raise N2Error([_problem_from_pydantic(err, lines) for err in e.errors()]) from None
-    problems = check_semantics(spec, path.parent)
+    study = Study(spec, path.resolve(), source, stored)
+    problems = check_semantics(study)
     if problems:
         raise N2Error([_with_line(p, lines) for p in problems])
-    return Study(spec, path.resolve(), source)
+    return study
 
 
-def check_semantics(spec: StudySpec, root: Path) -> list[Problem]:
-    """Cross-field rules pydantic field types cannot express."""
+def check_semantics(study: Study) -> list[Problem]:
+    """Cross-field rules pydantic field types cannot express, and the files the study reads."""
+    spec, root = study.spec, study.root
     out: list[Problem] = []
     names = [s.name for s in spec.stages]
     for i, s in enumerate(spec.stages):
@@ -232,21 +269,36 @@ def check_semantics(spec: StudySpec, root: Path) -> list[Problem]:
     d = spec.design
     if not d.rtl and not d.netlist and spec.tool.kind == "opensta":
         out.append(Problem("N2-E101", "give rtl = [...] or netlist = \"...\"", "design"))
-    for key, rel in [*((f"design.rtl[{i}]", r) for i, r in enumerate(d.rtl)),
-                     ("design.sdc", d.sdc), ("design.netlist", d.netlist)]:
-        if rel is None:
-            continue
-        if (msg := _path_problem(root, rel)) is not None:
-            out.append(Problem("N2-E109", msg, key))
-    if spec.tool.kind == "opensta":
+    for key, given in given_inputs(spec):
+        if (msg := _path_problem(study, given)) is not None:
+            out.append(Problem("N2-E109" if not key.startswith("design.liberty") else "N2-E301", msg, key))
+    if spec.tool.kind == "opensta" and not any(k.startswith("design.liberty") for k, _ in given_inputs(spec)):
         from engine.tools.tech import resolve_tech
 
         try:
-            resolve_tech(d.tech, d.liberty, root)
+            resolve_tech(d.tech, None)
         except N2Error as err:
             out += err.problems
     if spec.tool.kind == "command" and not spec.tool.command:
         out.append(Problem("N2-E101", "kind = \"command\" needs command = [...]", "tool.command"))
+    if spec.tool.kind == "command":
+        from engine.tools.command import placeholder_problem
+
+        for i, arg in enumerate(spec.tool.command or []):
+            if (msg := placeholder_problem(arg)) is not None:
+                out.append(Problem("N2-E116", msg, f"tool.command[{i}]"))
+    if spec.tool.kind == "opensta" and d.sdc and spec.study.safety_domain != "sandbox" \
+            and _path_problem(study, d.sdc) is None:
+        from engine.tools.sdc import forbidden
+
+        text = study.resolve(d.sdc).read_text(errors="replace")
+        for line, cmd in forbidden(text)[:5]:
+            out.append(Problem("N2-E115", f"{d.sdc} line {line} calls {cmd!r}, which is not an SDC command; the "
+                               f"{spec.study.safety_domain} domain reads SDC through a reader that allows only "
+                               "SDC commands", "design.sdc"))
+    from engine.reports import import_problems
+
+    out += import_problems(study)
     r = spec.ranking
     metrics = [r.objective] if r.kind == "single" else (list(r.weights) if r.kind == "weighted" else r.objectives)
     if r.kind != "single" and not metrics:
@@ -277,14 +329,31 @@ def _setting_values(setting: ParamSetting) -> list[float]:
     return list(setting) if isinstance(setting, list) else [setting]
 
 
-def _path_problem(root: Path, rel: str) -> str | None:
-    if not rel or os.path.isabs(rel):
-        return f"{rel!r} must be a path relative to the study file"
-    full = (root / rel).resolve()
-    if not full.is_relative_to(root.resolve()):
-        return f"{rel!r} escapes the study folder {root}"
-    if not full.is_file():
-        return f"{rel!r} does not exist (looked at {full})"
+def path_text_problem(text: str) -> str | None:
+    """What makes `text` unusable as a path on any system noodle2 runs on, or None."""
+    from engine.tools.quote import control_chars
+
+    if not text:
+        return "is empty"
+    if bad := control_chars(text):
+        return f"{text!r} holds the control character {bad[0]!r}"
+    for part in text.split("/"):
+        if len(part.encode()) > 255:
+            return f"{text[:40]!r}… has a path component of {len(part.encode())} bytes (the limit is 255)"
+    if len(text.encode()) > 4000:
+        return f"{text[:40]!r}… is longer than 4,000 bytes"
+    return None
+
+
+def _path_problem(study: Study, given: str) -> str | None:
+    if (msg := path_text_problem(given)) is not None:
+        return msg
+    try:
+        full = study.resolve(given)
+        if not full.is_file():
+            return f"{given!r} does not exist (looked at {full})"
+    except (OSError, ValueError) as e:
+        return f"{given!r} cannot be used: {e}"
     return None
 
 

@@ -29,6 +29,7 @@ class TrialState:
     started_at: float | None = None
     ended_at: float | None = None
     artifacts: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)  # file -> sha256, read by children
 
 
 @dataclass(slots=True)
@@ -65,6 +66,10 @@ class StudyState:
     stages: list[StageState] = field(default_factory=list)
     trials: dict[str, TrialState] = field(default_factory=dict)
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    gates: list[dict[str, Any]] = field(default_factory=list)  # the safety trace, as checked
+    eco_stats: list[dict[str, Any]] = field(default_factory=list)  # the latest leaderboard used
+    eco_stats_stage: int | None = None
+    inputs: dict[str, str] = field(default_factory=dict)  # snapshot file -> sha256
     controls: list[dict[str, Any]] = field(default_factory=list)
     paused: bool = False
     seq: int = 0
@@ -89,12 +94,19 @@ class StudyState:
         return done, total
 
 
+class FoldError(ValueError):
+    """An event that does not fit the state: a case or stage the journal never planned."""
+
+
 def fold(s: StudyState, e: ev.Event) -> StudyState:
-    s.seq = e.seq
-    s.last_event_at = e.t
     handler = _HANDLERS.get(type(e))
     if handler is not None:
-        handler(s, e)
+        try:
+            handler(s, e)
+        except (KeyError, IndexError, TypeError, AttributeError) as err:
+            raise FoldError(f"{e.type} (seq {e.seq}) does not fit the study: {type(err).__name__} {err}") from None
+    s.seq = e.seq
+    s.last_event_at = e.t
     return s
 
 
@@ -138,7 +150,19 @@ def _trial_started(s: StudyState, e: ev.TrialStarted) -> None:
 def _trial_finished(s: StudyState, e: ev.TrialFinished) -> None:
     t = s.trials[e.case_id]
     t.status, t.metrics, t.resources, t.ended_at, t.artifacts = "done", e.metrics, e.resources, e.t, e.artifacts
-    t.failure = None
+    t.failure, t.outputs = None, dict(e.outputs)
+
+
+def _snapshot(s: StudyState, e: ev.SnapshotReady) -> None:
+    s.inputs = dict(e.files)
+
+
+def _gates(s: StudyState, e: ev.GatesChecked) -> None:
+    s.gates.extend(e.gates)
+
+
+def _eco_stats(s: StudyState, e: ev.EcoStats) -> None:
+    s.eco_stats, s.eco_stats_stage = list(e.rows), e.stage
 
 
 def _trial_failed(s: StudyState, e: ev.TrialFailed) -> None:
@@ -190,15 +214,21 @@ _HANDLERS = {
     ev.TrialStarted: _trial_started, ev.TrialFinished: _trial_finished, ev.TrialFailed: _trial_failed,
     ev.TrialCancelled: _trial_cancelled, ev.SurvivorsChosen: _survivors, ev.StageFinished: _stage_finished,
     ev.PolicyDecision: _decision, ev.StudyFinished: _study_finished, ev.StudyInterrupted: _interrupted,
-    ev.ControlAck: _control,
+    ev.ControlAck: _control, ev.SnapshotReady: _snapshot, ev.GatesChecked: _gates, ev.EcoStats: _eco_stats,
 }
 
 
 # --- snapshot (de)serialisation: orjson writes the dataclasses; this rebuilds them ---------
 
 def from_snapshot(d: dict[str, Any]) -> StudyState:
+    """Fields added since the snapshot was written take their defaults; fields removed since
+    are ignored."""
     d = dict(d)
-    d["stages"] = [StageState(**x) for x in d["stages"]]
-    d["trials"] = {k: TrialState(**v) for k, v in d["trials"].items()}
-    names = {f.name for f in fields(StudyState)}
-    return StudyState(**{k: v for k, v in d.items() if k in names})
+    d["stages"] = [_known(StageState, x) for x in d["stages"]]
+    d["trials"] = {k: _known(TrialState, v) for k, v in d["trials"].items()}
+    return _known(StudyState, d)
+
+
+def _known(cls: Any, d: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})

@@ -85,11 +85,12 @@ class StaBench:
 
     def __init__(self, design: str, root: Path) -> None:
         from engine.spec import load_study
+        from engine.studydir import new_study_dir
         from engine.tools.opensta import OpenSTATool
 
         self.study = load_study(ROOT / "sample_studies" / SAMPLES[design])
-        self.dir = root
-        self.tool = OpenSTATool(self.study, root)
+        self.dir = new_study_dir(self.study, explicit=root)
+        self.tool = OpenSTATool(self.study, self.dir)
         self.provenance = self.tool.setup()
         self.top = self.study.spec.design.top
 

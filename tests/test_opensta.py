@@ -182,14 +182,20 @@ def test_integrity_catches_loads_moved_onto_an_undriven_net(bench):
     assert looked["tns_ps"] > base["tns_ps"]
 
 
-def test_base_case_gate_blocks_study_on_broken_sdc(tmp_path):
+def _crc64_with_sdc(tmp_path, sdc: str, domain: str = "guarded"):
     d = tmp_path / "study"
     (d / "designs").mkdir(parents=True)
     shutil.copy(ROOT / "sample_studies/designs/crc64/crc64.v", d / "designs")
-    (d / "designs/crc64.sdc").write_text("create_clock -name clk -period 6 [get_ports clk]\nset_bogus_constraint 1\n")
+    (d / "designs/crc64.sdc").write_text(sdc)
     text = (ROOT / "sample_studies/crc64.toml").read_text().replace("designs/crc64/", "designs/")
-    (d / "study.toml").write_text(text)
-    study = load_study(d / "study.toml")
+    (d / "study.toml").write_text(text.replace("seed = 3", f'seed = 3\nsafety_domain = "{domain}"'))
+    return d / "study.toml"
+
+
+def test_base_case_gate_blocks_study_on_broken_sdc(tmp_path):
+    path = _crc64_with_sdc(tmp_path, "create_clock -name clk -period 6 [get_ports clk]\nset_bogus_constraint 1\n",
+                           domain="sandbox")  # sandbox sources the SDC as raw Tcl: it fails at run time
+    study = load_study(path)
     sd = new_study_dir(study, tmp_path / "studies")
     eng = Engine(sd, study, make_tool(study, sd))
     assert anyio.run(eng.run) == "blocked"
@@ -197,6 +203,29 @@ def test_base_case_gate_blocks_study_on_broken_sdc(tmp_path):
     assert base.failure["type"] == "tool_error" and "set_bogus_constraint" in base.failure["excerpt"]
     assert all(t.status == "planned" for t in eng.state.trials.values() if t.stage >= 0)
     assert "snapshot" in read_provenance(sd)  # synthesis itself was fine and recorded
+
+
+def test_guarded_sdc_is_refused_at_validation_naming_the_command(tmp_path):
+    path = _crc64_with_sdc(tmp_path, "create_clock -name clk -period 6 [get_ports clk]\n"
+                                     "set x [exec touch PWNED]\nset_bogus_constraint 1\n")
+    with pytest.raises(N2Error) as ei:
+        load_study(path)
+    msgs = [p.message for p in ei.value.problems]
+    assert [p.code for p in ei.value.problems] == ["N2-E115", "N2-E115"]
+    assert "line 2 calls 'exec'" in msgs[0] and "line 3 calls 'set_bogus_constraint'" in msgs[1]
+
+
+def test_sdc_reader_runs_no_hidden_command_even_in_a_loop_body(tmp_path):
+    """The static scan does not look inside braces; the safe interpreter still refuses `exec`."""
+    pwned = tmp_path / "PWNED"
+    path = _crc64_with_sdc(tmp_path, "create_clock -name clk -period 6 [get_ports clk]\n"
+                                     f"foreach x {{1}} {{ exec touch {pwned} }}\n")
+    study = load_study(path)
+    sd = new_study_dir(study, tmp_path / "studies")
+    eng = Engine(sd, study, make_tool(study, sd))
+    assert anyio.run(eng.run) == "blocked"
+    assert 'invalid command name "exec"' in eng.state.base().failure["excerpt"]
+    assert not pwned.exists()
 
 
 def test_missing_technology_names_the_install_command(tmp_path, monkeypatch):
@@ -224,9 +253,10 @@ def test_quickstart_study_chains_survivors_and_improves(tmp_path):
         c = s.trials[c].parent
     assert [s.trials[x].stage for x in lineage] == [2, 1, 0, -1]
     tcl = (sd / "trials" / best.case_id / "run.tcl").read_text()
-    assert f"trials/{s.trials[best.case_id].parent}/mac16.v" in tcl
+    assert f"read_verilog ../{s.trials[best.case_id].parent}/mac16.v" in tcl
+    assert "read_liberty ../../snapshot/tech/osu018_stdcells.lib" in tcl
+    assert str(sd) not in tcl  # the script never holds the study's location
     idx = (sd / "trials" / best.case_id / "artifact_index.json").read_text()
     assert "child netlist" in idx and "run.tcl" in idx
-    assert str(sd / "trials" / best.case_id) in (sd / "trials" / best.case_id / "stdout.log").read_text()
     prov = read_provenance(sd)["snapshot"]
     assert prov["snapshot_hash"] and "Yosys" in prov["yosys"] and "abc" in prov["script"]

@@ -188,8 +188,8 @@ def test_containment_disables_eco_and_class_and_is_order_free():
     ref = None
     for seed in (None, 1, 2, 3):
         s = build(sp, STAGE0, seed)
-        decisions = [(d.action, d.subject) for d in containment.after_stage(sp, s, 0)]
-        ecos, skips = containment.plan_ecos(sp, s, 1, {"pin_swap", "buffer_fanout", "clone_driver"})
+        decisions = [(d.action, d.subject) for d in containment.after_stage(sp, s, 0)[0]]
+        ecos, skips, _, _ = containment.plan_ecos(sp, s, 1, {"pin_swap", "buffer_fanout", "clone_driver"})
         got = (decisions, ecos, [(d.action, d.subject, d.reason) for d in skips])
         ref = ref or got
         assert got == ref
@@ -204,7 +204,7 @@ def test_class_disabled_when_enough_of_its_ecos_are():
     sp = spec()
     rows = STAGE0[:-1] + [("x_0_5", 0, "x", "buffer_fanout", "timeout"), ("x_0_6", 0, "x", "buffer_fanout", "tool_crash")]
     s = build(sp, rows)
-    acts = {(d.action, d.subject) for d in containment.after_stage(sp, s, 0)}
+    acts = {(d.action, d.subject) for d in containment.after_stage(sp, s, 0)[0]}
     assert {("disable_eco", "clone_driver"), ("disable_eco", "buffer_fanout"),
             ("disable_class", "placement_local")} <= acts
 
@@ -213,18 +213,18 @@ def test_catastrophic_crash_on_distinct_parents_blocks():
     sp = spec()
     s = build(sp, STAGE0 + [("x_1_0", 1, "x_0_0", "clone_driver", "tool_crash"),
                             ("x_1_1", 1, "x_0_2", "clone_driver", "tool_crash")], survivors0=("x_0_0", "x_0_2"))
-    acts = [(d.action, d.subject) for d in containment.after_stage(sp, s, 1)]
+    acts = [(d.action, d.subject) for d in containment.after_stage(sp, s, 1)[0]]
     assert ("block_study", "clone_driver") in acts
 
 
 def test_plateau_and_wns_regression_abort():
     sp = spec(plateau=1)
     s = build(sp, [("x_0_0", 0, "x", "pin_swap", -995.0)])
-    [d] = [d for d in containment.after_stage(sp, s, 0) if d.action == "plateau"]
+    [d] = [d for d in containment.after_stage(sp, s, 0)[0] if d.action == "plateau"]
     assert "+5.0 ps" in d.reason
     sp2 = spec(plateau=0, stage_extra="max_wns_regression_ps = 20")
     s2 = build(sp2, [("x_0_0", 0, "x", "pin_swap", -1030.0)])
-    [a] = [d for d in containment.after_stage(sp2, s2, 0) if d.action == "abort_stage"]
+    [a] = [d for d in containment.after_stage(sp2, s2, 0)[0] if d.action == "abort_stage"]
     assert "regressed 30.0 ps" in a.reason
 
 

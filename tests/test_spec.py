@@ -97,14 +97,38 @@ def test_param_out_of_legal_range(tmp_path):
     assert ps[0].line == len(bad.splitlines())
 
 
-def test_design_path_escaping_study_folder(tmp_path):
-    sub = tmp_path / "study"
+def test_inputs_from_outside_the_study_folder_are_copied_in_and_listed(tmp_path):
+    from engine.plan import format_plan
+    from engine.studydir import new_study_dir, read_provenance
+
+    sub, shared = tmp_path / "study", tmp_path / "shared lib$[x]"
     sub.mkdir()
-    bad = GOOD.replace('top = "fake"', 'top = "fake"\nrtl = ["../../etc/passwd"]')
+    shared.mkdir()
+    (shared / "top.v").write_text("module fake(); endmodule\n")
+    text = GOOD.replace('top = "fake"', f'top = "fake"\nrtl = ["../shared lib$[x]/top.v", "{shared}/top.v"]')
+    study = parse_study(text, sub / "s.toml")
+    plan = format_plan(study)
+    assert "inputs from outside the study file's folder: ../shared lib$[x]/top.v, " + str(shared) in plan
+    d = new_study_dir(study, tmp_path / "studies")
+    copies = sorted(p.relative_to(d / "inputs").as_posix() for p in (d / "inputs" / "external").iterdir())
+    assert len(copies) == 2 and all(c.startswith("external/") and c.endswith("_top.v") for c in copies)
+    prov = read_provenance(d)
+    assert set(prov["external_inputs"]) == set(copies) and all(h for h in prov["inputs"].values())
+    assert "../shared lib$[x]/top.v" in (d / "legality_report.md").read_text()
+    stored = load_study(d / "inputs" / "study.toml", stored=True)  # resume reads the copies, not the originals
+    (shared / "top.v").unlink()
+    assert stored.resolve("../shared lib$[x]/top.v").read_text().startswith("module fake")
+
+
+@pytest.mark.parametrize("given, needle", [("a\nb.v", "control character"), ("x" * 300 + ".v", "302 bytes"),
+                                           ("a\x00b.v", "control character"), ("", "is empty")])
+def test_unusable_paths_are_coded_errors(tmp_path, given, needle):
+    bad = GOOD.replace('top = "fake"', f'top = "fake"\nrtl = [{given!r}]'.replace("'", '"'))
+    bad = bad.replace("\\x00", "\\u0000")
     with pytest.raises(N2Error) as ei:
-        parse_study(bad, sub / "s.toml")
-    assert [p.code for p in ei.value.problems] == ["N2-E109"]
-    assert "escapes" in ei.value.problems[0].message
+        parse_study(bad, tmp_path / "s.toml")
+    [p] = ei.value.problems
+    assert p.code == "N2-E109" and needle in p.message
 
 
 def test_missing_file(tmp_path):

@@ -14,7 +14,12 @@ from typing import Any, Callable, Protocol
 
 import anyio
 
+from engine.executors.contain import MARKER, TrialCgroups, kill_marked
 from engine.policy.failures import Outcome
+
+__all__ = ["Command", "ExecResult", "Executor", "Job", "LocalExecutor", "kill_marked", "run_command"]
+
+WATCH_TICK_S = 0.25  # how often a running tool's log sizes are checked against the cap
 
 
 @dataclass
@@ -25,6 +30,8 @@ class Command:
     stderr: Path
     env: dict[str, str] | None = None
     memory_limit_mb: int | None = None
+    log_cap_bytes: int | None = None  # stdout/stderr beyond this: killed, classified output_flood
+    contain_key: str | None = None  # a trial's cgroup name; None runs without one
 
 
 @dataclass
@@ -35,15 +42,20 @@ class ExecResult:
     cpu_s: float = 0.0
     maxrss_kb: int = 0
     command: Command | None = None
+    node: str = ""  # where it ran, for executors that run elsewhere
 
     @property
     def wall_s(self) -> float:
         return self.ended - self.started
 
-    def resources(self) -> dict[str, float | int | None]:
+    def resources(self) -> dict[str, float | int | str | None]:
         o = self.outcome
-        return {"rc": o.rc, "signal": o.signal, "started": self.started, "ended": self.ended,
-                "wall_s": round(self.wall_s, 6), "cpu_s": round(self.cpu_s, 6), "maxrss_kb": self.maxrss_kb}
+        out: dict[str, float | int | str | None] = {
+            "rc": o.rc, "signal": o.signal, "started": self.started, "ended": self.ended,
+            "wall_s": round(self.wall_s, 6), "cpu_s": round(self.cpu_s, 6), "maxrss_kb": self.maxrss_kb}
+        if self.node:
+            out["node"] = self.node
+        return out
 
 
 @dataclass
@@ -60,24 +72,29 @@ class Job:
 class Executor(Protocol):
     async def run(self, job: Job) -> tuple[ExecResult, Any]: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass
 class _Proc:
-    """Shared between the waiting thread and the async side that may signal the group."""
+    """Shared between the thread that runs a job and the async side that may signal it."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: threading.Event = field(default_factory=threading.Event)
+    started: bool = False  # the job began; a cancel must wait for `done`
     pid: int | None = None
     pending: int | None = None  # a signal asked for before the process existed
     timed_out: bool = False
     killed_by_us: bool = False
     cancelled: bool = False
+    flooded: bool = False
     exited: bool = False  # set before reaping: the pid must not be signalled after that
 
-    def send(self, sig: int, *, timeout: bool = False, cancel: bool = False) -> None:
+    def send(self, sig: int, *, timeout: bool = False, cancel: bool = False, flood: bool = False) -> None:
         with self.lock:
             self.timed_out |= timeout
             self.cancelled |= cancel
+            self.flooded |= flood
             self.killed_by_us |= sig == signal.SIGKILL
             if self.exited:
                 return
@@ -96,52 +113,86 @@ class LocalExecutor:
 
     def __init__(self, max_parallel: int) -> None:
         self.threads = anyio.CapacityLimiter(max_parallel + 2)
+        self.cgroups = TrialCgroups.create()
+
+    @property
+    def containment(self) -> str:
+        return "cgroup" if self.cgroups else "environment marker"
 
     async def run(self, job: Job) -> tuple[ExecResult, Any]:
         proc = _Proc()
 
-        def work() -> tuple[ExecResult, Any]:
-            cmd = job.prepare()
-            result = run_command(cmd, proc, (job.soft_timeout_s, job.hard_timeout_s))
-            return result, (job.collect(cmd, result) if job.collect else None)
+        def work() -> tuple[ExecResult, Any] | None:
+            try:
+                with proc.lock:
+                    if proc.cancelled:  # cancelled while queued: never start
+                        return None
+                    proc.started = True
+                cmd = job.prepare()
+                result = run_command(cmd, proc, (job.soft_timeout_s, job.hard_timeout_s), self.cgroups)
+                return result, (job.collect(cmd, result) if job.collect else None)
+            finally:
+                proc.done.set()
 
         try:
-            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=self.threads)
+            out = await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=self.threads)
         except anyio.get_cancelled_exc_class():
             proc.send(signal.SIGKILL, cancel=True)
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(proc.done.wait)
+            if proc.started:  # the tool is dying; its thread ends soon after
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(proc.done.wait)
             raise
+        assert out is not None
+        return out
+
+    def close(self) -> None:
+        if self.cgroups is not None:
+            self.cgroups.close()
 
 
-def _limit_memory(mb: int):  # runs in the child between fork and exec
+def _preexec(procs_fd: int | None, memory_mb: int | None) -> Callable[[], None] | None:
+    """Runs in the child between fork and exec: join the trial's cgroup, cap the memory.
+    Only plain syscalls here (no imports, no locks)."""
+    if procs_fd is None and memory_mb is None:
+        return None
+
     def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (mb << 20, mb << 20))
+        if procs_fd is not None:
+            os.write(procs_fd, b"0")
+        if memory_mb is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
     return apply
 
 
-def run_command(cmd: Command, proc: _Proc | None = None, timeouts: tuple[float, float] | None = None) -> ExecResult:
+def run_command(cmd: Command, proc: _Proc | None = None, timeouts: tuple[float, float] | None = None,
+                cgroups: TrialCgroups | None = None) -> ExecResult:
     """Run one command to completion in this thread (the executor's worker body).  With
     `timeouts` (soft, hard): SIGTERM to the group at soft, SIGKILL at hard."""
     proc = proc or _Proc()
     started = time.time()
+    cg = None
     try:
         with open(cmd.stdout, "wb") as out, open(cmd.stderr, "wb") as err:
+            procs_fd = None
+            if cgroups is not None and cmd.contain_key:
+                cg, procs_fd = cgroups.open(cmd.contain_key)
             try:
                 p = subprocess.Popen(cmd.argv, cwd=cmd.cwd, env=cmd.env, stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=err, start_new_session=True, close_fds=True,
-                                     preexec_fn=_limit_memory(cmd.memory_limit_mb) if cmd.memory_limit_mb else None)
+                                     preexec_fn=_preexec(procs_fd, cmd.memory_limit_mb))
             except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
                 return ExecResult(Outcome(spawn_error=f"cannot start {cmd.argv[0]!r}: {e.strerror}"), started,
                                   time.time(), command=cmd)
+            finally:
+                if procs_fd is not None:
+                    os.close(procs_fd)
             with proc.lock:
                 proc.pid = p.pid
                 if proc.pending is not None:
                     os.killpg(p.pid, proc.pending)
-            if timeouts is not None:
-                _enforce_timeouts(p.pid, proc, *timeouts)
+            _watch(p.pid, proc, timeouts, (out.fileno(), err.fileno()), cmd.log_cap_bytes)
             # Wait without reaping, so the group id cannot be reused while we clean it up,
-            # then kill whatever the tool left running in its group, then reap with rusage.
+            # then kill whatever the tool left running, then reap with rusage.
             os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
             with proc.lock:
                 proc.exited = True
@@ -149,54 +200,58 @@ def run_command(cmd: Command, proc: _Proc | None = None, timeouts: tuple[float, 
                 os.killpg(p.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            if cg is not None:
+                cgroups.kill(cg)  # type: ignore[union-attr]
+            elif cmd.contain_key and cmd.env and MARKER in cmd.env:
+                kill_marked({cmd.env[MARKER]})  # children that left the group with setsid
             _, status, ru = os.wait4(p.pid, 0)
             p.returncode = os.waitstatus_to_exitcode(status)  # keep Popen from waiting again
             ended = time.time()
+            if proc.flooded and cmd.log_cap_bytes is not None:
+                for f in (out, err):
+                    if os.fstat(f.fileno()).st_size > cmd.log_cap_bytes:
+                        os.ftruncate(f.fileno(), cmd.log_cap_bytes)
     finally:
         proc.done.set()
     sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
     rc = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
     outcome = Outcome(rc=rc, signal=sig, timed_out=proc.timed_out, killed_by_us=proc.killed_by_us,
-                      cancelled=proc.cancelled)
+                      cancelled=proc.cancelled, flooded=proc.flooded)
     return ExecResult(outcome, started, ended, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, cmd)
 
 
-def _enforce_timeouts(pid: int, proc: _Proc, soft: float, hard: float) -> None:
-    """Block until the process exits, sending SIGTERM to its group at `soft` seconds and
-    SIGKILL at `hard`.  A pidfd becomes readable when the process exits (Linux ≥ 5.3)."""
+def _watch(pid: int, proc: _Proc, timeouts: tuple[float, float] | None, logs: tuple[int, ...],
+           cap: int | None) -> None:
+    """Block until the process exits, sending SIGTERM to its group at the soft timeout and
+    SIGKILL at the hard one, and SIGKILL as soon as a log outgrows `cap`.  A pidfd becomes
+    readable when the process exits (Linux ≥ 5.3)."""
+    if timeouts is None and cap is None:
+        return
     try:
         fd = os.pidfd_open(pid)
     except OSError:
         return  # no pidfd: the caller's plain wait still works, without timeouts
+    soft, hard = timeouts or (float("inf"), float("inf"))
+    t0 = time.monotonic()
+    termed = False
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        if not poller.poll(soft * 1000):
-            proc.send(signal.SIGTERM, timeout=True)
-            if not poller.poll(max(hard - soft, 0.0) * 1000):
+        while True:
+            deadline = hard if termed else soft
+            wait = deadline - (time.monotonic() - t0)
+            if cap is not None:
+                wait = min(wait, WATCH_TICK_S)
+            if poller.poll(None if wait == float("inf") else max(wait, 0.0) * 1000):
+                return
+            elapsed = time.monotonic() - t0
+            if cap is not None and not proc.flooded and any(os.fstat(f).st_size > cap for f in logs):
+                proc.send(signal.SIGKILL, flood=True)
+            elif not termed and elapsed >= soft:
+                proc.send(signal.SIGTERM, timeout=True)
+                termed = True
+            elif termed and elapsed >= hard:
                 proc.send(signal.SIGKILL, timeout=True)
+                termed, hard = True, float("inf")  # now just wait for the exit
     finally:
         os.close(fd)
-
-
-def kill_orphans(marker: str, values: set[str]) -> list[int]:
-    """Kill the process groups of tools an engine left behind when it died (kill -9, power
-    cut).  Every tool runs as a session leader with `marker=<its trial dir>` in its
-    environment, which its children inherit; reading /proc finds them after the fact."""
-    killed: list[int] = []
-    prefix = marker.encode() + b"="
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        found = next((v[len(prefix):].decode(errors="replace") for v in env if v.startswith(prefix)), None)
-        if found in values:
-            try:
-                os.killpg(os.getpgid(int(entry.name)), signal.SIGKILL)
-                killed.append(int(entry.name))
-            except OSError:
-                pass
-    return killed

@@ -11,8 +11,11 @@ from typing import Any
 from engine import events as ev
 from engine.ecos import CATALOG
 from engine.policy import priors, safety
+from engine.policy.trace import gate
 from engine.spec import StudySpec
 from engine.state import StudyState, TrialState
+
+Gates = list[dict[str, Any]]
 
 
 def ancestors(spec: StudySpec, stage: int) -> list[int]:
@@ -37,7 +40,7 @@ def disabled(spec: StudySpec, trials: list[TrialState]) -> tuple[dict[str, str],
     a = spec.abort
     fails: dict[str, list[str]] = defaultdict(list)
     for t in trials:
-        if t.status == "failed" and t.stage >= 0:
+        if t.status == "failed" and t.stage >= 0 and t.eco != priors.CONTROL:
             fails[t.eco].append(t.case_id)
     ecos = {e: f"failed {len(cs)} times (limit {a.eco_failure_limit}): {', '.join(sorted(cs)[:4])}"
             for e, cs in sorted(fails.items()) if len(cs) >= a.eco_failure_limit}
@@ -50,28 +53,44 @@ def disabled(spec: StudySpec, trials: list[TrialState]) -> tuple[dict[str, str],
 
 
 def plan_ecos(spec: StudySpec, state: StudyState, stage: int, implemented: set[str],
-              imported: dict[str, dict[str, Any]] | None = None) -> tuple[list[str], list[ev.PolicyDecision]]:
-    """The stage's ECOs in budget order, and a decision for every ECO left out."""
+              imported: dict[str, dict[str, Any]] | None = None
+              ) -> tuple[list[str], list[ev.PolicyDecision], Gates, dict[str, priors.Effect]]:
+    """The stage's ECOs in budget order, a decision for every ECO left out, the gates checked
+    on the way, and the effectiveness the priors were judged on (imports included)."""
     trials = scope(spec, state, stage, include_self=False)
     off_ecos, off_classes = disabled(spec, trials)
+    effects = priors.effectiveness(state, trials, spec.priors, imported)
+    fails = defaultdict(int)
+    for t in trials:
+        fails[t.eco] += t.status == "failed" and t.stage >= 0
     out: list[ev.PolicyDecision] = []
+    gates: Gates = []
     usable = []
     for e in spec.stages[stage].ecos:
         cls = CATALOG[e].eco_class.value
+        gates.append(gate("eco_failure_limit", e, e not in off_ecos,
+                          {"failures": fails[e], "limit": spec.abort.eco_failure_limit}, stage))
+        gates.append(gate("eco_class_enabled", f"{e}:{cls}", cls not in off_classes,
+                          {"disabled_in_class": sum(1 for x in off_ecos if CATALOG[x].eco_class.value == cls),
+                           "limit": spec.abort.class_disable_after}, stage))
         why = (safety.refusal(spec, stage, e) or ("not implemented by the tool" if e not in implemented else None)
                or off_ecos.get(e) or (f"class {cls} disabled: {off_classes[cls]}" if cls in off_classes else None))
         if why is None:
             usable.append(e)
         else:
             out.append(ev.PolicyDecision(scope="eco", action="skip_eco", subject=e, reason=why, stage=stage))
-    effects = priors.effectiveness(state, trials, spec.priors, imported)
     ordered, skipped = priors.order(usable, effects, spec.study.safety_domain)
+    for e in spec.stages[stage].ecos:
+        if e != priors.CONTROL:
+            prior = effects[e].prior if e in effects else "unknown"
+            gates.append(gate("prior", e, e not in skipped, {"prior": prior, "domain": spec.study.safety_domain},
+                              stage))
     out += [ev.PolicyDecision(scope="eco", action="skip_eco", subject=e, reason=r, stage=stage) for e, r in skipped.items()]
     if ordered != usable:
         out.append(ev.PolicyDecision(scope="eco", action="order_ecos", subject=",".join(ordered), stage=stage,
                                      reason="budget order by prior: " + ", ".join(
                                          f"{e}={effects[e].prior if e in effects else 'unknown'}" for e in ordered)))
-    return ordered, out
+    return ordered, out, gates, effects
 
 
 def crash_parents(trials: list[TrialState]) -> dict[str, set[str]]:
@@ -82,11 +101,16 @@ def crash_parents(trials: list[TrialState]) -> dict[str, set[str]]:
     return out
 
 
-def after_stage(spec: StudySpec, state: StudyState, stage: int) -> list[ev.PolicyDecision]:
-    """Decisions once a stage's trials are all in: new disables, catastrophe, WNS rail, plateau."""
+def after_stage(spec: StudySpec, state: StudyState, stage: int) -> tuple[list[ev.PolicyDecision], Gates]:
+    """Decisions once a stage's trials are all in: new disables, catastrophe, WNS rail, plateau;
+    and every gate checked for them, passed or failed."""
     trials = scope(spec, state, stage, include_self=True)
+    mine = state.stage_trials(stage)
     already = {(d["action"], d["subject"]) for d in state.decisions}
     out: list[ev.PolicyDecision] = []
+    name = spec.stages[stage].name
+    gates: Gates = [gate("stage_not_all_failed", name, any(t.status == "done" for t in mine),
+                         {"done": sum(t.status == "done" for t in mine), "trials": len(mine)}, stage)]
     off_ecos, off_classes = disabled(spec, trials)
     for e, why in off_ecos.items():
         if ("disable_eco", e) not in already:
@@ -94,23 +118,36 @@ def after_stage(spec: StudySpec, state: StudyState, stage: int) -> list[ev.Polic
     for c, why in off_classes.items():
         if ("disable_class", c) not in already:
             out.append(ev.PolicyDecision(scope="eco_class", action="disable_class", subject=c, reason=why, stage=stage))
-    for e, parents in sorted(crash_parents(trials).items()):
-        if len(parents) >= spec.abort.catastrophic_crash_cases:
+    crashes = crash_parents(trials)
+    worst = max(crashes.items(), key=lambda kv: (len(kv[1]), kv[0]), default=(None, set()))
+    limit_c = spec.abort.catastrophic_crash_cases
+    gates.append(gate("catastrophic_crashes", worst[0] or "-", len(worst[1]) < limit_c,
+                      {"crash_parents": len(worst[1]), "limit": limit_c}, stage))
+    for e, parents in sorted(crashes.items()):
+        if len(parents) >= limit_c:
             out.append(ev.PolicyDecision(scope="study", action="block_study", subject=e, stage=stage,
                                          reason=f"catastrophic: {e} crashed the tool on {len(parents)} different "
                                                 f"parent cases ({', '.join(sorted(parents)[:4])})"))
-            return out
+            return out, gates
     limit = spec.stages[stage].max_wns_regression_ps
     best, parents_best = stage_best_wns(state, stage), parents_best_wns(state, stage)
-    if limit is not None and best is not None and parents_best is not None and best < parents_best - limit:
-        out.append(ev.PolicyDecision(scope="stage", action="abort_stage", subject=spec.stages[stage].name, stage=stage,
-                                     reason=f"best WNS {best:.1f} ps regressed {parents_best - best:.1f} ps from "
-                                            f"the parents' {parents_best:.1f} ps (limit {limit:g} ps)"))
-        return out
-    if (p := plateau(spec, state, stage)) is not None:
-        out.append(ev.PolicyDecision(scope="study", action="plateau", subject=spec.stages[stage].name, stage=stage,
-                                     reason=p))
-    return out
+    if limit is not None and best is not None and parents_best is not None:
+        ok = best >= parents_best - limit
+        gates.append(gate("stage_wns_regression", name, ok,
+                          {"best_wns_ps": best, "parents_best_wns_ps": parents_best, "limit_ps": limit}, stage))
+        if not ok:
+            out.append(ev.PolicyDecision(scope="stage", action="abort_stage", subject=name, stage=stage,
+                                         reason=f"best WNS {best:.1f} ps regressed {parents_best - best:.1f} ps from "
+                                                f"the parents' {parents_best:.1f} ps (limit {limit:g} ps)"))
+            return out, gates
+    if spec.abort.plateau_stages:
+        p = plateau(spec, state, stage)
+        gates.append(gate("plateau", name, p is None, {"gain_ps": gain(state, stage),
+                                                       "min_gain_ps": spec.abort.plateau_min_gain_ps,
+                                                       "stages": spec.abort.plateau_stages}, stage))
+        if p is not None:
+            out.append(ev.PolicyDecision(scope="study", action="plateau", subject=name, stage=stage, reason=p))
+    return out, gates
 
 
 def stage_best_wns(state: StudyState, stage: int) -> float | None:

@@ -10,7 +10,7 @@ OOM_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out o
 SEVERITY = {
     "tool_missing": "critical", "tool_crash": "error", "oom": "error", "timeout": "warning",
     "nonzero_exit": "error", "tool_error": "error", "snapshot_failed": "critical", "missing_output": "error", "parse_failure": "error",
-    "eco_integrity": "warning", "cancelled": "info", "eco_not_applicable": "info",
+    "eco_integrity": "warning", "cancelled": "info", "eco_not_applicable": "info", "output_flood": "error",
 }
 RETRYABLE = {"timeout", "oom", "tool_crash"}
 
@@ -24,6 +24,7 @@ class Outcome:
     timed_out: bool = False
     killed_by_us: bool = False
     cancelled: bool = False
+    flooded: bool = False  # a log outgrew its cap and the tool was killed
     spawn_error: str | None = None
 
 
@@ -34,13 +35,16 @@ def failure(kind: str, reason: str, excerpt: str = "") -> dict[str, Any]:
 def classify(o: Outcome, excerpt: str | Callable[[], str]) -> dict[str, Any] | None:
     """None when the run itself succeeded (outputs are checked by the tool adapter).
     `excerpt` may be a function, called only on failure: a successful run reads no logs."""
-    if o.spawn_error is None and not (o.cancelled or o.timed_out or o.signal is not None or o.rc):
+    if o.spawn_error is None and not (o.cancelled or o.timed_out or o.flooded or o.signal is not None or o.rc):
         return None
     stderr_tail = excerpt() if callable(excerpt) else excerpt
     if o.spawn_error is not None:
         return failure("tool_missing", o.spawn_error)
     if o.cancelled:
         return failure("cancelled", "cancelled by the operator or a stop", stderr_tail)
+    if o.flooded:
+        return failure("output_flood", "the tool's stdout/stderr outgrew the log cap (execution.max_log_mb); "
+                       "killed, logs truncated", stderr_tail)
     if o.timed_out:
         return failure("timeout", "exceeded the soft timeout; sent SIGTERM to the process group"
                        + (", then SIGKILL" if o.signal == signal.SIGKILL else ""), stderr_tail)

@@ -1,5 +1,7 @@
 """ECO effectiveness within a study and the prior each ECO earns from it.
 
+The `noop` control is never rated and never skipped: it measures the parent, not an ECO.
+
 Prior labels (thresholds in [priors] of the study file):
   unknown     fewer than `min_trials` trials
   suspicious  failure rate ≥ `suspicious_failure_rate`, or no trial ever improved WNS/TNS
@@ -15,6 +17,7 @@ from engine.spec import Priors
 from engine.state import StudyState, TrialState
 
 RANK = {"trusted": 0, "mixed": 1, "unknown": 2, "suspicious": 3}
+CONTROL = "noop"
 
 
 @dataclass
@@ -48,11 +51,13 @@ def effectiveness(state: StudyState, trials: Iterable[TrialState], cfg: Priors,
                   imported: dict[str, dict[str, Any]] | None = None) -> dict[str, Effect]:
     out: dict[str, Effect] = {}
     for eco, row in (imported or {}).items():
+        if eco == CONTROL:
+            continue
         e = out.setdefault(eco, Effect(eco))
         for k in ("trials", "successes", "failures", "sum_dwns", "sum_dtns", "measured"):
             setattr(e, k, getattr(e, k) + row.get(k, 0))
     for t in sorted(trials, key=lambda x: x.case_id):
-        if t.stage < 0 or t.status not in ("done", "failed"):
+        if t.stage < 0 or t.status not in ("done", "failed") or t.eco == CONTROL:
             continue
         e = out.setdefault(t.eco, Effect(t.eco))
         e.trials += 1
@@ -87,8 +92,9 @@ def order(ecos: list[str], effects: dict[str, Effect], domain: str) -> tuple[lis
     if domain == "sandbox":
         return list(ecos), {}
     label_of = {e: effects[e].prior if e in effects else "unknown" for e in ecos}
-    skipped = {e: _why(effects[e]) for e in ecos if label_of[e] == "suspicious"}
-    kept = sorted((e for e in ecos if e not in skipped), key=lambda e: RANK[label_of[e]])  # stable: file order
+    skipped = {e: _why(effects[e]) for e in ecos if label_of[e] == "suspicious" and e != CONTROL}
+    kept = sorted((e for e in ecos if e not in skipped),
+                  key=lambda e: -1 if e == CONTROL else RANK[label_of[e]])  # stable: file order
     return kept, skipped
 
 

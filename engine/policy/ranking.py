@@ -24,6 +24,7 @@ class Selection:
     ranking: list[str]
     excluded: dict[str, str]
     front: list[str]
+    gates: list[dict[str, Any]]
 
 
 def maximise(metric: str, r: Ranking) -> bool:
@@ -91,15 +92,39 @@ def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 
 
 def non_dominated_fronts(points: dict[str, tuple[float, ...]]) -> list[list[str]]:
-    ids = sorted(points)
-    remaining = set(ids)
+    """Fronts of non-dominated points (larger is better in every coordinate), each sorted by id.
+
+    Efficient non-dominated sort (Zhang et al. 2015): visit points best-first in lexicographic
+    order, so a point can only be dominated by one visited before it, and place each in the
+    first front none of whose members dominates it.  Two objectives need only each front's last
+    member, and those fronts are ordered, so a binary search places a point: O(N log N)."""
+    order = sorted(points, key=lambda i: (tuple(-v for v in points[i]), i))
+    if not order:
+        return []
     fronts: list[list[str]] = []
-    while remaining:
-        front = [i for i in ids if i in remaining
-                 and not any(_dominates(points[j], points[i]) for j in remaining if j != i)]
-        fronts.append(front)
-        remaining -= set(front)
-    return fronts
+    if len(points[order[0]]) == 2:
+        for i in order:
+            p = points[i]
+            lo, hi = 0, len(fronts)
+            while lo < hi:  # first front whose last member does not dominate p
+                mid = (lo + hi) // 2
+                if _dominates(points[fronts[mid][-1]], p):
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo == len(fronts):
+                fronts.append([])
+            fronts[lo].append(i)
+    else:
+        for i in order:
+            p = points[i]
+            k = 0
+            while k < len(fronts) and any(_dominates(points[j], p) for j in reversed(fronts[k])):
+                k += 1
+            if k == len(fronts):
+                fronts.append([])
+            fronts[k].append(i)
+    return [sorted(f) for f in fronts]
 
 
 def crowding(front: list[str], points: dict[str, tuple[float, ...]]) -> dict[str, float]:
@@ -134,17 +159,24 @@ def _pareto(cands: list[Candidate], r: Ranking) -> tuple[list[str], list[str]]:
 
 
 def select_survivors(cands: list[Candidate], r: Ranking, count: int, base: Metrics | None,
-                     max_wns_regression_ps: float | None) -> Selection:
-    """Survivors come only from trials that pass the rails."""
+                     max_wns_regression_ps: float | None, stage: int | None = None) -> Selection:
+    """Survivors come only from trials that pass the rails; each rail check is a gate."""
+    from engine.policy.trace import gate
+
     excluded: dict[str, str] = {}
+    gates: list[dict[str, Any]] = []
     ok: list[Candidate] = []
-    for c in cands:
+    for c in sorted(cands, key=lambda c: c.case_id):
         pw = (c.parent_metrics or {}).get("wns_ps")
         w = c.metrics.get("wns_ps")
-        if max_wns_regression_ps is not None and isinstance(pw, (int, float)) and isinstance(w, (int, float)) \
-                and w < pw - max_wns_regression_ps:
-            excluded[c.case_id] = f"wns_ps {w:.1f} is {pw - w:.1f} ps worse than parent (rail {max_wns_regression_ps:g} ps)"
-            continue
+        if max_wns_regression_ps is not None and isinstance(pw, (int, float)) and isinstance(w, (int, float)):
+            passed = w >= pw - max_wns_regression_ps
+            gates.append(gate("rail_wns_vs_parent", c.case_id, passed,
+                              {"wns_ps": w, "parent_wns_ps": pw, "rail_ps": max_wns_regression_ps}, stage))
+            if not passed:
+                excluded[c.case_id] = (f"wns_ps {w:.1f} is {pw - w:.1f} ps worse than parent "
+                                       f"(rail {max_wns_regression_ps:g} ps)")
+                continue
         ok.append(c)
     ranking, front = rank(ok, r, base, need=count)
-    return Selection(ranking[:count], ranking, excluded, front)
+    return Selection(ranking[:count], ranking, excluded, front, gates)

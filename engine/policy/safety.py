@@ -46,7 +46,22 @@ def legality_problems(spec: StudySpec) -> list[Problem]:
     return out
 
 
-def legality_report(spec: StudySpec) -> str:
+def legality_gates(spec: StudySpec) -> list[dict]:
+    """The legality gate of every (stage, ECO), as the engine journals it before any compute."""
+    from engine.policy.trace import gate
+
+    out = []
+    for i, st in enumerate(spec.stages):
+        for e in st.ecos:
+            why = refusal(spec, i, e)
+            out.append(gate("legality", e, why is None, {"class": CATALOG[e].eco_class.value,
+                                                          "domain": spec.study.safety_domain,
+                                                          **({"refused": why} if why else {})}, i))
+    return out
+
+
+def legality_report(spec: StudySpec, outside: list[str] | None = None) -> str:
+    """`outside`: inputs the study file reads from beyond its own folder, named for the operator."""
     s, a, r = spec.study, spec.abort, spec.rails
     allowed = DOMAINS[s.safety_domain]
     refused = [c.value for c in EcoClass if c not in allowed]
@@ -77,6 +92,12 @@ def legality_report(spec: StudySpec) -> str:
               f"{a.plateau_min_gain_ps:g} ps" if a.plateau_stages else "  plateau: off",
               "", "priors: " + ("order each stage's ECO budget (trusted, mixed, unknown) and skip suspicious ECOs"
                                 if s.safety_domain in ("guarded", "locked") else "recorded, not applied (sandbox)")]
+    sdc = ("sourced as raw Tcl: the file may run any command, exec included (sandbox)"
+           if s.safety_domain == "sandbox" else "read by the SDC-only reader: SDC commands and core Tcl, no files "
+           "or processes")
+    lines += ["", f"SDC: {sdc}",
+              "inputs from outside the study file's folder: " + (", ".join(outside) if outside else "none")
+              + " (copied into the study directory with their hashes)"]
     problems = legality_problems(spec)
     lines += ["", f"verdict: {'LEGAL' if not problems else f'ILLEGAL ({len(problems)} refused)'}"]
     return "\n".join(lines) + "\n"

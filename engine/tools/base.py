@@ -1,7 +1,7 @@
 """The tool adapter contract: prepare a trial's command, then turn its outputs into metrics."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +22,8 @@ class TrialContext:
     soft_timeout_s: float
     hard_timeout_s: float
     memory_limit_mb: int | None
+    expect: dict[str, str] = field(default_factory=dict)  # input path -> sha256, checked before use
+    attempt: int = 1
 
 
 class TrialFailure(Exception):
@@ -34,14 +36,50 @@ class TrialFailure(Exception):
 
 class ToolAdapter(Protocol):
     name: str
+    reports_metrics: bool  # False: trials report none, so no metric is required of them
 
     def implements(self) -> set[str]: ...  # ECO names this tool can apply
 
     def setup(self) -> dict[str, Any]: ...  # once per study, before the base case; provenance
 
+    def snapshot_files(self) -> list[Path]: ...  # what every trial reads: hashed, checked before use
+
     def prepare(self, ctx: TrialContext) -> Command: ...
 
     def collect(self, ctx: TrialContext, result: ExecResult) -> dict[str, Any]: ...
+
+    def outputs(self, ctx: TrialContext) -> list[str]: ...  # trial files its children read
+
+
+@dataclass
+class LogScan:
+    lines: dict[str, list[str]]  # prefix -> the first lines that start with it
+    counts: dict[str, int]  # prefix -> how many lines start with it
+
+
+def scan_lines(path: Path, prefixes: tuple[str, ...], keep: int = 20, max_bytes: int = 256 << 20) -> LogScan:
+    """Lines of a log that start with each prefix, read line by line: a flooded log costs
+    time, not memory."""
+    found = LogScan({p: [] for p in prefixes}, dict.fromkeys(prefixes, 0))
+    firsts = {p.encode()[:1] for p in prefixes}
+    try:
+        with open(path, "rb") as f:
+            read = 0
+            for raw in f:
+                read += len(raw)
+                if read > max_bytes:
+                    break
+                if raw[:1] not in firsts:
+                    continue
+                line = raw[:400].decode(errors="replace").rstrip()
+                for p in prefixes:
+                    if line.startswith(p):
+                        found.counts[p] += 1
+                        if len(found.lines[p]) < keep:
+                            found.lines[p].append(line)
+    except OSError:
+        pass
+    return found
 
 
 def tail(path: Path, limit: int = 1200) -> str:

@@ -1,19 +1,38 @@
 """A generic command tool: runs argv in the trial directory and reads a JSON metrics file.
 
 The trial's inputs are in trial.json and in N2_* environment variables; `{trial_dir}`,
-`{parent_dir}`, `{case_id}`, `{eco}` in argv are substituted.
+`{parent_dir}`, `{case_id}`, `{eco}` in argv are substituted (validation refuses any other).
 """
 from __future__ import annotations
 
 import os
+import string
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from engine.ecos import CATALOG
 from engine.executors import Command, ExecResult
+from engine.fsutil import read_capped
+from engine.metrics import MAX_METRICS_BYTES
 from engine.spec import Tool
 from engine.tools.base import TrialContext, TrialFailure, tail
+
+PLACEHOLDERS = ("trial_dir", "parent_dir", "case_id", "eco")
+LOGS = {"stdout.log", "stderr.log"}
+
+
+def placeholder_problem(arg: str) -> str | None:
+    """Why `arg` cannot be formatted with the trial's placeholders, or None."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(arg) if f is not None]
+    except ValueError as e:
+        return f"{arg!r}: {e} (write {{{{ and }}}} for literal braces)"
+    bad = [f for f in fields if f not in PLACEHOLDERS]
+    if bad:
+        return f"{arg!r} uses {{{bad[0]}}}; the placeholders are " + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+    return None
 
 
 class CommandTool:
@@ -23,12 +42,21 @@ class CommandTool:
         assert tool.command
         self.argv = tool.command
         self.metrics_file = tool.metrics_file or None  # "" in TOML: the tool reports no metrics
+        self.reports_metrics = self.metrics_file is not None
 
     def implements(self) -> set[str]:
         return set(CATALOG)
 
     def setup(self) -> dict[str, Any]:
         return {}
+
+    def snapshot_files(self) -> list[Path]:
+        return []
+
+    def outputs(self, ctx: TrialContext) -> list[str]:
+        """Everything the tool left but its logs: a child may read any of it."""
+        return sorted(e.name for e in os.scandir(ctx.trial_dir)
+                      if e.is_file(follow_symlinks=False) and e.name not in LOGS)
 
     def prepare(self, ctx: TrialContext) -> Command:
         info = {"case_id": ctx.case_id, "eco": ctx.eco, "params": ctx.params, "mode": ctx.mode,
@@ -38,7 +66,7 @@ class CommandTool:
                  "eco": ctx.eco}
         argv = [a.format(**subst) if "{" in a else a for a in self.argv]
         env = dict(os.environ, N2_CASE_ID=ctx.case_id, N2_ECO=ctx.eco, N2_PARAMS=orjson.dumps(ctx.params).decode(),
-                   N2_TRIAL_DIR=str(ctx.trial_dir), N2_PARENT_DIR=str(ctx.parent_dir), N2_MODE=ctx.mode)
+                   N2_PARENT_DIR=str(ctx.parent_dir), N2_MODE=ctx.mode)
         return Command(argv, ctx.trial_dir, ctx.trial_dir / "stdout.log", ctx.trial_dir / "stderr.log", env,
                        ctx.memory_limit_mb)
 
@@ -47,12 +75,12 @@ class CommandTool:
             return {}
         path = ctx.trial_dir / self.metrics_file
         try:
-            data = orjson.loads(path.read_bytes())
+            data = orjson.loads(read_capped(path, MAX_METRICS_BYTES))
         except FileNotFoundError:
             raise TrialFailure("missing_output", f"tool wrote no {self.metrics_file}",
                                tail(ctx.trial_dir / "stderr.log") or tail(ctx.trial_dir / "stdout.log")) from None
         except orjson.JSONDecodeError as e:
             raise TrialFailure("parse_failure", f"{self.metrics_file} is not JSON: {e}", tail(path, 400)) from None
-        if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
-            raise TrialFailure("parse_failure", f"{self.metrics_file} must map metric names to numbers", tail(path, 400))
+        except ValueError as e:
+            raise TrialFailure("parse_failure", f"{self.metrics_file} {e}") from None
         return data

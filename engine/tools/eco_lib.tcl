@@ -299,7 +299,27 @@ proc n2_failing_endpoints {} {
                      -unique_paths_to_endpoint -slack_max 0.0]]
 }
 
-proc n2_metric {key value} { puts "N2M $key $value" }
+# Metrics go to their own file (n2m.txt), so a tool that floods stdout cannot hide or fake them.
+proc n2_metric {key value} {
+  global n2_mfile
+  if {![info exists n2_mfile]} { set n2_mfile [open n2m.txt w] }
+  puts $n2_mfile "N2M $key $value"
+  flush $n2_mfile
+}
+
+# An SDC read in a safe interpreter that holds only SDC commands (guarded and locked domains):
+# no exec, no open, no source.  A failure prints "Error:", which fails the trial as tool_error.
+proc n2_read_sdc_safe {file commands} {
+  set f [open $file r]
+  set text [read $f]
+  close $f
+  set i [interp create -safe]
+  foreach c $commands { interp alias $i $c {} $c }
+  interp limit $i commands -value 10000000
+  set rc [catch {$i eval $text} msg]
+  interp delete $i
+  if {$rc} { puts "Error: SDC [file tail $file]: $msg" }
+}
 
 proc n2_report {file paths power} {
   sta::redirect_file_begin $file.timing.rpt

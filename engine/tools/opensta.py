@@ -1,7 +1,13 @@
 """OpenSTA trials: one `sta` run reads the parent's netlist, applies one ECO in Tcl, checks
-integrity, writes the child's netlist and the reports that metrics are parsed from."""
+integrity, writes the child's netlist and the reports that metrics are parsed from.
+
+`sta` runs in the trial directory and every path in its script is relative to it and quoted
+(`tcl_word`): the script never holds the study's absolute location.  The Liberty files are
+copied into <study>/snapshot/tech, hashed with the snapshot, and checked before every trial.
+"""
 from __future__ import annotations
 
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -11,79 +17,109 @@ import orjson
 
 from engine.ecos import CATALOG
 from engine.executors import Command, ExecResult
+from engine.fsutil import read_capped
 from engine.policy.integrity import class_violation
-from engine.spec import Study
-from engine.tools.base import TrialContext, TrialFailure, tail
+from engine.spec import Study, stored_name
+from engine.tools.base import TrialContext, TrialFailure, scan_lines, tail
 from engine.tools.netlist import area_um2, cell_usage, declare_wires, liberty_areas
+from engine.tools.quote import safe_name, tcl_word
+from engine.tools.sdc import SDC_COMMANDS
 from engine.tools.sta_parsers import ParseError, parse_n2m, parse_paths, parse_power, parse_wns_tns
 from engine.tools.tech import resolve_tech
 from engine.tools.yosys import synthesise, tool_version
 
 ECO_LIB = Path(__file__).with_name("eco_lib.tcl")
 WORST_PATHS = 5
-
-
-def tcl_path(p: Path) -> str:
-    return "{" + str(p) + "}"
+KEEP_WARNINGS = 5
 
 
 class OpenSTATool:
     name = "opensta"
+    reports_metrics = True
 
     def __init__(self, study: Study, study_dir: Path) -> None:
         d = study.spec.design
         self.study = study
+        self.dir = study_dir
         self.top = d.top
-        self.tech = resolve_tech(d.tech, d.liberty, study.root)
+        # where the Liberty comes from; trials read the snapshot's copies
+        self.tech = resolve_tech(d.tech, [study.resolve(p) for p in d.liberty] if d.liberty else None)
         self.snapshot = study_dir / "snapshot"
         self.sdc = self.snapshot / f"{self.top}.sdc"
+        self.netlist = self.snapshot / f"{self.top}.v"
+        names: list[str] = []
+        for p in self.tech.liberty:
+            n = safe_name(p.name)
+            names.append(n if n not in names else f"{len(names)}_{n}")
+        self.libs = [self.snapshot / "tech" / n for n in names]  # what trials read
+        self.raw_sdc = study.spec.study.safety_domain == "sandbox"
 
     def implements(self) -> set[str]:
         return set(CATALOG)
 
+    def snapshot_files(self) -> list[Path]:
+        return [self.netlist, self.sdc, *self.libs]
+
+    def outputs(self, ctx: TrialContext) -> list[str]:
+        return [f"{self.top}.v"]
+
+    def input_path(self, given: str) -> Path:
+        """A design file as the study directory keeps it (inputs/), not where the user had it."""
+        return self.dir / "inputs" / stored_name(given)
+
     # --- snapshot ------------------------------------------------------------------------
     def setup(self) -> dict[str, Any]:
-        """Once per study, before the base case: the base netlist and SDC in <study>/snapshot."""
+        """Once per study, before the base case: netlist, SDC and Liberty in <study>/snapshot."""
         if shutil.which("sta") is None:
             raise TrialFailure("tool_missing", "OpenSTA `sta` not found; install it: sudo apt-get install opensta")
-        net = self.snapshot / f"{self.top}.v"
-        d = self.study.spec.design
-        if net.is_file() and self.sdc.is_file():
+        if all(p.is_file() for p in self.snapshot_files()):
             return {}
-        self.snapshot.mkdir(parents=True, exist_ok=True)
+        d = self.study.spec.design
+        (self.snapshot / "tech").mkdir(parents=True, exist_ok=True)
+        for src, dst in zip(self.tech.liberty, self.libs):
+            shutil.copyfile(src, dst)
+        for extra in (self.tech.lef, self.tech.cells_v):
+            if extra is not None:
+                shutil.copyfile(extra, self.snapshot / "tech" / safe_name(extra.name))
         if d.netlist:
-            shutil.copyfile(self.study.root / d.netlist, net)
-            prov: dict[str, Any] = {"netlist_from": d.netlist}
+            shutil.copyfile(self.input_path(d.netlist), self.netlist)
+            prov: dict[str, Any] = {"netlist_from": d.netlist, "cells": sum(cell_usage(self.netlist.read_text()).values())}
         else:
-            prov = synthesise([self.study.root / r for r in d.rtl], self.top, self.tech.liberty[0], self.snapshot)
+            prov = synthesise([self.input_path(r) for r in d.rtl], self.top, self.libs[0], self.snapshot,
+                              self.study.spec.execution.synth_timeout_s)
         if d.sdc:
-            shutil.copyfile(self.study.root / d.sdc, self.sdc)
+            shutil.copyfile(self.input_path(d.sdc), self.sdc)
         else:
             self.sdc.write_text("")
         prov.update({"sta": tool_version(["sta", "-version"]), "liberty": [str(p) for p in self.tech.liberty],
-                     "tech": self.tech.name})
+                     "tech": self.tech.name, "sdc_reader": "raw Tcl (sandbox)" if self.raw_sdc else "SDC commands only"})
         return prov
 
     # --- one trial -----------------------------------------------------------------------
     def script(self, ctx: TrialContext, eco_call: str | None = None, extra_tcl: str = "") -> str:
         """The trial's Tcl.  `eco_call`/`extra_tcl` let tests run an ECO of their own."""
         eco = CATALOG[ctx.eco]
-        args = " ".join(str(ctx.params.get(p.name, p.default)) for p in eco.params)
+        args = " ".join(tcl_word(str(ctx.params.get(p.name, p.default))) for p in eco.params)
         call = eco_call or f"n2_eco_{eco.name} {args}".rstrip()
         power = ctx.mode == "sta_power"
+
+        def rel(p: Path) -> str:
+            return tcl_word(os.path.relpath(p, ctx.trial_dir))
+
         parent = ctx.parent_dir / f"{self.top}.v"
-        libs = "\n".join(f"read_liberty {tcl_path(p)}" for p in self.tech.liberty)
+        libs = "\n".join(f"read_liberty {rel(p)}" for p in self.libs)
         params = " ".join(f"{k}={v}" for k, v in ctx.params.items())
+        sdc = (f"read_sdc {rel(self.sdc)}" if self.raw_sdc
+               else f"n2_read_sdc_safe {rel(self.sdc)} {{{' '.join(sorted(SDC_COMMANDS))}}}")
         return f"""# noodle2 trial {ctx.case_id}: {eco.name} {params} ({eco.eco_class.value}), mode {ctx.mode}
-# parent netlist (read-only): {parent}
-puts "N2ARTIFACTS {ctx.trial_dir}"
-set n2_tag {ctx.case_id}
+# paths are relative to this trial's directory; the parent netlist is read-only
+set n2_tag {tcl_word(ctx.case_id)}
 {ECO_LIB.read_text()}
 {extra_tcl}
 {libs}
-read_verilog {tcl_path(parent)}
-link_design {self.top}
-read_sdc {tcl_path(self.sdc)}
+read_verilog {rel(parent)}
+link_design {tcl_word(self.top)}
+{sdc}
 {"set_power_activity -global -activity 0.1" if power else ""}
 n2_metric unconstrained_before [n2_unconstrained_endpoints]
 set n2_changes [{call}]
@@ -93,9 +129,9 @@ set n2_undriven [n2_undriven_nets]
 n2_metric undriven_nets [llength $n2_undriven]
 if {{[llength $n2_undriven]}} {{ puts "N2UNDRIVEN [lrange $n2_undriven 0 9]" }}
 n2_metric failing_endpoints [n2_failing_endpoints]
-n2_report {tcl_path(ctx.trial_dir / "sta")} {WORST_PATHS} {int(power)}
-write_verilog {tcl_path(ctx.trial_dir / (self.top + ".raw.v"))}
-puts "N2DONE"
+n2_report sta {WORST_PATHS} {int(power)}
+write_verilog {tcl_word(self.top + ".raw.v")}
+n2_metric done 1
 exit
 """
 
@@ -106,16 +142,18 @@ exit
 
     def collect(self, ctx: TrialContext, result: ExecResult) -> dict[str, Any]:
         t = ctx.trial_dir
-        stdout = (t / "stdout.log").read_text(errors="replace")
-        stderr = (t / "stderr.log").read_text(errors="replace")
-        errors = [ln for ln in (stderr + stdout).splitlines() if ln.startswith("Error:")]
+        logs = [scan_lines(t / name, ("Error:", "Warning:", "N2UNDRIVEN")) for name in ("stderr.log", "stdout.log")]
+        errors = [ln for s in logs for ln in s.lines["Error:"]]
         if errors:  # sta reports a failing command (e.g. in the SDC) and carries on: not a result
-            raise TrialFailure("tool_error", f"sta reported {len(errors)} error(s): {errors[0][:160]}",
-                               "\n".join(errors[:10]))
-        if "N2DONE" not in stdout:
+            raise TrialFailure("tool_error", f"sta reported {sum(s.counts['Error:'] for s in logs)} error(s): "
+                               f"{errors[0][:160]}", "\n".join(errors[:10]))
+        try:
+            n2m = parse_n2m(read_capped(t / "n2m.txt", 64 << 10).decode(errors="replace"))
+        except (OSError, ValueError):
+            n2m = {}
+        if n2m.get("done") != 1:
             raise TrialFailure("missing_output", "sta stopped before the end of the trial script",
-                               tail(t / "stderr.log") or stdout[-1200:])
-        n2m = parse_n2m(stdout)
+                               tail(t / "stderr.log") or tail(t / "stdout.log"))
         try:
             m: dict[str, Any] = parse_wns_tns(_read(t / "sta.wns.rpt"))
             paths = parse_paths(_read(t / "sta.timing.rpt"))
@@ -125,15 +163,18 @@ exit
             raise TrialFailure("parse_failure", str(e), e.excerpt) from None
         raw = t / f"{self.top}.raw.v"
         if not raw.is_file():
-            raise TrialFailure("missing_output", f"sta wrote no {raw.name}", stdout[-1200:])
-        text = declare_wires(raw.read_text())
+            raise TrialFailure("missing_output", f"sta wrote no {raw.name}", tail(t / "stdout.log"))
+        text = raw.read_text()
+        if not text.rstrip().endswith("endmodule"):
+            raise TrialFailure("missing_output", f"{raw.name} is truncated (no endmodule)", text[-400:])
+        text = declare_wires(text)
         (t / f"{self.top}.v").write_text(text)
         raw.unlink()
         usage = cell_usage(text)
         (t / "cells.json").write_bytes(orjson.dumps(usage))
         before = _usage(ctx.parent_dir, self.top)
         if n2m.get("undriven_nets", 0) > 0:
-            names = next((ln for ln in stdout.splitlines() if ln.startswith("N2UNDRIVEN")), "")
+            names = next((ln for s in logs for ln in s.lines["N2UNDRIVEN"]), "")
             raise TrialFailure("eco_integrity", f"{int(n2m['undriven_nets'])} net(s) left without a driver", names)
         if n2m.get("unconstrained_endpoints", 0) > n2m.get("unconstrained_before", 0):
             raise TrialFailure("eco_integrity", "ECO raised unconstrained endpoints "
@@ -143,17 +184,22 @@ exit
         m.update({k: int(n2m[k]) for k in ("failing_endpoints", "eco_changes", "unconstrained_endpoints") if k in n2m})
         m["instances"] = sum(usage.values())
         try:
-            m["area_um2"] = area_um2(usage, liberty_areas(self.tech.liberty[0]))
+            m["area_um2"] = area_um2(usage, liberty_areas(self.libs[0]))
         except KeyError as e:  # sta links unknown cells as black boxes, with only a warning
             raise TrialFailure("tool_error", f"netlist uses {e.args[0]}", tail(t / "stderr.log")) from None
         m["worst_paths"] = paths
+        warnings = [ln for s in logs for ln in s.lines["Warning:"]]
+        m["sta_warnings"] = sum(s.counts["Warning:"] for s in logs)
+        if warnings:
+            m["warnings"] = warnings[:KEEP_WARNINGS]
         (t / "metrics.json").write_bytes(orjson.dumps(m, option=orjson.OPT_INDENT_2))
         index = [{"path": p.name, "type": kind, "label": label} for p, kind, label in [
             (t / "run.tcl", "text/x-tcl", "script run by sta"), (t / "stdout.log", "text/plain", "sta stdout"),
             (t / "stderr.log", "text/plain", "sta stderr"), (t / f"{self.top}.v", "text/x-verilog", "child netlist"),
             (t / "sta.timing.rpt", "text/plain", f"worst {WORST_PATHS} paths"),
             (t / "sta.wns.rpt", "text/plain", "wns/tns"), (t / "sta.power.rpt", "text/plain", "power"),
-            (t / "metrics.json", "application/json", "metrics")] if p.exists()]
+            (t / "n2m.txt", "text/plain", "integrity counts"), (t / "metrics.json", "application/json", "metrics")]
+            if p.exists()]
         (t / "artifact_index.json").write_bytes(orjson.dumps(index, option=orjson.OPT_INDENT_2))
         return m
 

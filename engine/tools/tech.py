@@ -19,10 +19,10 @@ class Tech:
     cells_v: Path | None
 
 
-def resolve_tech(name: str | None, liberty: list[str] | None, root: Path) -> Tech:
-    """Explicit Liberty paths (a user's own PDK) win over the named technology."""
+def resolve_tech(name: str | None, liberty: list[Path] | None) -> Tech:
+    """Explicit Liberty files (a user's own PDK) win over the named technology."""
     if liberty:
-        paths = [Path(p) if os.path.isabs(p) else (root / p) for p in liberty]
+        paths = list(liberty)
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise N2Error.one("N2-E301", f"Liberty file(s) not found: {', '.join(missing)}", "design.liberty",
