@@ -157,8 +157,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from engine.studydir import open_for_resume
+    from engine.journal import recover
+    from engine.studydir import open_for_resume, require_study_dir
 
+    require_study_dir(args.study_dir)
+    s = recover(args.study_dir).state
+    if s.status in ("complete", "failed", "blocked"):
+        print(f"study {s.name} already finished ({s.status}); nothing to resume. "
+              f"`noodle2 status {args.study_dir}` shows the result.")
+        return EXIT_OK
     open_for_resume(args.study_dir)  # refuse before anything runs
     if args.console:
         from console.app import run_console
@@ -181,6 +188,9 @@ def run_engine(study_dir: Path, json: bool = False) -> int:
     engine = Engine(study_dir, study, make_tool(study, study_dir), listeners=[Printer(json=json)],
                     provenance=read_provenance(study_dir))
     status = anyio.run(engine.run)
+    if engine.fault is not None:
+        print(engine.fault.render(), file=sys.stderr)
+        print(f"resume with: noodle2 resume {study_dir}", file=sys.stderr)
     return STATUS_EXIT.get(status, EXIT_FAILED)
 
 
@@ -200,22 +210,27 @@ def cmd_status(study_dir: Path) -> int:
 
 def cmd_watch(study_dir: Path, json: bool) -> int:
     """Follow the journal of a study another process runs; needs no lock and changes nothing."""
+    from engine.errors import N2Error
+
     from console.headless import Printer
     from engine import events as ev
     from engine.fsutil import lock_holder
     from engine.journal import JOURNAL, read_events
-    from engine.state import StudyState, fold
+    from engine.state import FoldError, StudyState, fold
     from engine.studydir import require_study_dir
 
     require_study_dir(study_dir)
-    state, offset, printer = StudyState(), 0, Printer(json=json)
+    state, offset, line, printer = StudyState(), 0, 1, Printer(json=json)
     idle_since = time.monotonic()
     try:
         while True:
-            r = read_events(study_dir / JOURNAL, offset, final=False)
-            offset = r.end
-            for e in r.events:
-                fold(state, e)
+            r = read_events(study_dir / JOURNAL, offset, final=False, first_line=line)
+            offset, line = r.end, r.next_line
+            for e, n in zip(r.events, r.lines):
+                try:
+                    fold(state, e)
+                except FoldError as err:
+                    raise N2Error.one("N2-E205", f"{study_dir / JOURNAL} line {n} is corrupt: {err}") from None
                 printer(e, state)
                 if isinstance(e, ev.StudyFinished):
                     return STATUS_EXIT.get(e.status, EXIT_FAILED)

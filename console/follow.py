@@ -13,9 +13,9 @@ import orjson
 
 from engine import events as ev
 from engine.fsutil import atomic_write, lock_holder
-from engine.journal import JOURNAL, read_events, recover
+from engine.journal import JOURNAL, fold_all, read_events, recover
 from engine.runner import CONTROL_DIR
-from engine.state import StudyState, fold
+from engine.state import StudyState
 
 
 class StudyFollower:
@@ -26,13 +26,14 @@ class StudyFollower:
         rec = recover(study_dir) if (study_dir / JOURNAL).exists() else None
         self.state = rec.state if rec else StudyState()
         self.offset = rec.end if rec else 0
+        self.line = None if rec and rec.end else 1  # counted on the first poll
         self.warnings = rec.warnings if rec else []
 
     def poll(self) -> list[ev.Event]:
-        r = read_events(self.dir / JOURNAL, self.offset, final=False)
-        self.offset = r.end
-        for e in r.events:
-            fold(self.state, e)
+        """New complete lines, folded; a line that does not fit is N2-E205 with its number."""
+        r = read_events(self.dir / JOURNAL, self.offset, final=False, first_line=self.line)
+        fold_all(self.state, r, self.dir / JOURNAL)
+        self.offset, self.line = r.end, r.next_line
         return r.events
 
     def engine_pid(self) -> int | None:

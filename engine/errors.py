@@ -53,11 +53,11 @@ class Problem:
     hint: str | None = None
 
     def render(self) -> str:
-        where = self.path or "(file)"
+        where = self.path
         if self.line is not None:
-            where += f" (line {self.line})"
+            where = f"{where or '(file)'} (line {self.line})"
         hint = self.hint or HINTS.get(self.code, "")
-        text = f"{self.code} {where}: {self.message}"
+        text = f"{self.code} {where}: {self.message}" if where else f"{self.code}: {self.message}"
         return text + (f"\n        hint: {hint}" if hint else "")
 
 
@@ -71,6 +71,16 @@ class EnvironmentFault(Exception):
 
     def render(self) -> str:
         return self.problem.render()
+
+
+def validation_reason(e: Exception) -> str:
+    """One line for a pydantic ValidationError (first error, with where it is), or any error."""
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
 
 
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT}

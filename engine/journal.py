@@ -29,6 +29,7 @@ class ReadResult:
     end: int  # byte offset after the last complete, valid line
     warnings: list[str] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)  # 1-based line number of each event
+    next_line: int = 1  # the line number at `end`, for a follower's next read
 
 
 def _corrupt(path: Path, line: int, why: str) -> N2Error:
@@ -45,7 +46,7 @@ def read_events(path: Path, start: int = 0, *, final: bool = True, first_line: i
             f.seek(start)
             data = f.read()
     except FileNotFoundError:
-        return ReadResult([], start)
+        return ReadResult([], start, next_line=first_line or 1)
     out: list[ev.Event] = []
     lines: list[int] = []
     warnings: list[str] = []
@@ -69,7 +70,7 @@ def read_events(path: Path, start: int = 0, *, final: bool = True, first_line: i
             out.append(e)
             lines.append(line)
         pos, line = nl + 1, line + 1
-    return ReadResult(out, start + pos, warnings, lines)
+    return ReadResult(out, start + pos, warnings, lines, line)
 
 
 def _count_lines(f, upto: int) -> int:

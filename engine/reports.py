@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.errors import N2Error, Problem
+from engine.errors import N2Error, Problem, validation_reason
 from engine.fsutil import atomic_write
 from engine.policy import priors, trace
 from engine.policy.ranking import Candidate, metrics_of, rank
@@ -182,7 +182,13 @@ def _read_import(f: Path) -> list[ImportedRow]:
     rows = orjson.loads(read_capped(f, MAX_IMPORT_BYTES))
     if not isinstance(rows, list):
         raise ValueError("is not a leaderboard (a JSON list of ECO rows)")
-    return [ImportedRow.model_validate(r) for r in rows]
+    out = []
+    for i, r in enumerate(rows):
+        try:
+            out.append(ImportedRow.model_validate(r))
+        except ValueError as e:
+            raise ValueError(f"row {i}: {validation_reason(e)}") from None
+    return out
 
 
 def import_problems(study: Study) -> list[Problem]:
@@ -191,7 +197,7 @@ def import_problems(study: Study) -> list[Problem]:
         try:
             _read_import(f)
         except (OSError, ValueError) as e:  # JSON and validation errors are ValueErrors
-            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+            why = e.strerror if isinstance(e, OSError) and e.strerror else validation_reason(e)
             out.append(Problem("N2-E207", f"cannot import priors from {f}: {why}", f"priors.import_from[{i}]"))
     return out
 

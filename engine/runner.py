@@ -19,10 +19,11 @@ from typing import Any, Callable, Literal
 
 import anyio
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from anyio.abc import TaskStatus
+from pydantic import BaseModel, ConfigDict
 
 from engine import events as ev
-from engine.errors import EnvironmentFault, N2Error, env_fault
+from engine.errors import EnvironmentFault, N2Error, env_fault, validation_reason
 from engine.executors import Command, ExecResult, Executor, Job, LocalExecutor, kill_marked
 from engine.executors.contain import MARKER
 from engine.fsutil import StudyLock, read_capped, refuse_symlink, remove_stale_tmp
@@ -139,15 +140,15 @@ class Engine:
         if s.status in ("complete", "failed", "blocked"):
             raise N2Error.one("N2-E204", f"study {s.name} already ended ({s.status})")
         try:
-            self._begin(warnings)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch_signals)
-                tg.start_soon(self._watch_control)
+                await tg.start(self._watch_signals)  # before the first event: a signal is never lost
                 with anyio.CancelScope() as self._work:
+                    self._begin(warnings)
+                    tg.start_soon(self._watch_control)
                     await self._main()
                 tg.cancel_scope.cancel()
-        except EnvironmentFault as f:
-            self._fault(f)
+        except* EnvironmentFault as eg:  # task groups wrap what their tasks raise
+            self._fault(_leaf(eg))
         if self.stop_reason is not None:
             with anyio.CancelScope(shield=True):
                 try:
@@ -192,8 +193,9 @@ class Engine:
             self.fault = f
         self.stop(f"environment fault: {f.problem.code} {f}")
 
-    async def _watch_signals(self) -> None:
+    async def _watch_signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
+            task_status.started()
             async for sig in sigs:
                 self.stop(f"received {signal.Signals(sig).name}")
 
@@ -204,9 +206,10 @@ class Engine:
         cdir = self.dir / CONTROL_DIR
         cdir.mkdir(exist_ok=True)
         born = time.time()
+        stuck: set[str] = set()  # entries that could not be removed: read once, never again
         try:
             while True:
-                for name, req, sent, why in await anyio.to_thread.run_sync(_read_requests, cdir):
+                for name, req, sent, why in await anyio.to_thread.run_sync(_read_requests, cdir, stuck):
                     if req is None:
                         self.log("warning", f"control file {name} refused: {why}")
                     elif sent < born - 1.0:  # meant for an engine that is gone; a stale stop must not fire
@@ -321,8 +324,8 @@ class Engine:
                 await done[d].wait()
             if self.stop_reason is None:
                 await self._stage_body(i, deps, stages)
-        except EnvironmentFault as f:
-            self._fault(f)
+        except* EnvironmentFault as eg:
+            self._fault(_leaf(eg))
         finally:
             done[i].set()
 
@@ -523,11 +526,19 @@ class Engine:
         return retry
 
 
-def _read_requests(cdir: Path) -> list[tuple[str, ControlRequest | None, float, str]]:
-    """Worker thread: every *.json entry of the control dir, read safely and removed."""
+def _leaf(eg: BaseExceptionGroup) -> EnvironmentFault:
+    e: BaseException = eg
+    while isinstance(e, BaseExceptionGroup):
+        e = e.exceptions[0]
+    assert isinstance(e, EnvironmentFault)
+    return e
+
+
+def _read_requests(cdir: Path, stuck: set[str]) -> list[tuple[str, ControlRequest | None, float, str]]:
+    """Worker thread: every new *.json entry of the control dir, read safely and removed."""
     out = []
     try:
-        entries = sorted(e.name for e in os.scandir(cdir) if e.name.endswith(".json"))
+        entries = sorted(e.name for e in os.scandir(cdir) if e.name.endswith(".json") and e.name not in stuck)
     except OSError:
         return out
     for name in entries:
@@ -539,23 +550,18 @@ def _read_requests(cdir: Path) -> list[tuple[str, ControlRequest | None, float, 
         except FileNotFoundError:
             continue
         except ValueError as e:  # JSONDecodeError and ValidationError are ValueErrors
-            why = _short_reason(e)
+            why = f"not a control request ({validation_reason(e)})"
         except OSError as e:
             why = e.strerror or str(e)
         try:
             os.unlink(path)  # the entry itself: a symlink is removed, never followed
+        except FileNotFoundError:
+            pass
         except OSError as e:
-            raise env_fault(e, "removing a control request") or EnvironmentFault(
-                "N2-E208", f"cannot remove control request {name}: {e.strerror}") from None
+            stuck.add(name)
+            req, why = None, f"cannot be removed ({e.strerror}); ignored from now on"
         out.append((name, req, sent, why))
     return out
-
-
-def _short_reason(e: ValueError) -> str:
-    if isinstance(e, ValidationError):
-        err = e.errors()[0]
-        return f"not a control request ({'.'.join(str(x) for x in err['loc']) or 'body'}: {err['msg']})"
-    return str(e).splitlines()[0][:200]
 
 
 def _clean_dir(tdir: Path) -> None:

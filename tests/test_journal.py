@@ -108,3 +108,112 @@ def test_reducer_is_order_insensitive_within_a_stage():
 def test_fold_ignores_log_events_for_state():
     s = fold(StudyState(), ev.Log(level="info", msg="x", seq=1))
     assert s.seq == 1 and s.status == "new"
+
+
+# --- format 2: checksums, versions, what a newer or older noodle2 wrote ----------------------
+
+def test_every_digit_flip_in_trial_metrics_is_caught_with_its_line(tmp_path):
+    """Format 1 accepted 29 of 30 flips; each one now fails its line's CRC."""
+    good = b"".join(ev.encode(e) for e in _events(6))
+    lines = good.split(b"\n")
+    import random
+
+    rng = random.Random(5)
+    caught = 0
+    for _ in range(30):
+        i = rng.choice([n for n, ln in enumerate(lines) if b"trial_finished" in ln and n < len(lines) - 3])
+        digits = [k for k, c in enumerate(lines[i]) if chr(c).isdigit() and lines[i].find(b'"metrics"') < k
+                  < lines[i].find(b'"resources"')]
+        k = rng.choice(digits)
+        bad = bytearray(lines[i])
+        bad[k] = ord(str((int(chr(bad[k])) + rng.randint(1, 9)) % 10))
+        (tmp_path / JOURNAL).write_bytes(b"\n".join([*lines[:i], bytes(bad), *lines[i + 1:]]))
+        with pytest.raises(N2Error) as ei:
+            recover(tmp_path)
+        assert ei.value.codes == ["N2-E205"] and f"line {i + 1} is corrupt: checksum mismatch" in str(ei.value)
+        caught += 1
+    assert caught == 30
+
+
+def test_unknown_fields_and_future_event_types_are_read(tmp_path):
+    """A newer noodle2 may add fields and events: an older one folds what it knows."""
+    import zlib
+
+    evs = _events(2)
+    data = b"".join(ev.encode(e) for e in evs)
+    body = b'{"type":"trial_heartbeat","v":3,"seq":99,"t":0.0,"case_id":"b_0_0"'
+    future = body + b',"crc":"%08x"}\n' % zlib.crc32(body)
+    extra = ev.encode(ev.Log(level="info", msg="x", seq=len(evs) + 1)).replace(b'"msg":"x"', b'"msg":"x","colour":"red"')
+    body2 = extra[:extra.rindex(b',"crc"')]
+    extra = body2 + b',"crc":"%08x"}\n' % zlib.crc32(body2)
+    (tmp_path / JOURNAL).write_bytes(data + future + extra)
+    rec = recover(tmp_path)
+    assert rec.state.seq == len(evs) + 1
+    assert any("newer noodle2" in w for w in rec.warnings)
+
+
+def test_a_version_2_line_without_its_checksum_is_corrupt(tmp_path):
+    line = ev.encode(_events(1)[0])
+    stripped = line[:line.rindex(b',"crc"')] + b"}\n"
+    with pytest.raises(ev.CorruptLine):
+        ev.decode(stripped)
+
+
+def test_unknown_case_id_is_a_coded_error_with_its_line(tmp_path):
+    evs = _events(2)
+    evs.insert(3, ev.TrialStarted(case_id="nobody_0_9"))
+    for k, e in enumerate(evs, 1):
+        e.seq = k
+    _write(tmp_path / JOURNAL, evs)
+    with pytest.raises(N2Error) as ei:
+        recover(tmp_path)
+    assert ei.value.codes == ["N2-E205"] and "line 4" in str(ei.value) and "nobody_0_9" in str(ei.value)
+
+
+@pytest.mark.parametrize("damage", ["shift", "version", "ahead"])
+def test_a_doubtful_checkpoint_falls_back_to_full_replay(tmp_path, damage):
+    evs = _events(5)
+    _write(tmp_path / JOURNAL, evs)
+    state = replay(evs[:6])
+    offset = len(b"".join(ev.encode(e) for e in evs[:6]))
+    write_checkpoint(tmp_path, state, offset)
+    d = orjson.loads((tmp_path / CHECKPOINT).read_bytes())
+    if damage == "shift":
+        d["journal_offset"] = offset - 7
+    elif damage == "version":
+        d["version"] = 99
+    else:
+        d["journal_offset"] = offset * 100
+    (tmp_path / CHECKPOINT).write_bytes(orjson.dumps(d))
+    rec = recover(tmp_path)
+    assert not rec.from_checkpoint and rec.state.seq == len(evs)
+    assert any("replaying the whole journal" in w for w in rec.warnings)
+
+
+def test_full_disk_on_append_leaves_the_journal_at_its_last_whole_line(tmp_path, monkeypatch):
+    import errno
+    import os as _os
+
+    from engine.errors import EnvironmentFault
+
+    w = JournalWriter(tmp_path / JOURNAL, 0)
+    evs = _events(2)
+    w.append(evs[0])
+    good = w.offset
+    real = _os.write
+
+    def half_then_full(fd, data):
+        if fd == w.fd:
+            monkeypatch.setattr(_os, "write", lambda fd, d: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+            return real(fd, bytes(data)[:10])
+        return real(fd, data)
+
+    monkeypatch.setattr(_os, "write", half_then_full)
+    with pytest.raises(EnvironmentFault) as ei:
+        w.append(evs[1])
+    monkeypatch.setattr(_os, "write", real)
+    assert ei.value.problem.code == "N2-E208"
+    assert (tmp_path / JOURNAL).stat().st_size == good == w.offset
+    w.append(evs[1])
+    w.close()
+    assert [e.seq for e in read_events(tmp_path / JOURNAL).events] == [1, 2]

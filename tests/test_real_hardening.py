@@ -1,0 +1,200 @@
+"""Hardening against real tools: a full disk, quoting that `sta` reads back exactly, a study
+directory whose path holds spaces, `$` and `[`, a changed SDC at resume, a hung Yosys."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import events as ev
+from engine.journal import JOURNAL, read_events, recover
+from engine.tools.quote import control_chars, safe_name, tcl_word, yosys_word
+from tests.conftest import NOODLE2, ROOT, cli_env
+from tests.waiting import journal_lines, wait_until
+
+pytestmark = pytest.mark.skipif(shutil.which("sta") is None or shutil.which("yosys") is None,
+                                reason="needs OpenSTA and Yosys (bash .ci/setup installs them)")
+
+
+def small_study(folder: Path, *, trials: tuple[int, ...] = (4, 3), extra: str = "") -> Path:
+    """The quickstart design with smaller stages, in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "sample_studies/designs/mac16", folder / "designs/mac16", dirs_exist_ok=True)
+    stages = "".join(f'\n[[stages]]\nname = "s{i}"\nmode = "sta"\ntrials = {n}\nsurvivors = 2\n'
+                     f'ecos = ["buffer_fanout", "pin_swap", "resize_critical"]\n' for i, n in enumerate(trials))
+    (folder / "study.toml").write_text(f"""[study]
+name = "small"
+seed = 4
+[design]
+top = "mac16"
+rtl = ["designs/mac16/mac16.v"]
+sdc = "designs/mac16/mac16.sdc"
+[execution]
+max_parallel = 1
+{extra}
+{stages}""")
+    return folder / "study.toml"
+
+
+def outcome(d: Path) -> tuple:
+    s = recover(d).state
+    return s.status, [x.survivors for x in s.stages], {c: t.metrics for c, t in sorted(s.trials.items())}
+
+
+def cli(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*NOODLE2, *args], cwd=kw.pop("cwd", ROOT), env=kw.pop("env", cli_env()),
+                          capture_output=True, text=True, timeout=kw.pop("timeout", 300), **kw)
+
+
+# --- quoting ----------------------------------------------------------------------------------------
+
+def _sta_reads_back(words: list[str], tmp: Path) -> list[bytes]:
+    """What `sta` evaluates each tcl_word(...) to, as bytes in its system encoding."""
+    lines = [f"set w {tcl_word(w)}\nputs \"H:[binary encode hex [encoding convertto [encoding system] $w]]\""
+             for w in words]
+    (tmp / "q.tcl").write_bytes(("\n".join(lines) + "\nexit\n").encode())
+    r = subprocess.run(["sta", "-no_init", "-no_splash", "q.tcl"], cwd=tmp, capture_output=True, timeout=60)
+    return [bytes.fromhex(x[2:]) for x in r.stdout.decode().splitlines() if x.startswith("H:")]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cc", "Cf", "Zl", "Zp", "Cs")), max_size=30),
+                min_size=1, max_size=40))
+def test_tcl_word_reads_back_exactly_in_sta(tmp_path_factory, words):
+    tmp = tmp_path_factory.mktemp("q")
+    assert _sta_reads_back(words, tmp) == [w.encode() for w in words]
+
+
+def test_tcl_word_every_ascii_class_and_refusals(tmp_path):
+    nasty = ["a b", "$x", "[exec rm -rf /]", "}", "{", "{}", "\\", 'q"uote', ";", "#x", "a\\nb", "ü ñ 漢",
+             "".join(chr(c) for c in range(32, 127))]
+    assert _sta_reads_back(nasty, tmp_path) == [w.encode() for w in nasty]
+    for bad in ("a\nb", "a\rb", "a\x00b", "a\tb", "a\u2028b", "\x1b[31m"):
+        assert control_chars(bad)
+        with pytest.raises(ValueError):
+            tcl_word(bad)
+
+
+def test_only_safe_names_reach_yosys():
+    for ok in ("src/0_mac16.v", "tech/osu018_stdcells.lib", "mac16.v"):
+        assert yosys_word(ok) == ok
+    for bad in ("a b.v", 'a"b.v', "x;y", "#c", "-flag", "a\nb", "", "$x"):
+        with pytest.raises(ValueError):
+            yosys_word(bad)
+        assert yosys_word(safe_name(bad)) == safe_name(bad)
+
+
+def test_a_study_in_a_path_with_space_dollar_and_brackets_runs_and_runs_nothing_else(tmp_path):
+    pwned = tmp_path / "PWNED"
+    weird = tmp_path / f"my studies $HOME [exec touch {pwned}] {{x}}"
+    path = small_study(weird, trials=(2,))
+    r = cli("run", str(path), "--unattended", "--study-dir", str(weird / "out dir [1]"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = recover(weird / "out dir [1]").state
+    assert s.status == "complete" and s.base().metrics["wns_ps"] == pytest.approx(-2661.0)
+    assert not pwned.exists()
+
+
+# --- inputs that change or vanish ----------------------------------------------------------------------
+
+def test_resume_refuses_a_changed_sdc_in_the_snapshot(tmp_path):
+    path = small_study(tmp_path / "s")
+    d = tmp_path / "study"
+    p = subprocess.Popen([*NOODLE2, "run", str(path), "--unattended", "--study-dir", str(d)], cwd=ROOT, env=cli_env(),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: (d / JOURNAL).exists() and any(
+        isinstance(e, ev.TrialFinished) and e.case_id != "mac16" for e in read_events(d / JOURNAL, final=False).events),
+        "a first ECO trial to finish")
+    p.kill()
+    p.wait()
+    sdc = d / "snapshot/mac16.sdc"
+    os.chmod(sdc, 0o644)
+    sdc.write_text(sdc.read_text().replace("-period 4.0", "-period 40.0"))
+    r = cli("resume", str(d))
+    assert r.returncode == 2 and "N2-E202 snapshot/mac16.sdc" in r.stderr and "changed" in r.stderr
+    assert recover(d).state.status == "running"  # nothing ran, nothing was written
+
+
+# --- a full disk ---------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_full_disk_stops_cleanly_and_resume_equals_an_uninterrupted_run(tmp_path):
+    path = small_study(tmp_path / "s", trials=(6, 4))
+    ref = tmp_path / "ref"
+    r = cli("run", str(path), "--unattended", "--study-dir", str(ref))
+    assert r.returncode == 0, r.stderr
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2200k", "tmpfs", str(mnt)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        d = mnt / "study"
+        r = cli("run", str(path), "--unattended", "--study-dir", str(d), timeout=120)
+        assert r.returncode == 3, (r.returncode, r.stdout[-1500:], r.stderr[-1500:])
+        assert "N2-E208" in r.stderr and "no space left" in r.stderr and f"noodle2 resume {d}" in r.stderr
+        assert "Traceback" not in r.stderr
+        s = recover(d).state
+        charged = [t for t in s.trials.values() if t.status == "failed"]
+        assert not charged, [(t.case_id, t.failure) for t in charged]  # nothing blamed on an ECO
+        assert not [p for p in mnt.rglob(".*.tmp")]
+        subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
+        r = cli("resume", str(d), timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert outcome(d) == outcome(ref)
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)])
+
+
+# --- synthesis: a timeout, and no Yosys left behind by a dead engine ----------------------------------
+
+def _hanging_yosys(tmp: Path) -> dict:
+    bin_ = tmp / "bin"
+    bin_.mkdir()
+    real = shutil.which("yosys")
+    (bin_ / "yosys").write_text(f'#!/bin/sh\nif [ "$1" = "-V" ]; then exec {real} -V; fi\nexec sleep 300\n')
+    (bin_ / "yosys").chmod(0o755)
+    return cli_env(PATH=f"{bin_}:{os.environ['PATH']}", NOODLE2_CACHE=str(tmp / "cache"))
+
+
+def test_synthesis_timeout_blocks_the_study_with_a_reason(tmp_path):
+    path = small_study(tmp_path / "s", extra="synth_timeout_s = 1")
+    r = cli("run", str(path), "--unattended", "--study-dir", str(tmp_path / "d"), env=_hanging_yosys(tmp_path))
+    assert r.returncode == 1
+    base = recover(tmp_path / "d").state.base()
+    assert base.failure["type"] == "snapshot_failed" and "timeout" in base.failure["reason"]
+
+
+def test_resume_kills_the_yosys_of_a_dead_engine(tmp_path):
+    path = small_study(tmp_path / "s")
+    d = tmp_path / "d"
+    env = _hanging_yosys(tmp_path)
+    p = subprocess.Popen([*NOODLE2, "run", str(path), "--unattended", "--study-dir", str(d)], cwd=ROOT, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def sleeping_yosys() -> list[int]:
+        out = []
+        for e in Path("/proc").iterdir():
+            try:
+                if e.name.isdigit() and f"N2_TRIAL_DIR={d / 'snapshot'}".encode() in (e / "environ").read_bytes():
+                    out.append(int(e.name))
+            except OSError:
+                pass
+        return out
+
+    wait_until(sleeping_yosys, "the (fake, hanging) Yosys to start")
+    assert journal_lines(d) >= 1
+    p.kill()
+    p.wait()
+    orphans = sleeping_yosys()
+    assert orphans
+    r = cli("resume", str(d), env=cli_env(NOODLE2_CACHE=str(tmp_path / "cache")))
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "orphaned tool process" in r.stdout
+    wait_until(lambda: not [x for x in orphans if Path(f"/proc/{x}").exists()
+                            and Path(f"/proc/{x}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"],
+               "the dead engine's Yosys to be killed", timeout=10)

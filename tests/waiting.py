@@ -1,0 +1,42 @@
+"""Waiting on conditions, never on wall-clock windows: each wait polls its condition and fails
+with a message only after a generous timeout, so a slow machine passes and a fast one is quick."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from engine.journal import JOURNAL
+
+TIMEOUT_S = 60.0
+
+
+def wait_until(cond: Callable[[], object], what: str, timeout: float = TIMEOUT_S, every: float = 0.02):
+    end = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+async def settle(pilot, cond: Callable[[], object], what: str, timeout: float = TIMEOUT_S):
+    """Pilot's version: let the app run until `cond()` holds."""
+    end = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await pilot.pause(0.02)
+
+
+def journal_lines(d: Path) -> int:
+    """Complete lines in a study's journal (a torn last line does not count)."""
+    try:
+        return (d / JOURNAL).read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
