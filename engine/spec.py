@@ -229,7 +229,7 @@ def parse_study(source: str, path: Path, *, stored: bool = False) -> Study:
 
 def check_semantics(study: Study) -> list[Problem]:
     """Cross-field rules pydantic field types cannot express, and the files the study reads."""
-    spec, root = study.spec, study.root
+    spec = study.spec
     out: list[Problem] = []
     names = [s.name for s in spec.stages]
     for i, s in enumerate(spec.stages):

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 
 import orjson
 
 from tests.conftest import NOODLE2, ROOT, cli_env, fake_study
+from tests.waiting import wait_until
 
 
 def sh(*args, **kw) -> subprocess.CompletedProcess:
@@ -53,15 +53,20 @@ def test_unattended_lines_json_and_fresh_dirs(tmp_path):
 
 
 def test_watch_follows_another_process_and_sigterm_resumes(tmp_path):
+    from console.follow import send_control
+    from engine.journal import recover
+
     path = fake_study(tmp_path)
     d = tmp_path / "study"
-    env = cli_env(N2_FAKE_DELAY="0.15")
+    env = cli_env(N2_FAKE_DELAY="0.05")
     engine = subprocess.Popen([*NOODLE2, "run", str(path), "--unattended", "--study-dir", str(d)], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while not (d / "journal.jsonl").exists():
-        time.sleep(0.05)
+    wait_until(lambda: (d / "journal.jsonl").exists(), "the study's journal")
     watcher = subprocess.Popen([*NOODLE2, "watch", str(d)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
-    time.sleep(1.2)
+    wait_until(lambda: any(t.status == "done" and t.stage >= 0 for t in recover(d).state.trials.values()),
+               "a first ECO trial to finish")
+    send_control(d, "pause")  # hold the study mid-way, however fast this machine is
+    wait_until(lambda: recover(d).state.paused, "the pause to be acknowledged")
     st = sh("status", str(d))
     assert "[running]" in st.stdout and f"engine PID {engine.pid}" in st.stdout
     engine.send_signal(signal.SIGTERM)

@@ -10,6 +10,7 @@ from console.screens.picker import PickerScreen
 from console.screens.study import StudyScreen
 from console.widgets.tables import TrialTable
 from tests.console_fixtures import T0, synthetic_study
+from tests.waiting import settle
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +31,8 @@ async def test_picker_lists_studies_with_state_progress_best_and_age(tmp_path):
     synthetic_study(tmp_path)
     synthetic_study(tmp_path, "synth-20270115-100000", finish_stages=1)
     async with app_for(tmp_path, theme="dark").run_test(size=(120, 30)) as pilot:
-        await pilot.pause()
         table = pilot.app.screen.query_one("#studies")
+        await settle(pilot, lambda: table.row_count == 2, "both studies listed")
         rows = {cells(table, i)[0]: cells(table, i) for i in range(table.row_count)}
         done = rows["synth-20270115-090000"]
         assert done[1] == "✓ complete" and done[2] == "stage 3/3  18/18" and done[3].startswith("-2.")
@@ -44,51 +45,46 @@ async def test_open_filter_detail_back(tmp_path):
     synthetic_study(tmp_path)
     async with app_for(tmp_path, theme="dark").run_test(size=(160, 48)) as pilot:
         await pilot.press("enter")
-        await pilot.pause(0.2)
-        assert isinstance(pilot.app.screen, StudyScreen)
+        await settle(pilot, lambda: isinstance(pilot.app.screen, StudyScreen), "the study view")
         trials = pilot.app.screen.query_one(TrialTable)
-        assert trials.row_count == 8
+        await settle(pilot, lambda: trials.row_count == 8, "stage 0's trials")
         await pilot.press("slash", *"tool_crash", "enter")
-        await pilot.pause(0.2)
-        assert trials.row_count == 1 and "mac16_0_3" in cells(trials, 0)[0] and "tool_crash" in cells(trials, 0)[1]
+        await settle(pilot, lambda: trials.row_count == 1, "the filter")
+        assert "mac16_0_3" in cells(trials, 0)[0] and "tool_crash" in cells(trials, 0)[1]
         await pilot.press("escape")  # clears the filter
-        await pilot.pause(0.2)
-        assert trials.row_count == 8
+        await settle(pilot, lambda: trials.row_count == 8, "the filter to clear")
         await pilot.press("enter")
-        await pilot.pause(0.2)
-        assert isinstance(pilot.app.screen, TrialDetail)
+        await settle(pilot, lambda: isinstance(pilot.app.screen, TrialDetail), "the trial detail")
         metrics = pilot.app.screen.query_one("#detail-metrics")
         wns_row = cells(metrics, 0)
         assert wns_row[0] == "WNS ps" and wns_row[2] == wns_row[3]  # parent is the base case
         assert "read_liberty" in str(pilot.app.screen.query_one("#detail-tcl").render())
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert isinstance(pilot.app.screen, StudyScreen)
+        await settle(pilot, lambda: isinstance(pilot.app.screen, StudyScreen), "back to the study")
         await pilot.press("escape")
-        await pilot.pause(0.1)
-        assert isinstance(pilot.app.screen, PickerScreen)
+        await settle(pilot, lambda: isinstance(pilot.app.screen, PickerScreen), "back to the picker")
 
 
 async def test_sorting_stage_switch_and_trial_output(tmp_path):
     synthetic_study(tmp_path)
     async with app_for(tmp_path, theme="dark").run_test(size=(160, 48)) as pilot:
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await settle(pilot, lambda: isinstance(pilot.app.screen, StudyScreen), "the study view")
         screen = pilot.app.screen
         trials = screen.query_one(TrialTable)
+        await settle(pilot, lambda: trials.row_count == 8, "stage 0's trials")
         await pilot.press("o", "o")  # case -> status -> wns (best first)
-        await pilot.pause(0.2)
         assert trials.sort_by == "wns"
+        await settle(pilot, lambda: cells(trials, 0)[2] == "-2.471", "the table sorted by WNS, best first")
         wns = [float(cells(trials, i)[2]) for i in range(trials.row_count) if cells(trials, i)[2] != "—"]
         assert wns == sorted(wns, reverse=True)
         await pilot.press("right_square_bracket")
-        await pilot.pause(0.2)
-        assert screen.stage == 1 and trials.row_count == 6
+        await settle(pilot, lambda: screen.stage == 1 and trials.row_count == 6, "stage 1's trials")
         await pilot.press("left_square_bracket")
-        await pilot.pause(0.3)
+        await settle(pilot, lambda: screen.stage == 0 and trials.row_count == 8, "stage 0 again")
         trials.move_cursor(row=[str(k.value) for k in trials.rows].index("mac16_0_0"))
-        await pilot.pause(0.3)
-        assert "N2ARTIFACTS" in "\n".join(screen.query_one("#trial-log").lines)
+        await settle(pilot, lambda: "N2ARTIFACTS" in "\n".join(screen.query_one("#trial-log").lines),
+                     "the selected trial's output")
         assert any("study synth complete" in line for line in screen.query_one("#engine-log").lines)
 
 
@@ -96,10 +92,9 @@ async def test_help_lists_every_binding_of_the_screen(tmp_path):
     synthetic_study(tmp_path)
     async with app_for(tmp_path, theme="dark").run_test(size=(120, 40)) as pilot:
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await settle(pilot, lambda: isinstance(pilot.app.screen, StudyScreen), "the study view")
         await pilot.press("question_mark")
-        await pilot.pause(0.2)
-        assert isinstance(pilot.app.screen, HelpScreen)
+        await settle(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), "the help screen")
         table = pilot.app.screen.query_one("#help-table")
         keys = {cells(table, i)[0] for i in range(table.row_count)}
         assert {"p", "r", "s", "c", "/", "o", "f", "l", "esc", "?", "q", "[", "]"} <= keys
@@ -112,7 +107,6 @@ async def test_theme_choice_order_and_memory(tmp_path, monkeypatch):
     async with app_for(tmp_path).run_test() as pilot:
         assert pilot.app.theme == "noodle2-dark"
         pilot.app.theme = "noodle2-high-contrast"  # as the palette's Theme command does
-        await pilot.pause()
     async with app_for(tmp_path).run_test() as pilot:
         assert pilot.app.theme == "noodle2-high-contrast"  # remembered
     monkeypatch.setenv("NOODLE2_THEME", "light")
@@ -128,7 +122,7 @@ async def test_palette_offers_actions_and_themes(tmp_path):
     synthetic_study(tmp_path)
     async with app_for(tmp_path, theme="dark").run_test() as pilot:
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await settle(pilot, lambda: isinstance(pilot.app.screen, StudyScreen), "the study view")
         titles = [c.title for c in pilot.app.get_system_commands(pilot.app.screen)]
         assert {"Theme: dark", "Theme: light", "Theme: high-contrast", "Study: pause", "Study: stop"} <= set(titles)
 
@@ -137,14 +131,12 @@ async def test_leaderboard_is_a_sortable_table(tmp_path):
     synthetic_study(tmp_path)
     async with app_for(tmp_path, theme="dark").run_test(size=(160, 40)) as pilot:
         await pilot.press("enter", "l")
-        await pilot.pause(0.2)
-        t = pilot.app.screen.query_one("#leaderboard")
+        t = await settle(pilot, lambda: pilot.app.screen.query_one("#leaderboard"), "the leaderboard")
         ecos = [cells(t, i)[0] for i in range(t.row_count)]
         assert set(ecos) == {"buffer_fanout", "pin_swap", "clone_driver", "resize_critical"}
         trials = {cells(t, i)[0]: int(cells(t, i)[2]) for i in range(t.row_count)}
         assert trials == {"pin_swap": 9, "buffer_fanout": 5, "clone_driver": 2, "resize_critical": 2}
         await pilot.press("o", "o", "o")  # rank -> eco -> prior -> trials (desc)
-        await pilot.pause(0.1)
         assert [int(cells(t, i)[2]) for i in range(t.row_count)] == [9, 5, 2, 2]
         await pilot.press("escape")
         assert type(pilot.app.screen).__name__ == "StudyScreen"
@@ -157,9 +149,8 @@ async def test_damaged_journal_shows_a_coded_error_not_a_crash(tmp_path):
     (d / "journal.jsonl").write_bytes(b"\n".join(lines))
     async with app_for(tmp_path, theme="dark").run_test(size=(120, 30)) as pilot:
         pilot.app.open_study(d)
-        await pilot.pause(0.2)
-        assert type(pilot.app.screen).__name__ == "TextScreen"
-        assert "N2-E205" in str(pilot.app.screen.query_one("#text-body").render())
+        body = await settle(pilot, lambda: pilot.app.screen.query_one("#text-body"), "the error screen")
+        assert "N2-E205" in str(body.render())
 
 
 async def test_opens_a_study_longer_than_the_log_replay_window(tmp_path):
@@ -182,8 +173,8 @@ async def test_opens_a_study_longer_than_the_log_replay_window(tmp_path):
     (d / "journal.jsonl").write_bytes(b"".join(ev.encode(e) for e in evs))
     async with app_for(tmp_path, theme="dark").run_test(size=(120, 40)) as pilot:
         pilot.app.open_study(d)
-        await pilot.pause(0.5)
+        await settle(pilot, lambda: isinstance(pilot.app.screen, StudyScreen), "the study view")
         screen = pilot.app.screen
-        assert isinstance(screen, StudyScreen) and screen.query_one(TrialTable).row_count == n
+        await settle(pilot, lambda: screen.query_one(TrialTable).row_count == n, "every trial in the table")
         log = screen.query_one("#engine-log").lines
         assert len(log) <= 2000 and "b_0_2999" in log[-1]

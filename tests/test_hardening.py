@@ -3,8 +3,6 @@ hostile control files, symlinks, bad metrics, floods, escaped children, missing 
 from __future__ import annotations
 
 import os
-import signal
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -253,7 +251,7 @@ def test_journal_with_unknown_case_is_a_coded_error_in_every_command(tmp_path):
     for cmd in (["status", str(d)], ["resume", str(d)], ["watch", str(d)]):
         r = subprocess.run([*NOODLE2, *cmd], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=60)
         assert r.returncode == 2, (cmd, r.stdout, r.stderr)
-        assert f"N2-E205" in r.stderr and f"line {n}" in r.stderr and "Traceback" not in r.stderr
+        assert "N2-E205" in r.stderr and f"line {n}" in r.stderr and "Traceback" not in r.stderr
 
 
 # --- 7. bounded resources, contained processes -------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
 import pytest
 
@@ -14,6 +13,7 @@ from console.widgets.tables import TrialTable
 from engine import events as ev
 from engine.journal import JOURNAL, read_events, recover
 from tests.conftest import NOODLE2, ROOT, cli_env
+from tests.waiting import settle, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("sta") is None, reason="needs OpenSTA")
 
@@ -40,13 +40,14 @@ async def test_sigkill_mid_study_then_resume_matches_uninterrupted_real_sta(tmp_
     d = tmp_path / "killed"
     p = subprocess.Popen([*NOODLE2, "run", str(study_with(tmp_path, 2)), "--unattended", "--study-dir", str(d)],
                          cwd=ROOT, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # kill once stage 1 has finished trials but is not done
-        if (d / JOURNAL).exists():
-            s = recover(d).state
-            if len(s.stages) > 1 and any(t.status == "done" for t in s.stage_trials(1)) and s.stages[1].status == "running":
-                break
-        time.sleep(0.02)
+    def mid_stage_1() -> bool:
+        if not (d / JOURNAL).exists():
+            return False
+        s = recover(d).state
+        return len(s.stages) > 1 and any(t.status == "done" for t in s.stage_trials(1)) and s.stages[1].status == "running"
+
+    wait_until(lambda: mid_stage_1() or p.poll() is not None, "stage 1 to have finished trials", every=0.005)
+    assert p.poll() is None, "the study ended before the kill; it should take seconds"
     p.kill()
     p.wait()
     before = {c for c, t in recover(d).state.trials.items() if t.status == "done"}
@@ -63,12 +64,10 @@ async def test_sigkill_mid_study_then_resume_matches_uninterrupted_real_sta(tmp_
 
     app = Noodle2App(d.parent, theme="dark", open_study=d)
     async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.pause(0.3)
-        table = pilot.app.screen.query_one(TrialTable)
-        assert table.row_count == 8
+        table = await settle(pilot, lambda: pilot.app.screen.query_one(TrialTable), "the study view")
+        await settle(pilot, lambda: table.row_count == 8, "the trial table")
         await pilot.press("enter")
-        await pilot.pause(0.3)
-        assert isinstance(pilot.app.screen, TrialDetail)
+        await settle(pilot, lambda: isinstance(pilot.app.screen, TrialDetail), "the trial detail")
         paths = pilot.app.screen.query_one("#detail-paths")
         assert paths.row_count == 5 and float(str(paths.get_row_at(0)[0])) < 0  # real violating paths
         tcl = str(pilot.app.screen.query_one("#detail-tcl").render())

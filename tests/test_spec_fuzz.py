@@ -1,4 +1,5 @@
-"""≥500 mutated study files: each ends in a valid plan or coded errors, never an exception."""
+"""Fuzzed inputs end in a result or coded errors, never an exception: ≥600 mutated study files,
+hostile paths, control files, and damaged journals."""
 from __future__ import annotations
 
 import copy
@@ -29,6 +30,8 @@ WEIRD = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=True), st.booleans(),
     st.text(max_size=12), st.just("../../../etc/passwd"), st.just("/abs/path.v"), st.just("no_such_eco"),
     st.lists(st.integers(-5, 5), max_size=3), st.just({"min": 5, "max": 1}), st.just([]), st.just({}),
+    st.just("d/" + "x" * 300 + ".v"), st.just("d/mac\x00.v"), st.just("d/mac\n!rm -rf .v"), st.just("{foo}"),
+    st.just("d/ma}c.v"), st.just("$HOME/[exec].v"), st.just("d"), st.just(""), st.just("\u2028"),
 )
 
 
@@ -140,3 +143,73 @@ def _design_root(factory) -> Path:
 def test_base_of_fuzz_is_valid(tmp_path_factory):
     study = parse_study(to_toml(BASE), _design_root(tmp_path_factory) / "study.toml")
     assert study.spec.stages[1].after == ["s0"]
+
+
+# --- control files: any bytes, never an exception, always removed --------------------------------
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(st.binary(max_size=300), st.builds(lambda v: __import__("orjson").dumps(v), st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=10) | st.sampled_from(["stop", "pause"]),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(["request", "target", "x"]), c, max_size=3),
+    max_leaves=6))))
+def test_any_control_file_is_a_request_or_a_refusal(tmp_path_factory, body):
+    from engine.runner import _read_requests
+
+    c = tmp_path_factory.mktemp("control")
+    (c / "r.json").write_bytes(body)
+    [(name, req, _, why)] = _read_requests(c, set())
+    assert name == "r.json" and (req is None) == bool(why)
+    assert req is None or req.request in ("pause", "resume", "stop", "cancel")
+    assert not list(c.iterdir())
+
+
+# --- journals: any damage is a coded error or a readable prefix -----------------------------------
+
+_JOURNAL: list[bytes] = []
+
+
+def _good_journal() -> bytes:
+    if not _JOURNAL:
+        from tests.console_fixtures import synthetic_study
+        import tempfile
+
+        d = synthetic_study(Path(tempfile.mkdtemp()))
+        _JOURNAL.append((d / "journal.jsonl").read_bytes())
+    return _JOURNAL[0]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(["flip", "delete", "insert", "dup", "truncate", "swap"]),
+                              st.integers(0, 10**6), st.binary(min_size=1, max_size=8)), min_size=1, max_size=4))
+def test_damaged_journals_read_or_fail_with_n2_e205(tmp_path_factory, ops):
+    from console.follow import StudyFollower
+    from engine.journal import JOURNAL, recover
+
+    data = bytearray(_good_journal())
+    for op, at, junk in ops:
+        if not data:
+            break
+        i = at % len(data)
+        if op == "flip":
+            data[i] ^= 1 << (at % 8)
+        elif op == "delete":
+            del data[i:i + len(junk)]
+        elif op == "insert":
+            data[i:i] = junk
+        elif op in ("dup", "swap"):
+            lines = bytes(data).split(b"\n")
+            k = at % len(lines)
+            if op == "dup":
+                lines.insert(k, lines[k])
+            else:
+                lines[k], lines[k - 1] = lines[k - 1], lines[k]
+            data = bytearray(b"\n".join(lines))
+        else:
+            del data[i:]
+    d = tmp_path_factory.mktemp("j")
+    (d / JOURNAL).write_bytes(bytes(data))
+    for read in (lambda: recover(d).state, lambda: StudyFollower(d).poll()):
+        try:
+            read()
+        except N2Error as e:
+            assert e.codes == ["N2-E205"] and "line" in e.render()

@@ -11,14 +11,22 @@ from engine.journal import JOURNAL
 TIMEOUT_S = 60.0
 
 
+def _check(cond: Callable[[], object]) -> tuple[object, Exception | None]:
+    """A condition that raises (a widget not mounted yet) is simply not met yet."""
+    try:
+        return cond(), None
+    except Exception as e:  # noqa: BLE001 - reported if the wait times out
+        return None, e
+
+
 def wait_until(cond: Callable[[], object], what: str, timeout: float = TIMEOUT_S, every: float = 0.02):
     end = time.monotonic() + timeout
     while True:
-        value = cond()
+        value, err = _check(cond)
         if value:
             return value
         if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}" + (f" (last: {err!r})" if err else ""))
         time.sleep(every)
 
 
@@ -26,11 +34,11 @@ async def settle(pilot, cond: Callable[[], object], what: str, timeout: float = 
     """Pilot's version: let the app run until `cond()` holds."""
     end = time.monotonic() + timeout
     while True:
-        value = cond()
+        value, err = _check(cond)
         if value:
             return value
         if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}" + (f" (last: {err!r})" if err else ""))
         await pilot.pause(0.02)
 
 
