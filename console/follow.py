@@ -53,8 +53,10 @@ def spawn_engine(study_dir: Path) -> int:
     """Start (or resume) the study's engine detached from this terminal: its own session, so
     closing the console or losing SSH (SIGHUP) leaves it running.  Output goes to engine.log."""
     log = open(study_dir / "engine.log", "ab")
+    here = str(Path(__file__).resolve().parents[1])  # a source checkout or site-packages: either imports
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
     p = subprocess.Popen([sys.executable, "-m", "console.cli", "resume", str(study_dir)], stdin=subprocess.DEVNULL,
                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                         cwd=os.getcwd(), env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+                         cwd=os.getcwd(), env=dict(os.environ, PYTHONPATH=path))
     log.close()
     return p.pid
