@@ -345,11 +345,20 @@ class Engine:
             self.emit(ev.GatesChecked(stage=i, gates=gates))
             for d in decisions:
                 self.emit(d)
-            self.emit(ev.StageStarted(stage=i, parents=parents, plan=plan_stage(self.spec, i, parents, ecos)))
+            plan = await anyio.to_thread.run_sync(plan_stage, self.spec, i, parents, ecos)  # pure; 0.1 s at 10k
+            self.emit(ev.StageStarted(stage=i, parents=parents, plan=plan))
+        todo = iter([t for t in self.state.stage_trials(i) if t.status not in TERMINAL])
+
+        async def worker() -> None:
+            for t in todo:  # one shared iterator: each trial is taken once, in plan order
+                await self._run_trial(t, st.mode)
+
+        # More workers than tool slots: some collect results and wait on the journal fsync while
+        # others run tools, and completions share one fsync (group commit).  A task
+        # per trial would make a 10,000-trial stage one 0.7 s step of the event loop.
         async with anyio.create_task_group() as tg:
-            for t in self.state.stage_trials(i):
-                if t.status not in TERMINAL:
-                    tg.start_soon(self._run_trial, t, st.mode)
+            for _ in range(min(len(st.cases), 4 * self.max_parallel + 4)):
+                tg.start_soon(worker)
         if self.stop_reason is not None or self._end is not None:
             return  # a stop leaves the stage as it is, to be finished on resume
         await self._finish_stage(i, stages)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -37,10 +38,15 @@ def _cgroup2_root() -> Path | None:
 
 
 class TrialCgroups:
-    """One cgroup per running trial under `<own cgroup>/noodle2-<pid>`; None when unavailable."""
+    """One cgroup per running trial under `<own cgroup>/noodle2-<pid>`; None when unavailable.
+    Cgroups are kept in a pool and reused once empty: creating and removing one per trial costs
+    more than the trial launch itself."""
 
     def __init__(self, base: Path) -> None:
         self.base = base
+        self._free: list[Path] = []
+        self._made = 0
+        self._lock = threading.Lock()
 
     @classmethod
     def create(cls) -> "TrialCgroups | None":
@@ -60,32 +66,35 @@ class TrialCgroups:
             return None
         return cls(base) if ok else None
 
-    def open(self, key: str) -> tuple[Path, int]:
-        """A fresh cgroup and an fd on its cgroup.procs, for the child to join before exec."""
-        cg = self.base / key
-        if cg.exists():
-            self.kill(cg)
-        cg.mkdir()
-        return cg, os.open(cg / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+    def open(self) -> Path:
+        """An empty cgroup for one trial."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            self._made += 1
+            cg = self.base / f"slot{self._made}"
+        cg.mkdir(exist_ok=True)
+        return cg
 
-    def kill(self, cg: Path, wait_s: float = 5.0) -> None:
-        """Kill what is left in the trial's cgroup and remove it."""
-        try:
-            (cg / "cgroup.kill").write_text("1")
-        except OSError:
-            return
-        end = time.monotonic() + wait_s
-        while time.monotonic() < end:
+    def release(self, cg: Path) -> None:
+        """Kill what the trial left in its cgroup, and keep the cgroup for the next trial."""
+        self.kill(cg, remove=False)
+        with self._lock:
+            self._free.append(cg)
+
+    def kill(self, cg: Path, wait_s: float = 5.0, remove: bool = True) -> None:
+        """Kill what is left in a cgroup; remove it unless it goes back to the pool."""
+        if _populated(cg):
             try:
-                if "populated 0" in (cg / "cgroup.events").read_text():
-                    break
+                (cg / "cgroup.kill").write_text("1")
             except OSError:
-                break
-            time.sleep(0.005)
-        try:
-            cg.rmdir()
-        except OSError:
-            pass
+                pass
+            end, nap = time.monotonic() + wait_s, 0.0005
+            while time.monotonic() < end and _populated(cg):
+                time.sleep(nap)
+                nap = min(nap * 2, 0.02)
+        if remove:
+            _rmdir(cg)
 
     def close(self) -> None:
         try:
@@ -95,6 +104,20 @@ class TrialCgroups:
             self.base.rmdir()
         except OSError:
             pass
+
+
+def _populated(cg: Path) -> bool:
+    try:
+        return "populated 1" in (cg / "cgroup.events").read_text()
+    except OSError:
+        return False
+
+
+def _rmdir(cg: Path) -> None:
+    try:
+        cg.rmdir()
+    except OSError:
+        pass
 
 
 def marked_pids(values: set[str], marker: str = MARKER) -> list[int]:
