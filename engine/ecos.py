@@ -59,7 +59,8 @@ CATALOG: dict[str, EcoDef] = {
         EcoDef(
             "resize_critical",
             EcoClass.TOPOLOGY_NEUTRAL,
-            "Upsize the drivers on the K worst paths to the next stronger footprint-compatible cell.",
+            "Upsize the drivers on the K worst paths to the next stronger cell of their Liberty "
+            "family; each resize is kept only if WNS/TNS improve.",
             (
                 _P("paths", int, 1, 50, 5, "worst paths (one per endpoint) to walk"),
                 _P("max_cells", int, 1, 200, 20, "cap on resized cells"),
@@ -77,18 +78,21 @@ CATALOG: dict[str, EcoDef] = {
         EcoDef(
             "buffer_fanout",
             EcoClass.PLACEMENT_LOCAL,
-            "Put the off-path loads of high-fanout critical nets behind a new buffer.",
+            "Put the off-path loads of high-fanout critical nets behind new buffering: every buffer "
+            "size, inverter pairs and a tree are tried, the best kept only if WNS/TNS improve.",
             (
                 _P("paths", int, 1, 50, 5, "worst paths to search for nets"),
                 _P("min_fanout", int, 2, 64, 4, "only nets with at least this fanout"),
                 _P("max_nets", int, 1, 20, 3, "cap on buffered nets"),
+                _P("tree_fanout", int, 2, 64, 8, "loads per buffer when a tree is tried"),
             ),
-            max_new_instances=20,
+            max_new_instances=64,
         ),
         EcoDef(
             "clone_driver",
             EcoClass.PLACEMENT_LOCAL,
-            "Duplicate a critical high-fanout driver and move half of its loads to the clone.",
+            "Duplicate a critical high-fanout driver; the copy takes the on-path or the off-path "
+            "loads, whichever improves WNS/TNS (else nothing is kept).",
             (
                 _P("paths", int, 1, 50, 5, "worst paths to search for drivers"),
                 _P("min_fanout", int, 2, 64, 6, "only drivers with at least this fanout"),
@@ -105,7 +109,8 @@ CATALOG: dict[str, EcoDef] = {
         EcoDef(
             "pin_swap",
             EcoClass.ROUTING_AFFECTING,
-            "Move the late-arriving signal of a commutative gate to its faster input pin.",
+            "Move the late-arriving signal to another pin of its commutative group (from the "
+            "Liberty's function); a swap is kept only if WNS/TNS improve.",
             (
                 _P("paths", int, 1, 50, 5, "worst paths to walk"),
                 _P("max_swaps", int, 1, 50, 4, "cap on swapped gates"),

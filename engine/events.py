@@ -74,6 +74,20 @@ class TrialFinished(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class EquivalenceChecked(Event):
+    """A trial's netlist compared with its parent's: proven equal, or not (then a TrialFailed
+    not_equivalent follows)."""
+
+    type: ClassVar[str] = "equivalence_checked"
+    case_id: str
+    against: str  # the parent case
+    proven: bool
+    method: str  # structural | sat | none
+    seconds: float
+    detail: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
 class SnapshotReady(Event):
     """The base design every trial reads (netlist, SDC, Liberty), hashed when it was made."""
 
@@ -187,7 +201,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in [StudyStarted, StudyResumed, StageStarted, TrialStarted, TrialFinished, TrialFailed,
                 TrialCancelled, SurvivorsChosen, StageFinished, PolicyDecision, StudyFinished,
-                StudyInterrupted, CheckpointWritten, ControlAck, Log, SnapshotReady, GatesChecked, EcoStats]
+                StudyInterrupted, CheckpointWritten, ControlAck, Log, SnapshotReady, GatesChecked, EcoStats,
+                EquivalenceChecked]
 }
 
 

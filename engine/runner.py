@@ -62,6 +62,7 @@ class Collected:
     metrics: dict[str, Any] | None
     failure: dict[str, Any] | None
     outputs: dict[str, str]
+    proof: dict[str, Any] | None = None  # equivalence with the parent, when checked here
 
 
 class Engine:
@@ -392,9 +393,12 @@ class Engine:
         base = self.state.base()
         cands = [Candidate(t.case_id, t.metrics or {}, self.state.trials[t.parent].metrics if t.parent else None)
                  for t in ok]
-        sel = await anyio.to_thread.run_sync(partial(
-            select_survivors, cands, self.spec.ranking, st.survivor_count, base.metrics if base else None,
-            self.spec.rails.max_wns_regression_vs_parent_ps, i))
+        select = partial(select_survivors, r=self.spec.ranking, count=st.survivor_count,
+                         base=base.metrics if base else None,
+                         max_wns_regression_ps=self.spec.rails.max_wns_regression_vs_parent_ps, stage=i)
+        sel = await anyio.to_thread.run_sync(select, cands)
+        if self.spec.verify.equivalence != "off":
+            sel = await self._prove_survivors(i, sel, cands, select)
         if sel.gates:
             self.emit(ev.GatesChecked(stage=i, gates=sel.gates))
         self.emit(ev.SurvivorsChosen(stage=i, survivors=sel.survivors, ranking=sel.ranking,
@@ -402,6 +406,45 @@ class Engine:
         self.emit(ev.StageFinished(stage=i, status="done"))
         if "plateau" in actions:
             self._stop_study("complete", actions["plateau"], stages)
+
+    async def _prove_survivors(self, stage: int, sel: Any, cands: list[Candidate], select: Callable) -> Any:
+        """No survivor is promoted unproven: prove each against its parent (in parallel); one
+        that is not equivalent fails as not_equivalent and the stage ranks again without it."""
+        while True:
+            todo = [c for c in sel.survivors if self.state.trials[c].proof is None]
+            if not todo:
+                return sel
+            proofs: dict[str, dict | None] = {}
+
+            async def one(case: str) -> None:
+                t = self.state.trials[case]
+                async with self.collectors:
+                    proofs[case] = await anyio.to_thread.run_sync(
+                        self.tool.prove, self.dir / "trials" / case, self.dir / "trials" / (t.parent or ""))
+
+            async with anyio.create_task_group() as tg:
+                for c in todo:
+                    tg.start_soon(one, c)
+            if any(p is None for p in proofs.values()):
+                return sel  # the tool has nothing to prove (no netlist)
+            for c in todo:  # journal in ranking order, whatever order the proofs finished in
+                self._emit_proof(c, self.state.trials[c].parent or "", proofs[c])  # type: ignore[arg-type]
+                self.emit(ev.GatesChecked(stage=stage, gates=[gate("equivalence", c, proofs[c]["proven"],
+                                                                   {"method": proofs[c]["method"],
+                                                                    "seconds": proofs[c]["seconds"]}, stage)]))
+                if not proofs[c]["proven"]:
+                    self.emit(ev.TrialFailed(case_id=c, resources=self.state.trials[c].resources or {}, failure=failure(
+                        "not_equivalent", f"not proven equivalent to its parent: {proofs[c]['detail']}",
+                        _cex(self.dir / "trials" / c))))
+            if all(proofs[c]["proven"] for c in todo):
+                return sel
+            await self.journal.sync()
+            cands = [c for c in cands if self.state.trials[c.case_id].status == "done"]
+            sel = await anyio.to_thread.run_sync(select, cands)
+
+    def _emit_proof(self, case: str, parent: str, p: dict) -> None:
+        self.emit(ev.EquivalenceChecked(case_id=case, against=parent, proven=p["proven"], method=p["method"],
+                                        seconds=p["seconds"], detail=p["detail"]))
 
     def _stop_study(self, status: str, reason: str, stages: anyio.CancelScope) -> None:
         if self._end is None:
@@ -465,6 +508,8 @@ class Engine:
 
     async def _record(self, t: TrialState, ctx: TrialContext, result: ExecResult, got: Collected) -> bool:
         """Journal the outcome durably.  True when a retry follows."""
+        if got.proof is not None:
+            self._emit_proof(t.case_id, t.parent or "", got.proof)
         if got.failure is not None:
             retry = got.failure["type"] in RETRYABLE and t.attempt <= self.spec.execution.retries
             return await self._failed(t, got.failure, result.resources(), retry)
@@ -514,7 +559,13 @@ class Engine:
                     raise TrialFailure("parse_failure", f"the tool's metrics are not usable: {why}")
                 outputs = {rel: _sha256(ctx.trial_dir / rel) for rel in self.tool.outputs(ctx)}
                 _read_only(ctx.trial_dir)
-                return Collected(metrics, None, outputs)
+                proof = None
+                if self.spec.verify.equivalence == "all" and ctx.case_id != self.state.base_case:
+                    proof = self.tool.prove(ctx.trial_dir, ctx.parent_dir)
+                    if proof is not None and not proof["proven"]:
+                        return Collected(None, failure("not_equivalent", f"not proven equivalent to its parent: "
+                                                       f"{proof['detail']}", _cex(ctx.trial_dir)), {}, proof)
+                return Collected(metrics, None, outputs, proof)
             except TrialFailure as f:
                 fail = f.failure
             except OSError as e:
@@ -571,6 +622,14 @@ def _read_requests(cdir: Path, stuck: set[str]) -> list[tuple[str, ControlReques
             req, why = None, f"cannot be removed ({e.strerror}); ignored from now on"
         out.append((name, req, sent, why))
     return out
+
+
+def _cex(trial_dir: Path) -> str:
+    """The counterexample a failed proof left, for the failure's excerpt."""
+    try:
+        return (trial_dir / "equiv" / "counterexample.txt").read_text(errors="replace")[:1200]
+    except OSError:
+        return ""
 
 
 def _clean_dir(tdir: Path) -> None:

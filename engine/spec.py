@@ -81,6 +81,12 @@ class Rails(_Strict):
     max_wns_regression_vs_parent_ps: Annotated[float, Field(ge=0)] | None = None
 
 
+class Verify(_Strict):
+    # prove netlists equivalent to their parent (and so to the base): every survivor before it is
+    # promoted, every trial, or none
+    equivalence: Literal["survivors", "all", "off"] = "survivors"
+
+
 class Abort(_Strict):
     eco_failure_limit: Annotated[int, Field(ge=1, le=1000)] = 3
     class_disable_after: Annotated[int, Field(ge=1, le=100)] = 2
@@ -127,6 +133,7 @@ class StudySpec(_Strict):
     execution: Execution = Execution()
     ranking: Ranking = Ranking()
     rails: Rails = Rails()
+    verify: Verify = Verify()
     abort: Abort = Abort()
     priors: Priors = Priors()
     stages: Annotated[list[Stage], Field(min_length=1, max_length=64)]

@@ -30,6 +30,7 @@ class TrialState:
     ended_at: float | None = None
     artifacts: str = ""
     outputs: dict[str, str] = field(default_factory=dict)  # file -> sha256, read by children
+    proof: dict[str, Any] | None = None  # equivalence with the parent: proven, method, seconds
 
 
 @dataclass(slots=True)
@@ -144,13 +145,18 @@ def _stage_started(s: StudyState, e: ev.StageStarted) -> None:
 
 def _trial_started(s: StudyState, e: ev.TrialStarted) -> None:
     t = s.trials[e.case_id]
-    t.status, t.attempt, t.started_at, t.ended_at = "running", e.attempt, e.t, None
+    t.status, t.attempt, t.started_at, t.ended_at, t.proof = "running", e.attempt, e.t, None, None
 
 
 def _trial_finished(s: StudyState, e: ev.TrialFinished) -> None:
     t = s.trials[e.case_id]
     t.status, t.metrics, t.resources, t.ended_at, t.artifacts = "done", e.metrics, e.resources, e.t, e.artifacts
     t.failure, t.outputs = None, dict(e.outputs)
+
+
+def _equivalence(s: StudyState, e: ev.EquivalenceChecked) -> None:
+    s.trials[e.case_id].proof = {"against": e.against, "proven": e.proven, "method": e.method,
+                                 "seconds": e.seconds, "detail": e.detail}
 
 
 def _snapshot(s: StudyState, e: ev.SnapshotReady) -> None:
@@ -215,6 +221,7 @@ _HANDLERS = {
     ev.TrialCancelled: _trial_cancelled, ev.SurvivorsChosen: _survivors, ev.StageFinished: _stage_finished,
     ev.PolicyDecision: _decision, ev.StudyFinished: _study_finished, ev.StudyInterrupted: _interrupted,
     ev.ControlAck: _control, ev.SnapshotReady: _snapshot, ev.GatesChecked: _gates, ev.EcoStats: _eco_stats,
+    ev.EquivalenceChecked: _equivalence,
 }
 
 

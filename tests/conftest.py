@@ -71,7 +71,7 @@ def anyio_backend():
 
 # --- real OpenSTA trials, one at a time -------------------------------------------------------
 
-SAMPLES = {"mac16": "quickstart.toml", "alu32": "alu32.toml", "crc64": "crc64.toml"}
+SAMPLES = {"mac16": "quickstart.toml", "alu32": "alu32.toml", "crc64": "crc64.toml", "sort8": "sort8.toml"}
 
 
 @pytest.fixture(scope="session", autouse=True)

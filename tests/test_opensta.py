@@ -114,9 +114,10 @@ def test_each_eco_changes_the_netlist_and_improves_wns(bench, design, eco, param
     assert m["wns_ps"] > base["wns_ps"] + 50, (base["wns_ps"], m["wns_ps"])  # at least 50 ps better
     assert m["tns_ps"] > base["tns_ps"]
     before, after = cell_usage((base_dir / f"{b.top}.v").read_text()), cell_usage((tdir / f"{b.top}.v").read_text())
-    if change == "adds":
-        assert m["instances"] == base["instances"] + m["eco_changes"]
-        assert sum((after - before).values()) == m["eco_changes"]
+    if change == "adds":  # buffering may add a tree or an inverter pair per net; a clone one cell
+        added = sum((after - before).values())
+        assert m["instances"] == base["instances"] + added and added >= m["eco_changes"]
+        assert not before - after  # nothing removed or resized
     elif change == "rewires":
         assert before == after
         diff = connections(base_dir / f"{b.top}.v") ^ connections(tdir / f"{b.top}.v")
@@ -126,16 +127,16 @@ def test_each_eco_changes_the_netlist_and_improves_wns(bench, design, eco, param
         assert any(c.endswith(("X2", "X4", "X8")) for c in after - before)
 
 
-def test_downsize_recovers_area_with_wns_held(bench):
+def test_downsize_recovers_power_with_wns_held(bench):
     b = bench("alu32")
     base, base_dir = b.trial("ds_base", "noop")
-    buf, buf_dir = b.trial("ds_buf", "buffer_fanout", {"paths": 10, "min_fanout": 4, "max_nets": 3}, parent=base_dir)
+    buf, buf_dir = b.trial("ds_up", "upsize_all", {"margin_ps": 5000}, parent=base_dir)  # area to recover
     m, tdir = b.trial("ds_child", "downsize_noncritical", {"margin_ps": 100, "max_cells": 200}, parent=buf_dir)
     assert "failure" not in m and m["eco_changes"] >= 1
-    assert m["area_um2"] < buf["area_um2"]
+    assert m["power_total_w"] < buf["power_total_w"] and m["area_um2"] <= buf["area_um2"]  # osu018: X1/X2 same area
     assert m["wns_ps"] >= buf["wns_ps"] - 1
-    after = cell_usage((tdir / "alu32.v").read_text())
-    assert after["BUFX2"] - cell_usage((buf_dir / "alu32.v").read_text())["BUFX2"] == m["eco_changes"]
+    after, before = cell_usage((tdir / "alu32.v").read_text()), cell_usage((buf_dir / "alu32.v").read_text())
+    assert sum(after.values()) == sum(before.values()) and sum((before - after).values()) == m["eco_changes"]
 
 
 def test_child_netlist_reads_back_in_yosys_and_chains(bench, tmp_path):
@@ -175,7 +176,7 @@ def test_integrity_catches_loads_moved_onto_an_undriven_net(bench):
     base, base_dir = b.trial("i_base", "noop")
     m, tdir = b.trial("i_bad", "noop", parent=base_dir, eco_call="n2_test_orphan_loads", extra_tcl=ORPHAN_LOADS)
     assert m["failure"]["type"] == "eco_integrity"
-    assert "5 net(s) left without a driver" in m["failure"]["reason"]
+    assert "5 undriven nets" in m["failure"]["reason"]
     assert "n2_orphan_0" in m["failure"]["excerpt"]
     # the trap it closes: timing looked better for nothing
     looked = parse_wns_tns((tdir / "sta.wns.rpt").read_text())

@@ -159,7 +159,7 @@ def _pareto(cands: list[Candidate], r: Ranking) -> tuple[list[str], list[str]]:
 
 
 def select_survivors(cands: list[Candidate], r: Ranking, count: int, base: Metrics | None,
-                     max_wns_regression_ps: float | None, stage: int | None = None) -> Selection:
+                     max_wns_regression_ps: float | None = None, stage: int | None = None) -> Selection:
     """Survivors come only from trials that pass the rails; each rail check is a gate."""
     from engine.policy.trace import gate
 

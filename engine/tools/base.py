@@ -50,6 +50,10 @@ class ToolAdapter(Protocol):
 
     def outputs(self, ctx: TrialContext) -> list[str]: ...  # trial files its children read
 
+    # Equivalence of a trial's result with its parent's, or None when the tool has nothing to
+    # prove (no netlist).  Runs in a worker thread; may write under the trial directory.
+    def prove(self, trial_dir: Path, parent_dir: Path) -> dict[str, Any] | None: ...
+
 
 @dataclass
 class LogScan:

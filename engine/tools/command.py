@@ -53,6 +53,9 @@ class CommandTool:
     def snapshot_files(self) -> list[Path]:
         return []
 
+    def prove(self, trial_dir: Path, parent_dir: Path) -> None:
+        return None  # an arbitrary tool's outputs have no notion of equivalence
+
     def outputs(self, ctx: TrialContext) -> list[str]:
         """Everything the tool left but its logs: a child may read any of it."""
         return sorted(e.name for e in os.scandir(ctx.trial_dir)

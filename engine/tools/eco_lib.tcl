@@ -1,48 +1,26 @@
 # noodle2 ECO library for OpenSTA 2.0.17 (Tcl API facts: ../shared/TOOLS.md).
-# Each n2_eco_* proc edits the linked design through OpenSTA and returns how many changes it
-# made.  Slacks from the vertex API are in seconds.  New objects are named after $n2_tag
-# (the case id) so that chained ECOs never collide.
+#
+# Every proc works on objects (instances, pins, nets, ports), never on names looked up again:
+# Yosys names nets with '/', '$', '[' and '.', and `get_nets NAME` silently finds nothing for
+# them.  Names are used only to order candidates and to name new objects.  Cell facts (size
+# families, buffers, inverters, commutative inputs) come from the Liberty via n2_family,
+# n2_buffers, n2_inverters, n2_symmetric and n2_io, written ahead of this file.  Each n2_eco_*
+# proc returns how many changes it kept; every change is kept only when timing improved.
 
-proc n2_port_name {pin} { return [lindex [split [get_full_name $pin] /] end] }
+# --- objects --------------------------------------------------------------------------------------
 
-proc n2_worst_ends {paths} {
-  return [find_timing_paths -path_delay max -group_count $paths -endpoint_count 1 \
-            -unique_paths_to_endpoint -slack_max 0.0]
-}
+proc n2_cell {inst} { return [get_property $inst ref_name] }
+proc n2_lib_cell {name} { return [lindex [get_lib_cells */$name] 0] }
+proc n2_top {} { return [sta::top_instance] }
 
-# Driver pins on the worst paths, worst path first, each once; top-level ports excluded.
-proc n2_path_drivers {paths} {
-  set seen [dict create]
+# Pins of a net (top-level ports included, with their driver/load sense).
+proc n2_net_pins {net} {
   set out {}
-  foreach pe [n2_worst_ends $paths] {
-    foreach pin [[$pe path] pins] {
-      if {[$pin is_driver] && ![$pin is_top_level_port]} {
-        set name [get_full_name $pin]
-        if {![dict exists $seen $name]} { dict set seen $name 1; lappend out $pin }
-      }
-    }
-  }
+  set it [$net connected_pin_iterator]
+  while {[$it has_next]} { lappend out [$it next] }
+  $it finish
   return $out
 }
-
-proc n2_pin_slack {pin} {
-  set v [lindex [$pin vertices] 0]
-  if {$v eq ""} { return 1e30 }
-  return [expr {min([lindex [$v slacks rise] 1], [lindex [$v slacks fall] 1])}]
-}
-
-proc n2_loads {net} {
-  set out {}
-  set it [$net pin_iterator]
-  while {[$it has_next]} {
-    set p [$it next]
-    if {[$p is_load] && ![$p is_top_level_port]} { lappend out $p }
-  }
-  $it finish
-  return [lsort -command n2_cmp_name $out]
-}
-
-proc n2_cmp_name {a b} { return [string compare [get_full_name $a] [get_full_name $b]] }
 
 # An instance's pins that answer 1 to `kind` (is_driver or is_load).
 proc n2_pins {inst kind} {
@@ -52,209 +30,352 @@ proc n2_pins {inst kind} {
   $it finish
   return $out
 }
-
 proc n2_outputs {inst} { return [n2_pins $inst is_driver] }
 proc n2_inputs {inst} { return [n2_pins $inst is_load] }
 
-# Sizes of a cell family, e.g. INV -> {{1 INVX1} {2 INVX2} {4 INVX4} {8 INVX8}}.
-proc n2_sizes {base} {
+proc n2_cmp_name {a b} { return [string compare [get_full_name $a] [get_full_name $b]] }
+
+# Loads of a net that can be moved to another net: instance input pins, by name.
+proc n2_loads {net} {
   set out {}
-  foreach lc [get_lib_cells */${base}X*] {
-    set n [get_name $lc]
-    if {[regexp "^${base}X(\[0-9\]+)\$" $n -> s]} { lappend out [list $s $n] }
+  foreach p [n2_net_pins $net] {
+    if {[$p is_load] && ![$p is_top_level_port]} { lappend out $p }
   }
-  return [lsort -integer -index 0 $out]
+  return [lsort -command n2_cmp_name $out]
 }
 
-# Move an instance one size up (dir 1) or down (dir -1) within its family; 1 on change.
+# Reconnect one instance pin to another net.
+proc n2_move {pin net} {
+  set inst [$pin instance]
+  set port [$pin port]
+  sta::disconnect_pin_cmd $pin
+  sta::connect_pin_cmd $inst $port $net
+}
+
+proc n2_make_instance {name cell} { return [sta::make_instance_cmd $name [n2_lib_cell $cell] [n2_top]] }
+proc n2_make_net {name} { return [sta::make_net_cmd $name [n2_top]] }
+proc n2_connect {inst port_name net} { sta::connect_pin_cmd $inst [[$inst cell] find_port $port_name] $net }
+
+# Remove an instance this library made, and its output net once nothing else uses it.
+proc n2_remove {inst} {
+  foreach p [concat [n2_inputs $inst] [n2_outputs $inst]] {
+    if {[$p net] ne "NULL"} { sta::disconnect_pin_cmd $p }
+  }
+  sta::delete_instance_cmd $inst
+}
+
+# --- timing ---------------------------------------------------------------------------------------
+
+proc n2_worst_ends {paths} {
+  return [find_timing_paths -path_delay max -group_count $paths -endpoint_count 1 \
+            -unique_paths_to_endpoint -slack_max 0.0]
+}
+
+proc n2_wns {} { return [sta::worst_slack -max] }
+proc n2_tns {} { return [sta::total_negative_slack -max] }
+
+# True when (w, t) is better than (w0, t0): WNS up with TNS held, or TNS up with WNS held.
+proc n2_better {w t w0 t0} {
+  set e 1e-6
+  return [expr {($w > $w0 + $e && $t >= $t0 - $e) || ($w >= $w0 - $e && $t > $t0 + $e)}]
+}
+
+proc n2_pin_slack {pin} {
+  set v [lindex [$pin vertices] 0]
+  if {$v eq ""} { return 1e30 }
+  return [expr {min([lindex [$v slacks rise] 1], [lindex [$v slacks fall] 1])}]
+}
+
+proc n2_inst_slack {inst} {
+  set worst 1e30
+  foreach p [n2_outputs $inst] { set worst [expr {min($worst, [n2_pin_slack $p])}] }
+  return $worst
+}
+
+# Driver pins on the worst paths, worst path first, each once; top-level ports excluded.
+proc n2_path_drivers {paths} {
+  set seen [dict create]
+  set out {}
+  foreach pe [n2_worst_ends $paths] {
+    foreach pin [[$pe path] pins] {
+      if {[$pin is_driver] && ![$pin is_top_level_port] && ![dict exists $seen $pin]} {
+        dict set seen $pin 1
+        lappend out $pin
+      }
+    }
+  }
+  return $out
+}
+
+# --- sizing, from the Liberty's families -----------------------------------------------------------
+
+# Move an instance `dir` steps along its family (1 stronger, -1 weaker); 1 on change.
 proc n2_resize {inst dir} {
-  set cell [get_property $inst ref_name]
-  if {![regexp {^(.*?)X([0-9]+)$} $cell -> base size]} { return 0 }
-  set sizes [n2_sizes $base]
-  set i [lsearch -exact -index 0 $sizes $size]
-  set j [expr {$i + $dir}]
-  if {$i < 0 || $j < 0 || $j >= [llength $sizes]} { return 0 }
-  return [replace_cell $inst [lindex $sizes $j 1]]
+  global n2_family
+  set cell [n2_cell $inst]
+  if {![info exists n2_family($cell)]} { return 0 }
+  set fam $n2_family($cell)
+  set j [expr {[lsearch -exact $fam $cell] + $dir}]
+  if {$j < 0 || $j >= [llength $fam]} { return 0 }
+  sta::replace_cell_cmd $inst [n2_lib_cell [lindex $fam $j]]
+  return 1
 }
 
 proc n2_eco_noop {} { return 0 }
 
-# Upsizing a driver speeds its stage but loads the stage before it; each resize is kept only
-# when incremental timing says the worst slack or the total negative slack improved.
+# Upsizing a driver speeds its stage but loads the stage before it: each resize is kept only
+# when incremental timing improved.
 proc n2_eco_resize_critical {paths max_cells} {
   set n 0
-  set wns [sta::worst_slack -max]
-  set tns [sta::total_negative_slack -max]
+  set wns [n2_wns]
+  set tns [n2_tns]
   foreach pin [n2_path_drivers $paths] {
     if {$n >= $max_cells} { break }
     set inst [$pin instance]
-    set was [get_property $inst ref_name]
+    set was [n2_cell $inst]
     if {![n2_resize $inst 1]} { continue }
-    set w [sta::worst_slack -max]
-    set t [sta::total_negative_slack -max]
-    if {($w > $wns + 1e-6 && $t >= $tns - 1e-6) || ($w >= $wns - 1e-6 && $t > $tns + 1e-6)} {
+    set w [n2_wns]
+    set t [n2_tns]
+    if {[n2_better $w $t $wns $tns]} {
       set wns $w
       set tns $t
       incr n
     } else {
-      replace_cell $inst [lindex [get_lib_cells */$was] 0]
+      sta::replace_cell_cmd $inst [n2_lib_cell $was]
     }
   }
   return $n
 }
 
-proc n2_eco_downsize_noncritical {margin_ps max_cells} {
-  set margin [expr {$margin_ps * 1e-12}]
+# Instances as {slack name inst}, ordered by their worst output slack (vertex slacks are in
+# seconds), names breaking ties so the order never depends on memory layout.
+proc n2_by_slack {order} {
   set cands {}
   foreach inst [get_cells *] {
-    set worst 1e30
-    foreach p [n2_outputs $inst] { set worst [expr {min($worst, [n2_pin_slack $p])}] }
-    if {$worst > $margin && $worst < 1e29} { lappend cands [list $worst [get_full_name $inst]] }
+    set s [n2_inst_slack $inst]
+    if {$s < 1e29} { lappend cands [list $s [get_full_name $inst] $inst] }
   }
-  # most slack first; names break ties so the order never depends on memory layout
-  set cands [lsort -real -decreasing -index 0 [lsort -index 1 $cands]]
+  return [lsort -real $order -index 0 [lsort -index 1 $cands]]
+}
+
+proc n2_eco_downsize_noncritical {margin_ps max_cells} {
   set n 0
-  foreach c $cands {
-    if {$n >= $max_cells} { break }
-    incr n [n2_resize [get_cells [lindex $c 1]] -1]
+  foreach c [n2_by_slack -decreasing] {
+    if {$n >= $max_cells || [lindex $c 0] <= $margin_ps * 1e-12} { break }
+    incr n [n2_resize [lindex $c 2] -1]
   }
   return $n
 }
 
 proc n2_eco_upsize_all {margin_ps} {
-  set margin [expr {$margin_ps * 1e-12}]
-  set cands {}
-  foreach inst [get_cells *] {
-    set worst 1e30
-    foreach p [n2_outputs $inst] { set worst [expr {min($worst, [n2_pin_slack $p])}] }
-    if {$worst < $margin} { lappend cands [get_full_name $inst] }
-  }
   set n 0
-  foreach c [lsort $cands] { incr n [n2_resize [get_cells $c] 1] }
+  foreach c [n2_by_slack -increasing] {
+    if {[lindex $c 0] >= $margin_ps * 1e-12} { break }
+    incr n [n2_resize [lindex $c 2] 1]
+  }
   return $n
 }
 
-proc n2_strongest {base} { return [lindex [lindex [n2_sizes $base] end] 1] }
+# --- buffering and cloning ------------------------------------------------------------------------
 
-# Driver pins on the worst paths whose nets reach at least `min_fanout` loads, each net once,
-# as {pin net_name off_path_loads}: the candidates for buffering and for cloning.
+# Driver pins on the worst paths whose nets reach at least `min_fanout` movable loads, each net
+# once, as {driver net on_path_loads off_path_loads}.
 proc n2_fanout_candidates {paths min_fanout} {
   set out {}
   set done [dict create]
   foreach pe [n2_worst_ends $paths] {
     set pins [[$pe path] pins]
     set onpath [dict create]
-    foreach p $pins { dict set onpath [get_full_name $p] 1 }
+    foreach p $pins { dict set onpath $p 1 }
     foreach p $pins {
       if {![$p is_driver] || [$p is_top_level_port]} { continue }
       set net [$p net]
-      if {$net eq "NULL"} { continue }
-      set nname [get_full_name $net]
-      if {[dict exists $done $nname]} { continue }
-      dict set done $nname 1
+      if {$net eq "NULL" || [dict exists $done $net]} { continue }
+      dict set done $net 1
       set loads [n2_loads $net]
       if {[llength $loads] < $min_fanout} { continue }
+      set on {}
       set off {}
-      foreach l $loads { if {![dict exists $onpath [get_full_name $l]]} { lappend off $l } }
-      lappend out [list $p $nname $off]
+      foreach l $loads { if {[dict exists $onpath $l]} { lappend on $l } else { lappend off $l } }
+      lappend out [list $p $net $on $off]
     }
   }
   return $out
 }
 
-proc n2_move_loads {from to loads} {
-  foreach l $loads {
-    set lname [get_full_name $l]
-    disconnect_pin $from $lname
-    connect_pin $to $lname
+# Put `loads` behind new buffering on `net`: one buffer of `cell`, an inverter pair of `cell`
+# (when `pair`), or one buffer per group of at most `fanout` loads.  Returns what it made.
+proc n2_buffer {net loads cell pair fanout tag} {
+  global n2_io
+  lassign $n2_io($cell) ins out
+  set made {}
+  set groups {}
+  for {set i 0} {$i < [llength $loads]} {incr i $fanout} { lappend groups [lrange $loads $i [expr {$i + $fanout - 1}]] }
+  set k 0
+  foreach g $groups {
+    set src $net
+    set stages [expr {$pair ? 2 : 1}]
+    for {set s 0} {$s < $stages} {incr s} {
+      set b [n2_make_instance "${tag}_${k}_$s" $cell]
+      set bn [n2_make_net "${tag}_${k}_${s}_net"]
+      n2_connect $b [lindex $ins 0] $src
+      n2_connect $b $out $bn
+      lappend made $b $bn
+      set src $bn
+    }
+    foreach l $g { n2_move $l $src }
+    incr k
   }
+  return $made
 }
 
-proc n2_eco_buffer_fanout {paths min_fanout max_nets} {
-  global n2_tag
-  set buf [lindex [get_lib_cells */[n2_strongest BUF]] 0]
+# Undo n2_buffer: loads back onto `net`, the new instances and nets gone.
+proc n2_unbuffer {net loads made} {
+  foreach l $loads { n2_move $l $net }
+  foreach {b bn} $made { n2_remove $b }
+  foreach {b bn} $made { sta::delete_net_cmd $bn }
+}
+
+# Timing-driven buffering: for each high-fanout net on the worst paths, try every buffer size,
+# inverter pairs, and a small tree, on the off-path loads; keep the best option if it improves
+# WNS/TNS, else leave the net as it was.
+proc n2_eco_buffer_fanout {paths min_fanout max_nets {tree_fanout 8}} {
+  global n2_tag n2_buffers n2_inverters
   set n 0
+  set wns [n2_wns]
+  set tns [n2_tns]
+  set options {}
+  foreach b $n2_buffers { lappend options [list $b 0 1000000] [list $b 0 $tree_fanout] }
+  foreach i [lrange $n2_inverters end-1 end] { lappend options [list $i 1 1000000] }
+  set k 0
   foreach c [n2_fanout_candidates $paths $min_fanout] {
     if {$n >= $max_nets} { break }
-    lassign $c pin nname off
+    lassign $c drv net on off
     if {[llength $off] < 2} { continue }
-    set b "n2buf_${n2_tag}_$n"
-    set bnet "n2bufnet_${n2_tag}_$n"
-    make_instance $b $buf
-    make_net $bnet
-    connect_pin $nname $b/A
-    connect_pin $bnet $b/Y
-    n2_move_loads $nname $bnet $off
-    incr n
+    set best {}
+    set bw $wns
+    set bt $tns
+    foreach o $options {
+      lassign $o cell pair fan
+      if {$fan < 1000000 && [llength $off] <= $fan} { continue }
+      set made [n2_buffer $net $off $cell $pair $fan "n2b_${n2_tag}_$k"]
+      set w [n2_wns]
+      set t [n2_tns]
+      n2_unbuffer $net $off $made
+      if {[n2_better $w $t $bw $bt]} { set best $o; set bw $w; set bt $t }
+    }
+    if {$best ne ""} {
+      lassign $best cell pair fan
+      n2_buffer $net $off $cell $pair $fan "n2b_${n2_tag}_$k"
+      set wns [n2_wns]
+      set tns [n2_tns]
+      incr n
+    }
+    incr k
   }
   return $n
 }
 
+# Duplicate the driver of a high-fanout critical net: the copy shares its inputs and takes part
+# of the loads.  Tried two ways, kept if better: the copy drives only the on-path loads (the
+# critical path sees a light net), or the copy takes the off-path loads (no extra stage for
+# them, unlike buffering).
 proc n2_eco_clone_driver {paths min_fanout max_clones} {
   global n2_tag
   set n 0
+  set wns [n2_wns]
+  set tns [n2_tns]
+  set k 0
   foreach c [n2_fanout_candidates $paths $min_fanout] {
     if {$n >= $max_clones} { break }
-    lassign $c pin nname off
-    set inst [$pin instance]
-    set move [lrange $off [expr {[llength $off] / 2}] end]
-    if {[llength [n2_outputs $inst]] != 1 || [llength $move] < 1} { continue }
-    set clone "n2clone_${n2_tag}_$n"
-    set cnet "n2clonenet_${n2_tag}_$n"
-    make_instance $clone [lindex [get_lib_cells */[get_property $inst ref_name]] 0]
-    foreach ip [n2_inputs $inst] {
-      set inet [$ip net]
-      if {$inet ne "NULL"} { connect_pin [get_full_name $inet] $clone/[n2_port_name $ip] }
+    lassign $c drv net on off
+    set inst [$drv instance]
+    if {[llength [n2_outputs $inst]] != 1} { continue }
+    set best ""
+    set bw $wns
+    set bt $tns
+    foreach way {on off} {
+      set move [expr {$way eq "on" ? $on : $off}]
+      if {[llength $move] < 1 || ([llength $on] + [llength $off]) - [llength $move] < 1} { continue }
+      set made [n2_clone $inst $drv $move "n2c_${n2_tag}_$k"]
+      set w [n2_wns]
+      set t [n2_tns]
+      n2_unbuffer $net $move $made
+      if {[n2_better $w $t $bw $bt]} { set best $way; set bw $w; set bt $t }
     }
-    make_net $cnet
-    connect_pin $cnet $clone/[n2_port_name $pin]
-    n2_move_loads $nname $cnet $move
-    incr n
+    if {$best ne ""} {
+      n2_clone $inst $drv [expr {$best eq "on" ? $on : $off}] "n2c_${n2_tag}_$k"
+      set wns [n2_wns]
+      set tns [n2_tns]
+      incr n
+    }
+    incr k
   }
   return $n
 }
 
-# Commutative input groups by cell family.
-proc n2_commutative {cell} {
-  if {[regexp {^(NAND2|NOR2|AND2|OR2|XOR2|XNOR2)X} $cell]} { return {A B} }
-  if {[regexp {^(NAND3|NOR3)X} $cell]} { return {A B C} }
-  return {}
+proc n2_clone {inst drv loads tag} {
+  set clone [n2_make_instance $tag [n2_cell $inst]]
+  foreach ip [n2_inputs $inst] {
+    if {[$ip net] ne "NULL"} { sta::connect_pin_cmd $clone [$ip port] [$ip net] }
+  }
+  set cn [n2_make_net "${tag}_net"]
+  sta::connect_pin_cmd $clone [$drv port] $cn
+  foreach l $loads { n2_move $l $cn }
+  return [list $clone $cn]
 }
 
-proc n2_swap_nets {inst a b} {
-  set name [get_full_name $inst]
-  set na [get_full_name [[get_pins $name/$a] net]]
-  set nb [get_full_name [[get_pins $name/$b] net]]
-  disconnect_pin $na $name/$a
-  disconnect_pin $nb $name/$b
-  connect_pin $nb $name/$a
-  connect_pin $na $name/$b
+# --- pin swapping, from the Liberty's commutative groups --------------------------------------------
+
+proc n2_swap {inst pa pb} {
+  set na [$pa net]
+  set nb [$pb net]
+  set porta [$pa port]
+  set portb [$pb port]
+  sta::disconnect_pin_cmd $pa
+  sta::disconnect_pin_cmd $pb
+  sta::connect_pin_cmd $inst $porta $nb
+  sta::connect_pin_cmd $inst $portb $na
 }
 
-# The on-path (late) input moves to each other commutative pin in turn; a swap is kept only
-# when the instance's output slack improves, as measured by incremental timing.
+# The late (on-path) input moves to each other pin of its commutative group in turn; a swap is
+# kept only when WNS/TNS improve.
 proc n2_eco_pin_swap {paths max_swaps} {
+  global n2_symmetric
   set n 0
+  set wns [n2_wns]
+  set tns [n2_tns]
   set seen [dict create]
   foreach pe [n2_worst_ends $paths] {
     foreach p [[$pe path] pins] {
       if {$n >= $max_swaps} { return $n }
       if {![$p is_load] || [$p is_top_level_port]} { continue }
       set inst [$p instance]
-      set iname [get_full_name $inst]
-      if {[dict exists $seen $iname]} { continue }
-      dict set seen $iname 1
-      set group [n2_commutative [get_property $inst ref_name]]
-      set late [n2_port_name $p]
-      if {[lsearch -exact $group $late] < 0} { continue }
-      set out [lindex [n2_outputs $inst] 0]
-      set best [n2_pin_slack $out]
+      if {[dict exists $seen $inst]} { continue }
+      dict set seen $inst 1
+      set cell [n2_cell $inst]
+      if {![info exists n2_symmetric($cell)]} { continue }
+      set late [$p port_name]
+      set group ""
+      foreach g $n2_symmetric($cell) { if {[lsearch -exact $g $late] >= 0} { set group $g } }
+      if {$group eq ""} { continue }
       set kept 0
       foreach other $group {
-        if {$other eq $late || [[get_pins $iname/$other] net] eq "NULL"} { continue }
-        n2_swap_nets $inst $late $other
-        set s [n2_pin_slack $out]
-        if {$s > $best + 1e-13} { set best $s; set late $other; set kept 1 } else { n2_swap_nets $inst $late $other }
+        if {$other eq $late} { continue }
+        set pa [$inst find_pin $late]
+        set pb [$inst find_pin $other]
+        if {$pb eq "NULL" || [$pb net] eq "NULL" || [$pa net] eq "NULL"} { continue }
+        n2_swap $inst $pa $pb
+        set w [n2_wns]
+        set t [n2_tns]
+        if {[n2_better $w $t $wns $tns]} {
+          set wns $w
+          set tns $t
+          set late $other
+          set kept 1
+        } else {
+          n2_swap $inst [$inst find_pin $late] [$inst find_pin $other]
+        }
       }
       incr n $kept
     }
@@ -262,28 +383,36 @@ proc n2_eco_pin_swap {paths max_swaps} {
   return $n
 }
 
-# --- integrity and measurement -------------------------------------------------------------
+# --- integrity and measurement -------------------------------------------------------------------
 
-# Nets with loads but no driver: loads moved there become unconstrained and timing "improves"
-# for nothing.  A net's pin iterator omits top-level ports in 2.0.17, so an input port is
-# matched by the net's name.
-proc n2_undriven_nets {} {
-  set out {}
+# Structural faults an ECO must not leave: nets with loads but no driver (loads moved there become
+# unconstrained and timing "improves" for nothing), nets with two drivers, and input pins of any
+# instance connected to no net (invisible to check_setup).  Prints up to ten of each.
+proc n2_integrity {} {
+  set undriven {}
+  set multi {}
   foreach net [get_nets *] {
-    set drivers 0
-    set loads 0
-    set it [$net pin_iterator]
-    while {[$it has_next]} {
-      set p [$it next]
-      if {[$p is_driver]} { incr drivers } elseif {[$p is_load]} { incr loads }
+    set d 0
+    set l 0
+    foreach p [n2_net_pins $net] {
+      if {[$p is_driver]} { incr d }
+      if {[$p is_load]} { incr l }
     }
-    $it finish
-    if {$loads > 0 && $drivers == 0} {
-      set port [get_ports -quiet [get_full_name $net]]
-      if {$port eq "" || [get_property $port direction] eq "output"} { lappend out [get_full_name $net] }
+    if {$l > 0 && $d == 0} { lappend undriven [get_full_name $net] }
+    if {$d > 1} { lappend multi [get_full_name $net] }
+  }
+  set floating {}
+  foreach inst [get_cells *] {
+    foreach p [n2_inputs $inst] {
+      if {[$p net] eq "NULL"} { lappend floating [get_full_name $p] }
     }
   }
-  return $out
+  n2_metric undriven_nets [llength $undriven]
+  n2_metric multi_driven_nets [llength $multi]
+  n2_metric floating_inputs [llength $floating]
+  foreach {what list} [list N2UNDRIVEN $undriven N2MULTIDRIVEN $multi N2FLOATING $floating] {
+    if {[llength $list]} { puts "$what [lrange $list 0 9]" }
+  }
 }
 
 proc n2_unconstrained_endpoints {} {

@@ -7,7 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 
 _DECL = re.compile(r"^[ \t]*(input|output|inout|wire)\s+(\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?([^;]+);", re.M)
-_CONN = re.compile(r"\.\w+\s*\(\s*(?:(\\\S+)\s|([A-Za-z_][\w$]*)\s*(?:\[\s*(\d+)\s*\])?)\s*\)")
+# a pin's connection: an escaped name (ended by whitespace) or a plain one, each maybe a bus bit
+_CONN = re.compile(r"\.\w+\s*\(\s*(?:(\\\S+)\s+|([A-Za-z_][\w$]*)\s*)(?:\[\s*(\d+)\s*\]\s*)?\)")
 _INST = re.compile(r"^[ \t]*([A-Za-z_][\w$]*)[ \t]+(\\\S+[ \t]|[A-Za-z_][\w$]*)[ \t]*\(", re.M)
 _KEYWORDS = {"module", "input", "output", "inout", "wire", "assign", "endmodule", "reg"}
 
@@ -24,16 +25,19 @@ def declare_wires(text: str) -> str:
     scalars: set[str] = set()
     buses: dict[str, set[int]] = {}
     for escaped, name, index in _CONN.findall(text):  # one C-level pass: netlists are ~100k lines
-        if escaped:
-            scalars.add(escaped)
-        elif index:
-            buses.setdefault(name, set()).add(int(index))
+        n = escaped or name
+        if index:
+            buses.setdefault(n, set()).add(int(index))
         else:
-            scalars.add(name)
+            scalars.add(n)
     scalars -= declared
     buses = {k: v for k, v in buses.items() if k not in declared}
-    lines = [f" wire [{max(ix)}:{min(ix)}] {name};" for name, ix in sorted(buses.items())]
-    lines += [f" wire {name} ;" if name.startswith("\\") else f" wire {name};" for name in sorted(scalars)]
+
+    def decl(n: str) -> str:  # an escaped identifier ends at whitespace
+        return f"{n} " if n.startswith("\\") else n
+
+    lines = [f" wire [{max(ix)}:{min(ix)}] {decl(name)};" for name, ix in sorted(buses.items())]
+    lines += [f" wire {decl(name)};" for name in sorted(scalars)]
     if not lines:
         return text
     return text[:at] + "\n".join(lines) + "\n\n" + text[at:]

@@ -21,6 +21,9 @@ from engine.fsutil import read_capped
 from engine.policy.integrity import class_violation
 from engine.spec import Study, stored_name
 from engine.tools.base import TrialContext, TrialFailure, scan_lines, tail
+from engine.tools.equiv import prove
+from engine.tools.liberty import load as load_liberty
+from engine.tools.liberty import tcl_facts
 from engine.tools.netlist import area_um2, cell_usage, declare_wires, liberty_areas
 from engine.tools.quote import safe_name, tcl_word
 from engine.tools.sdc import SDC_COMMANDS
@@ -31,6 +34,8 @@ from engine.tools.yosys import synthesise, tool_version
 ECO_LIB = Path(__file__).with_name("eco_lib.tcl")
 WORST_PATHS = 5
 KEEP_WARNINGS = 5
+# integrity counts the trial script measures, and the prefix of the line naming the first ten
+INTEGRITY = {"undriven_nets": "N2UNDRIVEN", "multi_driven_nets": "N2MULTIDRIVEN", "floating_inputs": "N2FLOATING"}
 
 
 class OpenSTATool:
@@ -62,6 +67,13 @@ class OpenSTATool:
 
     def outputs(self, ctx: TrialContext) -> list[str]:
         return [f"{self.top}.v"]
+
+    def prove(self, trial_dir: Path, parent_dir: Path) -> dict[str, Any]:
+        """The trial's netlist against its parent's (structural matching, then SAT on what
+        differs); a counterexample lands in <trial>/equiv/counterexample.txt."""
+        out = prove(parent_dir / f"{self.top}.v", trial_dir / f"{self.top}.v", self.libs,
+                    load_liberty(self.libs[0]), trial_dir / "equiv")
+        return out.as_dict()
 
     def input_path(self, given: str) -> Path:
         """A design file as the study directory keeps it (inputs/), not where the user had it."""
@@ -114,6 +126,7 @@ class OpenSTATool:
         return f"""# noodle2 trial {ctx.case_id}: {eco.name} {params} ({eco.eco_class.value}), mode {ctx.mode}
 # paths are relative to this trial's directory; the parent netlist is read-only
 set n2_tag {tcl_word(ctx.case_id)}
+{self.facts()}
 {ECO_LIB.read_text()}
 {extra_tcl}
 {libs}
@@ -125,15 +138,18 @@ n2_metric unconstrained_before [n2_unconstrained_endpoints]
 set n2_changes [{call}]
 n2_metric eco_changes $n2_changes
 n2_metric unconstrained_endpoints [n2_unconstrained_endpoints]
-set n2_undriven [n2_undriven_nets]
-n2_metric undriven_nets [llength $n2_undriven]
-if {{[llength $n2_undriven]}} {{ puts "N2UNDRIVEN [lrange $n2_undriven 0 9]" }}
+n2_integrity
 n2_metric failing_endpoints [n2_failing_endpoints]
 n2_report sta {WORST_PATHS} {int(power)}
 write_verilog {tcl_word(self.top + ".raw.v")}
 n2_metric done 1
 exit
 """
+
+    def facts(self) -> str:
+        """The Liberty's cell facts (families, buffers, commutative pins) as Tcl, from the
+        snapshot's copies."""
+        return "\n".join(tcl_facts(load_liberty(p)) for p in self.libs)
 
     def prepare(self, ctx: TrialContext) -> Command:
         (ctx.trial_dir / "run.tcl").write_text(self.script(ctx))
@@ -142,7 +158,7 @@ exit
 
     def collect(self, ctx: TrialContext, result: ExecResult) -> dict[str, Any]:
         t = ctx.trial_dir
-        logs = [scan_lines(t / name, ("Error:", "Warning:", "N2UNDRIVEN")) for name in ("stderr.log", "stdout.log")]
+        logs = [scan_lines(t / name, ("Error:", "Warning:", *INTEGRITY.values())) for name in ("stderr.log", "stdout.log")]
         errors = [ln for s in logs for ln in s.lines["Error:"]]
         if errors:  # sta reports a failing command (e.g. in the SDC) and carries on: not a result
             raise TrialFailure("tool_error", f"sta reported {sum(s.counts['Error:'] for s in logs)} error(s): "
@@ -173,9 +189,10 @@ exit
         usage = cell_usage(text)
         (t / "cells.json").write_bytes(orjson.dumps(usage))
         before = _usage(ctx.parent_dir, self.top)
-        if n2m.get("undriven_nets", 0) > 0:
-            names = next((ln for s in logs for ln in s.lines["N2UNDRIVEN"]), "")
-            raise TrialFailure("eco_integrity", f"{int(n2m['undriven_nets'])} net(s) left without a driver", names)
+        for key, prefix in INTEGRITY.items():
+            if n2m.get(key, 0) > 0:
+                names = next((ln for s in logs for ln in s.lines[prefix]), "")
+                raise TrialFailure("eco_integrity", f"{int(n2m[key])} {key.replace('_', ' ')}", names)
         if n2m.get("unconstrained_endpoints", 0) > n2m.get("unconstrained_before", 0):
             raise TrialFailure("eco_integrity", "ECO raised unconstrained endpoints "
                                f"{int(n2m['unconstrained_before'])} -> {int(n2m['unconstrained_endpoints'])}")

@@ -1,0 +1,551 @@
+"""Proving that an ECO'd netlist computes what its parent computed.
+
+Structural matching first: both netlists become DAGs of Liberty functions between cut points
+(primary inputs and registers, registers matched by name), with buffers and inverter pairs
+collapsed, resized cells merged (same truth table), commutative inputs sorted, duplicated gates
+and cloned registers merged.  Resizing, buffering, cloning and pin swaps prove equal this way in
+milliseconds.  Only the outputs that still differ go to a SAT miter in Yosys, built from their
+cones alone (cells from the Liberty's functions); a failed proof leaves a counterexample.
+
+A survivor is proven against its parent, which was proven against its own, back to the base.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.tools.liberty import Library
+
+Bit = tuple[str, int | None]  # (name, bit index or None for a scalar)
+_TOK = re.compile(r"\s+|//[^\n]*|/\*.*?\*/|\(\*.*?\*\)|(\\\S+)|([A-Za-z_][A-Za-z0-9_$]*)"
+                  r"|(\d*'[sS]?[bBhHdDoO][0-9a-fA-FxXzZ_]+|\d+)|([()\[\]{}.,;:=])", re.S)
+
+
+class NetlistError(ValueError):
+    pass
+
+
+@dataclass
+class Netlist:
+    module: str
+    inputs: list[Bit] = field(default_factory=list)
+    outputs: list[Bit] = field(default_factory=list)
+    widths: dict[str, tuple[int, int]] = field(default_factory=dict)  # bus -> (msb, lsb)
+    insts: dict[str, tuple[str, dict[str, Bit | int]]] = field(default_factory=dict)  # name -> (cell, pin -> bit|0|1)
+    assigns: list[tuple[Bit, Bit | int]] = field(default_factory=list)
+
+
+def parse_netlist(text: str) -> Netlist:
+    """The first module of a flat gate-level Verilog netlist (Yosys's or OpenSTA's output)."""
+    toks = [m.group(m.lastindex) for m in _TOK.finditer(text) if m.lastindex]
+    pos = 0
+
+    def peek(k: int = 0) -> str:
+        return toks[pos + k] if pos + k < len(toks) else ""
+
+    def take(want: str | None = None) -> str:
+        nonlocal pos
+        t = peek()
+        if want is not None and t != want:
+            raise NetlistError(f"expected {want!r}, found {t!r} near token {pos}")
+        pos += 1
+        return t
+
+    def name(t: str) -> str:
+        return t[1:] if t.startswith("\\") else t
+
+    def rng() -> tuple[int, int] | None:
+        if peek() != "[":
+            return None
+        take("[")
+        msb = int(take())
+        take(":")
+        lsb = int(take())
+        take("]")
+        return msb, lsb
+
+    def bits_of(n: str) -> list[Bit]:
+        if n in net.widths:
+            msb, lsb = net.widths[n]
+            step = -1 if msb >= lsb else 1
+            return [(n, i) for i in range(msb, lsb + step, step)]
+        return [(n, None)]
+
+    def expr() -> list[Bit | int]:
+        t = take()
+        if t == "{":
+            out: list[Bit | int] = []
+            while True:
+                out += expr()
+                if take() == "}":
+                    return out
+        if t[:1].isdigit() or t[:1] == "'":
+            return _const_bits(t)
+        n = name(t)
+        if peek() == "[":
+            take("[")
+            hi = int(take())
+            if peek() == ":":
+                take(":")
+                lo = int(take())
+                take("]")
+                step = -1 if hi >= lo else 1
+                return [(n, i) for i in range(hi, lo + step, step)]
+            take("]")
+            return [(n, hi)]
+        return list(bits_of(n))
+
+    while peek() and peek() != "module":
+        take()
+    take("module")
+    net = Netlist(name(take()))
+    while peek() != ";":  # port list: names only, declared below
+        take()
+    take(";")
+    while peek() and peek() != "endmodule":
+        t = take()
+        if t in ("input", "output", "inout", "wire", "reg"):
+            r = rng()
+            while True:
+                n = name(take())
+                if r is not None:
+                    net.widths[n] = r
+                if t in ("input", "output", "inout"):
+                    (net.inputs if t == "input" else net.outputs).extend(bits_of(n))
+                if take() == ";":
+                    break
+        elif t == "assign":
+            lhs = expr()
+            take("=")
+            rhs = expr()
+            take(";")
+            if len(lhs) != len(rhs):
+                rhs = ([0] * (len(lhs) - len(rhs)) + rhs)[-len(lhs):]
+            net.assigns += [(lb, rb) for lb, rb in zip(lhs, rhs) if isinstance(lb, tuple)]
+        else:  # an instance: CELL NAME ( .PIN(expr), ... );
+            cell, inst = t, name(take())
+            take("(")
+            pins: dict[str, Bit | int] = {}
+            while peek() != ")":
+                if take() == ".":
+                    pin = take()
+                    take("(")
+                    if peek() != ")":
+                        e = expr()
+                        if len(e) == 1:
+                            pins[pin] = e[0]
+                    take(")")
+            take(")")
+            take(";")
+            net.insts[inst] = (cell, pins)
+    return net
+
+
+def _const_bits(t: str) -> list[Bit | int]:
+    if "'" not in t:
+        return [int(b) for b in bin(int(t))[2:]]
+    width, _, rest = t.partition("'")
+    base, digits = rest.lstrip("sS")[0].lower(), rest.lstrip("sS")[1:].replace("_", "")
+    value = int(digits.replace("x", "0").replace("z", "0"), {"b": 2, "h": 16, "d": 10, "o": 8}[base])
+    w = int(width) if width else max(value.bit_length(), 1)
+    return [value >> k & 1 for k in range(w - 1, -1, -1)]
+
+
+# --- structural matching -------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    proven: bool
+    method: str  # structural | sat | none
+    seconds: float
+    detail: str = ""
+    mismatched: list[str] = field(default_factory=list)
+    counterexample: str = ""
+
+    def as_dict(self) -> dict:
+        return {"proven": self.proven, "method": self.method, "seconds": round(self.seconds, 4),
+                "detail": self.detail, "mismatched": self.mismatched[:20]}
+
+
+def _permute(tt: int, n: int, order: list[int]) -> int:
+    """The truth table with input order[k] moved to position k."""
+    out = 0
+    for r in range(1 << n):
+        src = 0
+        for k, j in enumerate(order):
+            src |= (r >> k & 1) << j
+        out |= (tt >> src & 1) << r
+    return out
+
+
+def _negate_input(tt: int, n: int, k: int) -> int:
+    out = 0
+    for r in range(1 << n):
+        out |= (tt >> (r ^ (1 << k)) & 1) << r
+    return out
+
+
+def _cofactor(tt: int, n: int, k: int, value: int) -> int:
+    """The truth table with input k fixed to `value` and removed."""
+    out = 0
+    for r in range(1 << (n - 1)):
+        low, high = r & ((1 << k) - 1), r >> k
+        src = low | (value << k) | (high << (k + 1))
+        out |= (tt >> src & 1) << r
+    return out
+
+
+class _Hasher:
+    """Node ids shared by both netlists: equal ids mean equal functions of the cut points.
+
+    A node is a Liberty function of its input nodes, canonicalised so that equal logic hashes
+    equal: buffers vanish, inverters are absorbed into the function that reads them (NAND then
+    INV is AND), constant inputs are folded, and inputs are ordered by node id with the truth
+    table permuted to match (commutative pins, whatever the cell)."""
+
+    def __init__(self, lib: Library) -> None:
+        self.lib = lib
+        self.ids: dict[tuple, int] = {}
+        self.keys: list[tuple] = []
+        self._perm: dict[tuple, int] = {}
+
+    def intern(self, key: tuple) -> int:
+        i = self.ids.get(key)
+        if i is None:
+            i = self.ids[key] = len(self.keys)
+            self.keys.append(key)
+        return i
+
+    def const(self, v: int) -> int:
+        return self.intern(("const", v))
+
+    def fn(self, tt: int, ins: list[int]) -> int:
+        n = len(ins)
+        k = 0
+        while k < n:  # fold constants, absorb inverters
+            key = self.keys[ins[k]]
+            if key[0] == "const":
+                tt = _cofactor(tt, n, k, key[1])
+                del ins[k]
+                n -= 1
+                continue
+            if key[0] == "fn" and key[1] == 1 and key[2] == 0b01:  # NOT(x): read x, flip the variable
+                tt = _negate_input(tt, n, k)
+                ins[k] = key[3][0]
+            k += 1
+        mask = (1 << (1 << n)) - 1
+        tt &= mask
+        if tt == 0 or tt == mask:
+            return self.const(1 if tt else 0)
+        order = sorted(range(n), key=lambda j: ins[j])
+        if order != list(range(n)):
+            pk = (tt, n, tuple(order))
+            if pk not in self._perm:
+                self._perm[pk] = _permute(tt, n, order)
+            tt, ins = self._perm[pk], [ins[j] for j in order]
+        if n == 1 and tt == 0b10:  # a buffer
+            return ins[0]
+        if n == 1 and tt == 0b01:
+            inner = self.keys[ins[0]]
+            if inner[0] == "fn":  # NOT of a function: the complemented function
+                return self.fn(~inner[2] & ((1 << (1 << inner[1])) - 1), list(inner[3]))
+        return self.intern(("fn", n, tt, tuple(ins)))
+
+    def ids_of(self, n: Netlist, alias: dict[str, str]) -> tuple[dict[Bit, int], dict[Bit, tuple[str, str]]]:
+        """Node id of every bit that something reads; and each bit's driver (inst, pin)."""
+        driver: dict[Bit, tuple[str, str]] = {}
+        for inst, (cell, pins) in n.insts.items():
+            c = self.lib.cells.get(cell)
+            outs = set(c.outputs) if c else set()
+            for pin, b in pins.items():
+                if pin in outs and isinstance(b, tuple):
+                    driver[b] = (inst, pin)
+        assigned = {lhs: rhs for lhs, rhs in n.assigns}
+        inputs = set(n.inputs)
+        memo: dict[Bit, int] = {}
+
+        def node(start: Bit | int) -> int:
+            if isinstance(start, int):
+                return self.const(start)
+            stack = [start]
+            while stack:
+                b = stack[-1]
+                if b in memo:
+                    stack.pop()
+                    continue
+                deps = self._deps(b, n, driver, assigned, inputs)
+                missing = [d for d in deps if isinstance(d, tuple) and d not in memo]
+                if missing:
+                    if len(stack) > 200_000:
+                        raise NetlistError("combinational loop")
+                    stack += missing
+                    continue
+                memo[b] = self._node(b, n, driver, assigned, inputs, memo, alias)
+                stack.pop()
+            return memo[start]
+
+        for inst, (cell, pins) in n.insts.items():
+            for b in pins.values():
+                node(b)
+        for b in n.outputs:
+            node(b)
+        return memo, driver
+
+    def _deps(self, b: Bit, n: Netlist, driver, assigned, inputs) -> list:
+        if b in assigned:
+            return [assigned[b]]
+        if b in inputs or b not in driver:
+            return []
+        inst, _ = driver[b]
+        cell, pins = n.insts[inst]
+        c = self.lib.cells.get(cell)
+        if c is None or c.sequential:
+            return []
+        return [pins.get(p) for p in c.inputs if pins.get(p) is not None]
+
+    def _node(self, b: Bit, n: Netlist, driver, assigned, inputs, memo, alias) -> int:
+        if b in assigned:
+            r = assigned[b]
+            return self.const(r) if isinstance(r, int) else memo[r]
+        if b in inputs:
+            return self.intern(("in", b))
+        if b not in driver:
+            return self.intern(("undriven", n.module, b))  # never equal to anything
+        inst, pin = driver[b]
+        cell, pins = n.insts[inst]
+        c = self.lib.cells.get(cell)
+        if c is not None and c.sequential:
+            return self.intern(("reg", alias.get(inst, inst), pin))
+        if c is None or pin not in c.truths:
+            ins = tuple(self._in(pins.get(p), memo) for p in sorted(pins) if p != pin)
+            return self.intern(("opaque", cell, pin, ins))
+        return self.fn(c.truths[pin], [self._in(pins.get(p), memo, (n.module, inst, p)) for p in c.inputs])
+
+    def _in(self, b, memo, where=None) -> int:
+        if b is None:
+            return self.intern(("floating", where))  # never equal to anything
+        return self.const(b) if isinstance(b, int) else memo[b]
+
+
+def _registers(n: Netlist, lib: Library) -> dict[str, str]:
+    return {i: cell for i, (cell, _) in n.insts.items() if (c := lib.cells.get(cell)) is not None and c.sequential}
+
+
+def _observed(n: Netlist, lib: Library, ids: dict[Bit, int], alias: dict[str, str]) -> dict[str, int]:
+    """What must match: every primary output, and every register input pin (by register name)."""
+    out = {f"output {b[0]}" + (f"[{b[1]}]" if b[1] is not None else ""): ids[b] for b in n.outputs}
+    for inst, cell in _registers(n, lib).items():
+        if inst in alias:
+            continue
+        pins = n.insts[inst][1]
+        c = lib.cells[cell]
+        for p in c.inputs:
+            b = pins.get(p)
+            out[f"register {inst}.{p}"] = (ids[b] if isinstance(b, tuple) else -1 - (b or 0)) if b is not None else -999
+    return out
+
+
+@dataclass
+class Match:
+    diff: list[str]  # observed points that differ; empty: proven
+    alias: dict[str, str]  # a cloned register in the gate -> the register it duplicates
+    gold_ids: dict[Bit, int]
+    gate_ids: dict[Bit, int]
+
+    @property
+    def shared(self) -> set[int]:
+        """Nodes both netlists compute: proven equal, so SAT may treat them as free inputs."""
+        return set(self.gold_ids.values()) & set(self.gate_ids.values())
+
+
+def structural(gold: Netlist, gate: Netlist, lib: Library) -> Match:
+    """Match the gate against the gold structurally (see _Hasher)."""
+    h = _Hasher(lib)
+    g_ids, _ = h.ids_of(gold, {})
+    regs_gold = _registers(gold, lib)
+    alias: dict[str, str] = {}
+    for _ in range(3):  # registers only the gate has may be clones of one it shares with gold
+        t_ids, _ = h.ids_of(gate, alias)
+        new = {}
+        shared = {r: c for r, c in _registers(gate, lib).items() if r in regs_gold}
+        sig = {}
+        for r, cell in shared.items():
+            pins = gate.insts[r][1]
+            sig.setdefault((cell, tuple(t_ids.get(pins.get(p)) if isinstance(pins.get(p), tuple) else pins.get(p)
+                                         for p in lib.cells[cell].inputs)), r)
+        for r, cell in _registers(gate, lib).items():
+            if r in regs_gold or r in alias:
+                continue
+            pins = gate.insts[r][1]
+            key = (cell, tuple(t_ids.get(pins.get(p)) if isinstance(pins.get(p), tuple) else pins.get(p)
+                               for p in lib.cells[cell].inputs))
+            if key in sig:
+                new[r] = sig[key]
+        if not new:
+            break
+        alias.update(new)
+    t_ids, _ = h.ids_of(gate, alias)
+    a, b = _observed(gold, lib, g_ids, {}), _observed(gate, lib, t_ids, alias)
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return Match(diff, alias, g_ids, t_ids)
+
+
+# --- SAT on the cones that differ ----------------------------------------------------------------------
+
+def _cone_module(n: Netlist, lib: Library, module: str, wanted: list[str], alias: dict[str, str],
+                 ports: dict[str, str], cuts: dict[Bit, str]) -> str:
+    """A module holding only the logic behind `wanted` observed points, cut at inputs, registers
+    (their outputs become module inputs named after the register and pin) and at `cuts`."""
+    driver: dict[Bit, tuple[str, str]] = {}
+    for inst, (cell, pins) in n.insts.items():
+        c = lib.cells.get(cell)
+        for pin, b in pins.items():
+            if c and pin in c.outputs and isinstance(b, tuple):
+                driver[b] = (inst, pin)
+    assigned = {lhs: rhs for lhs, rhs in n.assigns}
+    inputs = set(n.inputs)
+    wires: dict[Bit, str] = {}
+    body: list[str] = []
+    used_ports: set[str] = set()
+    seen_inst: set[str] = set()
+
+    def wire(b: Bit | int | None) -> str:
+        if b is None:
+            return "1'bx"
+        if isinstance(b, int):
+            return f"1'b{b}"
+        if b in cuts:
+            return cuts[b]
+        if b in wires:
+            return wires[b]
+        w = f"w{len(wires)}"
+        wires[b] = w
+        todo.append(b)
+        return w
+
+    todo: list[Bit] = []
+    outs: list[tuple[str, str]] = []
+    for key in wanted:
+        if key.startswith("output "):
+            b = next(x for x in n.outputs if f"output {x[0]}" + (f"[{x[1]}]" if x[1] is not None else "") == key)
+        else:
+            inst, pin = key[len("register "):].rsplit(".", 1)
+            b = n.insts[inst][1].get(pin) if inst in n.insts else None
+        outs.append((ports[key], wire(b) if b is not None else "1'bx"))
+    while todo:
+        b = todo.pop()
+        w = wires[b]
+        if b in assigned:
+            body.append(f"  assign {w} = {wire(assigned[b])};")
+        elif b in inputs:
+            p = ports[f"in {b[0]}" + (f"[{b[1]}]" if b[1] is not None else "")]
+            used_ports.add(p)
+            body.append(f"  assign {w} = {p};")
+        elif b not in driver:
+            body.append(f"  assign {w} = 1'bx;")
+        else:
+            inst, pin = driver[b]
+            cell, pins = n.insts[inst]
+            c = lib.cells.get(cell)
+            if c is not None and c.sequential:
+                p = ports[f"reg {alias.get(inst, inst)}.{pin}"]
+                used_ports.add(p)
+                body.append(f"  assign {w} = {p};")
+            elif inst not in seen_inst:
+                seen_inst.add(inst)
+                conns = [f".{q}({wire(qb)})" for q, qb in sorted(pins.items())]
+                body.append(f"  {cell} c{len(seen_inst)} ({', '.join(conns)});")
+    decl = [f"  input {p};" for p in sorted(set(ports.values())) if p.startswith("i")]
+    decl += [f"  output {p};" for p, _ in outs]
+    decl += [f"  wire {w};" for w in wires.values()]
+    body += [f"  assign {p} = {w};" for p, w in outs]
+    port_list = sorted({p for p in ports.values() if p.startswith("i")}) + [p for p, _ in outs]
+    return f"module {module} ({', '.join(port_list)});\n" + "\n".join(decl + body) + "\nendmodule\n"
+
+
+def sat_cones(gold: Netlist, gate: Netlist, lib_paths: list[Path], lib: Library, match: Match, workdir: Path,
+              timeout_s: float = 60.0) -> tuple[bool, str, str]:
+    """Prove the mismatched observed points equal with a Yosys SAT miter over their cones, cut
+    at every node both netlists share (proven equal structurally): SAT sees only what changed.
+    A counterexample there may be spurious (cut values that cannot occur together), so it is
+    checked again on the whole cones before it is reported.  Returns (proven, detail, cex)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports: dict[str, str] = {}
+    for b in sorted(set(gold.inputs) | set(gate.inputs), key=str):
+        ports[f"in {b[0]}" + (f"[{b[1]}]" if b[1] is not None else "")] = f"i{len(ports)}"
+    for n in (gold, gate):
+        for r, cell in sorted(_registers(n, lib).items()):
+            for p in lib.cells[cell].outputs:
+                ports.setdefault(f"reg {match.alias.get(r, r) if n is gate else r}.{p}", f"i{len(ports)}")
+    shared = match.shared
+    cut_ports = {i: f"i{len(ports) + k}" for k, i in enumerate(sorted(shared))}
+    for i, p in cut_ports.items():
+        ports[f"node {i}"] = p
+    for k, key in enumerate(match.diff):
+        ports[key] = f"o{k}"
+    names = {v: k for k, v in ports.items()}
+    for cut in (True, False):
+        gcuts = {b: cut_ports[i] for b, i in match.gold_ids.items() if i in shared} if cut else {}
+        tcuts = {b: cut_ports[i] for b, i in match.gate_ids.items() if i in shared} if cut else {}
+        (workdir / "gold.v").write_text(_cone_module(gold, lib, "gold", match.diff, {}, ports, gcuts))
+        (workdir / "gate.v").write_text(_cone_module(gate, lib, "gate", match.diff, match.alias, ports, tcuts))
+        ok, log = _miter(lib_paths, workdir, timeout_s if cut else timeout_s / 2)
+        if ok:
+            return True, f"SAT proved {len(match.diff)} output(s) over their changed cones", ""
+        rows = [ln for ln in log.splitlines() if re.match(r"\s+\\(in|gold|gate)_", ln)]
+        cex = "\n".join(_rename(ln, names) for ln in rows)
+        if not cut and "model found: FAIL" in log:
+            return False, "SAT found a counterexample", cex
+        if "model found: FAIL" not in log:
+            return False, "not proven: the SAT run did not finish", cex
+    return False, "not proven: a counterexample over the changed cones, not confirmed on the whole cones", cex
+
+
+def _miter(lib_paths: list[Path], workdir: Path, timeout_s: float) -> tuple[bool, str]:
+    from engine.tools.quote import yosys_word
+    from engine.tools.yosys import run_yosys
+
+    libs = " ".join(yosys_word(_rel(p, workdir)) for p in lib_paths)
+    script = (f"read_liberty -ignore_miss_func {libs}\nread_verilog gold.v gate.v\nflatten\n"
+              "miter -equiv -flatten -make_outputs -ignore_gold_x gold gate miter\nhierarchy -top miter\n"
+              "sat -verify -prove trigger 0 -show-inputs -show-outputs miter\n")
+    try:
+        run_yosys(script, workdir, "miter", timeout_s)
+        return True, ""
+    except Exception as e:  # noqa: BLE001 - a failed proof or a Yosys failure: either way not proven
+        log = workdir / "miter.log"
+        return False, log.read_text(errors="replace") if log.exists() else str(e)
+
+
+def _rel(p: Path, base: Path) -> str:
+    import os
+
+    return os.path.relpath(p, base)
+
+
+def _rename(line: str, names: dict[str, str]) -> str:
+    def sub(m: re.Match) -> str:
+        kind, port = m.group(1), m.group(2)
+        return f"{kind}:{names.get(port, port)}"
+    return re.sub(r"\\(in|gold|gate)_([io]\d+)", sub, line)
+
+
+def prove(parent: Path, child: Path, lib_paths: list[Path], lib: Library, workdir: Path) -> Outcome:
+    """Is `child` equivalent to `parent`?  Structural matching, then SAT on what differs."""
+    t0 = time.perf_counter()
+    try:
+        gold, gate = parse_netlist(parent.read_text()), parse_netlist(child.read_text())
+        match = structural(gold, gate, lib)
+    except (NetlistError, KeyError, ValueError) as e:
+        return Outcome(False, "none", time.perf_counter() - t0, f"cannot compare the netlists: {e}")
+    if not match.diff:
+        extra = f"; {len(match.alias)} cloned register(s) matched" if match.alias else ""
+        return Outcome(True, "structural", time.perf_counter() - t0, f"structurally equal{extra}")
+    ok, detail, cex = sat_cones(gold, gate, lib_paths, lib, match, workdir)
+    if cex:
+        (workdir / "counterexample.txt").write_text(
+            f"# inputs that make {child.name} differ from {parent.name}\n# mismatched: "
+            f"{', '.join(match.diff[:20])}\n{cex}\n")
+    return Outcome(ok, "sat", time.perf_counter() - t0, detail, match.diff, cex)
