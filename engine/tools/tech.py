@@ -31,10 +31,14 @@ def resolve_tech(name: str | None, liberty: list[Path] | None) -> Tech:
     if not name:
         raise N2Error.one("N2-E301", "no technology: set design.tech or design.liberty", "design.tech")
     d = Path(os.environ.get("NOODLE2_TECH_ROOT", "/usr/share/qflow/tech")) / name
-    lib = d / f"{name}_stdcells.lib"
-    if not lib.is_file():
+    lib = _one(d, "lib")  # qflow names them osu018_stdcells.lib, but osu05_stdcells.lib for osu050
+    if lib is None:
         how = INSTALL.get(name, f"install the qflow tech package that provides {d}")
-        raise N2Error.one("N2-E301", f"technology {name!r} not found (looked for {lib})", "design.tech",
+        raise N2Error.one("N2-E301", f"technology {name!r} not found (looked for {d}/*_stdcells.lib)", "design.tech",
                           hint=f"install it: {how}")
-    lef, cells = d / f"{name}_stdcells.lef", d / f"{name}_stdcells.v"
-    return Tech(name, [lib], lef if lef.is_file() else None, cells if cells.is_file() else None)
+    return Tech(name, [lib], _one(d, "lef"), _one(d, "v"))
+
+
+def _one(d: Path, ext: str) -> Path | None:
+    found = sorted(d.glob(f"*_stdcells.{ext}")) if d.is_dir() else []
+    return found[0] if found else None
