@@ -189,10 +189,11 @@ exit
         usage = cell_usage(text)
         (t / "cells.json").write_bytes(orjson.dumps(usage))
         before = _usage(ctx.parent_dir, self.top)
-        for key, prefix in INTEGRITY.items():
-            if n2m.get(key, 0) > 0:
-                names = next((ln for s in logs for ln in s.lines[prefix]), "")
-                raise TrialFailure("eco_integrity", f"{int(n2m[key])} {key.replace('_', ' ')}", names)
+        broken = [(key, prefix) for key, prefix in INTEGRITY.items() if n2m.get(key, 0) > 0]
+        if broken:
+            names = "\n".join(next((ln for s in logs for ln in s.lines[p]), "") for _, p in broken)
+            raise TrialFailure("eco_integrity", ", ".join(f"{int(n2m[k])} {k.replace('_', ' ')}" for k, _ in broken),
+                               names)
         if n2m.get("unconstrained_endpoints", 0) > n2m.get("unconstrained_before", 0):
             raise TrialFailure("eco_integrity", "ECO raised unconstrained endpoints "
                                f"{int(n2m['unconstrained_before'])} -> {int(n2m['unconstrained_endpoints'])}")

@@ -1,0 +1,68 @@
+"""Every ECO, on the design whose netlist holds escaped names, in all three OSU processes: no
+OpenSTA warning, integrity held, timing never worse than the parent (each ECO keeps a change only
+if it helps), and the result proven equivalent to its parent.  Plus the integrity gate itself."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from engine.ecos import CATALOG
+from engine.tools.liberty import load
+
+pytestmark = pytest.mark.skipif(shutil.which("sta") is None or shutil.which("yosys") is None,
+                                reason="needs OpenSTA and Yosys (bash .ci/setup installs them)")
+
+PARAMS = {"resize_critical": {"paths": 10, "max_cells": 20}, "buffer_fanout": {"paths": 10, "min_fanout": 3, "max_nets": 4},
+          "clone_driver": {"paths": 10, "min_fanout": 3, "max_clones": 3}, "pin_swap": {"paths": 10, "max_swaps": 10},
+          "downsize_noncritical": {"margin_ps": 200, "max_cells": 100}, "upsize_all": {"margin_ps": 0}, "noop": {}}
+KEEPS_IF_BETTER = {"resize_critical", "buffer_fanout", "clone_driver", "pin_swap"}
+
+
+def test_every_catalog_eco_is_covered():
+    assert set(PARAMS) >= set(CATALOG) - {"resynth_cone"}
+
+
+@pytest.mark.parametrize("tech", ["osu018", "osu035", "osu050"])
+def test_every_eco_on_escaped_names_in_every_tech(bench, tech):
+    b = bench("sort8", tech)
+    base, base_dir = b.base()
+    assert "failure" not in base, base
+    assert base["sta_warnings"] == 0 and base["wns_ps"] < 0
+    lib = load(b.tool.libs[0])
+    for eco, params in PARAMS.items():
+        if eco not in CATALOG:
+            continue
+        m, tdir = b.trial(f"m_{eco}", eco, params, parent=base_dir)
+        assert "failure" not in m, (tech, eco, m)
+        assert m["sta_warnings"] == 0, (tech, eco, m.get("warnings"))
+        if eco in KEEPS_IF_BETTER:
+            assert m["wns_ps"] >= base["wns_ps"] and m["tns_ps"] >= base["tns_ps"] - 0.5, (tech, eco)
+        from engine.tools.equiv import prove
+        proof = prove(base_dir / "sort8.v", tdir / "sort8.v", b.tool.libs, lib, tdir / "equiv")
+        assert proof.proven, (tech, eco, proof)
+
+
+BAD_ECOS = """
+proc n2_test_float {} {
+  foreach inst [get_cells *] {
+    foreach p [n2_inputs $inst] { sta::disconnect_pin_cmd $p; return 1 }
+  }
+}
+proc n2_test_two_drivers {} {
+  set a [lindex [n2_path_drivers 1] 0]
+  set b [lindex [n2_path_drivers 1] 1]
+  sta::disconnect_pin_cmd $b
+  sta::connect_pin_cmd [$b instance] [$b port] [$a net]
+  return 1
+}
+"""
+
+
+@pytest.mark.parametrize("call, reason", [("n2_test_float", "1 floating inputs"),
+                                          ("n2_test_two_drivers", "1 multi driven nets")])
+def test_integrity_fails_floating_inputs_and_two_drivers(bench, call, reason):
+    b = bench("sort8")
+    base_dir = b.base()[1]
+    m, _ = b.trial(f"ig_{call}", "noop", parent=base_dir, eco_call=call, extra_tcl=BAD_ECOS)
+    assert m["failure"]["type"] == "eco_integrity" and reason in m["failure"]["reason"], m
