@@ -276,7 +276,8 @@ class Engine:
                 self.emit(ev.StageFinished(stage=st.index, status="skipped", reason=why))
             elif st.status == "running":
                 self.emit(ev.StageFinished(stage=st.index, status="aborted", reason=f"cut off: {why}"))
-        effects = priors.effectiveness(self.state, self.state.trials.values(), self.spec.priors, self.imported_priors)
+        effects = priors.effectiveness(self.state, self.state.trials.values(), self.spec.priors, self.imported_priors,
+                                       self.spec.ranking)
         self.emit(ev.EcoStats(stage=None, rows=priors.leaderboard(effects)))
         status, reason = self._end or ("complete", self._summary())
         self.emit(ev.StudyFinished(status=status, reason=reason))
@@ -391,8 +392,11 @@ class Engine:
             self._stop_study("failed", f"stage {st.name} aborted: {actions['abort_stage']}", stages)
             return
         base = self.state.base()
-        cands = [Candidate(t.case_id, t.metrics or {}, self.state.trials[t.parent].metrics if t.parent else None)
-                 for t in ok]
+        cands = [Candidate(t.case_id, t.metrics or {}, self.state.trials[t.parent].metrics if t.parent else None,
+                           _key(t)) for t in ok]
+        if self.spec.stages[i].keep_parents:  # the parents compete too: a stage never loses ground
+            cands += [Candidate(p, self.state.trials[p].metrics or {}, None, _key(self.state.trials[p]))
+                      for p in st.parents if self.state.trials[p].status == "done"]
         select = partial(select_survivors, r=self.spec.ranking, count=st.survivor_count,
                          base=base.metrics if base else None,
                          max_wns_regression_ps=self.spec.rails.max_wns_regression_vs_parent_ps, stage=i)
@@ -411,7 +415,8 @@ class Engine:
         """No survivor is promoted unproven: prove each against its parent (in parallel); one
         that is not equivalent fails as not_equivalent and the stage ranks again without it."""
         while True:
-            todo = [c for c in sel.survivors if self.state.trials[c].proof is None]
+            mine = set(self.state.stages[stage].cases)  # a kept parent was proven in its own stage
+            todo = [c for c in sel.survivors if c in mine and self.state.trials[c].proof is None]
             if not todo:
                 return sel
             proofs: dict[str, dict | None] = {}
@@ -622,6 +627,11 @@ def _read_requests(cdir: Path, stuck: set[str]) -> list[tuple[str, ControlReques
             req, why = None, f"cannot be removed ({e.strerror}); ignored from now on"
         out.append((name, req, sent, why))
     return out
+
+
+def _key(t: TrialState) -> str:
+    """What a trial produced, for telling equal designs apart: the hash of its outputs."""
+    return ",".join(f"{k}={v}" for k, v in sorted(t.outputs.items()))
 
 
 def _cex(trial_dir: Path) -> str:

@@ -20,6 +20,7 @@ from engine.ecos import CATALOG
 from engine.errors import N2Error, Problem
 
 NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+MAX_STAGES = 1000  # after `repeat` is expanded
 MAXIMISE = {"wns_ps": True, "tns_ps": True, "failing_endpoints": False, "power_total_w": False,
             "power_leakage_w": False, "area_um2": False, "instances": False}
 
@@ -117,6 +118,8 @@ class Stage(_Strict):
     max_wns_regression_ps: Annotated[float, Field(ge=0)] | None = None
     eco_classes: list[Literal["topology_neutral", "placement_local", "routing_affecting",
                               "global_disruptive"]] | None = None
+    repeat: Annotated[int, Field(ge=1, le=MAX_STAGES)] = 1  # N copies named name.1 ... name.N, in a chain
+    keep_parents: bool = False  # the stage's parents compete with its trials for survival
 
     @field_validator("ecos")
     @classmethod
@@ -136,7 +139,7 @@ class StudySpec(_Strict):
     verify: Verify = Verify()
     abort: Abort = Abort()
     priors: Priors = Priors()
-    stages: Annotated[list[Stage], Field(min_length=1, max_length=64)]
+    stages: Annotated[list[Stage], Field(min_length=1, max_length=MAX_STAGES)]
 
     def stage_deps(self) -> list[list[int]]:
         """Indices each stage waits for: `after` if given, otherwise the previous stage."""
@@ -231,7 +234,26 @@ def parse_study(source: str, path: Path, *, stored: bool = False) -> Study:
     problems = check_semantics(study)
     if problems:
         raise N2Error([_with_line(p, lines) for p in problems])
-    return study
+    return Study(expand_repeats(spec), path.resolve(), source, stored)
+
+
+def expand_repeats(spec: StudySpec) -> StudySpec:
+    """`repeat = N` becomes N stages name.1 ... name.N, each after the one before; stages that
+    named the repeated stage in `after` wait for its last copy."""
+    if all(st.repeat == 1 for st in spec.stages):
+        return spec
+    last = {st.name: f"{st.name}.{st.repeat}" if st.repeat > 1 else st.name for st in spec.stages}
+    out = []
+    for st in spec.stages:
+        after = [last[a] for a in st.after] if st.after is not None else None
+        if st.repeat == 1:
+            out.append(st.model_copy(update={"after": after}))
+            continue
+        for k in range(1, st.repeat + 1):
+            prev = None if k == 1 else [f"{st.name}.{k - 1}"]
+            out.append(st.model_copy(update={"name": f"{st.name}.{k}", "repeat": 1,
+                                             "after": after if k == 1 else prev}))
+    return spec.model_copy(update={"stages": out})
 
 
 def check_semantics(study: Study) -> list[Problem]:
@@ -239,8 +261,14 @@ def check_semantics(study: Study) -> list[Problem]:
     spec = study.spec
     out: list[Problem] = []
     names = [s.name for s in spec.stages]
+    if (total := sum(s.repeat for s in spec.stages)) > MAX_STAGES:
+        out.append(Problem("N2-E103", f"the stages expand to {total} (repeat included); the limit is {MAX_STAGES}",
+                           "stages"))
     for i, s in enumerate(spec.stages):
         at = f"stages[{i}]"
+        if s.repeat > 1 and len(s.name) > 64 - 1 - len(str(s.repeat)):
+            out.append(Problem("N2-E103", f"name {s.name!r} is too long to repeat as {s.name}.{s.repeat}",
+                               f"{at}.name"))
         if s.survivors > s.trials:
             out.append(Problem("N2-E104", f"survivors ({s.survivors}) must be ≤ trials ({s.trials})", f"{at}.survivors"))
         if names.index(s.name) != i:

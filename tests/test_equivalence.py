@@ -35,7 +35,7 @@ def test_catches_a_non_commutative_swap_with_a_counterexample(mac16, tmp_path):
     m = re.search(r"OAI21X1 (\S+) \(\s*\.A\(([^)]*)\),\s*\.B\(([^)]*)\),\s*\.C\(([^)]*)\)", text)
     swapped = f"OAI21X1 {m.group(1)} (.A({m.group(4)}), .B({m.group(3)}), .C({m.group(2)})"
     out = _check(b, parent, text[:m.start()] + swapped + text[m.end():], tmp_path, "bad")
-    assert not out.proven and out.method == "sat" and out.detail == "SAT found a counterexample"
+    assert not out.proven and out.method == "sat" and "counterexample" in out.detail
     cex = (tmp_path / "bad" / "counterexample.txt").read_text()
     assert "gold:register" in cex and "gate:register" in cex and "in:in " in cex
     # A and B of an OAI21 do commute: that swap is proven without SAT
@@ -55,7 +55,11 @@ def test_catches_a_changed_function_and_a_floating_pin(mac16, tmp_path, damage):
         m = re.search(r"(NAND2X1 \S+ \(\s*)\.A\([^)]*\),", text)
         text = text[:m.start()] + m.group(1) + text[m.end():]
     out = _check(b, parent, text, tmp_path, damage)
-    assert not out.proven and "counterexample" in out.detail
+    assert not out.proven
+    if damage == "floating_input":  # refused before any solver: tied to 0 it might look equal
+        assert out.method == "structural" and "is not connected" in out.detail
+    else:
+        assert "counterexample" in out.detail and (tmp_path / damage / "counterexample.txt").exists()
 
 
 def test_proves_an_equal_rewrite_that_is_not_structurally_equal(mac16, tmp_path):

@@ -59,7 +59,7 @@ def plan_ecos(spec: StudySpec, state: StudyState, stage: int, implemented: set[s
     on the way, and the effectiveness the priors were judged on (imports included)."""
     trials = scope(spec, state, stage, include_self=False)
     off_ecos, off_classes = disabled(spec, trials)
-    effects = priors.effectiveness(state, trials, spec.priors, imported)
+    effects = priors.effectiveness(state, trials, spec.priors, imported, spec.ranking)
     fails = defaultdict(int)
     for t in trials:
         fails[t.eco] += t.status == "failed" and t.stage >= 0

@@ -26,8 +26,11 @@ def plan_stage(spec: StudySpec, stage: int, parents: list[str], ecos: list[str])
     grids = {e: _grid(CATALOG[e].params, st.params.get(e, {})) for e in ecos} if st.sweep == "grid" else {}
     plan: list[dict[str, Any]] = []
     seen: set[tuple] = set()
+    # Each stage starts one further along the ECO list: in a chain of small stages every ECO
+    # gets its turn, not only the first few.
+    offset = stage * st.trials
     for i in range(st.trials):
-        eco = ecos[i % len(ecos)]
+        eco = ecos[(i + offset) % len(ecos)]
         k = i // len(ecos)
         if st.sweep == "grid":
             grid = grids[eco]

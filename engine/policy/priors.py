@@ -4,16 +4,19 @@ The `noop` control is never rated and never skipped: it measures the parent, not
 
 Prior labels (thresholds in [priors] of the study file):
   unknown     fewer than `min_trials` trials
-  suspicious  failure rate ≥ `suspicious_failure_rate`, or no trial ever improved WNS/TNS
-  trusted     share of improving trials ≥ `trusted_success_rate`
+  suspicious  failure rate ≥ `suspicious_failure_rate`, or no trial ever gained
+  trusted     share of gaining trials ≥ `trusted_success_rate`
   mixed       anything else
+
+A trial gains when it improves the study's ranking objective over its parent (see
+ranking.improves): with objective = wns_ps, a TNS-only gain is not a success.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
-from engine.spec import Priors
+from engine.spec import Priors, Ranking
 from engine.state import StudyState, TrialState
 
 RANK = {"trusted": 0, "mixed": 1, "unknown": 2, "suspicious": 3}
@@ -24,7 +27,7 @@ CONTROL = "noop"
 class Effect:
     eco: str
     trials: int = 0
-    successes: int = 0  # finished and improved WNS or TNS over the parent
+    successes: int = 0  # finished and gained on the ranking objective over the parent
     failures: int = 0
     sum_dwns: float = 0.0
     sum_dtns: float = 0.0
@@ -48,7 +51,10 @@ class Effect:
 
 
 def effectiveness(state: StudyState, trials: Iterable[TrialState], cfg: Priors,
-                  imported: dict[str, dict[str, Any]] | None = None) -> dict[str, Effect]:
+                  imported: dict[str, dict[str, Any]] | None = None, ranking: Ranking | None = None) -> dict[str, Effect]:
+    from engine.policy.ranking import improves
+
+    ranking = ranking or Ranking()
     out: dict[str, Effect] = {}
     for eco, row in (imported or {}).items():
         if eco == CONTROL:
@@ -73,7 +79,7 @@ def effectiveness(state: StudyState, trials: Iterable[TrialState], cfg: Priors,
             e.sum_dtns += dt
             e.best_dwns = dw if e.best_dwns is None else max(e.best_dwns, dw)
             e.best_dtns = dt if e.best_dtns is None else max(e.best_dtns, dt)
-            e.successes += dw > 0 or dt > 0
+            e.successes += improves(m, pm, ranking)
     for e in out.values():
         e.prior = label(e, cfg)
     return out

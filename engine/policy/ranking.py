@@ -16,6 +16,7 @@ class Candidate:
     case_id: str
     metrics: Metrics
     parent_metrics: Metrics | None = None
+    key: str = ""  # what the case produced (its netlist hash): two equal keys are one design
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,28 @@ class Selection:
     excluded: dict[str, str]
     front: list[str]
     gates: list[dict[str, Any]]
+
+
+def improves(child: Metrics, parent: Metrics, r: Ranking) -> bool:
+    """Did the child gain on the study's ranking objective over its parent?  single: the
+    objective; weighted: the weighted sum; lexicographic: the objectives in order (with their
+    tolerances); pareto: the child dominates the parent."""
+    ms = metrics_of(r)
+    a = [_value(Candidate("c", child), m, r) for m in ms]
+    b = [_value(Candidate("p", parent), m, r) for m in ms]
+    if r.kind == "single":
+        return a[0] > b[0]
+    if r.kind == "weighted":
+        return sum(w * x for w, x in zip(r.weights.values(), a)) > sum(w * x for w, x in zip(r.weights.values(), b))
+    if r.kind == "lexicographic":
+        for m, x, y in zip(ms, a, b):
+            tol = r.tolerance.get(m, 0.0)
+            if x > y + tol:
+                return True
+            if x < y - tol:
+                return False
+        return False
+    return _dominates(tuple(a), tuple(b))
 
 
 def maximise(metric: str, r: Ranking) -> bool:
@@ -179,4 +202,17 @@ def select_survivors(cands: list[Candidate], r: Ranking, count: int, base: Metri
                 continue
         ok.append(c)
     ranking, front = rank(ok, r, base, need=count)
-    return Selection(ranking[:count], ranking, excluded, front, gates)
+    keys = {c.case_id: c.key for c in ok}
+    survivors: list[str] = []
+    taken: dict[str, str] = {}
+    for c in ranking:  # never two survivors with the same netlist
+        if len(survivors) == count:
+            break
+        k = keys[c]
+        if k and k in taken:
+            excluded[c] = f"same result as {taken[k]}"
+            continue
+        if k:
+            taken[k] = c
+        survivors.append(c)
+    return Selection(survivors, ranking, excluded, front, gates)

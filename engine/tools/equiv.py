@@ -4,10 +4,11 @@ Structural matching first: both netlists become DAGs of Liberty functions betwee
 (primary inputs and registers, registers matched by name), with buffers and inverter pairs
 collapsed, resized cells merged (same truth table), commutative inputs sorted, duplicated gates
 and cloned registers merged.  Resizing, buffering, cloning and pin swaps prove equal this way in
-milliseconds.  Only the outputs that still differ go to a SAT miter in Yosys, built from their
-cones alone (cells from the Liberty's functions); a failed proof leaves a counterexample.
+milliseconds.  Only the outputs that still differ go to a miter over their cones alone (cells
+from the Liberty's functions), proven by ABC's &cec; a failed proof leaves a counterexample.
 
 A survivor is proven against its parent, which was proven against its own, back to the base.
+Floating and undriven pins are refused before any solver runs.
 """
 from __future__ import annotations
 
@@ -465,12 +466,33 @@ def _cone_module(n: Netlist, lib: Library, module: str, wanted: list[str], alias
     return f"module {module} ({', '.join(port_list)});\n" + "\n".join(decl + body) + "\nendmodule\n"
 
 
+def defects(n: Netlist, lib: Library) -> list[str]:
+    """Pins that make a netlist meaningless whatever it is compared with: instance inputs with no
+    net, and nets read but driven by nothing."""
+    driven = set(n.inputs) | {lhs for lhs, _ in n.assigns}
+    for cell, pins in n.insts.values():
+        c = lib.cells.get(cell)
+        driven |= {b for p, b in pins.items() if c and p in c.outputs and isinstance(b, tuple)}
+    out = []
+    for inst, (cell, pins) in n.insts.items():
+        c = lib.cells.get(cell)
+        for p in (c.inputs if c else ()):
+            b = pins.get(p)
+            if b is None:
+                out.append(f"{inst}.{p} is not connected")
+            elif isinstance(b, tuple) and b not in driven:
+                out.append(f"{inst}.{p} reads {b[0]}{'' if b[1] is None else f'[{b[1]}]'}, which nothing drives")
+    return out
+
+
 def sat_cones(gold: Netlist, gate: Netlist, lib_paths: list[Path], lib: Library, match: Match, workdir: Path,
-              timeout_s: float = 60.0) -> tuple[bool, str, str]:
-    """Prove the mismatched observed points equal with a Yosys SAT miter over their cones, cut
-    at every node both netlists share (proven equal structurally): SAT sees only what changed.
-    A counterexample there may be spurious (cut values that cannot occur together), so it is
-    checked again on the whole cones before it is reported.  Returns (proven, detail, cex)."""
+              timeout_s: float = 120.0) -> tuple[bool, str, str]:
+    """Prove the mismatched observed points equal over their cones, cut at every node both
+    netlists share (proven equal structurally), so the solver sees only what changed.  Yosys
+    builds the miter; ABC's &cec (SAT sweeping guided by simulation) proves it, where one SAT
+    call over a multiplier cone would not finish.  A difference found with the cuts may be
+    spurious (cut values that cannot occur together), so it is checked again on whole cones;
+    Yosys's sat then names the inputs.  Returns (proven, detail, counterexample)."""
     workdir.mkdir(parents=True, exist_ok=True)
     ports: dict[str, str] = {}
     for b in sorted(set(gold.inputs) | set(gate.inputs), key=str):
@@ -485,38 +507,72 @@ def sat_cones(gold: Netlist, gate: Netlist, lib_paths: list[Path], lib: Library,
         ports[f"node {i}"] = p
     for k, key in enumerate(match.diff):
         ports[key] = f"o{k}"
-    names = {v: k for k, v in ports.items()}
     for cut in (True, False):
         gcuts = {b: cut_ports[i] for b, i in match.gold_ids.items() if i in shared} if cut else {}
         tcuts = {b: cut_ports[i] for b, i in match.gate_ids.items() if i in shared} if cut else {}
         (workdir / "gold.v").write_text(_cone_module(gold, lib, "gold", match.diff, {}, ports, gcuts))
         (workdir / "gate.v").write_text(_cone_module(gate, lib, "gate", match.diff, match.alias, ports, tcuts))
-        ok, log = _miter(lib_paths, workdir, timeout_s if cut else timeout_s / 2)
-        if ok:
-            return True, f"SAT proved {len(match.diff)} output(s) over their changed cones", ""
-        rows = [ln for ln in log.splitlines() if re.match(r"\s+\\(in|gold|gate)_", ln)]
-        cex = "\n".join(_rename(ln, names) for ln in rows)
-        if not cut and "model found: FAIL" in log:
-            return False, "SAT found a counterexample", cex
-        if "model found: FAIL" not in log:
-            return False, "not proven: the SAT run did not finish", cex
-    return False, "not proven: a counterexample over the changed cones, not confirmed on the whole cones", cex
+        verdict = _cec(lib_paths, workdir, timeout_s)
+        if verdict is True:
+            how = "over the changed cones" if cut else "over whole cones"
+            return True, f"ABC &cec proved {len(match.diff)} output(s) {how}", ""
+        if verdict is None:
+            return False, "not proven: the equivalence check did not finish", ""
+    cex = _counterexample(lib_paths, workdir, ports, timeout_s / 4)
+    return False, "a counterexample: the outputs differ" if cex else "not equivalent (ABC &cec)", cex
 
 
-def _miter(lib_paths: list[Path], workdir: Path, timeout_s: float) -> tuple[bool, str]:
+def _cec(lib_paths: list[Path], workdir: Path, timeout_s: float) -> bool | None:
+    """True: equivalent; False: not; None: the tools failed or ran out of time."""
+    import shutil
+    import subprocess
+
+    from engine.tools.base import TrialFailure
     from engine.tools.quote import yosys_word
     from engine.tools.yosys import run_yosys
 
     libs = " ".join(yosys_word(_rel(p, workdir)) for p in lib_paths)
-    script = (f"read_liberty -ignore_miss_func {libs}\nread_verilog gold.v gate.v\nflatten\n"
-              "miter -equiv -flatten -make_outputs -ignore_gold_x gold gate miter\nhierarchy -top miter\n"
-              "sat -verify -prove trigger 0 -show-inputs -show-outputs miter\n")
     try:
-        run_yosys(script, workdir, "miter", timeout_s)
-        return True, ""
-    except Exception as e:  # noqa: BLE001 - a failed proof or a Yosys failure: either way not proven
-        log = workdir / "miter.log"
-        return False, log.read_text(errors="replace") if log.exists() else str(e)
+        run_yosys(f"read_liberty -ignore_miss_func {libs}\nread_verilog gold.v gate.v\nflatten\n"
+                  "miter -equiv -flatten gold gate miter\nhierarchy -top miter\ntechmap\nopt_clean\naigmap\n"
+                  "setundef -zero\nwrite_aiger -zinit miter.aig\n", workdir, "miter", timeout_s)
+    except TrialFailure:
+        return None
+    abc = shutil.which("yosys-abc")
+    if abc is None:
+        return None
+    try:
+        r = subprocess.run([abc, "-c", "&r miter.aig; &cec -m"], cwd=workdir, capture_output=True, text=True,
+                           timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return None
+    (workdir / "cec.log").write_text(r.stdout + r.stderr)
+    if "Networks are equivalent" in r.stdout:
+        return True
+    if "NOT EQUIVALENT" in r.stdout:
+        return False
+    return None
+
+
+def _counterexample(lib_paths: list[Path], workdir: Path, ports: dict[str, str], timeout_s: float) -> str:
+    """Input values that make the whole cones differ, named as in the netlists (Yosys sat)."""
+    from engine.tools.base import TrialFailure
+    from engine.tools.quote import yosys_word
+    from engine.tools.yosys import run_yosys
+
+    libs = " ".join(yosys_word(_rel(p, workdir)) for p in lib_paths)
+    try:
+        run_yosys(f"read_liberty -ignore_miss_func {libs}\nread_verilog gold.v gate.v\nflatten\n"
+                  "miter -equiv -flatten -make_outputs -ignore_gold_x gold gate miter\nhierarchy -top miter\n"
+                  "sat -verify -prove trigger 0 -show-inputs -show-outputs miter\n", workdir, "sat", timeout_s)
+        return ""
+    except TrialFailure:
+        pass
+    log = (workdir / "sat.log").read_text(errors="replace") if (workdir / "sat.log").exists() else ""
+    if "model found: FAIL" not in log:
+        return ""
+    names = {v: k for k, v in ports.items()}
+    return "\n".join(_rename(ln, names) for ln in log.splitlines() if re.match(r"\s+\\(in|gold|gate)_", ln))
 
 
 def _rel(p: Path, base: Path) -> str:
@@ -537,6 +593,10 @@ def prove(parent: Path, child: Path, lib_paths: list[Path], lib: Library, workdi
     t0 = time.perf_counter()
     try:
         gold, gate = parse_netlist(parent.read_text()), parse_netlist(child.read_text())
+        broken = defects(gate, lib)
+        if broken:
+            return Outcome(False, "structural", time.perf_counter() - t0,
+                           f"{len(broken)} broken pin(s): {'; '.join(broken[:3])}", broken[:20])
         match = structural(gold, gate, lib)
     except (NetlistError, KeyError, ValueError) as e:
         return Outcome(False, "none", time.perf_counter() - t0, f"cannot compare the netlists: {e}")
