@@ -11,7 +11,6 @@ whether noodle2's winner is proven equivalent to the base netlist.
 from __future__ import annotations
 
 import random
-import re
 import sys
 import tempfile
 import time

@@ -107,6 +107,17 @@ CATALOG: dict[str, EcoDef] = {
             (_P("margin_ps", float, -5000, 5000, 0, "upsize cells with slack below this"),),
         ),
         EcoDef(
+            "resynth_cone",
+            EcoClass.GLOBAL_DISRUPTIVE,
+            "Re-synthesise the fan-in cone of the worst endpoints with Yosys/ABC for delay and splice it "
+            "back; kept only if it is proven equivalent and WNS/TNS improve.",
+            (
+                _P("paths", int, 1, 500, 30, "worst endpoints whose fan-in cone is rebuilt"),
+                _P("depth", int, 2, 500, 60, "levels of cells before the endpoints"),
+                _P("delay_target_ps", float, 50, 50000, 1000, "ABC's delay target for mapping and sizing"),
+            ),
+        ),
+        EcoDef(
             "pin_swap",
             EcoClass.ROUTING_AFFECTING,
             "Move the late-arriving signal to another pin of its commutative group (from the "

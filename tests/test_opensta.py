@@ -189,7 +189,8 @@ def _crc64_with_sdc(tmp_path, sdc: str, domain: str = "guarded"):
     shutil.copy(ROOT / "sample_studies/designs/crc64/crc64.v", d / "designs")
     (d / "designs/crc64.sdc").write_text(sdc)
     text = (ROOT / "sample_studies/crc64.toml").read_text().replace("designs/crc64/", "designs/")
-    (d / "study.toml").write_text(text.replace("seed = 3", f'seed = 3\nsafety_domain = "{domain}"'))
+    text = text[:text.index("[[stages]]")] + '[[stages]]\nname = "s"\ntrials = 2\nsurvivors = 1\necos = ["pin_swap"]\n'
+    (d / "study.toml").write_text(text.replace('safety_domain = "sandbox"', f'safety_domain = "{domain}"'))
     return d / "study.toml"
 
 

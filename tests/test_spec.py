@@ -149,3 +149,12 @@ def test_fake_study_helper_is_valid(tmp_path):
 def test_ray_executor_is_refused_not_pretended(tmp_path):
     [p] = problems(GOOD.replace('[[stages]]', '[execution]\nexecutor = "ray"\n\n[[stages]]', 1), tmp_path)
     assert p.code == "N2-E114" and p.path == "execution.executor"
+
+
+def test_the_generic_template_is_one_text_in_every_design_study():
+    blocks = {d: (ROOT / "sample_studies" / f"{d}.toml").read_text().split("# The generic template", 1)[1]
+              for d in ("mac16", "alu32", "crc64", "sort8")}
+    assert len(set(blocks.values())) == 1
+    study = load_study(ROOT / "sample_studies" / "mac16.toml")
+    assert sum(st.trials for st in study.spec.stages) == 100
+    assert [st.name for st in study.spec.stages][:3] == ["restructure", "climb.1", "climb.2"]

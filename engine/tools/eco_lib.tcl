@@ -383,6 +383,47 @@ proc n2_eco_pin_swap {paths max_swaps} {
   return $n
 }
 
+# --- re-synthesis: the cone the driver (engine/tools/resynth.py) rebuilds ---------------------------
+
+# Combinational cells within `depth` levels of fan-in before the worst `paths` endpoints.
+proc n2_fanin_cone {paths depth} {
+  global n2_sequential
+  set cone [dict create]
+  set frontier {}
+  foreach pe [n2_worst_ends $paths] { lappend frontier [[$pe path] pin] }
+  for {set level 0} {$level < $depth && [llength $frontier]} {incr level} {
+    set next {}
+    foreach pin $frontier {
+      set net [$pin net]
+      if {$net eq "NULL"} { continue }
+      foreach d [n2_net_pins $net] {
+        if {![$d is_driver] || [$d is_top_level_port]} { continue }
+        set inst [$d instance]
+        if {[info exists n2_sequential([n2_cell $inst])] || [dict exists $cone $inst]} { continue }
+        dict set cone $inst 1
+        set next [concat $next [n2_inputs $inst]]
+      }
+    }
+    set frontier $next
+  }
+  return [dict keys $cone]
+}
+
+# For the driver only, which matches the names against the netlist it parsed.
+proc n2_write_cone {paths depth file} {
+  set f [open $file w]
+  foreach inst [n2_fanin_cone $paths $depth] { puts $f [get_full_name $inst] }
+  close $f
+}
+
+# How many cells the driver's new cone holds (0: the parent went on unchanged).
+proc n2_eco_resynth_cone {args} {
+  set f [open resynth.count r]
+  set n [string trim [read $f]]
+  close $f
+  return $n
+}
+
 # --- integrity and measurement -------------------------------------------------------------------
 
 # Structural faults an ECO must not leave: nets with loads but no driver (loads moved there become

@@ -19,139 +19,7 @@ from pathlib import Path
 
 from engine.tools.liberty import Library
 
-Bit = tuple[str, int | None]  # (name, bit index or None for a scalar)
-_TOK = re.compile(r"\s+|//[^\n]*|/\*.*?\*/|\(\*.*?\*\)|(\\\S+)|([A-Za-z_][A-Za-z0-9_$]*)"
-                  r"|(\d*'[sS]?[bBhHdDoO][0-9a-fA-FxXzZ_]+|\d+)|([()\[\]{}.,;:=])", re.S)
-
-
-class NetlistError(ValueError):
-    pass
-
-
-@dataclass
-class Netlist:
-    module: str
-    inputs: list[Bit] = field(default_factory=list)
-    outputs: list[Bit] = field(default_factory=list)
-    widths: dict[str, tuple[int, int]] = field(default_factory=dict)  # bus -> (msb, lsb)
-    insts: dict[str, tuple[str, dict[str, Bit | int]]] = field(default_factory=dict)  # name -> (cell, pin -> bit|0|1)
-    assigns: list[tuple[Bit, Bit | int]] = field(default_factory=list)
-
-
-def parse_netlist(text: str) -> Netlist:
-    """The first module of a flat gate-level Verilog netlist (Yosys's or OpenSTA's output)."""
-    toks = [m.group(m.lastindex) for m in _TOK.finditer(text) if m.lastindex]
-    pos = 0
-
-    def peek(k: int = 0) -> str:
-        return toks[pos + k] if pos + k < len(toks) else ""
-
-    def take(want: str | None = None) -> str:
-        nonlocal pos
-        t = peek()
-        if want is not None and t != want:
-            raise NetlistError(f"expected {want!r}, found {t!r} near token {pos}")
-        pos += 1
-        return t
-
-    def name(t: str) -> str:
-        return t[1:] if t.startswith("\\") else t
-
-    def rng() -> tuple[int, int] | None:
-        if peek() != "[":
-            return None
-        take("[")
-        msb = int(take())
-        take(":")
-        lsb = int(take())
-        take("]")
-        return msb, lsb
-
-    def bits_of(n: str) -> list[Bit]:
-        if n in net.widths:
-            msb, lsb = net.widths[n]
-            step = -1 if msb >= lsb else 1
-            return [(n, i) for i in range(msb, lsb + step, step)]
-        return [(n, None)]
-
-    def expr() -> list[Bit | int]:
-        t = take()
-        if t == "{":
-            out: list[Bit | int] = []
-            while True:
-                out += expr()
-                if take() == "}":
-                    return out
-        if t[:1].isdigit() or t[:1] == "'":
-            return _const_bits(t)
-        n = name(t)
-        if peek() == "[":
-            take("[")
-            hi = int(take())
-            if peek() == ":":
-                take(":")
-                lo = int(take())
-                take("]")
-                step = -1 if hi >= lo else 1
-                return [(n, i) for i in range(hi, lo + step, step)]
-            take("]")
-            return [(n, hi)]
-        return list(bits_of(n))
-
-    while peek() and peek() != "module":
-        take()
-    take("module")
-    net = Netlist(name(take()))
-    while peek() != ";":  # port list: names only, declared below
-        take()
-    take(";")
-    while peek() and peek() != "endmodule":
-        t = take()
-        if t in ("input", "output", "inout", "wire", "reg"):
-            r = rng()
-            while True:
-                n = name(take())
-                if r is not None:
-                    net.widths[n] = r
-                if t in ("input", "output", "inout"):
-                    (net.inputs if t == "input" else net.outputs).extend(bits_of(n))
-                if take() == ";":
-                    break
-        elif t == "assign":
-            lhs = expr()
-            take("=")
-            rhs = expr()
-            take(";")
-            if len(lhs) != len(rhs):
-                rhs = ([0] * (len(lhs) - len(rhs)) + rhs)[-len(lhs):]
-            net.assigns += [(lb, rb) for lb, rb in zip(lhs, rhs) if isinstance(lb, tuple)]
-        else:  # an instance: CELL NAME ( .PIN(expr), ... );
-            cell, inst = t, name(take())
-            take("(")
-            pins: dict[str, Bit | int] = {}
-            while peek() != ")":
-                if take() == ".":
-                    pin = take()
-                    take("(")
-                    if peek() != ")":
-                        e = expr()
-                        if len(e) == 1:
-                            pins[pin] = e[0]
-                    take(")")
-            take(")")
-            take(";")
-            net.insts[inst] = (cell, pins)
-    return net
-
-
-def _const_bits(t: str) -> list[Bit | int]:
-    if "'" not in t:
-        return [int(b) for b in bin(int(t))[2:]]
-    width, _, rest = t.partition("'")
-    base, digits = rest.lstrip("sS")[0].lower(), rest.lstrip("sS")[1:].replace("_", "")
-    value = int(digits.replace("x", "0").replace("z", "0"), {"b": 2, "h": 16, "d": 10, "o": 8}[base])
-    w = int(width) if width else max(value.bit_length(), 1)
-    return [value >> k & 1 for k in range(w - 1, -1, -1)]
+from engine.tools.netlist import Bit, Netlist, NetlistError, parse_netlist  # noqa: F401 - re-exported
 
 
 # --- structural matching -------------------------------------------------------------------------
@@ -507,7 +375,10 @@ def sat_cones(gold: Netlist, gate: Netlist, lib_paths: list[Path], lib: Library,
         ports[f"node {i}"] = p
     for k, key in enumerate(match.diff):
         ports[key] = f"o{k}"
-    for cut in (True, False):
+    # Cuts help a local change; after a restructuring, cut values are rarely independent and a
+    # spurious difference only costs a second miter, so many differing outputs go straight to
+    # whole cones.
+    for cut in ((True, False) if len(match.diff) <= 8 else (False,)):
         gcuts = {b: cut_ports[i] for b, i in match.gold_ids.items() if i in shared} if cut else {}
         tcuts = {b: cut_ports[i] for b, i in match.gate_ids.items() if i in shared} if cut else {}
         (workdir / "gold.v").write_text(_cone_module(gold, lib, "gold", match.diff, {}, ports, gcuts))

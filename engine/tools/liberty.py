@@ -312,6 +312,9 @@ def tcl_facts(lib: Library) -> str:
         if c.key is not None:
             out.append(f"set n2_io({tcl_word(c.name)}) {{{{{' '.join(tcl_word(p) for p in c.inputs)}}} "
                        f"{tcl_word(c.outputs[0])}}}")
+    for c in sorted(lib.cells.values(), key=lambda c: c.name):
+        if c.sequential:
+            out.append(f"set n2_sequential({tcl_word(c.name)}) 1")
     out.append(f"set n2_buffers {{{' '.join(tcl_word(x) for x in lib.buffers)}}}")
     out.append(f"set n2_inverters {{{' '.join(tcl_word(x) for x in lib.inverters)}}}")
     return "\n".join(out) + "\n"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -64,3 +65,195 @@ def area_um2(usage: Counter[str], areas: dict[str, float]) -> float:
     if missing:
         raise KeyError(f"cells not in the Liberty: {', '.join(sorted(missing)[:5])}")
     return round(sum(areas[c] * n for c, n in usage.items()), 3)
+
+
+# --- a parsed netlist: bits, instances, assigns ---------------------------------------------
+
+Bit = tuple[str, int | None]  # (name, bit index or None for a scalar)
+_TOK = re.compile(r"\s+|//[^\n]*|/\*.*?\*/|\(\*.*?\*\)|(\\\S+)|([A-Za-z_][A-Za-z0-9_$]*)"
+                  r"|(\d*'[sS]?[bBhHdDoO][0-9a-fA-FxXzZ_]+|\d+)|([()\[\]{}.,;:=])", re.S)
+
+
+class NetlistError(ValueError):
+    pass
+
+
+@dataclass
+class Netlist:
+    module: str
+    inputs: list[Bit] = field(default_factory=list)
+    outputs: list[Bit] = field(default_factory=list)
+    widths: dict[str, tuple[int, int]] = field(default_factory=dict)  # bus -> (msb, lsb)
+    insts: dict[str, tuple[str, dict[str, Bit | int]]] = field(default_factory=dict)  # name -> (cell, pin -> bit|0|1)
+    assigns: list[tuple[Bit, Bit | int]] = field(default_factory=list)
+
+
+def parse_netlist(text: str) -> Netlist:
+    """The first module of a flat gate-level Verilog netlist (Yosys's or OpenSTA's output)."""
+    toks = [m.group(m.lastindex) for m in _TOK.finditer(text) if m.lastindex]
+    pos = 0
+
+    def peek(k: int = 0) -> str:
+        return toks[pos + k] if pos + k < len(toks) else ""
+
+    def take(want: str | None = None) -> str:
+        nonlocal pos
+        t = peek()
+        if want is not None and t != want:
+            raise NetlistError(f"expected {want!r}, found {t!r} near token {pos}")
+        pos += 1
+        return t
+
+    def name(t: str) -> str:
+        return t[1:] if t.startswith("\\") else t
+
+    def rng() -> tuple[int, int] | None:
+        if peek() != "[":
+            return None
+        take("[")
+        msb = int(take())
+        take(":")
+        lsb = int(take())
+        take("]")
+        return msb, lsb
+
+    def bits_of(n: str) -> list[Bit]:
+        if n in net.widths:
+            msb, lsb = net.widths[n]
+            step = -1 if msb >= lsb else 1
+            return [(n, i) for i in range(msb, lsb + step, step)]
+        return [(n, None)]
+
+    def expr() -> list[Bit | int]:
+        t = take()
+        if t == "{":
+            out: list[Bit | int] = []
+            while True:
+                out += expr()
+                if take() == "}":
+                    return out
+        if t[:1].isdigit() or t[:1] == "'":
+            return _const_bits(t)
+        n = name(t)
+        if peek() == "[":
+            take("[")
+            hi = int(take())
+            if peek() == ":":
+                take(":")
+                lo = int(take())
+                take("]")
+                step = -1 if hi >= lo else 1
+                return [(n, i) for i in range(hi, lo + step, step)]
+            take("]")
+            return [(n, hi)]
+        return list(bits_of(n))
+
+    while peek() and peek() != "module":
+        take()
+    take("module")
+    net = Netlist(name(take()))
+    while peek() != ";":  # port list: names only, declared below
+        take()
+    take(";")
+    while peek() and peek() != "endmodule":
+        t = take()
+        if t in ("input", "output", "inout", "wire", "reg"):
+            r = rng()
+            while True:
+                n = name(take())
+                if r is not None:
+                    net.widths[n] = r
+                if t in ("input", "output", "inout"):
+                    (net.inputs if t == "input" else net.outputs).extend(bits_of(n))
+                if take() == ";":
+                    break
+        elif t == "assign":
+            lhs = expr()
+            take("=")
+            rhs = expr()
+            take(";")
+            if len(lhs) != len(rhs):
+                rhs = ([0] * (len(lhs) - len(rhs)) + rhs)[-len(lhs):]
+            net.assigns += [(lb, rb) for lb, rb in zip(lhs, rhs) if isinstance(lb, tuple)]
+        else:  # an instance: CELL NAME ( .PIN(expr), ... );
+            cell, inst = t, name(take())
+            take("(")
+            pins: dict[str, Bit | int] = {}
+            while peek() != ")":
+                if take() == ".":
+                    pin = take()
+                    take("(")
+                    if peek() != ")":
+                        e = expr()
+                        if len(e) == 1:
+                            pins[pin] = e[0]
+                    take(")")
+            take(")")
+            take(";")
+            net.insts[inst] = (cell, pins)
+    return net
+
+
+def _const_bits(t: str) -> list[Bit | int]:
+    if "'" not in t:
+        return [int(b) for b in bin(int(t))[2:]]
+    width, _, rest = t.partition("'")
+    base, digits = rest.lstrip("sS")[0].lower(), rest.lstrip("sS")[1:].replace("_", "")
+    value = int(digits.replace("x", "0").replace("z", "0"), {"b": 2, "h": 16, "d": 10, "o": 8}[base])
+    w = int(width) if width else max(value.bit_length(), 1)
+    return [value >> k & 1 for k in range(w - 1, -1, -1)]
+
+
+
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+
+
+def verilog_name(name: str) -> str:
+    """An identifier as Verilog spells it: escaped (and ended by a space) unless it is plain."""
+    return name if _PLAIN.fullmatch(name) else f"\\{name} "
+
+
+def verilog_bit(b: Bit | int) -> str:
+    if isinstance(b, int):
+        return f"1'b{b}"
+    return verilog_name(b[0]) + ("" if b[1] is None else f"[{b[1]}]")
+
+
+def write_netlist(n: Netlist) -> str:
+    """A Netlist as flat Verilog that OpenSTA and Yosys both read back exactly: every net
+    declared (buses with their ranges, escaped names included)."""
+    ports: list[str] = []
+    for b in n.inputs + n.outputs:
+        if b[0] not in ports:
+            ports.append(b[0])
+    seen_bits: dict[str, set[int]] = {}
+    scalars: set[str] = set()
+    for _, pins in n.insts.values():
+        for b in pins.values():
+            if isinstance(b, tuple):
+                (seen_bits.setdefault(b[0], set()).add(b[1]) if b[1] is not None else scalars.add(b[0]))
+    for lhs, rhs in n.assigns:
+        for b in (lhs, rhs):
+            if isinstance(b, tuple):
+                (seen_bits.setdefault(b[0], set()).add(b[1]) if b[1] is not None else scalars.add(b[0]))
+
+    def rng(name: str) -> str:
+        if name in n.widths:
+            return f"[{n.widths[name][0]}:{n.widths[name][1]}] "
+        if name in seen_bits and seen_bits[name]:
+            return f"[{max(seen_bits[name])}:{min(seen_bits[name])}] "
+        return ""
+
+    out = [f"module {verilog_name(n.module)}({', '.join(verilog_name(p) for p in ports)});"]
+    inputs = {b[0] for b in n.inputs}
+    for p in ports:
+        out.append(f"  {'input' if p in inputs else 'output'} {rng(p)}{verilog_name(p)};")
+    for name in sorted((set(seen_bits) | scalars) - set(ports)):
+        out.append(f"  wire {rng(name)}{verilog_name(name)};")
+    for inst, (cell, pins) in n.insts.items():
+        conns = ", ".join(f".{p}({verilog_bit(b)})" for p, b in sorted(pins.items()))
+        out.append(f"  {cell} {verilog_name(inst)} ({conns});")
+    for lhs, rhs in n.assigns:
+        out.append(f"  assign {verilog_bit(lhs)} = {verilog_bit(rhs)};")
+    out.append("endmodule")
+    return "\n".join(out) + "\n"

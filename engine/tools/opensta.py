@@ -108,8 +108,10 @@ class OpenSTATool:
         return prov
 
     # --- one trial -----------------------------------------------------------------------
-    def script(self, ctx: TrialContext, eco_call: str | None = None, extra_tcl: str = "") -> str:
-        """The trial's Tcl.  `eco_call`/`extra_tcl` let tests run an ECO of their own."""
+    def script(self, ctx: TrialContext, eco_call: str | None = None, extra_tcl: str = "",
+               netlist: Path | None = None) -> str:
+        """The trial's Tcl.  `eco_call`/`extra_tcl` let tests run an ECO of their own; `netlist`
+        replaces the parent's (re-synthesis measures the netlist its driver wrote)."""
         eco = CATALOG[ctx.eco]
         args = " ".join(tcl_word(str(ctx.params.get(p.name, p.default))) for p in eco.params)
         call = eco_call or f"n2_eco_{eco.name} {args}".rstrip()
@@ -118,7 +120,7 @@ class OpenSTATool:
         def rel(p: Path) -> str:
             return tcl_word(os.path.relpath(p, ctx.trial_dir))
 
-        parent = ctx.parent_dir / f"{self.top}.v"
+        parent = netlist or ctx.parent_dir / f"{self.top}.v"
         libs = "\n".join(f"read_liberty {rel(p)}" for p in self.libs)
         params = " ".join(f"{k}={v}" for k, v in ctx.params.items())
         sdc = (f"read_sdc {rel(self.sdc)}" if self.raw_sdc
@@ -152,9 +154,44 @@ exit
         return "\n".join(tcl_facts(load_liberty(p)) for p in self.libs)
 
     def prepare(self, ctx: TrialContext) -> Command:
-        (ctx.trial_dir / "run.tcl").write_text(self.script(ctx))
-        return Command(["sta", "-no_init", "-no_splash", "run.tcl"], ctx.trial_dir, ctx.trial_dir / "stdout.log",
-                       ctx.trial_dir / "stderr.log", None, ctx.memory_limit_mb)
+        t = ctx.trial_dir
+        if ctx.eco == "resynth_cone":
+            return self._prepare_resynth(ctx)
+        (t / "run.tcl").write_text(self.script(ctx))
+        return Command(["sta", "-no_init", "-no_splash", "run.tcl"], t, t / "stdout.log", t / "stderr.log", None,
+                       ctx.memory_limit_mb)
+
+    def _prepare_resynth(self, ctx: TrialContext) -> Command:
+        """Re-synthesis is a driver (engine/tools/resynth.py) around two sta runs and Yosys; its
+        last step is the ordinary trial script on the netlist it chose."""
+        import json
+        import os
+        import sys
+
+        t = ctx.trial_dir
+        p = {x.name: ctx.params.get(x.name, x.default) for x in CATALOG["resynth_cone"].params}
+
+        def rel(x: Path) -> str:
+            return os.path.relpath(x, t)
+
+        head = "\n".join([f"set n2_tag {tcl_word(ctx.case_id)}", self.facts(), ECO_LIB.read_text(),
+                          *(f"read_liberty {tcl_word(rel(x))}" for x in self.libs)])
+        sdc = (f"read_sdc {tcl_word(rel(self.sdc))}" if self.raw_sdc
+               else f"n2_read_sdc_safe {tcl_word(rel(self.sdc))} {{{' '.join(sorted(SDC_COMMANDS))}}}")
+        for name, netlist, body in (
+                ("select.tcl", ctx.parent_dir / f"{self.top}.v",
+                 f"n2_write_cone {int(p['paths'])} {int(p['depth'])} cone.txt\nreport_wns\nreport_tns\n"),
+                ("time.tcl", t / "spliced.v", "report_wns\nreport_tns\n")):
+            (t / name).write_text(f"{head}\nread_verilog {tcl_word(rel(netlist))}\nlink_design {tcl_word(self.top)}\n"
+                                  f"{sdc}\n{body}exit\n")
+        (t / "run.tcl").write_text(self.script(ctx, netlist=t / "resynth.v"))
+        (t / "resynth.json").write_text(json.dumps({
+            "case_id": ctx.case_id, "parent": rel(ctx.parent_dir / f"{self.top}.v"), "libs": [rel(x) for x in self.libs],
+            "delay_target_ps": p["delay_target_ps"], "timeout_s": ctx.soft_timeout_s}))
+        here = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(x for x in (here, os.environ.get("PYTHONPATH", "")) if x)}
+        return Command([sys.executable, "-m", "engine.tools.resynth", "resynth.json"], t, t / "stdout.log",
+                       t / "stderr.log", env, ctx.memory_limit_mb)
 
     def collect(self, ctx: TrialContext, result: ExecResult) -> dict[str, Any]:
         t = ctx.trial_dir
