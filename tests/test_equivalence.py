@@ -134,3 +134,25 @@ def test_an_unproven_survivor_fails_and_the_next_proven_case_is_promoted(tmp_pat
         assert "gold:" in (d / "trials" / t.case_id / "equiv" / "counterexample.txt").read_text()
     gates = [g for g in s.gates if g["gate"] == "equivalence"]
     assert [g["result"] for g in gates] == ["fail"] * len(failed) + ["pass"]
+
+
+def test_equivalence_all_proves_every_trial_and_off_proves_none(tmp_path):
+    import anyio
+
+    from engine.runner import Engine
+    from engine.spec import parse_study
+    from engine.studydir import new_study_dir
+    from engine.tools import make_tool
+    from tests.conftest import ROOT
+
+    text = (ROOT / "sample_studies/quickstart.toml").read_text()
+    text = text[:text.index("[[stages]]")] + ('[[stages]]\nname = "only"\nmode = "sta"\ntrials = 4\nsurvivors = 1\n'
+                                              'ecos = ["buffer_fanout", "pin_swap"]\n')
+    for mode, proved in (("all", 4), ("off", 0)):
+        study = parse_study(text.replace("[ranking]", f'[verify]\nequivalence = "{mode}"\n\n[ranking]'),
+                            ROOT / "sample_studies/quickstart.toml")
+        d = new_study_dir(study, tmp_path / mode)
+        eng = Engine(d, study, make_tool(study, d))
+        assert anyio.run(eng.run) == "complete"
+        proofs = [t.proof for t in eng.state.stage_trials(0) if t.proof]
+        assert len(proofs) == proved and all(p["proven"] and p["against"] == "mac16" for p in proofs)
