@@ -230,3 +230,29 @@ async def test_stale_control_requests_expire_instead_of_stopping_a_resume(tmp_pa
     assert await eng.run() == "complete"
     [ack] = eng.state.controls
     assert (ack["request"], ack["accepted"]) == ("stop", False) and ack["detail"].startswith("expired")
+
+
+async def test_keep_parents_never_loses_ground(tmp_path):
+    """Every trial of stage two makes things worse; with keep_parents its survivor is the parent."""
+    body = (f'if [ "$N2_CASE_ID" = "fake_1_0" ] || [ "$N2_CASE_ID" = "fake_1_1" ]; then '
+            f'echo \'{{"wns_ps": -99999, "tns_ps": -99999}}\' > metrics.json; echo x > design.json; exit 0; fi\n'
+            f'exec {sys.executable} {FAKE / "eco_model.py"}')
+    stages = """
+[[stages]]
+name = "one"
+trials = 3
+survivors = 1
+ecos = ["pin_swap"]
+
+[[stages]]
+name = "two"
+trials = 2
+survivors = 1
+keep_parents = true
+ecos = ["pin_swap"]
+"""
+    path = fake_study(tmp_path, command=_wrapper(tmp_path, body), stages=stages)
+    status, eng = await run(path, tmp_path / "s")
+    assert status == "complete"
+    s = eng.state
+    assert s.stages[1].survivors == s.stages[0].survivors  # the parent survived its own children

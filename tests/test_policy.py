@@ -242,3 +242,39 @@ def test_priors_labels_and_budget_order():
     assert priors.order(["clone_driver", "buffer_fanout"], eff, "sandbox") == (["clone_driver", "buffer_fanout"], {})
     board = priors.leaderboard(eff)
     assert [r["eco"] for r in board] == ["pin_swap", "clone_driver", "buffer_fanout"]
+
+
+# --- search options (#9) -----------------------------------------------------------------------------
+
+def test_repeat_expands_into_a_chain_and_after_follows_the_last_copy(tmp_path):
+    from engine.errors import N2Error
+    from engine.spec import parse_study
+
+    text = """[study]\nname = "r"\n[design]\ntop = "t"\n[tool]\nkind = "command"\ncommand = ["true"]
+[[stages]]\nname = "a"\ntrials = 2\nsurvivors = 1\necos = ["pin_swap"]\nrepeat = 3
+[[stages]]\nname = "b"\ntrials = 2\nsurvivors = 1\necos = ["pin_swap"]
+[[stages]]\nname = "c"\nafter = ["a"]\ntrials = 2\nsurvivors = 1\necos = ["pin_swap"]\n"""
+    spec = parse_study(text, tmp_path / "s.toml").spec
+    assert [(s.name, s.after) for s in spec.stages] == [("a.1", None), ("a.2", ["a.1"]), ("a.3", ["a.2"]),
+                                                         ("b", None), ("c", ["a.3"])]
+    assert spec.stage_deps() == [[], [0], [1], [2], [2]]
+    with pytest.raises(N2Error) as ei:
+        parse_study(text.replace("repeat = 3", "repeat = 1000"), tmp_path / "s.toml")
+    assert ei.value.codes == ["N2-E103"] and "expand to 1002" in str(ei.value)
+
+
+def test_survivors_never_share_a_netlist():
+    cands = [Candidate("x_0_0", {"wns_ps": -10.0}, None, "net=A"), Candidate("x_0_1", {"wns_ps": -10.0}, None, "net=A"),
+             Candidate("x_0_2", {"wns_ps": -20.0}, None, "net=B")]
+    sel = select_survivors(cands, Ranking(), 2, None, None)
+    assert sel.survivors == ["x_0_0", "x_0_2"] and sel.excluded == {"x_0_1": "same result as x_0_0"}
+
+
+def test_a_success_is_a_gain_on_the_ranking_objective():
+    from engine.policy.ranking import improves
+
+    parent, tns_only = {"wns_ps": -100.0, "tns_ps": -500.0}, {"wns_ps": -100.0, "tns_ps": -495.0}
+    assert not improves(tns_only, parent, Ranking())  # objective wns_ps: a TNS gain is not a success
+    assert improves(tns_only, parent, Ranking(kind="lexicographic", objectives=["wns_ps", "tns_ps"]))
+    assert not improves({"wns_ps": -90.0, "tns_ps": -600.0}, parent,
+                        Ranking(kind="pareto", objectives=["wns_ps", "tns_ps"]))  # not dominating
