@@ -156,3 +156,35 @@ def test_equivalence_all_proves_every_trial_and_off_proves_none(tmp_path):
         assert anyio.run(eng.run) == "complete"
         proofs = [t.proof for t in eng.state.stage_trials(0) if t.proof]
         assert len(proofs) == proved and all(p["proven"] and p["against"] == "mac16" for p in proofs)
+
+
+def test_a_clone_of_a_cloned_flop_is_the_same_state_element(mac16, tmp_path):
+    """A flop cloned in one stage and its clone cloned again in the next: all three registers
+    share D and CLK, so they are one state element (this once produced a false counterexample)."""
+    from engine.tools.netlist import write_netlist
+
+    b, base = mac16
+    lib = load(b.tool.libs[0])
+    n = parse_netlist(base.read_text())
+    flop = next(i for i, (cell, pins) in sorted(n.insts.items()) if cell == "DFFPOSX1"
+                and sum(q == pins["Q"] for _, ps in n.insts.values() for q in ps.values()) >= 3)
+    q = n.insts[flop][1]["Q"]
+    loads = sorted((i, p) for i, (cell, pins) in n.insts.items() for p, b2 in pins.items()
+                   if b2 == q and p != "Q")
+
+    def clone(net, src, name, load):
+        cell, pins = net.insts[src]
+        net.insts[name] = (cell, {**pins, "Q": (f"{name}_q", None)})
+        i, p = load
+        net.insts[i][1][p] = (f"{name}_q", None)
+
+    parent = parse_netlist(base.read_text())
+    clone(parent, flop, "x1", loads[0])
+    clone(parent, flop, "x2", loads[1])
+    child = parse_netlist(write_netlist(parent))
+    clone(child, "x1", "x3", loads[0])  # a clone of the clone, taking its load
+    for gold, gate, name in ((n, parent, "parent"), (parent, child, "child"), (n, child, "direct")):
+        (tmp_path / f"{name}_g.v").write_text(write_netlist(gold))
+        (tmp_path / f"{name}_t.v").write_text(write_netlist(gate))
+        out = prove(tmp_path / f"{name}_g.v", tmp_path / f"{name}_t.v", b.tool.libs, lib, tmp_path / name)
+        assert out.proven and out.method == "structural", (name, out)

@@ -230,33 +230,30 @@ class Match:
 
 
 def structural(gold: Netlist, gate: Netlist, lib: Library) -> Match:
-    """Match the gate against the gold structurally (see _Hasher)."""
+    """Match the gate against the gold structurally (see _Hasher).
+
+    Registers with the same cell and the same input functions (next state, clock, reset) are one
+    state element, in either netlist: a cloned flop, or a clone of a clone, is named after the
+    smallest name of its class in both.  Classes are refined until they no longer change, since
+    a register's inputs depend on the registers before it."""
     h = _Hasher(lib)
-    g_ids, _ = h.ids_of(gold, {})
-    regs_gold = _registers(gold, lib)
     alias: dict[str, str] = {}
-    for _ in range(3):  # registers only the gate has may be clones of one it shares with gold
+    for _ in range(20):
+        g_ids, _ = h.ids_of(gold, alias)
         t_ids, _ = h.ids_of(gate, alias)
-        new = {}
-        shared = {r: c for r, c in _registers(gate, lib).items() if r in regs_gold}
-        sig = {}
-        for r, cell in shared.items():
-            pins = gate.insts[r][1]
-            sig.setdefault((cell, tuple(t_ids.get(pins.get(p)) if isinstance(pins.get(p), tuple) else pins.get(p)
-                                         for p in lib.cells[cell].inputs)), r)
-        for r, cell in _registers(gate, lib).items():
-            if r in regs_gold or r in alias:
-                continue
-            pins = gate.insts[r][1]
-            key = (cell, tuple(t_ids.get(pins.get(p)) if isinstance(pins.get(p), tuple) else pins.get(p)
-                               for p in lib.cells[cell].inputs))
-            if key in sig:
-                new[r] = sig[key]
-        if not new:
+        classes: dict[tuple, set[str]] = {}
+        for n, ids in ((gold, g_ids), (gate, t_ids)):
+            for r, cell in _registers(n, lib).items():
+                pins = n.insts[r][1]
+                sig = (cell, tuple(ids.get(pins.get(p)) if isinstance(pins.get(p), tuple) else pins.get(p)
+                                   for p in lib.cells[cell].inputs))
+                classes.setdefault(sig, set()).add(r)
+        new = {r: min(members) for members in classes.values() if len(members) > 1 for r in members
+               if r != min(members)}
+        if new == alias:
             break
-        alias.update(new)
-    t_ids, _ = h.ids_of(gate, alias)
-    a, b = _observed(gold, lib, g_ids, {}), _observed(gate, lib, t_ids, alias)
+        alias = new
+    a, b = _observed(gold, lib, g_ids, alias), _observed(gate, lib, t_ids, alias)
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return Match(diff, alias, g_ids, t_ids)
 
@@ -334,6 +331,163 @@ def _cone_module(n: Netlist, lib: Library, module: str, wanted: list[str], alias
     return f"module {module} ({', '.join(port_list)});\n" + "\n".join(decl + body) + "\nendmodule\n"
 
 
+class _Aig:
+    """An and-inverter graph with structural hashing, written as binary AIGER for ABC.
+    A literal is 2*node (+1 when inverted); node 0 is the constant false."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[str, int] = {}  # name -> node
+        self.ands: dict[int, tuple[int, int]] = {}  # node -> (lit, lit)
+        self.table: dict[tuple[int, int], int] = {}
+        self.next = 1
+        self._tt: dict[tuple, int] = {}
+
+    def input(self, name: str) -> int:
+        if name not in self.inputs:
+            self.inputs[name] = self.next
+            self.next += 1
+        return 2 * self.inputs[name]
+
+    def AND(self, a: int, b: int) -> int:
+        if a == 0 or b == 0 or a == b ^ 1:
+            return 0
+        if a == 1:
+            return b
+        if b == 1 or a == b:
+            return a
+        key = (min(a, b), max(a, b))
+        if key not in self.table:
+            self.table[key] = self.next
+            self.ands[self.next] = key
+            self.next += 1
+        return 2 * self.table[key]
+
+    def OR(self, a: int, b: int) -> int:
+        return self.AND(a ^ 1, b ^ 1) ^ 1
+
+    def XOR(self, a: int, b: int) -> int:
+        return self.OR(self.AND(a, b ^ 1), self.AND(a ^ 1, b))
+
+    def function(self, tt: int, ins: list[int]) -> int:
+        """A truth table over `ins` (input k = bit k of the row) by Shannon expansion."""
+        n = len(ins)
+        mask = (1 << (1 << n)) - 1
+        tt &= mask
+        if tt == 0:
+            return 0
+        if tt == mask:
+            return 1
+        key = (tt, n, tuple(ins))
+        if key not in self._tt:
+            hi, lo = _cofactor(tt, n, n - 1, 1), _cofactor(tt, n, n - 1, 0)
+            f1, f0 = self.function(hi, ins[:-1]), self.function(lo, ins[:-1])
+            x = ins[-1]
+            self._tt[key] = self.OR(self.AND(x, f1), self.AND(x ^ 1, f0))
+        return self._tt[key]
+
+    def binary(self, outputs: list[int]) -> bytes:
+        """Binary AIGER: inputs are nodes 1..I, AND nodes follow in creation (topological) order."""
+        order = sorted(self.inputs.values()) + sorted(self.ands)
+        num = {node: k + 1 for k, node in enumerate(order)}
+
+        def lit(x: int) -> int:
+            return 0 if x < 2 else 2 * num[x >> 1] + (x & 1)
+        out = bytearray(f"aig {len(order)} {len(self.inputs)} 0 {len(outputs)} {len(self.ands)}\n".encode())
+        out += "".join(f"{lit(o)}\n" for o in outputs).encode()
+        for node in sorted(self.ands):
+            a, b = sorted((lit(x) for x in self.ands[node]), reverse=True)
+            for delta in (2 * num[node] - a, a - b):
+                while delta >= 0x80:
+                    out.append(delta & 0x7F | 0x80)
+                    delta >>= 7
+                out.append(delta)
+        return bytes(out)
+
+
+def _aig_cone(aig: _Aig, n: Netlist, lib: Library, start: Bit | int | None, alias: dict[str, str],
+              cuts: dict[Bit, str], memo: dict) -> int | None:
+    """The literal of a bit as a function of inputs, registers and cut points; None when a cell
+    has no function the Liberty states (a tri-state buffer, a black box)."""
+    if start is None:
+        return None
+    if isinstance(start, int):
+        return start
+    driver, assigned, inputs = memo.setdefault("_ctx", _context(n, lib))
+    stack = [start]
+    while stack:
+        b = stack[-1]
+        if b in memo:
+            stack.pop()
+            continue
+        if b in cuts:
+            memo[b] = aig.input(cuts[b])
+        elif b in assigned:
+            r = assigned[b]
+            if isinstance(r, tuple) and r not in memo:
+                stack.append(r)
+                continue
+            memo[b] = r if isinstance(r, int) else memo[r]
+        elif b in inputs:
+            memo[b] = aig.input("in " + b[0] + (f"[{b[1]}]" if b[1] is not None else ""))
+        elif b not in driver:
+            return None
+        else:
+            inst, pin = driver[b]
+            cell, pins = n.insts[inst]
+            c = lib.cells.get(cell)
+            if c is not None and c.sequential:
+                memo[b] = aig.input(f"reg {alias.get(inst, inst)}.{pin}")
+            elif c is None or pin not in c.truths:
+                return None
+            else:
+                todo = [pins.get(p) for p in c.inputs if isinstance(pins.get(p), tuple) and pins.get(p) not in memo]
+                if todo:
+                    stack += todo
+                    continue
+                ins = [pins.get(p) for p in c.inputs]
+                if any(x is None for x in ins) or any(isinstance(x, tuple) and memo.get(x) is None for x in ins):
+                    return None
+                memo[b] = aig.function(c.truths[pin], [x if isinstance(x, int) else memo[x] for x in ins])
+        stack.pop()
+    return memo[start]
+
+
+def _context(n: Netlist, lib: Library):
+    driver: dict[Bit, tuple[str, str]] = {}
+    for inst, (cell, pins) in n.insts.items():
+        c = lib.cells.get(cell)
+        for pin, b in pins.items():
+            if c and pin in c.outputs and isinstance(b, tuple):
+                driver[b] = (inst, pin)
+    return driver, {lhs: rhs for lhs, rhs in n.assigns}, set(n.inputs)
+
+
+def _observed_bit(n: Netlist, key: str) -> Bit | int | None:
+    if key.startswith("output "):
+        return next((x for x in n.outputs if f"output {x[0]}" + (f"[{x[1]}]" if x[1] is not None else "") == key), None)
+    inst, pin = key[len("register "):].rsplit(".", 1)
+    return n.insts[inst][1].get(pin) if inst in n.insts else None
+
+
+def miter_aig(gold: Netlist, gate: Netlist, lib: Library, match: Match, cut: bool) -> bytes | None:
+    """One output: the OR over the differing observed points of gold XOR gate, built straight
+    from the Liberty's truth tables (no Yosys).  None when a cone holds a cell with no function."""
+    aig = _Aig()
+    shared = match.shared if cut else set()
+    gcuts = {b: f"node {i}" for b, i in match.gold_ids.items() if i in shared}
+    tcuts = {b: f"node {i}" for b, i in match.gate_ids.items() if i in shared}
+    gmemo: dict = {}
+    tmemo: dict = {}
+    diff = 0
+    for key in match.diff:
+        g = _aig_cone(aig, gold, lib, _observed_bit(gold, key), match.alias, gcuts, gmemo)
+        t = _aig_cone(aig, gate, lib, _observed_bit(gate, key), match.alias, tcuts, tmemo)
+        if g is None or t is None:
+            return None
+        diff = aig.OR(diff, aig.XOR(g, t))
+    return aig.binary([diff])
+
+
 def defects(n: Netlist, lib: Library) -> list[str]:
     """Pins that make a netlist meaningless whatever it is compared with: instance inputs with no
     net, and nets read but driven by nothing."""
@@ -368,7 +522,7 @@ def sat_cones(gold: Netlist, gate: Netlist, lib_paths: list[Path], lib: Library,
     for n in (gold, gate):
         for r, cell in sorted(_registers(n, lib).items()):
             for p in lib.cells[cell].outputs:
-                ports.setdefault(f"reg {match.alias.get(r, r) if n is gate else r}.{p}", f"i{len(ports)}")
+                ports.setdefault(f"reg {match.alias.get(r, r)}.{p}", f"i{len(ports)}")
     shared = match.shared
     cut_ports = {i: f"i{len(ports) + k}" for k, i in enumerate(sorted(shared))}
     for i, p in cut_ports.items():
@@ -381,9 +535,10 @@ def sat_cones(gold: Netlist, gate: Netlist, lib_paths: list[Path], lib: Library,
     for cut in ((True, False) if len(match.diff) <= 8 else (False,)):
         gcuts = {b: cut_ports[i] for b, i in match.gold_ids.items() if i in shared} if cut else {}
         tcuts = {b: cut_ports[i] for b, i in match.gate_ids.items() if i in shared} if cut else {}
-        (workdir / "gold.v").write_text(_cone_module(gold, lib, "gold", match.diff, {}, ports, gcuts))
+        (workdir / "gold.v").write_text(_cone_module(gold, lib, "gold", match.diff, match.alias, ports, gcuts))
         (workdir / "gate.v").write_text(_cone_module(gate, lib, "gate", match.diff, match.alias, ports, tcuts))
-        verdict = _cec(lib_paths, workdir, timeout_s)
+        aig = miter_aig(gold, gate, lib, match, cut)
+        verdict = _abc_cec(aig, workdir, timeout_s) if aig is not None else _cec(lib_paths, workdir, timeout_s)
         if verdict is True:
             how = "over the changed cones" if cut else "over whole cones"
             return True, f"ABC &cec proved {len(match.diff)} output(s) {how}", ""
@@ -393,8 +548,31 @@ def sat_cones(gold: Netlist, gate: Netlist, lib_paths: list[Path], lib: Library,
     return False, "a counterexample: the outputs differ" if cex else "not equivalent (ABC &cec)", cex
 
 
+def _abc_cec(aig: bytes, workdir: Path, timeout_s: float) -> bool | None:
+    """ABC &cec on a miter AIG: True equivalent, False not, None when ABC is missing or stuck."""
+    import shutil
+    import subprocess
+
+    abc = shutil.which("yosys-abc")
+    if abc is None:
+        return None
+    (workdir / "miter.aig").write_bytes(aig)
+    try:
+        r = subprocess.run([abc, "-c", "&r miter.aig; &cec -m"], cwd=workdir, capture_output=True, text=True,
+                           timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return None
+    (workdir / "cec.log").write_text(r.stdout + r.stderr)
+    if "Networks are equivalent" in r.stdout:
+        return True
+    if "NOT EQUIVALENT" in r.stdout:
+        return False
+    return None
+
+
 def _cec(lib_paths: list[Path], workdir: Path, timeout_s: float) -> bool | None:
-    """True: equivalent; False: not; None: the tools failed or ran out of time."""
+    """The same through Yosys (a cone with a cell whose function only Yosys's Liberty reader
+    models): True equivalent, False not, None when the tools failed or ran out of time."""
     import shutil
     import subprocess
 
