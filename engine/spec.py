@@ -26,100 +26,182 @@ MAXIMISE = {"wns_ps": True, "tns_ps": True, "failing_endpoints": False, "power_t
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+    # Every key is documented by the string under it: docs/study-file.md and `noodle2 schema`
+    # are generated from these models.
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True, use_attribute_docstrings=True)
 
 
 class StudyMeta(_Strict):
+    """[study]: what the study is and what it may do."""
+
     name: Annotated[str, Field(pattern=NAME)]
+    """Study name: a letter, then letters, digits, `_`, `.` or `-` (at most 64).  Study
+    directories are named `<name>-<time>`."""
     description: str = ""
+    """One line for people: shown in the picker and the reports."""
     author: str = ""
+    """Who wrote the study."""
     tags: list[str] = []
+    """Free labels, shown in the picker and the reports."""
     safety_domain: Literal["sandbox", "guarded", "locked"] = "guarded"
+    """Which ECO classes may run: sandbox all four, guarded all but global_disruptive, locked
+    topology_neutral only.  guarded and locked read the SDC through an SDC-only reader."""
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
+    """Seed of the random parameter sweeps: the same file and seed give the same plan."""
     eco_allowlist: list[str] | None = None
+    """If set, only these ECOs may run anywhere in the study."""
     eco_blocklist: list[str] = []
+    """ECOs that may not run anywhere in the study."""
 
 
 class Design(_Strict):
+    """[design]: the base design snapshot every trial starts from."""
+
     top: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    """The top module."""
     tech: str | None = "osu018"
-    liberty: list[str] | None = None  # explicit Liberty files override the tech's
+    """Technology: osu018, osu035 or osu050 (Debian's qflow-tech-* packages)."""
+    liberty: list[str] | None = None
+    """Liberty files of your own; they replace the technology's."""
     rtl: list[str] = []
+    """Verilog sources, synthesised by Yosys onto the technology (cached by content)."""
     sdc: str | None = None
-    netlist: str | None = None  # optional prepared gate-level netlist
+    """Timing constraints (the clock).  Paths are relative to the study file, or absolute;
+    every input is copied into the study directory with its hash."""
+    netlist: str | None = None
+    """A gate-level netlist on the technology's cells, instead of rtl."""
     base_case: Annotated[str, Field(pattern=NAME)] | None = None
+    """Name of the base case and prefix of every case id (default: top)."""
 
 
 class Tool(_Strict):
+    """[tool]: what runs a trial."""
+
     kind: Literal["opensta", "command"] = "opensta"
-    command: list[str] | None = None  # kind=command: argv; {trial_dir} etc. are substituted
-    # kind=command: a file name in the trial directory; "" means the tool reports no metrics
+    """opensta: OpenSTA applies each ECO in Tcl.  command: your own program runs each trial."""
+    command: list[str] | None = None
+    """kind = "command": the argv, run in the trial directory; {trial_dir}, {parent_dir},
+    {case_id} and {eco} are substituted."""
     metrics_file: Annotated[str, Field(pattern=r"^(|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")] | None = "metrics.json"
+    """kind = "command": the JSON file of metrics the program writes in its trial directory
+    (a plain file name); "" when it reports none."""
 
 
 class Execution(_Strict):
+    """[execution]: how trials run."""
+
     executor: Literal["local", "ray"] = "local"
+    """Where trials run: this machine (local) or a Ray cluster."""
     max_parallel: Annotated[int, Field(ge=1, le=1024)] | None = None
+    """Tools running at once (default: the CPUs this process may use)."""
     soft_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 600.0
+    """After this many seconds a trial's process group gets SIGTERM (a timeout failure)."""
     hard_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] | None = None
+    """After this, SIGKILL (default: 1.25 × soft + 5 s)."""
     retries: Annotated[int, Field(ge=0, le=5)] = 0
+    """Re-runs of a trial that crashed, timed out or ran out of memory."""
     memory_limit_mb: Annotated[int, Field(ge=16, le=1 << 22)] | None = None
-    max_log_mb: Annotated[int, Field(ge=1, le=1 << 16)] = 64  # per trial log; beyond it: output_flood
+    """Address-space limit of each tool; beyond it the trial fails as oom."""
+    max_log_mb: Annotated[int, Field(ge=1, le=1 << 16)] = 64
+    """A trial whose stdout or stderr grows past this is killed (output_flood)."""
     synth_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 1800.0
+    """Time limit of the snapshot's synthesis."""
 
 
 class Ranking(_Strict):
+    """[ranking]: how a stage's trials are ordered to choose its survivors."""
+
     kind: Literal["single", "weighted", "lexicographic", "pareto"] = "single"
+    """single: one metric; weighted: a weighted sum; lexicographic: metrics in order, with
+    tolerances; pareto: non-dominated fronts, then crowding distance."""
     objective: str = "wns_ps"
+    """kind = "single": the metric (wns_ps, tns_ps, power_total_w, area_um2, ...)."""
     objectives: list[str] = []
+    """kind = "lexicographic" or "pareto": the metrics, most important first."""
     weights: dict[str, float] = {}
+    """kind = "weighted": metric -> weight."""
     tolerance: dict[str, Annotated[float, Field(ge=0)]] = {}
+    """kind = "lexicographic": metric -> how far below the best still counts as a tie."""
     normalise: Literal["none", "base"] = "base"
+    """kind = "weighted": divide each metric by the base case's value first."""
     directions: dict[str, Literal["max", "min"]] = {}
+    """Whether larger or smaller is better, for metrics noodle2 does not know."""
 
 
 class Rails(_Strict):
+    """[rails]: what keeps a trial out of the survivors whatever its rank."""
+
     max_wns_regression_vs_parent_ps: Annotated[float, Field(ge=0)] | None = None
+    """A trial more than this many ps worse in WNS than its parent cannot survive."""
 
 
 class Verify(_Strict):
-    # prove netlists equivalent to their parent (and so to the base): every survivor before it is
-    # promoted, every trial, or none
+    """[verify]: what is proven before a result counts."""
+
     equivalence: Literal["survivors", "all", "off"] = "survivors"
+    """Prove netlists equivalent to their parent (so to the base): every survivor before it is
+    promoted, every trial, or none.  An unproven one fails as not_equivalent."""
 
 
 class Abort(_Strict):
+    """[abort]: containment, at the smallest scope that fits."""
+
     eco_failure_limit: Annotated[int, Field(ge=1, le=1000)] = 3
+    """An ECO that fails this many times is disabled for the rest of the study."""
     class_disable_after: Annotated[int, Field(ge=1, le=100)] = 2
+    """An ECO class is disabled once this many of its ECOs are."""
     catastrophic_crash_cases: Annotated[int, Field(ge=2, le=1000)] = 3
+    """The study is blocked when one ECO crashes the tool on this many different parents."""
     plateau_stages: Annotated[int, Field(ge=1, le=100)] | None = None
+    """Stop early after this many stages in a row without a real WNS gain."""
     plateau_min_gain_ps: Annotated[float, Field(ge=0)] = 1.0
+    """What counts as a real WNS gain for the plateau rule, in ps."""
 
 
 class Priors(_Strict):
+    """[priors]: what ECOs earned in this and other studies, and how it orders the budget."""
+
     import_from: list[str] = []
+    """Leaderboards of other studies (a study directory or its eco_leaderboard.json)."""
     min_trials: Annotated[int, Field(ge=1)] = 3
+    """Trials an ECO needs before it earns a prior other than unknown."""
     trusted_success_rate: Annotated[float, Field(ge=0, le=1)] = 0.7
+    """Share of trials that gain on the ranking objective to be trusted."""
     suspicious_failure_rate: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """Share of failed trials that makes an ECO suspicious (skipped in guarded and locked)."""
 
 
 ParamSetting = float | list[float] | dict[str, float]
 
 
 class Stage(_Strict):
+    """[[stages]]: one round of trials; its survivors are the next round's parents."""
+
     name: Annotated[str, Field(pattern=NAME)]
+    """Stage name, unique in the study."""
     mode: Literal["sta", "sta_power"] = "sta_power"
+    """What a trial measures: timing, or timing and power."""
     trials: Annotated[int, Field(ge=1, le=100_000)]
+    """Trials the stage runs."""
     survivors: Annotated[int, Field(ge=1, le=100_000)]
+    """Trials kept as parents of the next stage (at most trials)."""
     ecos: Annotated[list[str], Field(min_length=1)]
+    """ECOs the trials use, in turn (`noodle2 ecos` lists them)."""
     params: dict[str, dict[str, ParamSetting]] = {}
+    """ECO -> parameter -> a value, a list of choices, or {min = a, max = b}."""
     sweep: Literal["random", "grid"] = "random"
+    """How parameters are drawn: seeded random, or every combination in turn."""
     after: list[str] | None = None
+    """Stages this one waits for and takes its parents from (default: the one before)."""
     max_wns_regression_ps: Annotated[float, Field(ge=0)] | None = None
+    """Abort the study if this stage's best WNS is worse than its parents' best by more."""
     eco_classes: list[Literal["topology_neutral", "placement_local", "routing_affecting",
                               "global_disruptive"]] | None = None
-    repeat: Annotated[int, Field(ge=1, le=MAX_STAGES)] = 1  # N copies named name.1 ... name.N, in a chain
-    keep_parents: bool = False  # the stage's parents compete with its trials for survival
+    """Narrow the domain's ECO classes for this stage."""
+    repeat: Annotated[int, Field(ge=1, le=MAX_STAGES)] = 1
+    """Run N copies of the stage in a chain, named name.1 ... name.N."""
+    keep_parents: bool = False
+    """The stage's parents compete with its trials for survival, so it never loses ground."""
 
     @field_validator("ecos")
     @classmethod
@@ -130,16 +212,28 @@ class Stage(_Strict):
 
 
 class StudySpec(_Strict):
+    """A study file."""
+
     study: StudyMeta
+    """What the study is."""
     design: Design
+    """The base design."""
     tool: Tool = Tool()
+    """What runs a trial."""
     execution: Execution = Execution()
+    """How trials run."""
     ranking: Ranking = Ranking()
+    """How survivors are chosen."""
     rails: Rails = Rails()
+    """What keeps a trial out of the survivors."""
     verify: Verify = Verify()
+    """What is proven."""
     abort: Abort = Abort()
+    """Containment."""
     priors: Priors = Priors()
+    """ECO priors."""
     stages: Annotated[list[Stage], Field(min_length=1, max_length=MAX_STAGES)]
+    """The stages, in order."""
 
     def stage_deps(self) -> list[list[int]]:
         """Indices each stage waits for: `after` if given, otherwise the previous stage."""
@@ -152,6 +246,14 @@ class StudySpec(_Strict):
     @property
     def base_case(self) -> str:
         return self.design.base_case or self.design.top
+
+
+def json_schema() -> dict[str, Any]:
+    """The study file's JSON Schema, for editors (Taplo, VS Code's Even Better TOML)."""
+    schema = StudySpec.model_json_schema()
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema["title"] = "noodle2 study file"
+    return schema
 
 
 def stored_name(given: str) -> str:
@@ -227,14 +329,46 @@ def parse_study(source: str, path: Path, *, stored: bool = False) -> Study:
         raise N2Error([Problem("N2-E100", str(e), "", int(m.group(1)) if m else None)]) from None
     lines = _key_lines(source)
     try:
-        spec = StudySpec.model_validate(raw)
-    except ValidationError as e:
-        raise N2Error([_problem_from_pydantic(err, lines) for err in e.errors()]) from None
+        spec, problems = StudySpec.model_validate(raw), []
+    except ValidationError as e:  # go on with the parts that are valid: report everything at once
+        problems = [_problem_from_pydantic(err, lines) for err in e.errors()]
+        spec = _lenient(raw)
     study = Study(spec, path.resolve(), source, stored)
-    problems = check_semantics(study)
+    problems += [_with_line(p, lines) for p in check_semantics(study)]
     if problems:
-        raise N2Error([_with_line(p, lines) for p in problems])
+        raise N2Error(problems)
     return Study(expand_repeats(spec), path.resolve(), source, stored)
+
+
+def _lenient(raw: Any) -> StudySpec:
+    """A spec holding only what validates: a section that does not is None, and so is each
+    stage that does not, so the checks of every other part still run."""
+    raw = raw if isinstance(raw, dict) else {}
+    parts: dict[str, Any] = {}
+    for key, field in StudySpec.model_fields.items():
+        if key == "stages":
+            items = raw.get("stages") if isinstance(raw.get("stages"), list) else []
+            parts[key] = [_valid(Stage, x) for x in items]
+        elif key in raw:
+            parts[key] = _valid(field.annotation, raw[key])
+        else:
+            parts[key] = None if field.is_required() else field.default
+    return StudySpec.model_construct(**parts)
+
+
+def _valid(model: Any, value: Any) -> Any:
+    """The part as validated; failing that, validated again without its faulty keys (an unknown
+    or mistyped key must not hide what the rest of the section says)."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as e:
+        if not isinstance(value, dict):
+            return None
+        bad = {err["loc"][0] for err in e.errors() if err["loc"]}
+        try:
+            return model.model_validate({k: v for k, v in value.items() if k not in bad})
+        except ValidationError:
+            return None
 
 
 def expand_repeats(spec: StudySpec) -> StudySpec:
@@ -260,11 +394,13 @@ def check_semantics(study: Study) -> list[Problem]:
     """Cross-field rules pydantic field types cannot express, and the files the study reads."""
     spec = study.spec
     out: list[Problem] = []
-    names = [s.name for s in spec.stages]
-    if (total := sum(s.repeat for s in spec.stages)) > MAX_STAGES:
+    names = [s.name if s is not None else None for s in spec.stages]
+    if (total := sum(s.repeat for s in spec.stages if s is not None)) > MAX_STAGES:
         out.append(Problem("N2-E103", f"the stages expand to {total} (repeat included); the limit is {MAX_STAGES}",
                            "stages"))
     for i, s in enumerate(spec.stages):
+        if s is None:  # its own problems were reported by validation
+            continue
         at = f"stages[{i}]"
         if s.repeat > 1 and len(s.name) > 64 - 1 - len(str(s.repeat)):
             out.append(Problem("N2-E103", f"name {s.name!r} is too long to repeat as {s.name}.{s.repeat}",
@@ -301,40 +437,76 @@ def check_semantics(study: Study) -> list[Problem]:
                     out.append(Problem("N2-E107", "a list of choices needs at least one value", key))
                 if isinstance(setting, dict) and (set(setting) != {"min", "max"} or setting["min"] > setting["max"]):
                     out.append(Problem("N2-E107", "a range is {min = a, max = b} with a ≤ b", key))
-    d = spec.design
-    if not d.rtl and not d.netlist and spec.tool.kind == "opensta":
+    d, tool = spec.design, spec.tool
+    if d is not None:
+        out += _design_problems(study)
+    if tool is not None:
+        out += _tool_problems(study)
+    from engine.reports import import_problems
+
+    if spec.priors is not None:
+        out += import_problems(study)
+    if spec.ranking is not None:
+        out += _ranking_problems(spec.ranking)
+    e = spec.execution
+    if e is not None and e.executor == "ray":
+        out.append(Problem("N2-E114", "the ray executor is not in this version of noodle2", "execution.executor",
+                           hint='use executor = "local" (the default)'))
+    if e is not None and e.hard_timeout_s is not None and e.hard_timeout_s < e.soft_timeout_s:
+        out.append(Problem("N2-E103", "hard_timeout_s must be ≥ soft_timeout_s", "execution.hard_timeout_s"))
+    if spec.study is not None:
+        for name in [*(spec.study.eco_allowlist or []), *spec.study.eco_blocklist]:
+            if name not in CATALOG:
+                out.append(Problem("N2-E106", f"unknown ECO {name!r} in allow/blocklist", "study"))
+        from engine.policy.safety import legality_problems
+
+        out += legality_problems(spec)
+    return out
+
+
+def _design_problems(study: Study) -> list[Problem]:
+    spec, d, tool = study.spec, study.spec.design, study.spec.tool or Tool()
+    out: list[Problem] = []
+    if not d.rtl and not d.netlist and tool.kind == "opensta":
         out.append(Problem("N2-E101", "give rtl = [...] or netlist = \"...\"", "design"))
     for key, given in given_inputs(spec):
         if (msg := _path_problem(study, given)) is not None:
             out.append(Problem("N2-E109" if not key.startswith("design.liberty") else "N2-E301", msg, key))
-    if spec.tool.kind == "opensta" and not any(k.startswith("design.liberty") for k, _ in given_inputs(spec)):
+    if tool.kind == "opensta" and not any(k.startswith("design.liberty") for k, _ in given_inputs(spec)):
         from engine.tools.tech import resolve_tech
 
         try:
             resolve_tech(d.tech, None)
         except N2Error as err:
             out += err.problems
-    if spec.tool.kind == "command" and not spec.tool.command:
-        out.append(Problem("N2-E101", "kind = \"command\" needs command = [...]", "tool.command"))
-    if spec.tool.kind == "command":
-        from engine.tools.command import placeholder_problem
-
-        for i, arg in enumerate(spec.tool.command or []):
-            if (msg := placeholder_problem(arg)) is not None:
-                out.append(Problem("N2-E116", msg, f"tool.command[{i}]"))
-    if spec.tool.kind == "opensta" and d.sdc and spec.study.safety_domain != "sandbox" \
-            and _path_problem(study, d.sdc) is None:
+    domain = spec.study.safety_domain if spec.study is not None else "guarded"
+    if tool.kind == "opensta" and d.sdc and domain != "sandbox" and _path_problem(study, d.sdc) is None:
         from engine.tools.sdc import forbidden
 
         text = study.resolve(d.sdc).read_text(errors="replace")
         for line, cmd in forbidden(text)[:5]:
             out.append(Problem("N2-E115", f"{d.sdc} line {line} calls {cmd!r}, which is not an SDC command; the "
-                               f"{spec.study.safety_domain} domain reads SDC through a reader that allows only "
-                               "SDC commands", "design.sdc"))
-    from engine.reports import import_problems
+                               f"{domain} domain reads SDC through a reader that allows only SDC commands",
+                               "design.sdc"))
+    return out
 
-    out += import_problems(study)
-    r = spec.ranking
+
+def _tool_problems(study: Study) -> list[Problem]:
+    tool = study.spec.tool
+    out: list[Problem] = []
+    if tool.kind == "command" and not tool.command:
+        out.append(Problem("N2-E101", "kind = \"command\" needs command = [...]", "tool.command"))
+    if tool.kind == "command":
+        from engine.tools.command import placeholder_problem
+
+        for i, arg in enumerate(tool.command or []):
+            if (msg := placeholder_problem(arg)) is not None:
+                out.append(Problem("N2-E116", msg, f"tool.command[{i}]"))
+    return out
+
+
+def _ranking_problems(r: Ranking) -> list[Problem]:
+    out: list[Problem] = []
     metrics = [r.objective] if r.kind == "single" else (list(r.weights) if r.kind == "weighted" else r.objectives)
     if r.kind != "single" and not metrics:
         out.append(Problem("N2-E113", f"kind = {r.kind!r} needs objectives (or weights)", "ranking"))
@@ -342,19 +514,6 @@ def check_semantics(study: Study) -> list[Problem]:
         if m not in MAXIMISE and m not in r.directions:
             out.append(Problem("N2-E113", f"metric {m!r} has no known direction", "ranking.directions",
                                hint=f'add directions = {{ {m} = "max" }} (or "min")'))
-    e = spec.execution
-    if e.executor == "ray":
-        out.append(Problem("N2-E114", "the ray executor is not in this version of noodle2", "execution.executor",
-                           hint='use executor = "local" (the default)'))
-    if e.hard_timeout_s is not None and e.hard_timeout_s < e.soft_timeout_s:
-        out.append(Problem("N2-E103", "hard_timeout_s must be ≥ soft_timeout_s", "execution.hard_timeout_s"))
-    for name in [*(spec.study.eco_allowlist or []), *spec.study.eco_blocklist]:
-        if name not in CATALOG:
-            out.append(Problem("N2-E106", f"unknown ECO {name!r} in allow/blocklist", "study"))
-    if not out:  # legality is judged on an otherwise valid study
-        from engine.policy.safety import legality_problems
-
-        out += legality_problems(spec)
     return out
 
 

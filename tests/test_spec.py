@@ -158,3 +158,16 @@ def test_the_generic_template_is_one_text_in_every_design_study():
     study = load_study(ROOT / "sample_studies" / "mac16.toml")
     assert sum(st.trials for st in study.spec.stages) == 100
     assert [st.name for st in study.spec.stages][:3] == ["restructure", "climb.1", "climb.2"]
+
+
+def test_every_problem_is_reported_in_one_pass(tmp_path):
+    """A newcomer fixes the whole file at once instead of one error per run."""
+    bad = (GOOD.replace('trials = 4', 'trials = "four"')
+           .replace("survivors = 1", "survivors = 9")
+           .replace('"pin_swap"', '"pin_swapp"')
+           .replace('name = "t"', 'name = "t"\ncolour = "blue"'))
+    ps = problems(bad, tmp_path)
+    got = {(p.code, p.path) for p in ps}
+    assert {("N2-E102", "stages[0].trials"), ("N2-E104", "stages[1].survivors"),
+            ("N2-E106", "stages[1].ecos[0]"), ("N2-E105", "study.colour")} <= got
+    assert all(p.line for p in ps)
