@@ -64,6 +64,14 @@ class TrialStarted(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class TrialToolExited(Event):
+    """The trial's tool is done and its slot free; its outputs are being read and checked."""
+
+    type: ClassVar[str] = "trial_tool_exited"
+    case_id: str
+
+
+@dataclass(slots=True, kw_only=True)
 class TrialFinished(Event):
     type: ClassVar[str] = "trial_finished"
     case_id: str
@@ -202,7 +210,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in [StudyStarted, StudyResumed, StageStarted, TrialStarted, TrialFinished, TrialFailed,
                 TrialCancelled, SurvivorsChosen, StageFinished, PolicyDecision, StudyFinished,
                 StudyInterrupted, CheckpointWritten, ControlAck, Log, SnapshotReady, GatesChecked, EcoStats,
-                EquivalenceChecked]
+                EquivalenceChecked, TrialToolExited]
 }
 
 

@@ -1,7 +1,10 @@
 """The plan a study file describes, as text: stages, budgets, trial counts."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from engine.policy.ranking import maximise, metrics_of
+from engine.reports import plural
 from engine.policy.safety import legality_report
 from engine.runner import usable_cpus
 from engine.spec import Study
@@ -14,8 +17,11 @@ def format_plan(study: Study) -> str:
     x = s.execution
     hard = x.hard_timeout_s or x.soft_timeout_s * 1.25 + 5
     lines = [
-        f"study {s.study.name}: {len(s.stages)} stages, {total} trials + 1 base case ({s.base_case}, noop)",
-        f"  design   top {s.design.top}  tech {s.design.tech or '-'}  tool {s.tool.kind}",
+        f"study {s.study.name}: {plural(len(s.stages), 'stage')}, {plural(total, 'trial')} + 1 base case "
+        f"({s.base_case}, noop)",
+        f"  design   top {s.design.top}  "
+        + (f"liberty {', '.join(Path(p).name for p in s.design.liberty)}" if s.design.liberty else f"tech {s.design.tech or '-'}")
+        + f"  tool {s.tool.kind}",
         f"  execute  {x.executor}, max_parallel {x.max_parallel or usable_cpus()}, "
         f"timeouts {x.soft_timeout_s:g} s soft / {hard:g} s hard, retries {x.retries}",
         "  rank     " + s.ranking.kind + " " + ", ".join(

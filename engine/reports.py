@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 
-from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +30,10 @@ def best_case(s: StudyState) -> TrialState | None:
     order, _ = rank([Candidate(c, s.trials[c].metrics or {}) for c in survivors], ranking,
                     base.metrics if base else None, need=1)
     return s.trials[order[0]]
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def fmt_ns(ps: float | None) -> str:
@@ -56,6 +59,8 @@ def trial_line(t: TrialState) -> str:
             parts.append(f"A {m['area_um2']:.0f} µm²")
         return f"✓ {t.case_id:<16} {eco:<40} {'  '.join(parts)}  {took}"
     f = t.failure or {}
+    if t.status == "cancelled":
+        return f"⊘ {t.case_id:<16} {eco:<40} cancelled: {f.get('reason')}  {took}"
     return f"✗ {t.case_id:<16} {eco:<40} {f.get('type')}: {f.get('reason')}  {took}"
 
 
@@ -79,7 +84,29 @@ def best_vs_base(s: StudyState) -> str:
     return f"{fmt_ns(bw)} ({(bw - b0) / 1000:+.3f})" if b0 is not None else fmt_ns(bw)
 
 
-def status_text(s: StudyState, holder: int | None, now: float | None = None) -> str:
+def status_json(s: StudyState, holder: int | None) -> dict[str, Any]:
+    """The summary `status --json` prints: what status_text shows, in raw units."""
+    best, base = best_case(s), s.base()
+    done, total = s.counts()
+    return {"name": s.name, "status": effective_status(s, holder), "engine_pid": holder, "reason": s.reason,
+            "safety_domain": s.safety_domain, "max_parallel": s.max_parallel, "resumes": s.resumes,
+            "trials": {"finished": done, "planned": total},
+            "base": {"case": base.case_id, "metrics": _headline(base.metrics)} if base else None,
+            "best": {"case": best.case_id, "metrics": _headline(best.metrics)} if best else None,
+            "stages": [{"name": st.name, "status": st.status, "planned": st.budget,
+                        "done": sum(s.trials[c].status == "done" for c in st.cases),
+                        "failed": sum(s.trials[c].status == "failed" for c in st.cases),
+                        "cancelled": sum(s.trials[c].status == "cancelled" for c in st.cases),
+                        "survivors": st.survivors, "reason": st.reason} for st in s.stages],
+            "decisions": [d for d in s.decisions if d["action"] != "order_ecos"][-20:],
+            "last_event_at": s.last_event_at}
+
+
+def _headline(m: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (m or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def status_text(s: StudyState, holder: int | None, now: float | None = None, resume: str | None = None) -> str:
     now = now or time.time()
     state = effective_status(s, holder)
     done, total = s.counts()
@@ -114,7 +141,7 @@ def status_text(s: StudyState, holder: int | None, now: float | None = None) -> 
     if s.last_event_at:
         lines.append(f"last      {int(now - s.last_event_at)} s ago")
     if state == "interrupted":
-        lines.append("resume    noodle2 resume <this study dir>")
+        lines.append(f"resume    {resume or 'noodle2 resume <this study dir>'}")
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import signal
 import stat
@@ -67,7 +68,8 @@ class Collected:
 
 class Engine:
     def __init__(self, study_dir: Path, study: Study, tool: ToolAdapter, *, executor: Executor | None = None,
-                 listeners: list[Listener] | None = None, provenance: dict | None = None) -> None:
+                 listeners: list[Listener] | None = None, provenance: dict | None = None,
+                 resume_command: str = "noodle2 resume") -> None:
         self.dir = study_dir
         self.study = study
         self.spec = study.spec
@@ -89,6 +91,7 @@ class Engine:
         self._verified: dict[str, tuple[int, int, int]] = {}  # path -> (size, mtime_ns, inode) hashed ok
         self.imported_priors = load_imported_priors(study)
         self.required = set(metrics_of(self.spec.ranking)) if getattr(tool, "reports_metrics", True) else set()
+        self.resume_command = resume_command  # how this engine was started, for the hint a stop prints
 
     # --- events ---------------------------------------------------------------------------
     def emit(self, e: ev.Event) -> None:
@@ -153,7 +156,8 @@ class Engine:
         if self.stop_reason is not None:
             with anyio.CancelScope(shield=True):
                 try:
-                    self.emit(ev.StudyInterrupted(reason=self.stop_reason, resume=f"noodle2 resume {self.dir}"))
+                    self.emit(ev.StudyInterrupted(reason=self.stop_reason,
+                                                  resume=f"{self.resume_command} {shlex.quote(str(self.dir))}"))
                     await self.checkpoint()
                 except EnvironmentFault as f:  # the disk is still full: the journal ends at its last whole line
                     self._fault(f)
@@ -469,6 +473,7 @@ class Engine:
                     ran = await self._run_tool(t, mode)
                 if ran is None:
                     return
+                self.emit(ev.TrialToolExited(case_id=t.case_id))
                 async with self.collectors:
                     got = await anyio.to_thread.run_sync(self._collect, *ran)
                 if not await self._record(t, ran[0], ran[1], got):

@@ -31,6 +31,7 @@ class TrialState:
     artifacts: str = ""
     outputs: dict[str, str] = field(default_factory=dict)  # file -> sha256, read by children
     proof: dict[str, Any] | None = None  # equivalence with the parent: proven, method, seconds
+    tool_done: bool = False  # running, but its tool has exited: outputs are being read
 
 
 @dataclass(slots=True)
@@ -87,6 +88,15 @@ class StudyState:
 
     def running(self) -> list[TrialState]:
         return [t for t in self.trials.values() if t.status == "running"]
+
+    def busy(self) -> int:
+        """Tools running now: never more than max_parallel (reading outputs holds no slot)."""
+        return sum(1 for t in self.trials.values() if t.status == "running" and not t.tool_done)
+
+    def paused_since(self) -> float | None:
+        if not self.paused:
+            return None
+        return next((c.get("t") for c in reversed(self.controls) if c["request"] == "pause" and c["accepted"]), None)
 
     def counts(self) -> tuple[int, int]:
         """(finished trials, planned total) across the study, base case excluded."""
@@ -145,7 +155,11 @@ def _stage_started(s: StudyState, e: ev.StageStarted) -> None:
 
 def _trial_started(s: StudyState, e: ev.TrialStarted) -> None:
     t = s.trials[e.case_id]
-    t.status, t.attempt, t.started_at, t.ended_at, t.proof = "running", e.attempt, e.t, None, None
+    t.status, t.attempt, t.started_at, t.ended_at, t.proof, t.tool_done = "running", e.attempt, e.t, None, None, False
+
+
+def _tool_exited(s: StudyState, e: ev.TrialToolExited) -> None:
+    s.trials[e.case_id].tool_done = True
 
 
 def _trial_finished(s: StudyState, e: ev.TrialFinished) -> None:
@@ -210,7 +224,8 @@ def _interrupted(s: StudyState, e: ev.StudyInterrupted) -> None:
 
 
 def _control(s: StudyState, e: ev.ControlAck) -> None:
-    s.controls.append({"seq": e.seq, "request": e.request, "target": e.target, "accepted": e.accepted, "detail": e.detail})
+    s.controls.append({"seq": e.seq, "t": e.t, "request": e.request, "target": e.target, "accepted": e.accepted,
+                       "detail": e.detail})
     if e.accepted and e.request in ("pause", "resume"):
         s.paused = e.request == "pause"
 
@@ -221,7 +236,7 @@ _HANDLERS = {
     ev.TrialCancelled: _trial_cancelled, ev.SurvivorsChosen: _survivors, ev.StageFinished: _stage_finished,
     ev.PolicyDecision: _decision, ev.StudyFinished: _study_finished, ev.StudyInterrupted: _interrupted,
     ev.ControlAck: _control, ev.SnapshotReady: _snapshot, ev.GatesChecked: _gates, ev.EcoStats: _eco_stats,
-    ev.EquivalenceChecked: _equivalence,
+    ev.EquivalenceChecked: _equivalence, ev.TrialToolExited: _tool_exited,
 }
 
 

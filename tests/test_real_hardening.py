@@ -136,7 +136,7 @@ def test_full_disk_stops_cleanly_and_resume_equals_an_uninterrupted_run(tmp_path
         d = mnt / "study"
         r = cli("run", str(path), "--unattended", "--study-dir", str(d), timeout=120)
         assert r.returncode == 3, (r.returncode, r.stdout[-1500:], r.stderr[-1500:])
-        assert "N2-E208" in r.stderr and "no space left" in r.stderr and f"noodle2 resume {d}" in r.stderr
+        assert "N2-E208" in r.stderr and "no space left" in r.stderr and f"resume {d}" in r.stderr
         assert "Traceback" not in r.stderr
         s = recover(d).state
         charged = [t for t in s.trials.values() if t.status == "failed"]

@@ -38,6 +38,8 @@ def refusal(spec: StudySpec, stage: int, eco: str) -> str | None:
 def legality_problems(spec: StudySpec) -> list[Problem]:
     out = []
     for i, st in enumerate(spec.stages):
+        if st is None:  # a stage that failed validation (reported there)
+            continue
         for j, eco in enumerate(st.ecos):
             why = refusal(spec, i, eco)
             if why is not None and eco in CATALOG:
@@ -71,7 +73,8 @@ def legality_report(spec: StudySpec, outside: list[str] | None = None) -> str:
              f"eco allowlist: {', '.join(s.eco_allowlist) if s.eco_allowlist is not None else '(all)'}; "
              f"blocklist: {', '.join(s.eco_blocklist) or '(none)'}", ""]
     for i, st in enumerate(spec.stages):
-        lines.append(f"stage {i} {st.name} [{st.mode}, {st.trials} trials, {st.survivors} survivors]"
+        lines.append(f"stage {st.name} [{st.mode}, {st.trials} trial{'s' * (st.trials != 1)}, "
+                     f"{st.survivors} survivor{'s' * (st.survivors != 1)}]"
                      + (f" — classes narrowed to {', '.join(st.eco_classes)}" if st.eco_classes is not None else ""))
         for eco in st.ecos:
             why = refusal(spec, i, eco)
