@@ -1,120 +1,177 @@
-"""`noodle2` command line.  User mistakes end in a coded message and exit 2, never a traceback."""
+"""`noodle2` command line.  User mistakes end in a coded message and exit 2, never a traceback.
+
+Options common to every command (`--theme`) work before or after the command name.  Every
+example below is run by tests/test_cli_examples.py.
+"""
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
-import time
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
 STATUS_EXIT = {"complete": EXIT_OK, "failed": EXIT_FAILED, "blocked": EXIT_FAILED, "interrupted": EXIT_INTERRUPTED}
+EXAMPLE_DIR = "studies/quickstart-20261126-141500"
 
-EPILOG = """\
+EPILOG = f"""\
 examples:
   noodle2                                            open the console on ./studies
+  noodle2 init my.toml                               write a complete, commented study file
   noodle2 run sample_studies/quickstart.toml         run a study in the console
   noodle2 run sample_studies/quickstart.toml --unattended     headless, one line per trial
   noodle2 run sample_studies/quickstart.toml --dry-run        print the plan only
   noodle2 validate sample_studies/large_unattended.toml
-  noodle2 resume studies/quickstart-20261126-141500
-  noodle2 status studies/quickstart-20261126-141500
-  noodle2 watch  studies/quickstart-20261126-141500
+  noodle2 resume {EXAMPLE_DIR}
+  noodle2 status {EXAMPLE_DIR}
+  noodle2 watch  {EXAMPLE_DIR}
 
 exit codes: 0 done, 1 study failed or blocked, 2 usage/validation error, 3 interrupted (resumable)
 """
 
 
+def _themes() -> list[str]:
+    from console.themes import SHORT
+
+    return list(SHORT)
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--theme", default=argparse.SUPPRESS, metavar="THEME",
+                        help=f"console theme: {', '.join(_themes())} (or NOODLE2_THEME)")
     p = argparse.ArgumentParser(prog="noodle2", description="Physical-design ECO studies: run, resume, watch.",
-                                epilog=EPILOG, formatter_class=fmt)
-    p.add_argument("--theme", help="console theme: dark, light, high-contrast (or NOODLE2_THEME)")
-    sub = p.add_subparsers(dest="cmd")
+                                epilog=EPILOG, formatter_class=fmt, parents=[common])
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
 
-    r = sub.add_parser("run", help="start a new study from a study file", formatter_class=fmt, epilog="""\
-examples:
-  noodle2 run sample_studies/quickstart.toml --unattended
-  noodle2 run sample_studies/quickstart.toml --json > events.jsonl
-  noodle2 run my.toml --study-dir /scratch/my-study --unattended
-  nohup noodle2 run my.toml --unattended > my.log 2>&1 &
-""")
-    r.add_argument("file", type=Path)
+    def command(name: str, help_: str, examples: list[str]) -> argparse.ArgumentParser:
+        epilog = "examples:\n" + "".join(f"  {e}\n" for e in examples)
+        return sub.add_parser(name, help=help_, description=help_, formatter_class=fmt, epilog=epilog,
+                              parents=[common])
+
+    r = command("run", "start a new study from a study file", [
+        "noodle2 run sample_studies/quickstart.toml --unattended",
+        "noodle2 run sample_studies/quickstart.toml --json > events.jsonl",
+        "noodle2 run my.toml --study-dir scratch/my-study --unattended",
+        "noodle2 run sample_studies/quickstart.toml --theme light"])
+    r.add_argument("file", type=Path, help="the study file (TOML)")
     r.add_argument("--unattended", action="store_true", help="no console: print one line per trial")
-    r.add_argument("--json", action="store_true", help="print events as JSON lines (implies --unattended)")
+    r.add_argument("--json", action="store_true", help="print events as JSON lines on stdout (implies --unattended)")
     r.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
     r.add_argument("--study-dir", type=Path, help="where the study goes (default: ./studies/<name>-<time>)")
-    r.add_argument("--root", type=Path, default=Path("studies"), help="parent of new study dirs")
+    r.add_argument("--root", type=Path, default=Path("studies"), help="parent of new study dirs (default: ./studies)")
 
-    rs = sub.add_parser("resume", help="continue an interrupted study", formatter_class=fmt, epilog="""\
-examples:
-  noodle2 resume studies/quickstart-20261126-141500
-  noodle2 resume studies/quickstart-20261126-141500 --json
-""")
-    rs.add_argument("study_dir", type=Path)
-    rs.add_argument("--json", action="store_true")
+    rs = command("resume", "continue an interrupted study", [
+        f"noodle2 resume {EXAMPLE_DIR}",
+        f"noodle2 resume {EXAMPLE_DIR} --json"])
+    rs.add_argument("study_dir", type=Path, help="the study directory")
+    rs.add_argument("--json", action="store_true", help="print events as JSON lines on stdout")
     rs.add_argument("--console", action="store_true", help="follow it in the console")
 
-    v = sub.add_parser("validate", help="check a study file and print its plan", formatter_class=fmt, epilog="""\
-examples:
-  noodle2 validate sample_studies/quickstart.toml
-""")
-    v.add_argument("file", type=Path)
+    v = command("validate", "check a study file and print its plan and legality report", [
+        "noodle2 validate sample_studies/quickstart.toml",
+        "noodle2 validate my.toml"])
+    v.add_argument("file", type=Path, help="the study file (TOML)")
 
-    st = sub.add_parser("status", help="one-screen summary of a study", formatter_class=fmt, epilog="""\
-examples:
-  noodle2 status studies/quickstart-20261126-141500
-""")
-    st.add_argument("study_dir", type=Path)
+    st = command("status", "one-screen summary of a study", [
+        f"noodle2 status {EXAMPLE_DIR}",
+        f"noodle2 status {EXAMPLE_DIR} --json"])
+    st.add_argument("study_dir", type=Path, help="the study directory")
+    st.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
-    w = sub.add_parser("watch", help="follow a study another process runs", formatter_class=fmt, epilog="""\
-examples:
-  noodle2 watch studies/quickstart-20261126-141500
-  noodle2 watch studies/quickstart-20261126-141500 --json
-""")
-    w.add_argument("study_dir", type=Path)
-    w.add_argument("--json", action="store_true")
+    w = command("watch", "follow a study another process runs", [
+        f"noodle2 watch {EXAMPLE_DIR}",
+        f"noodle2 watch {EXAMPLE_DIR} --json"])
+    w.add_argument("study_dir", type=Path, help="the study directory")
+    w.add_argument("--json", action="store_true", help="print events as JSON lines on stdout")
 
-    c = sub.add_parser("console", help="open the console (study picker)", formatter_class=fmt, epilog="""\
-examples:
-  noodle2 console
-  noodle2 console /scratch/studies --theme high-contrast
-""")
-    c.add_argument("root", type=Path, nargs="?", default=Path("studies"))
+    c = command("console", "open the console (study picker)", [
+        "noodle2 console",
+        "noodle2 console studies --theme high-contrast"])
+    c.add_argument("root", type=Path, nargs="?", default=Path("studies"), help="folder of study dirs (default: ./studies)")
 
-    e = sub.add_parser("ecos", help="list the ECO catalog", formatter_class=fmt, epilog="examples:\n  noodle2 ecos\n")
-    del e
+    i = command("init", "write a complete, commented study file that validates and runs as it is", [
+        "noodle2 init my.toml",
+        "noodle2 init mine.toml --rtl sample_studies/designs/alu32/alu32.v --top alu32 "
+        "--sdc sample_studies/designs/alu32/alu32.sdc"])
+    i.add_argument("file", type=Path, nargs="?", default=Path("study.toml"), help="where to write it (default: study.toml)")
+    src = i.add_mutually_exclusive_group()
+    src.add_argument("--rtl", type=Path, action="append", help="RTL to synthesise (repeatable)")
+    src.add_argument("--netlist", type=Path, help="a gate-level netlist instead of RTL")
+    i.add_argument("--top", help="the top module (default: the sample design's)")
+    i.add_argument("--sdc", type=Path, help="the SDC (default: the sample design's)")
+    i.add_argument("--tech", default="osu018", help="technology: osu018, osu035, osu050 (default: osu018)")
+    i.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+
+    command("ecos", "list the ECO catalog", ["noodle2 ecos"])
+    command("schema", "print the study file's JSON Schema (for Taplo, VS Code's Even Better TOML)", [
+        "noodle2 schema > noodle2.schema.json"])
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from engine.errors import N2Error
 
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
+        theme = getattr(args, "theme", None)
+        if theme is not None and theme not in _themes():
+            print(f"noodle2: N2-E117 unknown theme {theme!r}; use one of: {', '.join(_themes())}", file=sys.stderr)
+            return EXIT_USAGE
         return _dispatch(args)
     except N2Error as err:
         print(err.render(), file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `noodle2 watch DIR | head`: the reader left; leave quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def invocation() -> str:
+    """This program as the user can paste it: the noodle2 script they ran, or python -m."""
+    arg0 = sys.argv[0] if sys.argv else "noodle2"
+    if Path(arg0).name == "noodle2":
+        return shlex.quote(arg0)
+    return f"{shlex.quote(sys.executable)} -m console.cli"
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    theme = getattr(args, "theme", None)
     if args.cmd is None or args.cmd == "console":
-        from console.app import run_console
-
-        return run_console(getattr(args, "root", Path("studies")), theme=args.theme)
+        return _console(getattr(args, "root", Path("studies")), theme)
     if args.cmd == "validate":
         return cmd_validate(args.file)
     if args.cmd == "run":
-        return cmd_run(args)
+        return cmd_run(args, theme)
     if args.cmd == "resume":
-        return cmd_resume(args)
+        return cmd_resume(args, theme)
     if args.cmd == "status":
-        return cmd_status(args.study_dir)
+        return cmd_status(args.study_dir, args.json)
     if args.cmd == "watch":
         return cmd_watch(args.study_dir, args.json)
     if args.cmd == "ecos":
         return cmd_ecos()
+    if args.cmd == "init":
+        return cmd_init(args)
+    if args.cmd == "schema":
+        return cmd_schema()
     return EXIT_USAGE
+
+
+def _console(root: Path, theme: str | None, **kw) -> int:
+    from console.app import run_console
+    from console.themes import UnknownTheme
+
+    try:
+        return run_console(root, theme=theme, **kw)
+    except UnknownTheme as e:
+        print(f"noodle2: N2-E117 {e}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def cmd_validate(file: Path) -> int:
@@ -132,11 +189,37 @@ def cmd_ecos() -> int:
     for e in CATALOG.values():
         print(f"{e.name:<22} {e.eco_class.value:<18} {e.description}")
         for p in e.params:
-            print(f"    {p.name:<12} {p.kind.__name__:<5} [{p.lo:g}, {p.hi:g}] default {p.default:g}  {p.doc}")
+            print(f"    {p.name:<16} {p.kind.__name__:<5} [{p.lo:g}, {p.hi:g}] default {p.default:g}  {p.doc}")
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_schema() -> int:
+    import orjson
+
+    from engine.spec import json_schema
+
+    sys.stdout.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from engine.errors import N2Error
+    from engine.spec import load_study
+    from engine.template import study_file
+
+    if args.file.exists() and not args.force:
+        raise N2Error.one("N2-E206", f"{args.file} exists", hint="pick another name, or add --force to overwrite it")
+    text = study_file(args.file.parent.resolve(), rtl=args.rtl, netlist=args.netlist, top=args.top, sdc=args.sdc,
+                      tech=args.tech)
+    args.file.parent.mkdir(parents=True, exist_ok=True)
+    args.file.write_text(text)
+    load_study(args.file)  # it must validate as written; a problem here is a bad --rtl/--sdc given
+    print(f"wrote {args.file}: it validates as it is.  Next:\n  {invocation()} validate {shlex.quote(str(args.file))}\n"
+          f"  {invocation()} run {shlex.quote(str(args.file))}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, theme: str | None) -> int:
     from engine.plan import format_plan
     from engine.spec import load_study
     from engine.studydir import new_study_dir
@@ -145,18 +228,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(format_plan(study))
         return EXIT_OK
+    if not (args.unattended or args.json):
+        from console.themes import UnknownTheme, choose
+
+        try:
+            choose(theme)  # a bad theme is refused before a study dir is made
+        except UnknownTheme as e:
+            print(f"noodle2: N2-E117 {e}", file=sys.stderr)
+            return EXIT_USAGE
     study_dir = new_study_dir(study, args.root, args.study_dir)
     if not (args.unattended or args.json):
-        from console.app import run_console
-
-        return run_console(study_dir.parent, theme=args.theme, open_study=study_dir, start_engine=True)
+        return _console(study_dir.parent, theme, open_study=study_dir, start_engine=True)
     human = sys.stderr if args.json else sys.stdout  # --json keeps stdout pure JSON lines
     print(format_plan(study), file=human)
     print(f"study dir: {study_dir}", file=human, flush=True)
     return run_engine(study_dir, json=args.json)
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
+def cmd_resume(args: argparse.Namespace, theme: str | None = None) -> int:
     from engine.journal import recover
     from engine.studydir import open_for_resume, require_study_dir
 
@@ -164,13 +253,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     s = recover(args.study_dir).state
     if s.status in ("complete", "failed", "blocked"):
         print(f"study {s.name} already finished ({s.status}); nothing to resume. "
-              f"`noodle2 status {args.study_dir}` shows the result.")
+              f"`{invocation()} status {shlex.quote(str(args.study_dir))}` shows the result.")
         return EXIT_OK
     open_for_resume(args.study_dir)  # refuse before anything runs
     if args.console:
-        from console.app import run_console
-
-        return run_console(args.study_dir.parent, open_study=args.study_dir.resolve(), start_engine=True)
+        return _console(args.study_dir.parent, theme, open_study=args.study_dir.resolve(), start_engine=True)
     return run_engine(args.study_dir, json=args.json)
 
 
@@ -186,62 +273,58 @@ def run_engine(study_dir: Path, json: bool = False) -> int:
     study_dir = study_dir.resolve()
     study = open_for_resume(study_dir)
     engine = Engine(study_dir, study, make_tool(study, study_dir), listeners=[Printer(json=json)],
-                    provenance=read_provenance(study_dir))
+                    provenance=read_provenance(study_dir), resume_command=f"{invocation()} resume")
     status = anyio.run(engine.run)
     if engine.fault is not None:
         print(engine.fault.render(), file=sys.stderr)
-        print(f"resume with: noodle2 resume {study_dir}", file=sys.stderr)
+        print(f"resume with: {invocation()} resume {shlex.quote(str(study_dir))}", file=sys.stderr)
     return STATUS_EXIT.get(status, EXIT_FAILED)
 
 
-def cmd_status(study_dir: Path) -> int:
+def cmd_status(study_dir: Path, json: bool = False) -> int:
     from engine.fsutil import lock_holder
     from engine.journal import recover
-    from engine.reports import status_text
+    from engine.reports import status_json, status_text
     from engine.studydir import require_study_dir
 
     require_study_dir(study_dir)
     rec = recover(study_dir)
     for w in rec.warnings:
         print(f"! {w}", file=sys.stderr)
-    print(status_text(rec.state, lock_holder(study_dir)))
+    if json:
+        import orjson
+
+        sys.stdout.write(orjson.dumps(status_json(rec.state, lock_holder(study_dir))).decode() + "\n")
+    else:
+        print(status_text(rec.state, lock_holder(study_dir), resume=f"{invocation()} resume {shlex.quote(str(study_dir))}"))
     return EXIT_OK
 
 
 def cmd_watch(study_dir: Path, json: bool) -> int:
     """Follow the journal of a study another process runs; needs no lock and changes nothing."""
-    from engine.errors import N2Error
+    import time
 
+    from console.follow import StudyFollower
     from console.headless import Printer
     from engine import events as ev
-    from engine.fsutil import lock_holder
-    from engine.journal import JOURNAL, read_events
-    from engine.state import FoldError, StudyState, fold
     from engine.studydir import require_study_dir
 
     require_study_dir(study_dir)
-    state, offset, line, printer = StudyState(), 0, 1, Printer(json=json)
+    follower = StudyFollower(study_dir, replay=True)
+    printer = Printer(json=json)
     idle_since = time.monotonic()
-    try:
-        while True:
-            r = read_events(study_dir / JOURNAL, offset, final=False, first_line=line)
-            offset, line = r.end, r.next_line
-            for e, n in zip(r.events, r.lines):
-                try:
-                    fold(state, e)
-                except FoldError as err:
-                    raise N2Error.one("N2-E205", f"{study_dir / JOURNAL} line {n} is corrupt: {err}") from None
-                printer(e, state)
-                if isinstance(e, ev.StudyFinished):
-                    return STATUS_EXIT.get(e.status, EXIT_FAILED)
-            if r.events:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since > 2 and lock_holder(study_dir) is None:
-                print(f"⏸ no engine is running {state.name or study_dir}; resume with: noodle2 resume {study_dir}")
-                return EXIT_INTERRUPTED
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        return EXIT_OK
+    while True:
+        new = follower.poll_each(printer)
+        for e in new:
+            if isinstance(e, ev.StudyFinished):
+                return STATUS_EXIT.get(e.status, EXIT_FAILED)
+        if new:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > 2 and follower.engine_pid() is None:
+            print(f"⏸ no engine is running {follower.state.name or study_dir}; resume with: "
+                  f"{invocation()} resume {shlex.quote(str(study_dir))}", flush=True)
+            return EXIT_INTERRUPTED
+        time.sleep(0.1)
 
 
 if __name__ == "__main__":

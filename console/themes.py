@@ -1,4 +1,6 @@
-"""Themes from themes/*.toml; the choice is --theme, else NOODLE2_THEME, else the remembered one."""
+"""Themes from themes/*.toml; the choice is --theme, else NOODLE2_THEME, else the remembered one.
+An unknown name given by the operator is an error that lists the valid ones; a remembered one
+that no longer exists falls back to dark."""
 from __future__ import annotations
 
 import os
@@ -10,6 +12,10 @@ from textual.theme import Theme
 
 THEMES_DIR = Path(__file__).resolve().parents[1] / "themes"
 SHORT = {"dark": "noodle2-dark", "light": "noodle2-light", "high-contrast": "noodle2-high-contrast"}
+
+
+class UnknownTheme(ValueError):
+    pass
 
 
 def load_themes() -> list[Theme]:
@@ -28,7 +34,7 @@ def config_path() -> Path:
 def remembered() -> str | None:
     try:
         return orjson.loads(config_path().read_bytes()).get("theme")
-    except (OSError, orjson.JSONDecodeError):
+    except (OSError, orjson.JSONDecodeError, AttributeError):
         return None
 
 
@@ -41,6 +47,15 @@ def remember(theme: str) -> None:
         pass  # a read-only home must not break the console
 
 
+def _full(name: str) -> str | None:
+    return SHORT.get(name) or (name if name in SHORT.values() else None)
+
+
 def choose(cli: str | None) -> str:
-    name = cli or os.environ.get("NOODLE2_THEME") or remembered() or "dark"
-    return SHORT.get(name, name)
+    for source, name in (("--theme", cli), ("NOODLE2_THEME", os.environ.get("NOODLE2_THEME"))):
+        if name:
+            full = _full(name)
+            if full is None:
+                raise UnknownTheme(f"unknown theme {name!r} (from {source}); use one of: {', '.join(SHORT)}")
+            return full
+    return _full(remembered() or "") or SHORT["dark"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 
 import orjson
 
@@ -72,7 +73,7 @@ def test_watch_follows_another_process_and_sigterm_resumes(tmp_path):
     engine.send_signal(signal.SIGTERM)
     out, _ = engine.communicate(timeout=30)
     assert engine.returncode == 3
-    assert f"resume with: noodle2 resume {d}" in out
+    assert f"resume with: {sys.executable} -m console.cli resume {d}" in out  # as it can be pasted
     wout, _ = watcher.communicate(timeout=30)
     assert watcher.returncode == 3 and "interrupted" in wout and "✓ fake " in wout
     assert "[interrupted]" in sh("status", str(d)).stdout

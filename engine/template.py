@@ -1,0 +1,101 @@
+"""The study file `noodle2 init` writes: complete, commented, valid and runnable as it is."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from engine.errors import N2Error
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_studies"
+
+
+def _path(p: Path, folder: Path) -> str:
+    """Relative to the study file when it lives below it, else absolute."""
+    p = p.resolve()
+    return os.path.relpath(p, folder) if p.is_relative_to(folder) else str(p)
+
+
+def _quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def study_file(folder: Path, *, rtl: list[Path] | None = None, netlist: Path | None = None, top: str | None = None,
+               sdc: Path | None = None, tech: str = "osu018") -> str:
+    folder = folder.resolve()
+    if not rtl and netlist is None:
+        rtl = [SAMPLES / "designs" / "mac16" / "mac16.v"]
+        sdc = sdc or SAMPLES / "designs" / "mac16" / "mac16.sdc"
+        top = top or "mac16"
+    if sdc is None:
+        raise N2Error.one("N2-E101", "give --sdc with your design: without a clock there is no timing to close")
+    if top is None and netlist is not None:
+        m = re.search(r"^\s*module\s+(\\?\S+?)\s*[(;]", netlist.read_text(errors="replace"), re.M)
+        top = m.group(1) if m else None
+    if top is None:
+        raise N2Error.one("N2-E101", "give --top: the top module of your RTL")
+    for p in [*(rtl or []), *([netlist] if netlist else []), sdc]:
+        if not p.is_file():
+            raise N2Error.one("N2-E109", f"{p} does not exist")
+    source = (f"rtl = [{', '.join(_quote(_path(p, folder)) for p in rtl)}]  # synthesised by Yosys onto the tech"
+              if rtl else f"netlist = {_quote(_path(netlist, folder))}  # a gate-level netlist on the tech's cells")
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", top) or "study"
+    if not name[0].isalpha():
+        name = "s" + name
+    return f'''# A noodle2 study file (docs/study-file.md has every key, its type, default and meaning).
+# Check it with `noodle2 validate FILE`; run it with `noodle2 run FILE` (console) or with
+# `--unattended` (one line per trial).  Paths are relative to this file, or absolute.
+
+[study]
+name = {_quote(name[:64])}
+description = "ECO study of {top}"
+author = ""
+tags = []
+safety_domain = "guarded"  # sandbox | guarded | locked: which ECO classes may run (README)
+seed = 1                   # same file + same seed = same plan, whatever the concurrency
+
+[design]
+top = {_quote(top)}
+tech = {_quote(tech)}  # osu018 | osu035 | osu050 (Debian's qflow-tech-*), or liberty = ["my.lib"]
+{source}
+sdc = {_quote(_path(sdc, folder))}  # guarded and locked read only SDC commands from it
+
+[execution]
+# max_parallel = 2        # tools at once (default: the CPUs this process may use)
+soft_timeout_s = 120      # SIGTERM to a trial's process group after this; SIGKILL a little later
+retries = 1               # re-runs of a trial that crashed, timed out or ran out of memory
+
+[ranking]
+kind = "single"           # single | weighted | lexicographic | pareto
+objective = "wns_ps"      # worst negative slack, ps: larger is better
+
+[verify]
+equivalence = "survivors" # prove every survivor equivalent to its parent before promoting it
+
+[abort]
+eco_failure_limit = 3     # an ECO failing this often is disabled for the rest of the study
+
+# Stages run in order (or after = ["name"] for branches); each runs `trials` trials on the
+# previous stage's survivors and keeps the best `survivors`.  `noodle2 ecos` lists the ECOs.
+[[stages]]
+name = "explore"
+mode = "sta"              # sta | sta_power
+trials = 8
+survivors = 3
+ecos = ["buffer_fanout", "clone_driver", "pin_swap", "resize_critical"]
+
+[[stages]]
+name = "refine"
+mode = "sta"
+trials = 6
+survivors = 2
+keep_parents = true       # the parents compete too: a stage never loses ground
+ecos = ["buffer_fanout", "pin_swap", "resize_critical"]
+
+[[stages]]
+name = "polish"
+mode = "sta_power"
+trials = 4
+survivors = 1
+ecos = ["pin_swap", "downsize_noncritical"]
+'''
