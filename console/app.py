@@ -1,6 +1,8 @@
 """The noodle2 console: the study picker and the live study view, over any study directory."""
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -67,17 +69,17 @@ class Noodle2App(App):
         spawn_engine(d)
         self.open_study(d)
 
-    def show_help(self, screen: Screen) -> None:
+    def show_help(self, screen: Screen, legend: list[tuple[str, str]] | None = None) -> None:
         def keys(b: Binding) -> str:
             return " ".join(self.get_key_display(Binding(k.strip(), b.action)) for k in b.key.split(","))
 
-        rows = [(keys(b), b.description) for b in screen.BINDINGS if isinstance(b, Binding)]
-        rows += [("ctrl+p", "command palette: actions and themes"), ("tab", "move focus"),
-                 ("enter", "open the highlighted row")]
-        self.push_screen(HelpScreen(rows, type(screen).__name__.replace("Screen", "")))
+        rows = [(keys(b), b.tooltip or b.description) for b in screen.BINDINGS if isinstance(b, Binding)]
+        rows += [("ctrl+p", "command palette: actions and themes"), ("enter", "open the highlighted row")]
+        self.push_screen(HelpScreen(rows, type(screen).__name__.replace("Screen", ""), legend or []))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own "Theme" command would offer its 20 themes beside noodle2's three
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Theme")
         for short, name in themes.SHORT.items():
             yield SystemCommand(f"Theme: {short}", f"switch to the {short} theme (remembered)",
                                 lambda name=name: setattr(self, "theme", name))
@@ -93,9 +95,31 @@ class Noodle2App(App):
                 yield SystemCommand(f"Studies: {action}", text, lambda a=action: self.run_action(a, screen))
 
 
+    def farewell(self) -> str:
+        """What to tell the operator when the console closes while engines run on."""
+        from engine.fsutil import lock_holder
+
+        out = []
+        for screen in self.screen_stack:
+            if isinstance(screen, StudyScreen) and (pid := lock_holder(screen.dir)) is not None:
+                out.append(f"{screen.dir.name}: the engine goes on (PID {pid}).  Attach again with\n"
+                           f"  noodle2 console {self.root}      or      noodle2 watch {screen.dir}")
+        return "\n".join(dict.fromkeys(out))
+
+
+SMOKE = "NOODLE2_CONSOLE_SMOKE"  # headless: show the first screen, then exit (tests of --help examples)
+
+
 def run_console(root: Path, *, theme: str | None = None, open_study: Path | None = None,
                 start_engine: bool = False) -> int:
+    app = Noodle2App(root, theme=theme, open_study=open_study)  # an unknown theme fails before any engine starts
     if open_study is not None and start_engine:
         spawn_engine(open_study)
-    Noodle2App(root, theme=theme, open_study=open_study).run()
+    if os.environ.get(SMOKE):
+        app.call_later(lambda: app.set_timer(0.3, app.exit))
+        app.run(headless=True)
+    else:
+        app.run()
+    if (text := app.farewell()):
+        print(text, file=sys.stderr)
     return 0

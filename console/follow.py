@@ -8,22 +8,25 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import orjson
 
 from engine import events as ev
 from engine.fsutil import atomic_write, lock_holder
-from engine.journal import JOURNAL, fold_all, read_events, recover
+from engine.errors import N2Error
+from engine.journal import JOURNAL, read_events, recover
 from engine.runner import CONTROL_DIR
-from engine.state import StudyState
+from engine.state import FoldError, StudyState, fold
 
 
 class StudyFollower:
-    """Snapshot + tail once, then only the new complete lines at each poll."""
+    """Snapshot + tail once (or, with `replay`, every event from the first), then only the new
+    complete lines at each poll."""
 
-    def __init__(self, study_dir: Path) -> None:
+    def __init__(self, study_dir: Path, *, replay: bool = False) -> None:
         self.dir = study_dir
-        rec = recover(study_dir) if (study_dir / JOURNAL).exists() else None
+        rec = recover(study_dir) if (study_dir / JOURNAL).exists() and not replay else None
         self.state = rec.state if rec else StudyState()
         self.offset = rec.end if rec else 0
         self.line = None if rec and rec.end else 1  # counted on the first poll
@@ -31,8 +34,19 @@ class StudyFollower:
 
     def poll(self) -> list[ev.Event]:
         """New complete lines, folded; a line that does not fit is N2-E205 with its number."""
-        r = read_events(self.dir / JOURNAL, self.offset, final=False, first_line=self.line)
-        fold_all(self.state, r, self.dir / JOURNAL)
+        return self.poll_each(None)
+
+    def poll_each(self, each: Callable[[ev.Event, StudyState], None] | None) -> list[ev.Event]:
+        """As poll, calling `each(event, state)` right after each event is folded."""
+        path = self.dir / JOURNAL
+        r = read_events(path, self.offset, final=False, first_line=self.line)
+        for e, line in zip(r.events, r.lines):
+            try:
+                fold(self.state, e)
+            except FoldError as err:
+                raise N2Error.one("N2-E205", f"{path} line {line} is corrupt: {err}") from None
+            if each is not None:
+                each(e, self.state)
         self.offset, self.line = r.end, r.next_line
         return r.events
 

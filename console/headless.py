@@ -6,6 +6,7 @@ import sys
 from typing import TextIO
 
 from engine import events as ev
+from console.view import plural
 from engine.reports import fmt_ns, trial_line
 from engine.state import StudyState
 
@@ -28,12 +29,15 @@ class Printer:
     def line(self, e: ev.Event, s: StudyState) -> str | None:
         if isinstance(e, ev.StudyStarted):
             done, total = s.counts()
-            return f"● study {e.name}: {len(e.stages)} stages, {total} trials + base case, max_parallel {e.max_parallel}"
+            return (f"● study {e.name}: {plural(len(e.stages), 'stage')}, {plural(total, 'trial')} + base case, "
+                    f"max_parallel {e.max_parallel}")
         if isinstance(e, ev.StudyResumed):
-            return f"● resumed {s.name} (pid {e.pid}); re-running {len(e.requeued)} trial(s) that were in flight"
+            return (f"● resumed {s.name} (pid {e.pid}); re-running {plural(len(e.requeued), 'trial')} that "
+                    f"{'was' if len(e.requeued) == 1 else 'were'} in flight")
         if isinstance(e, ev.StageStarted):
             st = s.stages[e.stage]
-            return f"▶ stage {e.stage} {st.name} [{st.mode}]: {len(e.plan)} trials from {len(e.parents)} parent(s)"
+            return (f"▶ stage {st.name} [{st.mode}]: {plural(len(e.plan), 'trial')} from "
+                    f"{plural(len(e.parents), 'parent')}")
         if isinstance(e, (ev.TrialFinished, ev.TrialCancelled)) or (isinstance(e, ev.TrialFailed) and not e.retry):
             return "  " + trial_line(s.trials[e.case_id])
         if isinstance(e, ev.TrialFailed):
@@ -43,10 +47,13 @@ class Printer:
             ts = s.stage_trials(e.stage)
             ok = sum(t.status == "done" for t in ts)
             if e.status != "done":
-                return f"■ stage {e.stage} {st.name} {e.status}: {e.reason}"
+                return f"■ stage {st.name} {e.status}: {e.reason}"
             best = s.trials[st.survivors[0]].metrics or {}
-            return (f"■ stage {e.stage} {st.name}: {ok}/{len(ts)} ok, {len(ts) - ok} failed; "
-                    f"survivors {', '.join(st.survivors)}; best WNS {fmt_ns(best.get('wns_ps'))} ns")
+            failed = sum(t.status == "failed" for t in ts)
+            cancelled = sum(t.status == "cancelled" for t in ts)
+            return (f"■ stage {st.name}: {ok}/{len(ts)} ok, {failed} failed" + (f", {cancelled} cancelled" if cancelled else "")
+                    + f"; {'survivor' if len(st.survivors) == 1 else 'survivors'} {', '.join(st.survivors)}; "
+                    f"best WNS {fmt_ns(best.get('wns_ps'))} ns")
         if isinstance(e, ev.PolicyDecision):
             return f"! {e.scope} {e.action} {e.subject}: {e.reason}"
         if isinstance(e, ev.ControlAck):

@@ -38,7 +38,8 @@ def synthetic_study(root: Path, name: str = "synth-20270115-090000", finish_stag
     (d / "inputs").mkdir(parents=True)
     (d / "inputs" / "study.toml").write_text(STUDY_TOML)
     evs: list[ev.Event] = [ev.StudyStarted(
-        name="synth", spec_hash="0" * 64, spec={"ranking": {"objective": "wns_ps"}}, base_case="mac16", max_parallel=2,
+        name="synth", spec_hash="0" * 64, base_case="mac16", max_parallel=2,
+        spec={"ranking": {"objective": "wns_ps"}, "study": {"author": "ana", "tags": ["mac16", "demo"]}},
         safety_domain="guarded", stages=[{"name": n, "mode": m, "trials": k, "survivors": v, "after": a} for n, m, k, v, a in
                                          [("explore", "sta_power", 8, 3, []), ("refine", "sta", 6, 2, [0]),
                                           ("polish", "sta_power", 4, 1, [1])]])]
@@ -51,6 +52,11 @@ def synthetic_study(root: Path, name: str = "synth-20270115-090000", finish_stag
         evs.append(ev.StageStarted(stage=stage, parents=parents, plan=[
             {"case_id": c, "index": i, "parent": parents[i % len(parents)], "eco": ECOS[stage][i % len(ECOS[stage])],
              "params": {"paths": 5 + i, "max_swaps": 8}} for i, c in enumerate(cases)]))
+        evs.append(ev.EcoStats(stage=stage, rows=[
+            {"eco": e, "prior": "unknown" if stage == 0 else "mixed", "trials": 2 * stage + k, "successes": stage,
+             "failures": k % 2, "sum_dwns": 0.0, "sum_dtns": 0.0, "measured": 1, "best_dwns": 40.0 * (k + 1),
+             "best_dtns": None, "mean_dwns": 10.0 * (k + 1), "mean_dtns": None}
+            for k, e in enumerate(ECOS[stage])]))
         results = {}
         for i, c in enumerate(cases):
             evs.append(ev.TrialStarted(case_id=c))
@@ -87,3 +93,45 @@ def _m(wns: float, i: int) -> dict:
     return {"wns_ps": wns, "tns_ps": wns * 12, "power_total_w": 0.0121 + i * 1e-5, "area_um2": 65945.0 + 32 * i,
             "instances": 1759 + i, "worst_paths": [{"startpoint": "_3430_", "endpoint": "_3413_", "slack_ps": wns,
                                                      "arrival_ns": 6.478, "required_ns": 3.817, "stages": 41, "met": False}]}
+
+
+def running_study(root: Path, name: str = "live-20270115-110000", *, cancelled: bool = False, paused: bool = False,
+                  interrupted: bool = False) -> Path:
+    """Stage 0 done, stage 1 running with max_parallel 2: two tools running, one trial whose tool
+    exited (its outputs being read), two finished, optionally one cancelled; optionally paused, or
+    stopped with trials still in flight."""
+    d = root / name
+    (d / "inputs").mkdir(parents=True)
+    (d / "inputs" / "study.toml").write_text(STUDY_TOML)
+    stages = [("explore", "sta_power", 8, 3, []), ("refine", "sta", 6, 2, [0]), ("polish", "sta_power", 4, 1, [1])]
+    evs: list[ev.Event] = [ev.StudyStarted(name="live", spec_hash="0" * 64, spec={}, base_case="mac16", max_parallel=2,
+                                           safety_domain="guarded",
+                                           stages=[{"name": n, "mode": m, "trials": k, "survivors": v, "after": a}
+                                                   for n, m, k, v, a in stages]),
+                           ev.TrialStarted(case_id="mac16"),
+                           ev.TrialFinished(case_id="mac16", metrics=_m(-2661.0, 0), resources={"wall_s": 0.1})]
+    c0 = [f"mac16_0_{i}" for i in range(8)]
+    evs.append(ev.StageStarted(stage=0, parents=["mac16"], plan=[{"case_id": c, "index": i, "parent": "mac16",
+                                                                  "eco": "pin_swap", "params": {}} for i, c in enumerate(c0)]))
+    for i, c in enumerate(c0):
+        evs += [ev.TrialStarted(case_id=c), ev.TrialFinished(case_id=c, metrics=_m(-2600.0 + 10 * i, i),
+                                                             resources={"wall_s": 0.2})]
+    evs += [ev.SurvivorsChosen(stage=0, survivors=c0[-3:][::-1], ranking=c0[::-1]), ev.StageFinished(stage=0, status="done")]
+    c1 = [f"mac16_1_{i}" for i in range(6)]
+    evs.append(ev.StageStarted(stage=1, parents=c0[-3:][::-1], plan=[
+        {"case_id": c, "index": i, "parent": c0[-1], "eco": "buffer_fanout", "params": {}} for i, c in enumerate(c1)]))
+    evs += [ev.TrialStarted(case_id=c1[0]), ev.TrialStarted(case_id=c1[1]), ev.TrialToolExited(case_id=c1[0]),
+            ev.TrialFinished(case_id=c1[0], metrics=_m(-2400.0, 0), resources={"wall_s": 0.3}),
+            ev.TrialStarted(case_id=c1[2]), ev.TrialToolExited(case_id=c1[1]),
+            ev.TrialFinished(case_id=c1[1], metrics=_m(-2350.0, 1), resources={"wall_s": 0.3}),
+            ev.TrialStarted(case_id=c1[3]), ev.TrialToolExited(case_id=c1[2]), ev.TrialStarted(case_id=c1[4])]
+    if cancelled:
+        evs.append(ev.TrialCancelled(case_id=c1[4], reason="cancelled by operator"))
+    if paused:
+        evs.append(ev.ControlAck(request="pause", accepted=True, detail="no new trials start"))
+    if interrupted:
+        evs.append(ev.StudyInterrupted(reason="operator requested stop", resume=f"noodle2 resume {d}"))
+    for k, e in enumerate(evs, 1):
+        e.seq, e.t = k, T0 + k * 0.5
+    (d / "journal.jsonl").write_bytes(b"".join(ev.encode(e) for e in evs))
+    return d

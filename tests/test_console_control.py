@@ -47,7 +47,7 @@ async def test_pause_resume_cancel_stop_then_resume_from_console(tmp_path, monke
         await pilot.pause(0.5)  # a window for a wrongly started trial to show up; nothing waits on it
         started_after = [e for e in read_events(d / JOURNAL).events if isinstance(e, ev.TrialStarted) and e.seq > ack_seq]
         assert not started_after  # ...and no new trial starts while paused
-        assert "[paused]" in screen.header_text()
+        assert "[paused since " in screen.header_text() and "workers 0/2" in screen.header_text()
 
         await pilot.press("r")
         await settle(pilot, lambda: not s.paused and s.running(), "trials running again")

@@ -1,11 +1,16 @@
-"""SVG snapshots of the layout (pytest-textual-snapshot).  Update deliberately with
+"""SVG snapshots of the layout (pytest-textual-snapshot) at 80×24, 120×36 and 160×48 for the
+picker, the live view of a running stage and help.  Update deliberately with
 `pytest tests/test_console_snapshots.py --snapshot-update`, then look at the report."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from console.app import Noodle2App
-from tests.console_fixtures import T0, synthetic_study
+from tests.console_fixtures import T0, running_study, synthetic_study
+
+SIZES = [(80, 24), (120, 36), (160, 48)]
 
 
 @pytest.fixture
@@ -14,8 +19,8 @@ def root(tmp_path_factory, monkeypatch):
     base = tmp_path_factory.mktemp("snap")
     (base / "studies").mkdir()
     synthetic_study(base / "studies")
+    running_study(base / "studies", interrupted=True)
     monkeypatch.chdir(base)  # a relative root, as an operator passes it, keeps titles stable
-    from pathlib import Path
     return Path("studies")
 
 
@@ -23,17 +28,17 @@ def app(root):
     return Noodle2App(root, theme="dark", clock=lambda: T0 + 100, samples=root)
 
 
-def test_picker(snap_compare, root):
-    assert snap_compare(app(root), terminal_size=(100, 24))
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_picker(snap_compare, root, size):
+    assert snap_compare(app(root), terminal_size=size)
 
 
-def test_live_view_80x24(snap_compare, root):
-    assert snap_compare(app(root), terminal_size=(80, 24), press=["enter"])
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_live_view(snap_compare, root, size):
+    # the picker lists the most recently active first: the interrupted study, mid stage 1
+    assert snap_compare(app(root), terminal_size=size, press=["enter"])
 
 
-def test_live_view_160x48(snap_compare, root):
-    assert snap_compare(app(root), terminal_size=(160, 48), press=["enter"])
-
-
-def test_help_screen(snap_compare, root):
-    assert snap_compare(app(root), terminal_size=(100, 30), press=["enter", "question_mark"])
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_help_screen(snap_compare, root, size):
+    assert snap_compare(app(root), terminal_size=size, press=["enter", "question_mark"])

@@ -12,15 +12,20 @@ from textual.widgets import DataTable, Footer, Label, Static
 
 from engine.state import StudyState
 
-METRICS = [("wns_ps", "WNS ps"), ("tns_ps", "TNS ps"), ("failing_endpoints", "failing endpoints"),
-           ("power_total_w", "power W"), ("power_leakage_w", "leakage W"), ("area_um2", "area µm²"),
-           ("instances", "instances"), ("eco_changes", "ECO changes")]
+# metric, label, scale from the stored unit to the one people read, digits
+METRICS = [("wns_ps", "WNS ns", 1e-3, 3), ("tns_ps", "TNS ns", 1e-3, 3), ("failing_endpoints", "failing endpoints", 1, 0),
+           ("power_total_w", "power mW", 1e3, 3), ("power_leakage_w", "leakage mW", 1e3, 5),
+           ("area_um2", "area µm²", 1, 0), ("instances", "instances", 1, 0), ("eco_changes", "ECO changes", 1, 0),
+           ("sta_warnings", "sta warnings", 1, 0)]
 
 
-def delta(a: object, b: object) -> str:
+def value(v: object, scale: float, digits: int) -> str:
+    return f"{v * scale:,.{digits}f}" if isinstance(v, (int, float)) else "—"
+
+
+def delta(a: object, b: object, scale: float = 1, digits: int = 3) -> str:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        d = a - b
-        return f"{d:+.6g}"
+        return f"{(a - b) * scale:+,.{digits}f}"
     return "—"
 
 
@@ -56,13 +61,19 @@ class TrialDetail(Screen):
         base = (self.s.base().metrics or {}) if self.s.base() else {}
         table = self.query_one("#detail-metrics", DataTable)
         table.add_columns("metric", "value", "Δ parent", "Δ base")
-        for key, label in METRICS:
+        for key, label, scale, digits in METRICS:
             if key in m:
-                table.add_row(label, f"{m[key]:.6g}", delta(m[key], parent.get(key)), delta(m[key], base.get(key)))
+                table.add_row(label, value(m[key], scale, digits), delta(m[key], parent.get(key), scale, digits),
+                              delta(m[key], base.get(key), scale, digits))
+        if t.proof:
+            p = t.proof
+            table.add_row("equivalence", "proven" if p["proven"] else "NOT proven",
+                          f"{p['method']}, {p['seconds']:.2f} s", p["detail"][:60])
         paths = self.query_one("#detail-paths", DataTable)
-        paths.add_columns("slack ps", "start", "end", "stages", "arrival ns")
+        paths.add_columns("slack ns", "start", "end", "stages", "arrival ns")
         for p in m.get("worst_paths", []):
-            paths.add_row(f"{p['slack_ps']:.1f}", p["startpoint"], p["endpoint"], str(p["stages"]), f"{p['arrival_ns']:.3f}")
+            paths.add_row(f"{p['slack_ps'] / 1000:+.3f}", p["startpoint"], p["endpoint"], str(p["stages"]),
+                          f"{p['arrival_ns']:.3f}")
 
     def artifacts(self) -> str:
         d = self.dir / "trials" / self.case

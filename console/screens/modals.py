@@ -1,14 +1,13 @@
 """Small modal screens: help, confirmation, a text report, choosing a study file."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Label, OptionList, Static
+from textual.widgets import Button, DataTable, Label, Static
 
 
 class HelpScreen(ModalScreen[None]):
@@ -16,21 +15,23 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
 
-    def __init__(self, bindings: list[tuple[str, str]], title: str) -> None:
+    def __init__(self, bindings: list[tuple[str, str]], title: str, legend: list[tuple[str, str]] | None = None) -> None:
         super().__init__()
         self.rows = bindings
+        self.legend = legend or []
         self.title_text = title
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box"):
-            yield Label(f"Keys — {self.title_text}", id="help-title")
-            yield DataTable(id="help-table", cursor_type="none")
-            yield Label("Ctrl+P opens the command palette (actions, themes). Mouse: click rows and headers.",
-                        classes="hint")
+            yield Label(f"Keys — {self.title_text}   (esc closes)", id="help-title")
+            yield DataTable(id="help-table", cursor_type="none", show_header=False)
+            legend = "   ".join(f"{sym} {meaning}" for sym, meaning in self.legend)
+            yield Label((legend + "\n" if legend else "") + "Mouse: click rows, and column headers to sort.",
+                        classes="hint", id="help-legend")
 
     def on_mount(self) -> None:
         t = self.query_one(DataTable)
-        t.add_columns("key", "action")
+        t.add_columns("key", "what")
         for k, d in self.rows:
             t.add_row(k, d)
 
@@ -77,27 +78,4 @@ class TextScreen(ModalScreen[None]):
                 yield Static(self.text, id="text-body", markup=False)
 
     def action_close(self) -> None:
-        self.dismiss(None)
-
-
-class ChooseStudyFile(ModalScreen[Path | None]):
-    """Pick a study file; sample_studies/ by default."""
-
-    BINDINGS = [Binding("escape", "cancel", "cancel")]
-
-    def __init__(self, folder: Path, purpose: str) -> None:
-        super().__init__()
-        self.files = sorted(folder.glob("*.toml"))
-        self.purpose = purpose
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="choose-box"):
-            yield Label(self.purpose, id="choose-title")
-            yield OptionList(*[f.name for f in self.files], id="choose-list")
-
-    @on(OptionList.OptionSelected)
-    def chosen(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(self.files[event.option_index])
-
-    def action_cancel(self) -> None:
         self.dismiss(None)

@@ -1,6 +1,8 @@
 """The study picker: every study under the root with its state, progress and best WNS."""
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on, work
@@ -10,11 +12,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label
 
 from console.follow import spawn_engine
-from console.screens.modals import ChooseStudyFile, TextScreen
+from console.screens.choose import ChooseStudyFile
+from console.screens.modals import TextScreen
+from console.view import active_stage
+from console.widgets.tables import SortableTable
 from engine.errors import N2Error
 from engine.fsutil import lock_holder
 from engine.journal import is_study_dir, recover
-from engine.reports import best_vs_base, effective_status, progress
+from engine.reports import best_vs_base, effective_status
 from engine.studydir import INPUTS
 
 STATE_SYMBOL = {"running": "▶", "interrupted": "⏸", "complete": "✓", "blocked": "⛔", "failed": "✗", "new": "·"}
@@ -31,19 +36,60 @@ def ago(t: float | None, now: float) -> str:
     if t is None:
         return "—"
     s = int(now - t)
+    if s < 5:
+        return "now"
     return f"{s}s ago" if s < 120 else (f"{s // 60}m ago" if s < 7200 else f"{s // 3600}h ago")
+
+
+@dataclass
+class Row:
+    key: str
+    state: str
+    stage: str
+    done: int
+    total: int
+    best: str
+    last: float | None
+    created: float | None
+    author: str
+    tags: str
+
+    def matches(self, text: str) -> bool:
+        hay = f"{self.key} {self.state} {self.stage} {self.author} {self.tags}".lower()
+        return all(w in hay for w in text.lower().split())
+
+
+def study_row(d: Path) -> Row | None:
+    try:
+        s = recover(d).state if is_study_dir(d) else None
+    except N2Error:
+        return None  # a damaged journal is reported by `noodle2 status`; keep the list usable
+    holder = lock_holder(d)
+    if s is None or not s.name:
+        return Row(d.name, "running" if holder else "interrupted", "—", 0, 0, "—", None, None, "", "")
+    meta = (s.spec or {}).get("study", {})
+    stage = s.stages[active_stage(s)].name if s.stages else "—"
+    return Row(d.name, effective_status(s, holder), stage, *s.counts(), best_vs_base(s), s.last_event_at,
+               s.started_at, meta.get("author", ""), ", ".join(meta.get("tags", [])))
+
+
+class StudyList(SortableTable):
+    COLUMNS = [("study", "key"), ("state", "state"), ("stage", "stage"), ("trials", "done"),
+               ("WNS ns (Δ base)", "best"), ("active", "last"), ("created", "created"), ("author", "author"),
+               ("tags", "tags")]
 
 
 class PickerScreen(Screen):
     BINDINGS = [
-        Binding("question_mark", "help", "help"),
-        Binding("q", "app.quit", "quit"),
-        Binding("enter", "open", "open"),
-        Binding("r", "resume", "resume"),
-        Binding("n", "new", "new run"),
-        Binding("d", "legality", "legality report"),
-        Binding("slash", "filter", "filter"),
-        Binding("g", "refresh", "refresh"),
+        Binding("question_mark", "help", "help", tooltip="this help"),
+        Binding("q", "app.quit", "quit", tooltip="quit the console; engines go on"),
+        Binding("enter", "open", "open", tooltip="open the highlighted study"),
+        Binding("r", "resume", "resume", tooltip="resume the highlighted study (starts an engine)"),
+        Binding("n", "new", "new run", tooltip="start a new run from any study file"),
+        Binding("d", "legality", "legality", tooltip="plan and legality report of any study file"),
+        Binding("slash", "filter", "filter", tooltip="filter by name, state, stage, author or tags"),
+        Binding("o", "sort", "sort", tooltip="sort by the next column (or click a header)"),
+        Binding("g", "refresh", "refresh", show=False, tooltip="refresh now (it refreshes every 2 s)"),
     ]
 
     def __init__(self, root: Path, samples: Path) -> None:
@@ -54,51 +100,41 @@ class PickerScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Label(f"noodle2 — studies in {self.root}", id="picker-title")
-        yield Input(placeholder="filter: name or state", id="filter")
-        yield DataTable(id="studies", cursor_type="row", zebra_stripes=True)
+        yield Input(placeholder="filter: name, state, stage, author or tags", id="filter")
+        yield StudyList(id="studies", cursor_type="row", zebra_stripes=True)
         yield Label("", id="picker-empty")
         yield Footer()
 
     def on_mount(self) -> None:
-        t = self.query_one(DataTable)
-        for label, key in [("study", "name"), ("state", "state"), ("progress", "progress"),
-                           ("best WNS ns (vs base)", "best"), ("last active", "last")]:
-            t.add_column(label, key=key)
+        t = self.query_one(StudyList)
+        t.add_sort_columns()
+        t.sort_by, t.reverse = "last", True  # most recently active first
+        t.mark_sort()
         self.query_one("#filter").display = False
         self.action_refresh()
         self.set_interval(2.0, self.action_refresh)
         t.focus()
 
     def action_refresh(self) -> None:
-        t = self.query_one(DataTable)
+        t = self.query_one(StudyList)
         now = self.app.clock()
-        rows = []
-        for d in find_studies(self.root):
-            try:
-                s = recover(d).state if is_study_dir(d) else None
-            except N2Error:
-                continue  # a damaged journal is reported by `noodle2 status`; keep the list usable
-            holder = lock_holder(d)
-            if s is None or not s.name:
-                state = "running" if holder else "interrupted"
-                rows.append((d.name, d.name, state, "starting" if holder else "not started", "—", "—"))
-                continue
-            state = effective_status(s, holder)
-            rows.append((d.name, s.name, state, progress(s), best_vs_base(s), ago(s.last_event_at, now)))
+        rows = [r for d in find_studies(self.root) if (r := study_row(d)) is not None and r.matches(self.filter)]
+        rows.sort(key=lambda r: _sort_key(r, t.sort_by), reverse=t.reverse)
         cursor = t.cursor_row
         t.clear()
-        for key, _name, state, prog, best, last in rows:
-            if self.filter and self.filter.lower() not in f"{key} {state}".lower():
-                continue
-            t.add_row(key, f"{STATE_SYMBOL.get(state, '?')} {state}", prog, best, last, key=key)
+        for r in rows:
+            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)) if r.created else "—"
+            t.add_row(r.key, f"{STATE_SYMBOL.get(r.state, '?')} {r.state}", r.stage, f"{r.done}/{r.total}", r.best,
+                      ago(r.last, now), created, r.author or "—", r.tags or "—", key=r.key)
         if t.row_count:
             t.move_cursor(row=min(cursor, t.row_count - 1))
         empty = self.query_one("#picker-empty", Label)
         empty.display = not t.row_count
-        empty.update(f"No studies under {self.root}. Press n to start one from {self.samples}.")
+        empty.update(f"No studies under {self.root}. Press n to start one from any study file "
+                     f"(`noodle2 init my.toml` writes one).")
 
     def selected(self) -> Path | None:
-        t = self.query_one(DataTable)
+        t = self.query_one(StudyList)
         if not t.row_count:
             return None
         key = t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value
@@ -107,6 +143,23 @@ class PickerScreen(Screen):
     @on(DataTable.RowSelected)
     def row_selected(self) -> None:
         self.action_open()
+
+    @on(DataTable.HeaderSelected)
+    def header(self, event: DataTable.HeaderSelected) -> None:
+        t = self.query_one(StudyList)
+        key = str(event.column_key.value)
+        t.reverse = not t.reverse if t.sort_by == key else key in ("last", "created", "done")
+        t.sort_by = key
+        t.mark_sort()
+        self.action_refresh()
+
+    def action_sort(self) -> None:
+        t = self.query_one(StudyList)
+        keys = [k for _, k in StudyList.COLUMNS]
+        t.sort_by = keys[(keys.index(t.sort_by) + 1) % len(keys)]
+        t.reverse = t.sort_by in ("last", "created", "done")
+        t.mark_sort()
+        self.action_refresh()
 
     def action_open(self) -> None:
         d = self.selected()
@@ -120,6 +173,11 @@ class PickerScreen(Screen):
         if lock_holder(d) is not None:
             self.notify(f"{d.name} is already running", severity="warning")
         else:
+            s = recover(d).state if is_study_dir(d) else None
+            if s is not None and s.status in ("complete", "failed", "blocked"):
+                self.notify(f"{d.name} is finished ({s.status}): nothing to resume", severity="warning")
+                self.app.open_study(d)
+                return
             try:
                 from engine.studydir import open_for_resume
 
@@ -133,13 +191,13 @@ class PickerScreen(Screen):
 
     @work
     async def action_new(self) -> None:
-        f = await self.app.push_screen_wait(ChooseStudyFile(self.samples, "start a new run from:"))
+        f = await self.app.push_screen_wait(ChooseStudyFile(Path.cwd(), "start a new run from"))
         if f is not None:
             self.app.start_study(f)
 
     @work
     async def action_legality(self) -> None:
-        f = await self.app.push_screen_wait(ChooseStudyFile(self.samples, "legality report of:"))
+        f = await self.app.push_screen_wait(ChooseStudyFile(Path.cwd(), "plan and legality report of"))
         if f is None:
             return
         from engine.plan import format_plan
@@ -163,8 +221,12 @@ class PickerScreen(Screen):
 
     @on(Input.Submitted, "#filter")
     def filter_done(self) -> None:
-        self.query_one(DataTable).focus()
+        self.query_one(StudyList).focus()
 
     def action_help(self) -> None:
         self.app.show_help(self)
 
+
+def _sort_key(r: Row, key: str):
+    v = getattr(r, key)
+    return (v is None, v if v is not None else 0) if key in ("last", "created", "done") else str(v).lower()

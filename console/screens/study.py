@@ -2,6 +2,7 @@
 tick, whatever the event rate: bursts of hundreds of events a second coalesce."""
 from __future__ import annotations
 
+import time
 from collections import deque
 from pathlib import Path
 
@@ -17,11 +18,12 @@ from console.headless import Printer
 from console.screens.detail import TrialDetail
 from console.screens.leaderboard import LeaderboardScreen
 from console.screens.modals import ConfirmScreen
+from console.view import active_stage, ns, plural, running_best
 from console.widgets.funnel import SurvivorFunnel
 from console.widgets.tables import StageTable, TrialTable
 from engine import events as ev
 from engine.errors import N2Error
-from engine.reports import effective_status, fmt_ns
+from engine.reports import effective_status
 
 TICK_S = 0.1
 
@@ -35,32 +37,33 @@ def clock_text(seconds: float | None) -> str:
 
 class StudyScreen(Screen):
     BINDINGS = [
-        Binding("question_mark", "help", "help"),
-        Binding("q", "app.quit", "quit"),
-        Binding("p", "pause", "pause"),
-        Binding("r", "resume", "resume"),
-        Binding("s", "stop", "stop"),
-        Binding("c", "cancel_trial", "cancel"),
-        Binding("slash", "filter", "filter"),
-        Binding("o", "sort", "sort"),
-        Binding("f", "follow", "follow"),
-        Binding("l", "leaderboard", "ECO board"),
-        Binding("escape", "back", "back"),
-        Binding("left_square_bracket", "stage(-1)", "previous stage", show=False),
-        Binding("right_square_bracket", "stage(1)", "next stage", show=False),
+        Binding("question_mark", "help", "help", tooltip="this help"),
+        Binding("q", "app.quit", "quit", tooltip="quit the console; the engine goes on"),
+        Binding("p", "pause", "pause", tooltip="pause: no new trial starts, running ones finish"),
+        Binding("r", "resume", "resume", tooltip="resume a paused study, or start an engine for an interrupted one"),
+        Binding("s", "stop", "stop", tooltip="stop gracefully (asks first): checkpoint, then exit 3"),
+        Binding("c", "cancel_trial", "cancel", tooltip="cancel the selected running trial"),
+        Binding("slash", "filter", "filter", tooltip="filter trials by ECO, status, failure type or case"),
+        Binding("o", "sort", "sort", tooltip="sort by the next column (or click a header)"),
+        Binding("f", "follow", "follow", show=False, tooltip="follow the logs on or off"),
+        Binding("l", "leaderboard", "ECOs", tooltip="the ECO leaderboard"),
+        Binding("escape", "back", "back", show=False, tooltip="clear the filter, or back to the picker"),
+        Binding("left_square_bracket", "stage(-1)", "previous stage", show=False, tooltip="previous stage (base first)"),
+        Binding("right_square_bracket", "stage(1)", "next stage", show=False, tooltip="next stage"),
     ]
 
     def __init__(self, study_dir: Path) -> None:
         super().__init__()
         self.dir = study_dir
         self.follower = StudyFollower(study_dir)
-        self.stage = 0
+        self.stage = active_stage(self.follower.state)  # attaching shows the stage that runs
         self.redraws = 0
         self.dirty = True
         self.changed: set[str] = set()  # case ids touched since the last redraw
         self.trial_log_case: str | None = None
         self.trial_log_offsets: dict[str, int] = {}
         self.printer = Printer()
+        self.engine_alive = self.follower.engine_pid() is not None
 
     @property
     def state(self):
@@ -68,15 +71,15 @@ class StudyScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Label("", id="study-header", markup=False)
-        with Horizontal(id="study-main"):
-            with Vertical(id="study-left"):
-                yield StageTable(id="stages")
+        with Horizontal(id="study-top"):
+            yield StageTable(id="stages")
+            with Vertical(id="study-side"):
                 yield SurvivorFunnel(id="funnel")
-                yield Label("best WNS per stage", id="trend-label")
+                yield Label("best WNS by stage", id="trend-label")
                 yield Sparkline([], id="trend")
-            with Vertical(id="study-right"):
-                yield Input(placeholder="filter trials: eco, status, failure type, case", id="trial-filter")
-                yield TrialTable(id="trials")
+        with Vertical(id="study-right"):
+            yield Input(placeholder="filter trials: eco, status, failure type, case", id="trial-filter")
+            yield TrialTable(id="trials")
         with TabbedContent(id="logs"):
             with TabPane("engine log", id="tab-engine"):
                 yield Log(id="engine-log", max_lines=5000)
@@ -84,7 +87,13 @@ class StudyScreen(Screen):
                 yield Log(id="trial-log", max_lines=5000)
         yield Footer()
 
+    def on_resize(self) -> None:
+        footer = self.query_one(Footer)
+        footer.compact = self.app.size.width < 120
+        footer.show_command_palette = self.app.size.width >= 100
+
     def on_mount(self) -> None:
+        self.on_resize()
         self.query_one("#trial-filter").display = False
         log = self.query_one("#engine-log", Log)
         for w in self.follower.warnings:
@@ -114,6 +123,9 @@ class StudyScreen(Screen):
         except N2Error as e:
             self.notify(e.render(), severity="error", timeout=10)
             return
+        alive = self.follower.engine_pid() is not None
+        if alive != self.engine_alive:  # the engine started or went away: trials change meaning
+            self.engine_alive, self.dirty, self.changed = alive, True, set(self.state.trials)
         if new:
             self.dirty = True
             self.changed.update(c for e in new if (c := getattr(e, "case_id", None)))
@@ -122,9 +134,8 @@ class StudyScreen(Screen):
             if lines:
                 log.write_lines(lines)
             if any(isinstance(e, ev.StageStarted) for e in new) and self.state.stages:
-                running = [st.index for st in self.state.stages if st.status == "running"]
-                if running and self.state.stages[self.stage].status in ("done", "pending"):
-                    self.stage = running[-1]
+                if self.stage < 0 or self.state.stages[self.stage].status in ("done", "pending"):
+                    self.stage = active_stage(self.state)
         self.follow_trial_output()
         if self.dirty:
             self.redraw()
@@ -140,23 +151,32 @@ class StudyScreen(Screen):
         if not s.stages:
             return
         self.stage = min(self.stage, len(s.stages) - 1)
-        self.query_one(StageTable).show(s)
+        self.query_one(StageTable).show(s, self.engine_alive)
         self.query_one(SurvivorFunnel).show(s)
-        trend = [(s.trials[st.survivors[0]].metrics or {}).get("wns_ps", 0.0) for st in s.stages if st.survivors]
-        self.query_one(Sparkline).data = trend or [0.0]
+        self.query_one(Sparkline).data = [b for st in s.stages if (b := running_best(s, st)) is not None]
+        table = self.query_one(TrialTable)
+        right = self.query_one("#study-right")
+        if self.stage < 0:  # the base case, the reference every stage is measured against
+            base = s.base()
+            table.show([base] if base else [], {}, changed=changed, engine_alive=self.engine_alive)
+            right.border_title = f"base case {s.base_case}  [ ] stage"
+            return
         st = s.stages[self.stage]
-        self.query_one(TrialTable).show(s.stage_trials(self.stage), set(st.front), changed=changed)
-        self.query_one("#study-right").border_title = (
-            f"stage {st.index} {st.name}: {len(st.cases)} trials  [ ] switch stage  / filter  o sort")
+        marks = {c: "★" for c in st.front} | {c: "◆" for c in st.survivors}
+        table.show(s.stage_trials(self.stage), marks, changed=changed, engine_alive=self.engine_alive)
+        right.border_title = (f"{st.name}: {plural(len(st.cases), 'trial')}  ◆ survivor"
+                              + ("  ★ front" if st.front else "") + "  [ ] stage  / filter  o sort")
 
     def header_text(self) -> str:
         s = self.state
         now = self.app.clock()
         status = effective_status(s, self.follower.engine_pid())
-        if s.paused and status == "running":
-            status = "paused"
-        busy = len(s.running())
-        elapsed = (s.last_event_at if status != "running" else now) - s.started_at if s.started_at else None
+        since = s.paused_since() if status == "running" else None
+        if since is not None:
+            status = f"paused since {time.strftime('%H:%M:%S', time.localtime(since))}"
+        busy = s.busy() if self.engine_alive else 0
+        elapsed = ((now if s.status == "running" and self.engine_alive else s.last_event_at) - s.started_at
+                   if s.started_at and s.last_event_at else None)
         done_ts = [t for t in s.trials.values() if t.stage >= 0 and t.resources and t.resources.get("wall_s")]
         done, total = s.counts()
         eta = None
@@ -164,9 +184,16 @@ class StudyScreen(Screen):
             mean = sum(t.resources["wall_s"] for t in done_ts) / len(done_ts)
             eta = mean * (total - done) / max(s.max_parallel, 1)
         base = s.base()
-        bw = fmt_ns((base.metrics or {}).get("wns_ps")) if base else "—"
-        return (f" {s.name or self.dir.name} [{status}] {done}/{total} trials  workers {busy}/{s.max_parallel}  "
-                f"elapsed {clock_text(elapsed)}  ETA {clock_text(eta)}  {s.safety_domain or '—'}  base WNS {bw} ns")
+        bw = (base.metrics or {}).get("wns_ps") if base else None
+        best = max((b for st in s.stages if (b := running_best(s, st)) is not None), default=None)
+        parts = [f" {s.name or self.dir.name} [{status}]", f"{done}/{plural(total, 'trial')}",
+                 f"workers {busy}/{s.max_parallel}", f"elapsed {clock_text(elapsed)}", f"WNS {ns(bw)}→{ns(best)} ns"]
+        optional = [f"ETA {clock_text(eta)}" if eta is not None else "", s.safety_domain or ""]
+        text = " · ".join(parts[:4] + [o for o in optional if o] + parts[4:])
+        if len(text) > self.app.size.width - 1:  # 80 columns: the essentials, shortest words
+            text = " · ".join([parts[0], f"{done}/{total}", f"w {busy}/{s.max_parallel}", clock_text(elapsed),
+                               f"WNS {ns(bw)}→{ns(best)}"])
+        return text
 
     # --- trial output pane -------------------------------------------------------------------
     def selected_case(self) -> str | None:
@@ -182,6 +209,7 @@ class StudyScreen(Screen):
             self.trial_log_case = case
             self.trial_log_offsets = {}
             self.query_one("#trial-log", Log).clear()
+            self.query_one(TabbedContent).get_tab("tab-trial").label = f"output: {case}" if case else "trial output"
             self.follow_trial_output()
 
     def follow_trial_output(self) -> None:
@@ -212,22 +240,22 @@ class StudyScreen(Screen):
     @on(DataTable.RowSelected, "#stages")
     def pick_stage(self, event: DataTable.RowSelected) -> None:
         self.stage = int(str(event.row_key.value))
-        self.query_one(TrialTable).show(self.state.stage_trials(self.stage), set(self.state.stages[self.stage].front),
-                                        rebuild=True)
+        self.dirty = True
         self.redraw()
 
     @on(DataTable.HeaderSelected, "#trials")
     def header_sort(self, event: DataTable.HeaderSelected) -> None:
         t = self.query_one(TrialTable)
         key = str(event.column_key.value)
-        t.reverse = not t.reverse if t.sort_by == key else False
+        t.reverse = not t.reverse if t.sort_by == key else key in ("wns", "tns")
         t.sort_by = key
+        t.mark_sort()
         self.redraw()
 
     # --- actions ------------------------------------------------------------------------------
     def action_stage(self, step: int) -> None:
-        if self.state.stages:
-            self.stage = (self.stage + step) % len(self.state.stages)
+        if self.state.stages:  # -1 is the base case
+            self.stage = (self.stage + 1 + step) % (len(self.state.stages) + 1) - 1
             self.redraw()
 
     def action_sort(self) -> None:
@@ -235,7 +263,7 @@ class StudyScreen(Screen):
         keys = [k for _, k in TrialTable.COLUMNS]
         t.sort_by = keys[(keys.index(t.sort_by) + 1) % len(keys)]
         t.reverse = t.sort_by in ("wns", "tns")  # best first for slack columns
-        self.notify(f"sorted by {t.sort_by}{' (desc)' if t.reverse else ''}", timeout=1.5)
+        t.mark_sort()
         self.redraw()
 
     def action_filter(self) -> None:
@@ -266,11 +294,17 @@ class StudyScreen(Screen):
             log.auto_scroll = not log.auto_scroll
         self.notify("log follow " + ("on" if self.query_one("#engine-log", Log).auto_scroll else "off"), timeout=1.5)
 
+    def finished(self) -> str | None:
+        s = self.state
+        return s.status if s.status in ("complete", "failed", "blocked") else None
+
     def action_pause(self) -> None:
         self.request("pause")
 
     def action_resume(self) -> None:
-        if self.follower.engine_pid() is None and self.state.status not in ("complete", "failed", "blocked"):
+        if (status := self.finished()) is not None:
+            self.notify(f"{self.state.name} is finished ({status}): nothing to resume", severity="warning")
+        elif self.follower.engine_pid() is None:
             spawn_engine(self.dir)
             self.notify("engine started: resuming the study")
         else:
@@ -278,6 +312,12 @@ class StudyScreen(Screen):
 
     @work
     async def action_stop(self) -> None:
+        if (status := self.finished()) is not None:
+            self.notify(f"{self.state.name} is finished ({status}): nothing to stop", severity="warning")
+            return
+        if self.follower.engine_pid() is None:
+            self.notify("no engine runs this study (it is interrupted); r resumes it", severity="warning")
+            return
         if await self.app.push_screen_wait(ConfirmScreen(f"Stop {self.state.name} gracefully? A checkpoint is "
                                                          "written; `r` resumes it later.")):
             self.request("stop")
@@ -290,8 +330,11 @@ class StudyScreen(Screen):
         self.request("cancel", case)
 
     def request(self, what: str, target: str = "") -> None:
+        if (status := self.finished()) is not None:
+            self.notify(f"{self.state.name} is finished ({status}): nothing to {what}", severity="warning")
+            return
         if self.follower.engine_pid() is None:
-            self.notify(f"no engine is running this study; {what} needs one (r resumes)", severity="warning")
+            self.notify("no engine runs this study (it is interrupted); r resumes it", severity="warning")
             return
         send_control(self.dir, what, target)
         self.notify(f"{what} {target} sent; the engine acknowledges it in the log".strip(), timeout=2)
@@ -299,5 +342,8 @@ class StudyScreen(Screen):
     def action_leaderboard(self) -> None:
         self.app.push_screen(LeaderboardScreen(self.state))
 
+    LEGEND = [("◆", "survivor"), ("★", "Pareto front"), ("▶✓✗", "running done failed"), ("⊘", "cancelled"),
+              ("⏸", "interrupted (r resumes)")]
+
     def action_help(self) -> None:
-        self.app.show_help(self)
+        self.app.show_help(self, self.LEGEND)

@@ -6,12 +6,13 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from engine.reports import fmt_ns
+from console.view import mw, ns, running_best, stage_counts, trial_status, um2
 from engine.state import StageState, StudyState, TrialState
 
 SYMBOL = {"done": "✓", "failed": "✗", "running": "▶", "planned": "·", "cancelled": "⊘", "aborted": "✗",
-          "skipped": "⊘", "pending": "·", "timeout": "⏱"}
-STATUS_CLASS = {"done": "success", "failed": "error", "running": "accent", "cancelled": "warning", "aborted": "error"}
+          "skipped": "⊘", "pending": "·", "timeout": "⏱", "interrupted": "⏸"}
+STATUS_CLASS = {"done": "success", "failed": "error", "running": "accent", "cancelled": "warning", "aborted": "error",
+                "interrupted": "warning"}
 
 
 def status_cell(status: str, detail: str = "", theme: Any = None) -> Text:
@@ -25,20 +26,40 @@ def _dur(a: float | None, b: float | None) -> str:
     return f"{b - a:6.1f}s" if a is not None and b is not None else ""
 
 
+class SortableTable(DataTable):
+    """A DataTable whose sorted column shows ▲ or ▼ in its header."""
+
+    COLUMNS: list[tuple[str, str]] = []
+    sort_by: str = ""
+    reverse: bool = False
+
+    def add_sort_columns(self) -> None:
+        for label, key in self.COLUMNS:
+            self.add_column(label, key=key)
+
+    def mark_sort(self) -> None:
+        for label, key in self.COLUMNS:
+            arrow = (" ▼" if self.reverse else " ▲") if key == self.sort_by else ""
+            col = self.columns.get(key)  # type: ignore[call-overload]
+            if col is not None:
+                col.label = Text(label + arrow)
+        self.refresh()
+
+
 class StageTable(DataTable):
-    COLUMNS = [("#", "idx"), ("stage", "name"), ("mode", "mode"), ("budget", "budget"), ("run", "running"),
-               ("done", "done"), ("fail", "failed"), ("surv", "survivors"), ("best WNS", "wns"),
-               ("best TNS", "tns"), ("time", "time")]
+    COLUMNS = [("stage", "name"), ("mode", "mode"), ("trials", "budget"), ("run", "running"), ("ok", "done"),
+               ("✗", "failed"), ("⊘", "cancelled"), ("surv", "survivors"), ("best WNS", "wns"), ("best TNS", "tns"),
+               ("time", "time")]
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         for label, key in self.COLUMNS:
             self.add_column(label, key=key)
 
-    def show(self, s: StudyState) -> None:
-        for st in s.stages:
-            cells = self.row(s, st)
-            key = str(st.index)
+    def show(self, s: StudyState, engine_alive: bool) -> None:
+        rows = [("-1", self.base_row(s, engine_alive))] if s.base() else []
+        rows += [(str(st.index), self.row(s, st, engine_alive)) for st in s.stages]
+        for key, cells in rows:
             if key in self.rows:
                 for (_, col), v in zip(self.COLUMNS, cells):
                     self.update_cell(key, col, v)
@@ -46,16 +67,27 @@ class StageTable(DataTable):
                 self.add_row(*cells, key=key)
 
     @staticmethod
-    def row(s: StudyState, st: StageState) -> list[Any]:
-        ts = [s.trials[c] for c in st.cases]
-        best = s.trials[st.survivors[0]].metrics or {} if st.survivors else {}
-        return [str(st.index), st.name, st.mode, str(st.budget), str(sum(t.status == "running" for t in ts)),
-                str(sum(t.status == "done" for t in ts)), str(sum(t.status == "failed" for t in ts)),
-                str(len(st.survivors)), fmt_ns(best.get("wns_ps")), fmt_ns(best.get("tns_ps")),
-                Text(f"{SYMBOL.get(st.status, '?')} ") + Text(_dur(st.started_at, st.ended_at))]
+    def base_row(s: StudyState, engine_alive: bool) -> list[Any]:
+        b = s.base()
+        assert b is not None
+        status = trial_status(b, engine_alive)
+        m = b.metrics or {}
+        return [Text(f"{SYMBOL.get(status, '?')} ") + Text("base"), "noop", "1", "1" if status == "running" else "0",
+                str(int(b.status == "done")), str(int(b.status == "failed")), "0", "", ns(m.get("wns_ps")),
+                ns(m.get("tns_ps")), _dur(b.started_at, b.ended_at)]
+
+    @staticmethod
+    def row(s: StudyState, st: StageState, engine_alive: bool) -> list[Any]:
+        n = stage_counts(s, st)
+        running = sum(1 for c in st.cases if s.trials[c].status == "running" and not s.trials[c].tool_done)
+        status = st.status if engine_alive or st.status != "running" else "interrupted"
+        return [Text(f"{SYMBOL.get(status, '?')} ") + Text(st.name), st.mode, str(st.budget),
+                str(running if engine_alive else 0), str(n["done"]), str(n["failed"]), str(n["cancelled"]),
+                str(len(st.survivors)), ns(running_best(s, st)), ns(running_best(s, st, "tns_ps")),
+                _dur(st.started_at, st.ended_at)]
 
 
-class TrialTable(DataTable):
+class TrialTable(SortableTable):
     COLUMNS = [("case", "case"), ("status", "status"), ("WNS ns", "wns"), ("TNS ns", "tns"), ("ECO", "eco"),
                ("parent", "parent"), ("power mW", "power"), ("area µm²", "area"), ("time", "time")]
     SORT_KEYS = {"case": lambda t: (t.stage, t.index), "wns": lambda t: _num(t, "wns_ps"),
@@ -66,20 +98,21 @@ class TrialTable(DataTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        for label, key in self.COLUMNS:
-            self.add_column(label, key=key)
+        self.add_sort_columns()
         self.sort_by = "case"
         self.reverse = False
         self.filter = ""
-        self.front: set[str] = set()
+        self.marks: dict[str, str] = {}
+        self.engine_alive = True
+        self.mark_sort()
 
-    def show(self, trials: list[TrialState], front: set[str] | None = None, rebuild: bool = False,
-             changed: set[str] | None = None) -> None:
+    def show(self, trials: list[TrialState], marks: dict[str, str] | None = None, rebuild: bool = False,
+             changed: set[str] | None = None, engine_alive: bool = True) -> None:
         """Rebuild only when the rows or their order changed; otherwise touch `changed` rows
-        (all rows when `changed` is None)."""
-        front = front or set()
-        rebuild = rebuild or front != self.front
-        self.front = front
+        (all rows when `changed` is None).  `marks`: case -> a symbol (◆ survivor, ★ front)."""
+        marks = marks or {}
+        rebuild = rebuild or marks != self.marks or engine_alive != self.engine_alive
+        self.marks, self.engine_alive = marks, engine_alive
         wanted = [t for t in trials if self.matches(t)]
         wanted.sort(key=self.SORT_KEYS[self.sort_by], reverse=self.reverse)
         order = [t.case_id for t in wanted]
@@ -105,13 +138,13 @@ class TrialTable(DataTable):
     def row(self, t: TrialState) -> list[Any]:
         m = t.metrics or {}
         params = ",".join(f"{v:g}" for v in t.params.values())  # names are in the detail view
-        detail = (t.failure or {}).get("type", "") if t.status in ("failed", "cancelled") else ""
-        mark = "★ " if t.case_id in self.front else ""
-        return [mark + t.case_id, status_cell(t.status, detail, self.app.current_theme), fmt_ns(m.get("wns_ps")),
-                fmt_ns(m.get("tns_ps")), f"{t.eco}({params})" if params else t.eco, t.parent or "—",
-                f"{m['power_total_w'] * 1e3:.3f}" if "power_total_w" in m else "—",
-                f"{m['area_um2']:.0f}" if "area_um2" in m else "—",
-                _dur(t.started_at, t.ended_at) if t.ended_at else ("…" if t.status == "running" else "")]
+        status = trial_status(t, self.engine_alive)
+        detail = (t.failure or {}).get("type", "") if status == "failed" else ""
+        mark = self.marks.get(t.case_id, " ")
+        return [f"{mark} {t.case_id}", status_cell(status, detail, self.app.current_theme), ns(m.get("wns_ps")),
+                ns(m.get("tns_ps")), f"{t.eco}({params})" if params else t.eco, t.parent or "—",
+                mw(m.get("power_total_w")), um2(m.get("area_um2")),
+                _dur(t.started_at, t.ended_at) if t.ended_at else ("…" if status == "running" else "")]
 
 
 def _num(t: TrialState, k: str) -> float:

@@ -1,0 +1,45 @@
+"""How the console and the headless printer say things: one unit per quantity (ns, mW, µm²),
+one word per status, plurals, and what a trial is when no engine runs it any more."""
+from __future__ import annotations
+
+from engine.reports import fmt_ns as ns
+from engine.reports import plural
+from engine.state import StageState, StudyState, TrialState
+
+__all__ = ["active_stage", "mw", "ns", "plural", "running_best", "stage_counts", "trial_status", "um2"]
+
+
+def mw(w: float | None) -> str:
+    return "—" if w is None else f"{w * 1e3:.3f}"
+
+
+def um2(a: float | None) -> str:
+    return "—" if a is None else f"{a:,.0f}"
+
+
+def trial_status(t: TrialState, engine_alive: bool) -> str:
+    """A trial still marked running when no engine runs the study was cut off: interrupted."""
+    if t.status == "running" and not engine_alive:
+        return "interrupted"
+    return t.status
+
+
+def stage_counts(s: StudyState, st: StageState) -> dict[str, int]:
+    ts = [s.trials[c] for c in st.cases]
+    return {k: sum(t.status == k for t in ts) for k in ("running", "done", "failed", "cancelled", "planned")}
+
+
+def running_best(s: StudyState, st: StageState, metric: str = "wns_ps") -> float | None:
+    """The stage's best so far: its first survivor once chosen, else the best finished trial."""
+    if st.survivors and st.status == "done":
+        return (s.trials[st.survivors[0]].metrics or {}).get(metric)
+    vals = [(s.trials[c].metrics or {}).get(metric) for c in st.cases if s.trials[c].status == "done"]
+    vals = [v for v in vals if isinstance(v, (int, float))]
+    return max(vals) if vals else None
+
+
+def active_stage(s: StudyState) -> int:
+    """The stage an operator wants to see: the last one running, else the last one started."""
+    running = [st.index for st in s.stages if st.status == "running"]
+    started = [st.index for st in s.stages if st.status != "pending"]
+    return running[-1] if running else (started[-1] if started else 0)
