@@ -78,7 +78,7 @@ def synthetic_study(root: Path, name: str = "synth-20270115-090000", finish_stag
         evs.append(ev.StageFinished(stage=stage, status="done"))
         parents, wns = ranking[:keep], results[ranking[0]]
     if finish_stages == 3:
-        evs.append(ev.StudyFinished(status="complete", reason="best mac16_2_0"))
+        evs.append(ev.StudyFinished(status="complete", reason="best mac16_2_2"))
     for k, e in enumerate(evs, 1):
         e.seq, e.t = k, T0 + k * 0.5
     (d / "journal.jsonl").write_bytes(b"".join(ev.encode(e) for e in evs))

@@ -40,7 +40,7 @@ class SurvivorFunnel(Widget):
             out.append(f"{st.name[:label_w]:<{label_w}} ", sty["label"])
             out.append(BAR * s_bar, sty["survivors"])
             out.append(BAR * max(n_bar - s_bar - f_bar, 0), sty["trials"])
-            out.append("✗" * f_bar, sty["failed"])
+            out.append("▒" * f_bar, sty["failed"])  # a block: ✗ is wide in some fonts
             out.append(f" {finished}/{st.budget}→{len(st.survivors)}", sty["label"])
             best = running_best(s, st)
             out.append(f" {ns(best) if best is not None else ''}\n", sty["best"])
