@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("study_dir", type=Path, help="the study directory")
     rs.add_argument("--json", action="store_true", help="print events as JSON lines on stdout")
     rs.add_argument("--console", action="store_true", help="follow it in the console")
+    rs.add_argument("--unattended", action="store_true",
+                    help="headless, as `run --unattended` (already the default: accepted so scripts use one flag)")
 
     v = command("validate", "check a study file and print its plan and legality report", [
         "noodle2 validate sample_studies/quickstart.toml",

@@ -7,7 +7,7 @@ from typing import TextIO
 
 from engine import events as ev
 from console.view import plural
-from engine.reports import fmt_ns, trial_line
+from engine.reports import agreement_line, fmt_ns, trial_line
 from engine.state import StudyState
 
 
@@ -48,12 +48,16 @@ class Printer:
             ok = sum(t.status == "done" for t in ts)
             if e.status != "done":
                 return f"■ stage {st.name} {e.status}: {e.reason}"
-            best = s.trials[st.survivors[0]].metrics or {}
             failed = sum(t.status == "failed" for t in ts)
             cancelled = sum(t.status == "cancelled" for t in ts)
-            return (f"■ stage {st.name}: {ok}/{len(ts)} ok, {failed} failed" + (f", {cancelled} cancelled" if cancelled else "")
-                    + f"; {'survivor' if len(st.survivors) == 1 else 'survivors'} {', '.join(st.survivors)}; "
+            head = f"■ stage {st.name}: {ok}/{len(ts)} ok, {failed} failed" + (f", {cancelled} cancelled" if cancelled else "")
+            if not st.survivors:  # every trial failed or broke a rail
+                why = next(iter(st.excluded.values()), "no trial finished")
+                return f"{head}; no survivor ({plural(len(st.excluded), 'trial')} excluded by the rails: {why})"
+            best = s.trials[st.survivors[0]].metrics or {}
+            line = (f"{head}; {'survivor' if len(st.survivors) == 1 else 'survivors'} {', '.join(st.survivors)}; "
                     f"best WNS {fmt_ns(best.get('wns_ps'))} ns")
+            return line + (f"\n  {agreement_line(st.agreement)}" if st.agreement else "")
         if isinstance(e, ev.PolicyDecision):
             return f"! {e.scope} {e.action} {e.subject}: {e.reason}"
         if isinstance(e, ev.ControlAck):

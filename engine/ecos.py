@@ -43,6 +43,7 @@ class EcoDef:
     description: str
     params: tuple[ParamSpec, ...] = ()
     max_new_instances: int = 0  # integrity bound for placement_local ECOs
+    physical: bool = False  # its knobs act in place and route: legal only in the route modes
 
     def param(self, name: str) -> ParamSpec | None:
         return next((p for p in self.params if p.name == name), None)
@@ -127,8 +128,33 @@ CATALOG: dict[str, EcoDef] = {
                 _P("max_swaps", int, 1, 50, 4, "cap on swapped gates"),
             ),
         ),
+        EcoDef(
+            "replace",
+            EcoClass.GLOBAL_DISRUPTIVE,
+            "Place the design again with another graywolf seed and, optionally, a target density "
+            "(fill cells spread through the rows): every cell may move.  Route modes only.",
+            (
+                _P("seed", int, 1, 1_000_000, 1, "graywolf's random seed"),
+                _P("density", float, 0, 1, 0, "target placement density (0.3-1: lower spreads cells out); "
+                   "0: qflow's default"),
+            ),
+            physical=True,
+        ),
+        EcoDef(
+            "reroute",
+            EcoClass.ROUTING_AFFECTING,
+            "Route again with another qrouter effort and number of metal layers: wires move, cells "
+            "stay where the parent's placement knobs put them.  Route modes only.",
+            (
+                _P("effort", int, 1, 200, 10, "qrouter's effort: how long it keeps ripping up and rerouting"),
+                _P("layers", int, 0, 6, 0, "metal layers the router may use; 0: all the technology has"),
+            ),
+            physical=True,
+        ),
     ]
 }
+
+ROUTE_MODES = ("route", "route_power")
 
 
 def eco(name: str) -> EcoDef:

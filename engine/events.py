@@ -149,6 +149,18 @@ class SurvivorsChosen(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class RankAgreement(Event):
+    """A route stage: did ranking on pre-route numbers predict the post-route ranking?"""
+
+    type: ClassVar[str] = "rank_agreement"
+    stage: int
+    pre_ranking: list[str]  # the stage's ranked trials, by their pre-route metrics
+    post_ranking: list[str]  # the same trials, by their post-route metrics (the stage's ranking)
+    spearman: float | None  # rank correlation; None with fewer than two trials
+    winner_pre_rank: int  # where the post-route winner stood pre-route (1 = it was first there too)
+
+
+@dataclass(slots=True, kw_only=True)
 class StageFinished(Event):
     type: ClassVar[str] = "stage_finished"
     stage: int
@@ -210,7 +222,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in [StudyStarted, StudyResumed, StageStarted, TrialStarted, TrialFinished, TrialFailed,
                 TrialCancelled, SurvivorsChosen, StageFinished, PolicyDecision, StudyFinished,
                 StudyInterrupted, CheckpointWritten, ControlAck, Log, SnapshotReady, GatesChecked, EcoStats,
-                EquivalenceChecked, TrialToolExited]
+                EquivalenceChecked, TrialToolExited, RankAgreement]
 }
 
 

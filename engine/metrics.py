@@ -16,8 +16,25 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "failing_endpoints": (0, 1e9, True), "instances": (0, 1e9, True), "eco_changes": (0, 1e9, True),
     "unconstrained_endpoints": (0, 1e9, True), "area_um2": (0, 1e15, False),
     "power_total_w": (0, 1e6, False), "power_leakage_w": (0, 1e6, False), "power_internal_w": (0, 1e6, False),
-    "power_switching_w": (0, 1e6, False),
+    "power_switching_w": (0, 1e6, False), "hold_worst_ps": (-1e9, 1e9, False), "hold_violations": (0, 1e9, True),
+    "slew_violations": (0, 1e9, True), "cap_violations": (0, 1e9, True),
+    # place and route (route modes)
+    "hot_ratio": (0, 1, False), "congestion_max": (0, 1e6, False), "utilisation": (0, 100, False),
+    "density_max": (0, 1e6, False), "rudy_max": (0, 1e6, False), "rudy_mean": (0, 1e6, False),
+    "wirelength_um": (0, 1e15, False), "vias": (0, 1e12, True), "die_area_um2": (0, 1e15, False),
+    "core_area_um2": (0, 1e15, False), "route_failed_nets": (0, 1e9, True), "route_passes": (0, 1e6, True),
+    "route_failed_first_pass": (0, 1e9, True), "wirecap_nets": (0, 1e12, True),
 }
+
+
+def post_route_only(name: str) -> bool:
+    """Metrics that exist only once a design is placed and routed."""
+    return name in PHYSICAL or name.startswith("congestion_")
+
+
+PHYSICAL = {"hot_ratio", "congestion_max", "utilisation", "density_max", "rudy_max", "rudy_mean", "wirelength_um",
+            "vias", "die_area_um2", "core_area_um2", "route_failed_nets", "route_passes", "route_failed_first_pass",
+            "wirecap_nets"}
 
 
 class _Path(BaseModel):

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.policy.ranking import maximise, metrics_of
-from engine.reports import plural
 from engine.policy.safety import legality_report
+from engine.reports import plural
 from engine.runner import usable_cpus
 from engine.spec import Study
 

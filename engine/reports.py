@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-
-
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.ecos import ROUTE_MODES
 from engine.errors import N2Error, Problem, validation_reason
 from engine.fsutil import atomic_write
 from engine.policy import priors, trace
@@ -21,8 +20,12 @@ from engine.state import TERMINAL, StudyState, TrialState
 
 
 def best_case(s: StudyState) -> TrialState | None:
-    """The study's answer: the best survivor of any stage, by the study's own ranking."""
-    survivors = sorted({c for st in s.stages if st.status == "done" for c in st.survivors})
+    """The study's answer: the best survivor of any stage, by the study's own ranking.  Once a
+    stage has placed and routed, only routed survivors count: a pre-route number is not
+    comparable with a post-route one, and the post-route one is the truth."""
+    done = [st for st in s.stages if st.status == "done"]
+    routed = [st for st in done if st.mode in ROUTE_MODES]
+    survivors = sorted({c for st in (routed or done) for c in st.survivors})
     if not survivors:
         return None
     ranking = Ranking.model_validate(s.spec.get("ranking", {}))
@@ -81,6 +84,8 @@ def best_vs_base(s: StudyState) -> str:
     b0 = (base.metrics or {}).get("wns_ps") if base else None
     if bw is None:
         return "—" if b0 is None else f"base {fmt_ns(b0)}"
+    if best is not None and "pre_wns_ps" in (best.metrics or {}):
+        return f"{fmt_ns(bw)} routed"  # the base was never routed: no like-for-like delta
     return f"{fmt_ns(bw)} ({(bw - b0) / 1000:+.3f})" if b0 is not None else fmt_ns(bw)
 
 
@@ -175,6 +180,45 @@ def write_reports(d: Path, spec: StudySpec, s: StudyState) -> None:
                  "on_front": [c for c in st.survivors if c in st.front], "excluded_by_rails": st.excluded,
                  "points": {c: {m: (s.trials[c].metrics or {}).get(m) for m in metrics_of(spec.ranking)}
                             for c in st.ranking}}, option=orjson.OPT_INDENT_2))
+            if st.agreement is not None:
+                atomic_write(sd / "rank_agreement.json", orjson.dumps({"stage": st.name, **st.agreement},
+                                                                      option=orjson.OPT_INDENT_2))
+    if any(st.agreement is not None for st in s.stages):
+        atomic_write(d / "postroute.md", postroute_md(s).encode())
+
+
+def agreement_line(a: dict[str, Any]) -> str:
+    """One line on how the pre-route ranking held after routing."""
+    rho = a.get("spearman")
+    n = len(a.get("post_ranking", []))
+    held = "the pre-route winner won" if a.get("winner_pre_rank") == 1 else \
+        f"the post-route winner ranked #{a.get('winner_pre_rank')} of {n} before routing"
+    return (f"pre→post-route rank correlation ρ = {rho:+.2f} over {n} trials; " if rho is not None
+            else f"{plural(n, 'trial')} routed; ") + held
+
+
+def postroute_md(s: StudyState) -> str:
+    """Per route stage: how each trial ranked before and after place and route."""
+    out = ["# Post-route verification", ""]
+    for st in s.stages:
+        a = st.agreement
+        if a is None:
+            continue
+        out += [f"## stage {st.name} [{st.mode}]", "", agreement_line(a), "",
+                "| case | rank pre | rank post | WNS pre ns | WNS post ns | Δ ns | hold ns | hot_ratio | wire mm | vias |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        pre = {c: i + 1 for i, c in enumerate(a["pre_ranking"])}
+        for i, c in enumerate(a["post_ranking"]):
+            m = s.trials[c].metrics or {}
+            w, w0 = m.get("wns_ps"), m.get("pre_wns_ps")
+            delta = f"{(w - w0) / 1000:+.3f}" if isinstance(w, (int, float)) and isinstance(w0, (int, float)) else "—"
+            wire = m.get("wirelength_um")
+            out.append(f"| {c} | {pre.get(c, '—')} | {i + 1} | {fmt_ns(w0)} | {fmt_ns(w)} | {delta} | "
+                       f"{fmt_ns(m.get('hold_worst_ps'))} | {m.get('hot_ratio', '—')} | "
+                       f"{wire / 1000:.2f} | {m.get('vias', '—')} |" if isinstance(wire, (int, float)) else
+                       f"| {c} | {pre.get(c, '—')} | {i + 1} | {fmt_ns(w0)} | {fmt_ns(w)} | {delta} | — | — | — | — |")
+        out.append("")
+    return "\n".join(out)
 
 
 # --- imported priors: other studies' leaderboards, never implicit -----------------------------

@@ -24,8 +24,16 @@ from anyio.abc import TaskStatus
 from pydantic import BaseModel, ConfigDict
 
 from engine import events as ev
+from engine.ecos import ROUTE_MODES
 from engine.errors import EnvironmentFault, N2Error, env_fault, validation_reason
-from engine.executors import Command, ExecResult, Executor, Job, LocalExecutor, kill_marked
+from engine.executors import (
+    Command,
+    ExecResult,
+    Executor,
+    Job,
+    LocalExecutor,
+    kill_marked,
+)
 from engine.executors.contain import MARKER
 from engine.fsutil import StudyLock, read_capped, refuse_symlink, remove_stale_tmp
 from engine.journal import JOURNAL, JournalWriter, checkpoint_bytes, recover
@@ -33,12 +41,17 @@ from engine.metrics import check_metrics
 from engine.policy import containment, priors, safety
 from engine.policy.failures import RETRYABLE, classify, failure
 from engine.policy.planning import plan_stage
-from engine.policy.ranking import Candidate, metrics_of, select_survivors
+from engine.policy.ranking import (
+    Candidate,
+    metrics_of,
+    rank_agreement,
+    select_survivors,
+)
 from engine.policy.trace import gate
 from engine.reports import best_case, load_imported_priors, write_reports
 from engine.spec import Study
-from engine.studydir import update_provenance
 from engine.state import TERMINAL, StudyState, TrialState, fold, from_snapshot
+from engine.studydir import update_provenance
 from engine.tools.base import ToolAdapter, TrialContext, TrialFailure, tail
 
 Listener = Callable[[ev.Event, StudyState], None]
@@ -322,6 +335,10 @@ class Engine:
         w, w0 = best.metrics.get("wns_ps"), base.metrics.get("wns_ps")
         if not isinstance(w, (int, float)) or not isinstance(w0, (int, float)):
             return f"best {best.case_id}"
+        pre = best.metrics.get("pre_wns_ps")
+        if isinstance(pre, (int, float)):  # routed: the base was timed before routing only
+            return (f"best {best.case_id}: post-route WNS {w / 1000:+.3f} ns (pre-route {pre / 1000:+.3f} ns; "
+                    f"base pre-route {w0 / 1000:+.3f} ns)")
         return f"best {best.case_id}: WNS {w / 1000:+.3f} ns (base {w0 / 1000:+.3f} ns)"
 
     async def _stage(self, i: int, deps: list[int], done: list[anyio.Event], stages: anyio.CancelScope) -> None:
@@ -403,12 +420,16 @@ class Engine:
                       for p in st.parents if self.state.trials[p].status == "done"]
         select = partial(select_survivors, r=self.spec.ranking, count=st.survivor_count,
                          base=base.metrics if base else None,
-                         max_wns_regression_ps=self.spec.rails.max_wns_regression_vs_parent_ps, stage=i)
+                         max_wns_regression_ps=self.spec.rails.max_wns_regression_vs_parent_ps, stage=i,
+                         limits=rail_limits(self.spec.rails))
         sel = await anyio.to_thread.run_sync(select, cands)
         if self.spec.verify.equivalence != "off":
             sel = await self._prove_survivors(i, sel, cands, select)
         if sel.gates:
             self.emit(ev.GatesChecked(stage=i, gates=sel.gates))
+        if st.mode in ROUTE_MODES and (agree := rank_agreement(cands, sel.ranking, self.spec.ranking,
+                                                                base.metrics if base else None)):
+            self.emit(ev.RankAgreement(stage=i, **agree))
         self.emit(ev.SurvivorsChosen(stage=i, survivors=sel.survivors, ranking=sel.ranking,
                                      excluded=sel.excluded, front=sel.front))
         self.emit(ev.StageFinished(stage=i, status="done"))
@@ -632,6 +653,11 @@ def _read_requests(cdir: Path, stuck: set[str]) -> list[tuple[str, ControlReques
             req, why = None, f"cannot be removed ({e.strerror}); ignored from now on"
         out.append((name, req, sent, why))
     return out
+
+
+def rail_limits(r: Any) -> dict[str, tuple[float | None, float | None]]:
+    """[rails] max/min as metric -> (min, max)."""
+    return {m: (r.min.get(m), r.max.get(m)) for m in sorted(set(r.max) | set(r.min))}
 
 
 def _key(t: TrialState) -> str:

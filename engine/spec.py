@@ -16,13 +16,16 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.ecos import CATALOG
+from engine.ecos import CATALOG, ROUTE_MODES
 from engine.errors import N2Error, Problem
 
 NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 MAX_STAGES = 1000  # after `repeat` is expanded
 MAXIMISE = {"wns_ps": True, "tns_ps": True, "failing_endpoints": False, "power_total_w": False,
-            "power_leakage_w": False, "area_um2": False, "instances": False}
+            "power_leakage_w": False, "area_um2": False, "instances": False, "hold_worst_ps": True,
+            "hold_violations": False, "slew_violations": False, "cap_violations": False, "hot_ratio": False,
+            "congestion_max": False, "wirelength_um": False, "vias": False, "route_failed_nets": False,
+            "utilisation": False, "rudy_max": False}
 
 
 class _Strict(BaseModel):
@@ -133,6 +136,23 @@ class Rails(_Strict):
 
     max_wns_regression_vs_parent_ps: Annotated[float, Field(ge=0)] | None = None
     """A trial more than this many ps worse in WNS than its parent cannot survive."""
+    max: dict[str, float] = {}
+    """Metric -> the largest value a survivor may have, e.g. { cap_violations = 0, hot_ratio = 0.05 }.
+    A trial without the metric (a pre-route trial has no hot_ratio) is not held to it."""
+    min: dict[str, float] = {}
+    """Metric -> the smallest value a survivor may have, e.g. { hold_worst_ps = 0 }."""
+
+
+class Physical(_Strict):
+    """[physical]: place and route in the route modes, and the maps measured from it."""
+
+    bins: Annotated[int, Field(ge=4, le=256)] = 32
+    """Heatmap bins along the die's longer side (bins are square)."""
+    hot_threshold: Annotated[float, Field(gt=0, le=10)] = 0.9
+    """A bin is hot when a layer's routed wire length exceeds this share of its track capacity;
+    hot_ratio is the share of hot bins."""
+    png: bool = True
+    """Render each heatmap as a PNG too (needs matplotlib: pip install 'noodle2[plots]')."""
 
 
 class Verify(_Strict):
@@ -179,8 +199,10 @@ class Stage(_Strict):
 
     name: Annotated[str, Field(pattern=NAME)]
     """Stage name, unique in the study."""
-    mode: Literal["sta", "sta_power"] = "sta_power"
-    """What a trial measures: timing, or timing and power."""
+    mode: Literal["sta", "sta_power", "route", "route_power"] = "sta_power"
+    """What a trial measures: timing (sta), timing and power (sta_power); or the same after
+    placing and routing the trial's netlist with qflow (route, route_power: slower, post-route
+    truth, congestion maps)."""
     trials: Annotated[int, Field(ge=1, le=100_000)]
     """Trials the stage runs."""
     survivors: Annotated[int, Field(ge=1, le=100_000)]
@@ -226,6 +248,8 @@ class StudySpec(_Strict):
     """How survivors are chosen."""
     rails: Rails = Rails()
     """What keeps a trial out of the survivors."""
+    physical: Physical = Physical()
+    """Place and route and its maps."""
     verify: Verify = Verify()
     """What is proven."""
     abort: Abort = Abort()
@@ -414,9 +438,23 @@ def check_semantics(study: Study) -> list[Problem]:
                 out.append(Problem("N2-E108", f"after names unknown stage {dep!r}", f"{at}.after"))
             elif names.index(dep) >= i:
                 out.append(Problem("N2-E108", f"after names {dep!r}, which is not an earlier stage", f"{at}.after"))
+        route = s.mode in ROUTE_MODES
         for j, e in enumerate(s.ecos):
             if e not in CATALOG:
                 out.append(Problem("N2-E106", f"unknown ECO {e!r}", f"{at}.ecos[{j}]"))
+            elif CATALOG[e].physical and not route:
+                out.append(Problem("N2-E118", f"{e} acts in place and route; stage mode {s.mode!r} never places",
+                                   f"{at}.ecos[{j}]", hint='use it in a stage with mode = "route" or "route_power"'))
+            elif e == "resynth_cone" and route:
+                out.append(Problem("N2-E118", "resynth_cone runs in the sta modes only", f"{at}.ecos[{j}]",
+                                   hint="re-synthesise in an earlier sta stage; route its survivors after"))
+        if route and s.keep_parents:
+            out.append(Problem("N2-E118", "keep_parents would rank unrouted parents against routed trials",
+                               f"{at}.keep_parents", hint="leave keep_parents off in route stages"))
+        if route and spec.design is not None and (spec.design.liberty or (spec.tool and spec.tool.kind != "opensta")):
+            out.append(Problem("N2-E118", f"mode {s.mode!r} places with qflow on a technology's LEF; this study "
+                               "gives its own Liberty (design.liberty) or tool", f"{at}.mode",
+                               hint="use design.tech = \"osu018\" (or osu035, osu050) for place and route"))
         for e, settings in s.params.items():
             if e not in s.ecos:
                 out.append(Problem("N2-E107", f"params given for {e!r}, which the stage does not use", f"{at}.params.{e}"))
@@ -448,6 +486,11 @@ def check_semantics(study: Study) -> list[Problem]:
         out += import_problems(study)
     if spec.ranking is not None:
         out += _ranking_problems(spec.ranking)
+    if spec.rails is not None:
+        for side in ("max", "min"):
+            for m in getattr(spec.rails, side):
+                if not re.fullmatch(r"[A-Za-z_]\w{0,63}", m):
+                    out.append(Problem("N2-E113", f"rail on {m!r}: not a metric name", f"rails.{side}"))
     e = spec.execution
     if e is not None and e.executor == "ray":
         out.append(Problem("N2-E114", "the ray executor is not in this version of noodle2", "execution.executor",

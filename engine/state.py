@@ -49,6 +49,7 @@ class StageState:
     ranking: list[str] = field(default_factory=list)
     front: list[str] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)
+    agreement: dict[str, Any] | None = None  # route stages: pre- vs post-route ranking
     started_at: float | None = None
     ended_at: float | None = None
     reason: str = ""
@@ -202,6 +203,11 @@ def _survivors(s: StudyState, e: ev.SurvivorsChosen) -> None:
     st.survivors, st.ranking, st.excluded, st.front = list(e.survivors), list(e.ranking), dict(e.excluded), list(e.front)
 
 
+def _agreement(s: StudyState, e: ev.RankAgreement) -> None:
+    s.stages[e.stage].agreement = {"pre_ranking": list(e.pre_ranking), "post_ranking": list(e.post_ranking),
+                                   "spearman": e.spearman, "winner_pre_rank": e.winner_pre_rank}
+
+
 def _stage_finished(s: StudyState, e: ev.StageFinished) -> None:
     st = s.stages[e.stage]
     st.status, st.reason, st.ended_at = e.status, e.reason, e.t
@@ -236,7 +242,7 @@ _HANDLERS = {
     ev.TrialCancelled: _trial_cancelled, ev.SurvivorsChosen: _survivors, ev.StageFinished: _stage_finished,
     ev.PolicyDecision: _decision, ev.StudyFinished: _study_finished, ev.StudyInterrupted: _interrupted,
     ev.ControlAck: _control, ev.SnapshotReady: _snapshot, ev.GatesChecked: _gates, ev.EcoStats: _eco_stats,
-    ev.EquivalenceChecked: _equivalence, ev.TrialToolExited: _tool_exited,
+    ev.EquivalenceChecked: _equivalence, ev.TrialToolExited: _tool_exited, ev.RankAgreement: _agreement,
 }
 
 

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from engine import events as ev
@@ -256,3 +257,35 @@ ecos = ["pin_swap"]
     assert status == "complete"
     s = eng.state
     assert s.stages[1].survivors == s.stages[0].survivors  # the parent survived its own children
+
+
+def test_rails_on_any_metric_and_a_stage_left_without_survivors(tmp_path):
+    """[rails] max/min hold survivors to any metric; when every trial breaks them the stage ends
+    with no survivor, said plainly (this crashed the headless printer once), and the stages after
+    it are skipped."""
+    import subprocess
+
+    from tests.conftest import ROOT, cli_env
+
+    stages = """
+[[stages]]
+name = "one"
+trials = 3
+survivors = 2
+ecos = ["pin_swap"]
+
+[[stages]]
+name = "two"
+trials = 2
+survivors = 1
+ecos = ["pin_swap"]
+"""
+    path = fake_study(tmp_path, stages=stages, extra="[rails]\nmax = { area_um2 = 100 }\nmin = { wns_ps = -5000 }\n")
+    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended",
+                        "--study-dir", str(tmp_path / "s")], cwd=ROOT, env=cli_env(), capture_output=True, text=True,
+                       timeout=120)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "■ stage one: 3/3 ok, 0 failed; no survivor (3 trials excluded by the rails: area_um2 = " in r.stdout
+    assert "is above the rail max 100" in r.stdout and "stage two skipped" in r.stdout
+    gates = [orjson.loads(x) for x in (tmp_path / "s" / "safety_trace.jsonl").read_bytes().splitlines()]
+    assert {g["gate"] for g in gates} >= {"rail_area_um2", "rail_wns_ps"}

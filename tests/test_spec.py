@@ -171,3 +171,24 @@ def test_every_problem_is_reported_in_one_pass(tmp_path):
     assert {("N2-E102", "stages[0].trials"), ("N2-E104", "stages[1].survivors"),
             ("N2-E106", "stages[1].ecos[0]"), ("N2-E105", "study.colour")} <= got
     assert all(p.line for p in ps)
+
+
+def test_physical_ecos_and_route_modes_are_checked_before_any_compute(tmp_path):
+    route = GOOD.replace('[tool]\nkind = "command"\ncommand = ["true"]\n', "")
+    route = route.replace('top = "fake"', 'top = "fake"\ntech = "osu018"\nnetlist = "n.v"').replace(
+        'name = "t"', 'name = "t"\nsafety_domain = "sandbox"')
+    (tmp_path / "n.v").write_text("module fake; endmodule\n")
+    bad = route.replace('ecos = ["resize_critical"]', 'ecos = ["replace"]')
+    assert [(p.code, p.path) for p in problems(bad, tmp_path)] == [("N2-E118", "stages[0].ecos[0]")]
+    ok = route.replace('name = "b"\n', 'name = "b"\nmode = "route"\n').replace('"pin_swap"', '"reroute"')
+    assert parse_study(ok, tmp_path / "s.toml").spec.stages[1].mode == "route"
+    kept = ok.replace('mode = "route"\n', 'mode = "route"\nkeep_parents = true\n')
+    assert [(p.code, p.path) for p in problems(kept, tmp_path)] == [("N2-E118", "stages[1].keep_parents")]
+    resynth = ok.replace('"reroute"', '"resynth_cone"')
+    assert ("N2-E118", "stages[1].ecos[0]") in {(p.code, p.path) for p in problems(resynth, tmp_path)}
+    lib = tmp_path / "my.lib"
+    lib.write_text("library (x) { }\n")
+    own = ok.replace('tech = "osu018"', f'liberty = ["{lib}"]')
+    ps = problems(own, tmp_path)
+    assert ("N2-E118", "stages[1].mode") in {(p.code, p.path) for p in ps}
+    assert "design.tech" in next(p for p in ps if p.code == "N2-E118").render()

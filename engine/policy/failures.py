@@ -11,6 +11,7 @@ SEVERITY = {
     "tool_missing": "critical", "tool_crash": "error", "oom": "error", "timeout": "warning",
     "nonzero_exit": "error", "tool_error": "error", "snapshot_failed": "critical", "missing_output": "error", "parse_failure": "error",
     "eco_integrity": "warning", "cancelled": "info", "eco_not_applicable": "info", "output_flood": "error", "not_equivalent": "error",
+    "route_failed": "warning", "place_failed": "error",
 }
 RETRYABLE = {"timeout", "oom", "tool_crash"}
 

@@ -32,6 +32,7 @@ def improves(child: Metrics, parent: Metrics, r: Ranking) -> bool:
     """Did the child gain on the study's ranking objective over its parent?  single: the
     objective; weighted: the weighted sum; lexicographic: the objectives in order (with their
     tolerances); pareto: the child dominates the parent."""
+    child = like_parent(child, parent)
     ms = metrics_of(r)
     a = [_value(Candidate("c", child), m, r) for m in ms]
     b = [_value(Candidate("p", parent), m, r) for m in ms]
@@ -182,8 +183,11 @@ def _pareto(cands: list[Candidate], r: Ranking) -> tuple[list[str], list[str]]:
 
 
 def select_survivors(cands: list[Candidate], r: Ranking, count: int, base: Metrics | None,
-                     max_wns_regression_ps: float | None = None, stage: int | None = None) -> Selection:
-    """Survivors come only from trials that pass the rails; each rail check is a gate."""
+                     max_wns_regression_ps: float | None = None, stage: int | None = None,
+                     limits: dict[str, tuple[float | None, float | None]] | None = None) -> Selection:
+    """Survivors come only from trials that pass the rails; each rail check is a gate.
+    `limits`: metric -> (min, max) a survivor must keep; a trial without the metric is not held
+    to it (a pre-route trial has no hot_ratio)."""
     from engine.policy.trace import gate
 
     excluded: dict[str, str] = {}
@@ -191,7 +195,7 @@ def select_survivors(cands: list[Candidate], r: Ranking, count: int, base: Metri
     ok: list[Candidate] = []
     for c in sorted(cands, key=lambda c: c.case_id):
         pw = (c.parent_metrics or {}).get("wns_ps")
-        w = c.metrics.get("wns_ps")
+        w = like_parent(c.metrics, c.parent_metrics or {}).get("wns_ps")
         if max_wns_regression_ps is not None and isinstance(pw, (int, float)) and isinstance(w, (int, float)):
             passed = w >= pw - max_wns_regression_ps
             gates.append(gate("rail_wns_vs_parent", c.case_id, passed,
@@ -200,6 +204,19 @@ def select_survivors(cands: list[Candidate], r: Ranking, count: int, base: Metri
                 excluded[c.case_id] = (f"wns_ps {w:.1f} is {pw - w:.1f} ps worse than parent "
                                        f"(rail {max_wns_regression_ps:g} ps)")
                 continue
+        broken = None
+        for m, (lo, hi) in sorted((limits or {}).items()):
+            v = c.metrics.get(m)
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue
+            passed = (lo is None or v >= lo) and (hi is None or v <= hi)
+            gates.append(gate(f"rail_{m}", c.case_id, passed, {m: v, "min": lo, "max": hi}, stage))
+            if not passed and broken is None:
+                broken = f"{m} = {v:g} is above the rail max {hi:g}" if hi is not None and v > hi else \
+                    f"{m} = {v:g} is below the rail min {lo:g}"
+        if broken is not None:
+            excluded[c.case_id] = broken
+            continue
         ok.append(c)
     ranking, front = rank(ok, r, base, need=count)
     keys = {c.case_id: c.key for c in ok}
@@ -216,3 +233,38 @@ def select_survivors(cands: list[Candidate], r: Ranking, count: int, base: Metri
             taken[k] = c
         survivors.append(c)
     return Selection(survivors, ranking, excluded, front, gates)
+
+
+def pre_route(m: Metrics) -> Metrics:
+    """A routed trial's metrics as they were before place and route (pre_<name> kept by the
+    route modes), without what only routing measures."""
+    from engine.metrics import post_route_only
+
+    out = {k: v for k, v in m.items() if not k.startswith("pre_") and not post_route_only(k)}
+    out.update({k[4:]: v for k, v in m.items() if k.startswith("pre_")})
+    return out
+
+
+def like_parent(child: Metrics, parent: Metrics) -> Metrics:
+    """A routed child of an unrouted parent is compared on its pre-route numbers: like with like."""
+    if any(k.startswith("pre_") for k in child) and not any(k.startswith("pre_") for k in parent):
+        return pre_route(child)
+    return child
+
+
+def rank_agreement(cands: list[Candidate], post: list[str], r: Ranking, base: Metrics | None) -> dict[str, Any] | None:
+    """How well ranking on pre-route numbers predicted the post-route ranking `post`: Spearman's
+    rank correlation over the ranked trials and the post-route winner's pre-route place."""
+    by_id = {c.case_id: c for c in cands}
+    ranked = [c for c in post if c in by_id and any(k.startswith("pre_") for k in by_id[c].metrics)]
+    if not ranked:
+        return None
+    pre, _ = rank([Candidate(c, pre_route(by_id[c].metrics)) for c in ranked], r, base)
+    n = len(ranked)
+    spearman = None
+    if n >= 2:
+        where = {c: i for i, c in enumerate(pre)}
+        d2 = sum((i - where[c]) ** 2 for i, c in enumerate(ranked))
+        spearman = round(1 - 6 * d2 / (n * (n * n - 1)), 4)
+    return {"pre_ranking": pre, "post_ranking": ranked, "spearman": spearman,
+            "winner_pre_rank": pre.index(ranked[0]) + 1}

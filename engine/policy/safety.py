@@ -82,9 +82,11 @@ def legality_report(spec: StudySpec, outside: list[str] | None = None) -> str:
             lines.append(f"  {'✓' if why is None else '✗'} {eco:<22} {cls:<18}" + (f" refused: {why}" if why else ""))
         if st.max_wns_regression_ps is not None:
             lines.append(f"  abort if best WNS regresses more than {st.max_wns_regression_ps:g} ps below the parents' best")
-    lines += ["", "rails:",
-              f"  survivors may not be more than {r.max_wns_regression_vs_parent_ps:g} ps worse in WNS than their parent"
-              if r.max_wns_regression_vs_parent_ps is not None else "  (none)",
+    rails = [f"  survivors may not be more than {r.max_wns_regression_vs_parent_ps:g} ps worse in WNS than their parent"
+             ] if r.max_wns_regression_vs_parent_ps is not None else []
+    rails += [f"  survivors keep {m} ≤ {v:g}" for m, v in sorted(r.max.items())]
+    rails += [f"  survivors keep {m} ≥ {v:g}" for m, v in sorted(r.min.items())]
+    lines += ["", "rails:", *(rails or ["  (none)"]),
               "", "abort criteria:",
               f"  an ECO that fails {a.eco_failure_limit} times is disabled for the rest of the study",
               f"  an ECO class is disabled once {a.class_disable_after} of its ECOs are disabled",

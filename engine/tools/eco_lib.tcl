@@ -123,6 +123,10 @@ proc n2_resize {inst dir} {
 
 proc n2_eco_noop {} { return 0 }
 
+# Physical ECOs change no netlist: their knobs act in place and route (engine/tools/pnr.py).
+proc n2_eco_replace {seed density} { return 0 }
+proc n2_eco_reroute {effort layers} { return 0 }
+
 # Upsizing a driver speeds its stage but loads the stage before it: each resize is kept only
 # when incremental timing improved.
 proc n2_eco_resize_critical {paths max_cells} {
@@ -505,4 +509,46 @@ proc n2_report {file paths power} {
     report_power -digits 6
     sta::redirect_file_end
   }
+}
+
+# Electrical checks, in every mode: pins over their transition limit (the SDC's set_max_transition
+# or the Liberty's; OpenSTA's own check) and driver pins whose net capacitance exceeds the
+# Liberty's max_capacitance (n2_maxcap, in farads: 2.0.17 has no capacitance check of its own).
+proc n2_electrical {file} {
+  global n2_maxcap
+  set corner [sta::cmd_corner]
+  set slew [sta::pin_slew_limit_violations $corner max]
+  set over {}
+  foreach inst [get_cells *] {
+    foreach p [n2_outputs $inst] {
+      set key "[n2_cell $inst]/[lindex [split [get_full_name $p] /] end]"
+      if {![info exists n2_maxcap($key)] || [$p net] eq "NULL"} { continue }
+      set c [[$p net] capacitance rise $corner max]
+      if {$c > $n2_maxcap($key)} {
+        lappend over [list [format %.4f [expr {($c - $n2_maxcap($key)) * 1e12}]] [get_full_name $p] \
+                        [format %.4f [expr {$c * 1e12}]] [format %.4f [expr {$n2_maxcap($key) * 1e12}]]]
+      }
+    }
+  }
+  n2_metric slew_violations [llength $slew]
+  n2_metric cap_violations [llength $over]
+  set f [open $file.electrical.rpt w]
+  puts $f "max_transition violations: [llength $slew]"
+  foreach p [lrange $slew 0 19] { puts $f "  [get_full_name $p]" }
+  puts $f "max_capacitance violations: [llength $over] (pin, net pF, limit pF)"
+  foreach o [lrange [lsort -decreasing -real -index 0 $over] 0 19] {
+    puts $f "  [lindex $o 1] [lindex $o 2] [lindex $o 3]"
+  }
+  close $f
+}
+
+# Hold: the worst min-delay slack, the endpoints that violate it, and the worst min-delay paths.
+proc n2_hold {file paths} {
+  set w [sta::worst_slack -min]
+  if {abs($w) < 1e6} { n2_metric hold_worst_ps [expr {$w * 1000.0}] }  ;# else no constrained min path
+  n2_metric hold_violations [llength [find_timing_paths -path_delay min -group_count 1000000 -endpoint_count 1 \
+                                        -unique_paths_to_endpoint -slack_max -1e-6]]
+  sta::redirect_file_begin $file.hold.rpt
+  report_checks -path_delay min -group_count $paths -endpoint_count 1 -unique_paths_to_endpoint -digits 3
+  sta::redirect_file_end
 }

@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.tools.liberty import Library
-
 from engine.tools.netlist import Bit, Netlist, NetlistError, parse_netlist  # noqa: F401 - re-exported
-
 
 # --- structural matching -------------------------------------------------------------------------
 

@@ -178,6 +178,7 @@ class Cell:
     sequential: bool
     resistance: float  # output transition per unit load, from the timing tables: lower drives harder
     symmetric: tuple[tuple[str, ...], ...]
+    max_cap: dict[str, float] = field(default_factory=dict)  # output pin -> max_capacitance (library unit)
 
     @property
     def key(self) -> tuple | None:
@@ -194,6 +195,7 @@ class Library:
     families: dict[str, tuple[str, ...]]  # cell -> its family, weakest first
     buffers: tuple[str, ...]
     inverters: tuple[str, ...]
+    cap_unit_f: float = 1e-12  # farads per capacitance unit (capacitive_load_unit)
 
     def family(self, cell: str) -> tuple[str, ...]:
         return self.families.get(cell, (cell,))
@@ -268,7 +270,28 @@ def _cell(g: Group, templates: dict[str, list[str]]) -> Cell:
                         groups.remove(gb)
     return Cell(g.args[0] if g.args else "?", float(g.attrs.get("area", "0") or 0), inputs, outputs, function, truth,
                 truths, sequential, _drive_resistance(out, templates) if out is not None else 0.0,
-                tuple(tuple(sorted(s)) for s in sorted(groups, key=sorted)))
+                tuple(tuple(sorted(s)) for s in sorted(groups, key=sorted)),
+                {p.args[0]: float(p.attrs["max_capacitance"]) for p in pins
+                 if p.args and p.attrs.get("direction") == "output" and _is_number(p.attrs.get("max_capacitance"))})
+
+
+def _is_number(x: str | None) -> bool:
+    try:
+        return x is not None and float(x) >= 0
+    except ValueError:
+        return False
+
+
+_CAP_UNITS = {"ff": 1e-15, "pf": 1e-12, "nf": 1e-9}
+
+
+def _cap_unit(lib: Group) -> float:
+    """capacitive_load_unit (1, pf) -> farads per unit; pF when the file does not say."""
+    args = lib.complex.get("capacitive_load_unit", [])
+    try:
+        return float(args[0]) * _CAP_UNITS[args[1].strip().lower()]
+    except (IndexError, KeyError, ValueError):
+        return 1e-12
 
 
 @lru_cache(maxsize=16)
@@ -290,7 +313,7 @@ def _load(path: str, _stamp: tuple[int, int]) -> Library:
     one = [c for c in cells.values() if c.key is not None and len(c.inputs) == 1]
     buf = next((families[c.name] for c in one if c.truth == 0b10), ())
     inv = next((families[c.name] for c in one if c.truth == 0b01), ())
-    return Library(lib.args[0] if lib.args else Path(path).stem, cells, families, buf, inv)
+    return Library(lib.args[0] if lib.args else Path(path).stem, cells, families, buf, inv, _cap_unit(lib))
 
 
 def load(path: Path) -> Library:
@@ -315,6 +338,9 @@ def tcl_facts(lib: Library) -> str:
     for c in sorted(lib.cells.values(), key=lambda c: c.name):
         if c.sequential:
             out.append(f"set n2_sequential({tcl_word(c.name)}) 1")
+    for c in sorted(lib.cells.values(), key=lambda c: c.name):
+        for pin, limit in sorted(c.max_cap.items()):  # in farads, as OpenSTA reports net capacitance
+            out.append(f"set n2_maxcap({tcl_word(c.name + '/' + pin)}) {limit * lib.cap_unit_f:.6g}")
     out.append(f"set n2_buffers {{{' '.join(tcl_word(x) for x in lib.buffers)}}}")
     out.append(f"set n2_inverters {{{' '.join(tcl_word(x) for x in lib.inverters)}}}")
     return "\n".join(out) + "\n"

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from engine.ecos import CATALOG
+from engine.ecos import CATALOG, ROUTE_MODES
 from engine.executors import Command, ExecResult
 from engine.fsutil import read_capped
 from engine.policy.integrity import class_violation
@@ -27,7 +28,13 @@ from engine.tools.liberty import tcl_facts
 from engine.tools.netlist import area_um2, cell_usage, declare_wires, liberty_areas
 from engine.tools.quote import safe_name, tcl_word
 from engine.tools.sdc import SDC_COMMANDS
-from engine.tools.sta_parsers import ParseError, parse_n2m, parse_paths, parse_power, parse_wns_tns
+from engine.tools.sta_parsers import (
+    ParseError,
+    parse_n2m,
+    parse_paths,
+    parse_power,
+    parse_wns_tns,
+)
 from engine.tools.tech import resolve_tech
 from engine.tools.yosys import synthesise, tool_version
 
@@ -58,6 +65,7 @@ class OpenSTATool:
             names.append(n if n not in names else f"{len(names)}_{n}")
         self.libs = [self.snapshot / "tech" / n for n in names]  # what trials read
         self.raw_sdc = study.spec.study.safety_domain == "sandbox"
+        self.lef = self.snapshot / "tech" / safe_name(self.tech.lef.name) if self.tech.lef is not None else None
 
     def implements(self) -> set[str]:
         return set(CATALOG)
@@ -66,7 +74,8 @@ class OpenSTATool:
         return [self.netlist, self.sdc, *self.libs]
 
     def outputs(self, ctx: TrialContext) -> list[str]:
-        return [f"{self.top}.v"]
+        # a routed trial's placement tells it apart from a parent with the same netlist
+        return [f"{self.top}.v", f"pnr/{self.top}.def"] if ctx.mode in ROUTE_MODES else [f"{self.top}.v"]
 
     def prove(self, trial_dir: Path, parent_dir: Path) -> dict[str, Any]:
         """The trial's netlist against its parent's (structural matching, then SAT on what
@@ -115,7 +124,7 @@ class OpenSTATool:
         eco = CATALOG[ctx.eco]
         args = " ".join(tcl_word(str(ctx.params.get(p.name, p.default))) for p in eco.params)
         call = eco_call or f"n2_eco_{eco.name} {args}".rstrip()
-        power = ctx.mode == "sta_power"
+        power = ctx.mode.endswith("_power")
 
         def rel(p: Path) -> str:
             return tcl_word(os.path.relpath(p, ctx.trial_dir))
@@ -143,6 +152,8 @@ n2_metric unconstrained_endpoints [n2_unconstrained_endpoints]
 n2_integrity
 n2_metric failing_endpoints [n2_failing_endpoints]
 n2_report sta {WORST_PATHS} {int(power)}
+n2_electrical sta
+n2_hold sta {WORST_PATHS}
 write_verilog {tcl_word(self.top + ".raw.v")}
 n2_metric done 1
 exit
@@ -157,6 +168,8 @@ exit
         t = ctx.trial_dir
         if ctx.eco == "resynth_cone":
             return self._prepare_resynth(ctx)
+        if ctx.mode in ROUTE_MODES:
+            return self._prepare_route(ctx)
         (t / "run.tcl").write_text(self.script(ctx))
         return Command(["sta", "-no_init", "-no_splash", "run.tcl"], t, t / "stdout.log", t / "stderr.log", None,
                        ctx.memory_limit_mb)
@@ -236,7 +249,10 @@ exit
                                f"{int(n2m['unconstrained_before'])} -> {int(n2m['unconstrained_endpoints'])}")
         if (why := class_violation(CATALOG[ctx.eco], before, usage)) is not None:
             raise TrialFailure("eco_integrity", why)
-        m.update({k: int(n2m[k]) for k in ("failing_endpoints", "eco_changes", "unconstrained_endpoints") if k in n2m})
+        m.update({k: int(n2m[k]) for k in ("failing_endpoints", "eco_changes", "unconstrained_endpoints", "slew_violations",
+                                           "cap_violations", "hold_violations") if k in n2m})
+        if "hold_worst_ps" in n2m:
+            m["hold_worst_ps"] = round(n2m["hold_worst_ps"], 3)
         m["instances"] = sum(usage.values())
         try:
             m["area_um2"] = area_um2(usage, liberty_areas(self.libs[0]))
@@ -247,16 +263,164 @@ exit
         m["sta_warnings"] = sum(s.counts["Warning:"] for s in logs)
         if warnings:
             m["warnings"] = warnings[:KEEP_WARNINGS]
+        if ctx.mode in ROUTE_MODES:
+            m = self._collect_route(ctx, m)
         (t / "metrics.json").write_bytes(orjson.dumps(m, option=orjson.OPT_INDENT_2))
-        index = [{"path": p.name, "type": kind, "label": label} for p, kind, label in [
+        pnr = t / "pnr" / self.top
+        files = [
             (t / "run.tcl", "text/x-tcl", "script run by sta"), (t / "stdout.log", "text/plain", "sta stdout"),
             (t / "stderr.log", "text/plain", "sta stderr"), (t / f"{self.top}.v", "text/x-verilog", "child netlist"),
             (t / "sta.timing.rpt", "text/plain", f"worst {WORST_PATHS} paths"),
             (t / "sta.wns.rpt", "text/plain", "wns/tns"), (t / "sta.power.rpt", "text/plain", "power"),
-            (t / "n2m.txt", "text/plain", "integrity counts"), (t / "metrics.json", "application/json", "metrics")]
-            if p.exists()]
+            (t / "sta.hold.rpt", "text/plain", f"worst {WORST_PATHS} min-delay (hold) paths"),
+            (t / "sta.electrical.rpt", "text/plain", "max transition and max capacitance violations"),
+            (t / "n2m.txt", "text/plain", "integrity counts"), (t / "metrics.json", "application/json", "metrics"),
+            (t / "post.tcl", "text/x-tcl", "post-route timing script"), (t / "post.log", "text/plain", "post-route sta log"),
+            (t / "post.timing.rpt", "text/plain", f"post-route worst {WORST_PATHS} paths"),
+            (t / "post.wns.rpt", "text/plain", "post-route wns/tns"), (t / "post.power.rpt", "text/plain", "post-route power"),
+            (t / "post.hold.rpt", "text/plain", "post-route hold paths"),
+            (t / "post.electrical.rpt", "text/plain", "post-route max transition and capacitance violations"),
+            (t / "physical.json", "application/json", "place and route: step times, router passes, layers"),
+            (pnr.with_name(f"{self.top}_unroute.def"), "text/plain", "placed DEF (graywolf)"),
+            (pnr.with_suffix(".def"), "text/plain", "routed DEF (qrouter)"),
+            (t / "pnr" / "route.log", "text/plain", "router log (failed nets per pass)"),
+            (t / "pnr" / "place.log", "text/plain", "placer log"),
+            (pnr.with_suffix(".sdf"), "text/plain", "routed interconnect delays (SDF)"),
+            (pnr.with_suffix(".spef"), "text/plain", "routed parasitics (SPEF, qflow's)"),
+            (pnr.with_suffix(".timing.v"), "text/x-verilog", "routed netlist as timed"),
+            (t / "maps" / "index.json", "application/json", "heatmaps: density, RUDY, congestion per layer")]
+        maps = _json(t / "maps" / "index.json").get("maps", [])
+        files += [(t / "maps" / e[k], "text/csv" if k == "csv" else "image/png",
+                   f"{e['name']}{' ' + e['layer'] if e.get('layer') else ''} ({e['unit']})")
+                  for e in maps for k in ("csv", "png") if isinstance(e.get(k), str)]
+        index = [{"path": str(p.relative_to(t)), "type": kind, "label": label} for p, kind, label in files if p.exists()]
         (t / "artifact_index.json").write_bytes(orjson.dumps(index, option=orjson.OPT_INDENT_2))
         return m
+
+
+    # --- place and route ------------------------------------------------------------------
+    def _prepare_route(self, ctx: TrialContext) -> Command:
+        """The trial script, then place and route and post-route timing, run by a driver
+        (engine/tools/pnr.py) in the trial's process group: a kill reaches every router."""
+        import sys
+
+        if shutil.which("qflow") is None:
+            raise TrialFailure("tool_missing", f"qflow not found: mode {ctx.mode} places and routes with it; "
+                               "install it: sudo apt-get install qflow")
+        if self.lef is None or self.tech.name not in ("osu018", "osu035", "osu050"):
+            raise TrialFailure("tool_missing", f"mode {ctx.mode} needs a qflow technology with a LEF, not "
+                               f"{self.tech.name!r}")
+        t = ctx.trial_dir
+        (t / "run.tcl").write_text(self.script(ctx))
+        (t / "post.tcl").write_text(self.post_script(ctx))
+        parent_phys = _json(ctx.parent_dir / "physical.json")
+        knobs = dict(parent_phys.get("knobs", {}))  # a child keeps its parent's placement knobs
+        if CATALOG[ctx.eco].physical:
+            knobs.update({p.name: ctx.params.get(p.name, p.default) for p in CATALOG[ctx.eco].params})
+        p = self.study.spec.physical
+        rel = partial(os.path.relpath, start=t)
+        (t / "pnr.json").write_bytes(orjson.dumps({
+            "case_id": ctx.case_id, "top": self.top, "tech": self.tech.name, "libs": [rel(x) for x in self.libs],
+            "lef": rel(self.lef), "knobs": knobs, "seed": int(knobs.get("seed") or 12345),
+            "bins": p.bins, "hot": p.hot_threshold, "png": p.png, "integrity": list(INTEGRITY),
+            "parent_maps": rel(ctx.parent_dir / "maps") if (ctx.parent_dir / "maps").is_dir() else None}))
+        here = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(x for x in (here, os.environ.get("PYTHONPATH", "")) if x)}
+        return Command([sys.executable, "-m", "engine.tools.pnr", "pnr.json"], t, t / "stdout.log", t / "stderr.log",
+                       env, ctx.memory_limit_mb)
+
+    def post_script(self, ctx: TrialContext) -> str:
+        """Timing of the routed netlist: qrouter's interconnect delays (SDF) and routed wire
+        capacitance (wirecap.tcl, from the SPEF's net totals) on qflow's own netlist."""
+        def rel(p: Path) -> str:
+            return tcl_word(os.path.relpath(p, ctx.trial_dir))
+
+        libs = "\n".join(f"read_liberty {rel(p)}" for p in self.libs)
+        sdc = (f"read_sdc {rel(self.sdc)}" if self.raw_sdc
+               else f"n2_read_sdc_safe {rel(self.sdc)} {{{' '.join(sorted(SDC_COMMANDS))}}}")
+        pnr = f"pnr/{self.top}"
+        return f"""# noodle2 post-route timing of {ctx.case_id} (mode {ctx.mode}): qflow's routed netlist
+set n2_mfile [open post.n2m.txt w]
+{self.facts()}
+{ECO_LIB.read_text()}
+{libs}
+read_verilog {tcl_word(pnr + ".timing.v")}
+link_design {tcl_word(self.top)}
+{sdc}
+read_sdf {tcl_word(pnr + ".sdf")}
+source {tcl_word("pnr/wirecap.tcl")}
+{"set_power_activity -global -activity 0.1" if ctx.mode.endswith("_power") else ""}
+n2_integrity
+n2_metric failing_endpoints [n2_failing_endpoints]
+n2_report post {WORST_PATHS} {int(ctx.mode.endswith("_power"))}
+n2_electrical post
+n2_hold post {WORST_PATHS}
+n2_metric done 1
+exit
+"""
+
+    def _collect_route(self, ctx: TrialContext, m: dict[str, Any]) -> dict[str, Any]:
+        """Post-route metrics replace the pre-route ones, which stay as pre_<name>; the routed
+        design's physical measures join them."""
+        t = ctx.trial_dir
+        phys = _json(t / "physical.json")
+        if (t / "pnr_failure.json").is_file():
+            f = _json(t / "pnr_failure.json")
+            raise TrialFailure(str(f.get("kind", "tool_error")), str(f.get("reason", "place and route failed")),
+                               str(f.get("excerpt", "")))
+        log = scan_lines(t / "post.log", ("Error:", "Warning:", *INTEGRITY.values()))
+        if log.lines["Error:"]:
+            raise TrialFailure("tool_error", f"post-route sta reported {log.counts['Error:']} error(s): "
+                               f"{log.lines['Error:'][0][:160]}", "\n".join(log.lines["Error:"][:10]))
+        try:
+            n2m = parse_n2m(read_capped(t / "post.n2m.txt", 64 << 10).decode(errors="replace"))
+        except (OSError, ValueError):
+            n2m = {}
+        if n2m.get("done") != 1:
+            raise TrialFailure("missing_output", "post-route sta stopped before the end of its script", tail(t / "post.log"))
+        broken = {k: int(n2m[k]) for k in INTEGRITY if n2m.get(k, 0) > 0}
+        if broken:  # qflow's round trip, not the ECO: the tool is at fault
+            raise TrialFailure("tool_error", "the routed netlist has " + ", ".join(
+                f"{n} {k.replace('_', ' ')}" for k, n in broken.items()), "\n".join(
+                ln for p in INTEGRITY.values() for ln in log.lines[p]))
+        try:
+            post: dict[str, Any] = parse_wns_tns(_read(t / "post.wns.rpt"))
+            post["worst_paths"] = parse_paths(_read(t / "post.timing.rpt"))
+            if ctx.mode == "route_power":
+                post.update(parse_power(_read(t / "post.power.rpt")))
+        except ParseError as e:
+            raise TrialFailure("parse_failure", f"post-route: {e}", e.excerpt) from None
+        post.update({k: int(n2m[k]) for k in ("failing_endpoints", "slew_violations", "cap_violations",
+                                               "hold_violations") if k in n2m})
+        if "hold_worst_ps" in n2m:
+            post["hold_worst_ps"] = round(n2m["hold_worst_ps"], 3)
+        for k in PRE_ROUTE:
+            if k in m:
+                m[f"pre_{k}"] = m.pop(k)
+        m.update(post)
+        m.update({k: v for k, v in phys.get("metrics", {}).items() if isinstance(v, (int, float))})
+        m["wirecap_nets"] = int(n2m.get("wirecap_nets", 0))
+        routed = cell_usage((t / "pnr" / f"{self.top}.timing.v").read_text())
+        if sum(routed.values()) != m.get("instances"):
+            m.setdefault("warnings", []).append(
+                f"the routed netlist has {sum(routed.values())} cells, the trial's netlist {m.get('instances')}")
+        if n2m.get("wirecap_missing", 0) > 0:
+            m.setdefault("warnings", []).append(f"{int(n2m['wirecap_missing'])} routed nets of the SPEF are not in "
+                                                "the routed netlist: their wire capacitance is missing")
+        return m
+
+
+# what a route mode re-measures after routing; the pre-route value stays as pre_<name>
+PRE_ROUTE = ("wns_ps", "tns_ps", "failing_endpoints", "slew_violations", "cap_violations", "hold_violations",
+             "hold_worst_ps", "power_internal_w", "power_switching_w", "power_leakage_w", "power_total_w")
+
+
+def _json(p: Path) -> dict[str, Any]:
+    try:
+        v = orjson.loads(read_capped(p, 4 << 20))
+    except (OSError, ValueError):
+        return {}
+    return v if isinstance(v, dict) else {}
 
 
 def _usage(trial_dir: Path, top: str) -> Counter[str]:
