@@ -13,8 +13,8 @@ from typing import Callable
 import orjson
 
 from engine import events as ev
-from engine.fsutil import atomic_write, lock_holder
 from engine.errors import N2Error
+from engine.fsutil import atomic_write, lock_holder
 from engine.journal import JOURNAL, read_events, recover
 from engine.runner import CONTROL_DIR
 from engine.state import FoldError, StudyState, fold

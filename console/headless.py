@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from engine import events as ev
 from console.view import plural
+from engine import events as ev
 from engine.reports import agreement_line, fmt_ns, trial_line
 from engine.state import StudyState
 

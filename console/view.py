@@ -2,6 +2,7 @@
 one word per status, plurals, and what a trial is when no engine runs it any more."""
 from __future__ import annotations
 
+from engine.ecos import ROUTE_MODES
 from engine.reports import fmt_ns as ns
 from engine.reports import plural
 from engine.state import StageState, StudyState, TrialState
@@ -27,6 +28,15 @@ def trial_status(t: TrialState, engine_alive: bool) -> str:
 def stage_counts(s: StudyState, st: StageState) -> dict[str, int]:
     ts = [s.trials[c] for c in st.cases]
     return {k: sum(t.status == k for t in ts) for k in ("running", "done", "failed", "cancelled", "planned")}
+
+
+def study_best(s: StudyState) -> tuple[float | None, bool]:
+    """The study's best WNS so far and whether it is post-route: once a stage routes, only
+    routed numbers count (a pre-route number is not comparable with them)."""
+    routed = [b for st in s.stages if st.mode in ROUTE_MODES and (b := running_best(s, st)) is not None]
+    if routed:
+        return max(routed), True
+    return max((b for st in s.stages if (b := running_best(s, st)) is not None), default=None), False
 
 
 def running_best(s: StudyState, st: StageState, metric: str = "wns_ps") -> float | None:

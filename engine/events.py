@@ -157,7 +157,7 @@ class RankAgreement(Event):
     pre_ranking: list[str]  # the stage's ranked trials, by their pre-route metrics
     post_ranking: list[str]  # the same trials, by their post-route metrics (the stage's ranking)
     spearman: float | None  # rank correlation; None with fewer than two trials
-    winner_pre_rank: int  # where the post-route winner stood pre-route (1 = it was first there too)
+    winner_pre_rank: int  # where the post-route winner stood pre-route (1 = first there too; 0 = all tied)
 
 
 @dataclass(slots=True, kw_only=True)

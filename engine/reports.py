@@ -191,6 +191,8 @@ def agreement_line(a: dict[str, Any]) -> str:
     """One line on how the pre-route ranking held after routing."""
     rho = a.get("spearman")
     n = len(a.get("post_ranking", []))
+    if a.get("winner_pre_rank") == 0:
+        return f"{plural(n, 'trial')} of one netlist: pre-route numbers tie, only routing told them apart"
     held = "the pre-route winner won" if a.get("winner_pre_rank") == 1 else \
         f"the post-route winner ranked #{a.get('winner_pre_rank')} of {n} before routing"
     return (f"pre→post-route rank correlation ρ = {rho:+.2f} over {n} trials; " if rho is not None

@@ -448,9 +448,13 @@ def check_semantics(study: Study) -> list[Problem]:
             elif e == "resynth_cone" and route:
                 out.append(Problem("N2-E118", "resynth_cone runs in the sta modes only", f"{at}.ecos[{j}]",
                                    hint="re-synthesise in an earlier sta stage; route its survivors after"))
-        if route and s.keep_parents:
-            out.append(Problem("N2-E118", "keep_parents would rank unrouted parents against routed trials",
-                               f"{at}.keep_parents", hint="leave keep_parents off in route stages"))
+        deps = [names.index(d) for d in (s.after or []) if d in names] if s.after is not None else [i - 1]
+        unrouted = [names[j] for j in deps if j >= 0 and spec.stages[j] is not None
+                    and spec.stages[j].mode not in ROUTE_MODES]
+        if route and s.keep_parents and (unrouted or i == 0):
+            out.append(Problem("N2-E118", "keep_parents would rank unrouted parents (from "
+                               f"{', '.join(unrouted) or 'the base case'}) against routed trials", f"{at}.keep_parents",
+                               hint="keep parents only in a route stage after another route stage"))
         if route and spec.design is not None and (spec.design.liberty or (spec.tool and spec.tool.kind != "opensta")):
             out.append(Problem("N2-E118", f"mode {s.mode!r} places with qflow on a technology's LEF; this study "
                                "gives its own Liberty (design.liberty) or tool", f"{at}.mode",

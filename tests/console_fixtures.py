@@ -135,3 +135,19 @@ def running_study(root: Path, name: str = "live-20270115-110000", *, cancelled: 
         e.seq, e.t = k, T0 + k * 0.5
     (d / "journal.jsonl").write_bytes(b"".join(ev.encode(e) for e in evs))
     return d
+
+
+def synthetic_maps(trial_dir: Path) -> None:
+    """Heatmaps for one trial, as a route mode writes them: a 16 x 10 grid with a hot corner."""
+    from engine.tools.heatmaps import write_maps
+    from engine.tools.physical import GridSpec, Maps
+
+    g = GridSpec(0.0, 0.0, 5.0, 16, 10)
+
+    def grid(f):
+        return [[round(f(i, j), 4) for i in range(g.nx)] for j in range(g.ny)]
+    cong = {"metal1": grid(lambda i, j: 0.05 * ((i + j) % 3)),
+            "metal2": grid(lambda i, j: min(1.0, (i + j) / 20)),
+            "metal3": grid(lambda i, j: 0.95 if (i > 12 and j > 7) else 0.3)}
+    maps = Maps(g, grid(lambda i, j: 0.5 + 0.4 * ((i * j) % 5) / 4), grid(lambda i, j: i / 30), cong, {}, {})
+    write_maps(maps, trial_dir / "maps", design="mac16", case=trial_dir.name, parent_maps=None, png=False)

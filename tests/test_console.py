@@ -183,3 +183,63 @@ async def test_opens_a_study_longer_than_the_log_replay_window(tmp_path):
         await settle(pilot, lambda: screen.query_one(TrialTable).row_count == n, "every trial in the table")
         log = screen.query_one("#engine-log").lines
         assert len(log) <= 2000 and "b_0_2999" in log[-1]
+
+
+async def test_trial_detail_draws_heatmaps_and_cycles_maps_and_layers(tmp_path, monkeypatch):
+    from console.widgets.heatmap import Heatmap
+    from tests.console_fixtures import synthetic_maps
+
+    monkeypatch.setenv("COLORTERM", "truecolor")
+    synthetic_study(tmp_path)
+    synthetic_maps(tmp_path / "synth-20270115-090000" / "trials" / "mac16_2_2")
+    async with app_for(tmp_path, theme="dark").run_test(size=(120, 50)) as pilot:
+        await pilot.press("enter")
+        table = pilot.app.screen.query_one("#trials")
+        await settle(pilot, lambda: table.row_count == 4, "the last stage's trials")
+        row = next(i for i in range(table.row_count) if "mac16_2_2" in cells(table, i)[0])
+        table.move_cursor(row=row)
+        await pilot.press("enter")
+        h = await settle(pilot, lambda: pilot.app.screen.query_one(Heatmap), "the heatmap")
+        seen = [h.current.title]
+        for key in ("m", "m", "y", "y", "y", "m"):
+            await pilot.press(key)
+            seen.append(h.current.title)
+        assert seen == ["density", "rudy", "congestion metal1", "congestion metal2", "congestion metal3",
+                        "congestion metal1", "density"]
+        text = str(h.render())
+        assert "density: placed cell area / bin area" in text and "▀" in text and "m map · y layer" in text
+        await pilot.press("m", "m", "y")
+        assert "routed wire length / track capacity" in str(h.render())
+
+
+@pytest.mark.parametrize("theme,term,colorterm,plain", [
+    ("high-contrast", "xterm-256color", "truecolor", True),  # the theme: glyphs whatever the terminal
+    ("dark", "xterm", None, True),  # 16 colours over plain SSH
+    ("dark", "xterm-256color", None, False),  # 256 colours: half-blocks, Rich picks the nearest colours
+])
+async def test_heatmap_degrades_to_glyphs_in_high_contrast_and_16_colours(tmp_path, monkeypatch, theme, term,
+                                                                          colorterm, plain):
+    from console.widgets.heatmap import RAMP, Heatmap
+    from tests.console_fixtures import synthetic_maps
+
+    monkeypatch.setenv("TERM", term)
+    if colorterm:
+        monkeypatch.setenv("COLORTERM", colorterm)
+    else:
+        monkeypatch.delenv("COLORTERM", raising=False)
+    synthetic_study(tmp_path)
+    synthetic_maps(tmp_path / "synth-20270115-090000" / "trials" / "mac16_2_2")
+    async with app_for(tmp_path, theme=theme).run_test(size=(120, 50)) as pilot:
+        await pilot.press("enter")
+        table = pilot.app.screen.query_one("#trials")
+        await settle(pilot, lambda: table.row_count == 4, "the last stage's trials")
+        table.move_cursor(row=next(i for i in range(table.row_count) if "mac16_2_2" in cells(table, i)[0]))
+        await pilot.press("enter", "m", "m", "y", "y")  # congestion metal3: hot top-right corner
+        h = await settle(pilot, lambda: pilot.app.screen.query_one(Heatmap), "the heatmap")
+        assert h.plain() is plain
+        if not plain:
+            assert pilot.app.console.color_system == "256" and "▀" in str(h.render())
+            return
+        assert "▀" not in str(h.render())
+        rows = str(h.render()).splitlines()[1:11]
+        assert rows[0].endswith(RAMP[-1] * 6) and rows[-1].startswith(RAMP[1] * 2)  # 0.95 of 0.95; 0.3 of 0.95 is the second glyph

@@ -42,3 +42,30 @@ def test_live_view(snap_compare, root, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_help_screen(snap_compare, root, size):
     assert snap_compare(app(root), terminal_size=size, press=["enter", "question_mark"])
+
+
+def test_trial_heatmap(snap_compare, root, monkeypatch):
+    """A routed trial's detail, scrolled to its congestion map (truecolor half-blocks, legend)."""
+    from console.widgets.heatmap import Heatmap
+    from tests.console_fixtures import synthetic_maps
+
+    monkeypatch.setenv("COLORTERM", "truecolor")
+    synthetic_maps(root / "synth-20270115-090000" / "trials" / "mac16_2_2")
+
+    async def open_map(pilot):
+        from tests.waiting import settle
+
+        studies = pilot.app.screen.query_one("#studies")
+        await settle(pilot, lambda: studies.row_count == 2, "both studies listed")
+        studies.move_cursor(row=next(i for i in range(2) if "synth" in str(studies.get_row_at(i)[0])))
+        await pilot.press("enter")  # the finished study, attached to its last stage
+        table = await settle(pilot, lambda: pilot.app.screen.query_one("#trials"), "the trial table")
+        await settle(pilot, lambda: table.row_count == 4, "the last stage's trials")
+        table.move_cursor(row=next(i for i in range(table.row_count)
+                                   if "mac16_2_2" in str(table.get_row_at(i)[0])))
+        await pilot.press("enter", "m", "m", "y", "y")  # congestion, metal3
+        await pilot.pause()
+        pilot.app.screen.query_one(Heatmap).scroll_visible(animate=False, top=True)
+        await pilot.pause()
+
+    assert snap_compare(app(root), terminal_size=(100, 40), run_before=open_map)

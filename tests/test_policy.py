@@ -278,3 +278,20 @@ def test_a_success_is_a_gain_on_the_ranking_objective():
     assert improves(tns_only, parent, Ranking(kind="lexicographic", objectives=["wns_ps", "tns_ps"]))
     assert not improves({"wns_ps": -90.0, "tns_ps": -600.0}, parent,
                         Ranking(kind="pareto", objectives=["wns_ps", "tns_ps"]))  # not dominating
+
+
+def test_congestion_ranks_through_the_existing_kinds():
+    """hot_ratio is a known metric (smaller is better): alone, after WNS within a tolerance, or
+    on a Pareto front with WNS; unrouted trials (no hot_ratio) rank last on it."""
+    c = [Candidate("a", {"wns_ps": -500, "hot_ratio": 0.20}), Candidate("b", {"wns_ps": -510, "hot_ratio": 0.01}),
+         Candidate("c", {"wns_ps": -900, "hot_ratio": 0.00}), Candidate("d", {"wns_ps": -400})]
+    assert rank(c, Ranking(objective="hot_ratio"))[0] == ["c", "b", "a", "d"]
+    lex = Ranking(kind="lexicographic", objectives=["wns_ps", "hot_ratio"], tolerance={"wns_ps": 150})
+    # a, b and d are within 150 ps of the best WNS (d); of those b is least congested, and d, never
+    # routed, has no hot_ratio at all: b, then a
+    assert rank(c, lex, need=2)[0][:2] == ["b", "a"]
+    e = Candidate("e", {"wns_ps": -600, "hot_ratio": 0.30})  # worse than a on both
+    front = rank([*c, e], Ranking(kind="pareto", objectives=["wns_ps", "hot_ratio"]))[1]
+    assert sorted(front) == ["a", "b", "c", "d"]  # d: best WNS, so undominated even without hot_ratio
+    w = Ranking(kind="weighted", weights={"wns_ps": 1.0, "hot_ratio": 1000.0}, normalise="none")
+    assert rank(c[:3], w)[0][0] == "b"  # -510 - 10 beats -500 - 200

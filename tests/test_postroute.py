@@ -258,3 +258,12 @@ def test_rank_agreement_is_spearman_and_the_winners_pre_route_place():
     same = rank_agreement(cands[:2], ["a", "b"], Ranking(), None)
     assert same["spearman"] == 1.0 and same["winner_pre_rank"] == 1
     assert rank_agreement([Candidate("x", {"wns_ps": 1})], ["x"], Ranking(), None) is None  # nothing routed
+
+
+def test_one_netlist_placed_twice_ties_before_routing():
+    cands = [Candidate("a", {"pre_wns_ps": -100, "wns_ps": -300}), Candidate("b", {"pre_wns_ps": -100, "wns_ps": -250})]
+    a = rank_agreement(cands, ["b", "a"], Ranking(), None)
+    assert a["spearman"] is None and a["winner_pre_rank"] == 0
+    from engine.reports import agreement_line
+
+    assert agreement_line(a) == "2 trials of one netlist: pre-route numbers tie, only routing told them apart"

@@ -10,12 +10,19 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
+from console.widgets.heatmap import Heatmap, load_maps
 from engine.state import StudyState
 
 # metric, label, scale from the stored unit to the one people read, digits
-METRICS = [("wns_ps", "WNS ns", 1e-3, 3), ("tns_ps", "TNS ns", 1e-3, 3), ("failing_endpoints", "failing endpoints", 1, 0),
+METRICS = [("wns_ps", "WNS ns", 1e-3, 3), ("pre_wns_ps", "WNS pre-route ns", 1e-3, 3), ("tns_ps", "TNS ns", 1e-3, 3),
+           ("pre_tns_ps", "TNS pre-route ns", 1e-3, 3), ("failing_endpoints", "failing endpoints", 1, 0),
+           ("hold_worst_ps", "hold slack ns", 1e-3, 3), ("hold_violations", "hold violations", 1, 0),
+           ("slew_violations", "max-transition violations", 1, 0), ("cap_violations", "max-capacitance violations", 1, 0),
            ("power_total_w", "power mW", 1e3, 3), ("power_leakage_w", "leakage mW", 1e3, 5),
            ("area_um2", "area µm²", 1, 0), ("instances", "instances", 1, 0), ("eco_changes", "ECO changes", 1, 0),
+           ("hot_ratio", "hot bins (share)", 1, 4), ("congestion_max", "congestion max", 1, 3),
+           ("rudy_max", "RUDY max", 1, 3), ("wirelength_um", "wirelength mm", 1e-3, 2), ("vias", "vias", 1, 0),
+           ("utilisation", "utilisation", 1, 3), ("route_failed_nets", "unrouted nets", 1, 0),
            ("sta_warnings", "sta warnings", 1, 0)]
 
 
@@ -30,7 +37,9 @@ def delta(a: object, b: object, scale: float = 1, digits: int = 3) -> str:
 
 
 class TrialDetail(Screen):
-    BINDINGS = [Binding("escape,q", "app.pop_screen", "back"), Binding("question_mark", "help", "help")]
+    BINDINGS = [Binding("escape,q", "app.pop_screen", "back"), Binding("question_mark", "help", "help"),
+                Binding("m", "map('next_map')", "map", tooltip="next heatmap: density, RUDY, congestion, diffs"),
+                Binding("y", "map('next_layer')", "layer", tooltip="next metal layer of the heatmap")]
 
     def __init__(self, study_dir: Path, state: StudyState, case: str) -> None:
         super().__init__()
@@ -46,6 +55,10 @@ class TrialDetail(Screen):
                 yield Static(f"✗ {f.get('type')} ({f.get('severity')}): {f.get('reason')}\n\n{f.get('excerpt', '')}",
                              id="detail-failure", markup=False)
             yield DataTable(id="detail-metrics", cursor_type="none")
+            maps = load_maps(self.dir / "trials" / self.case / "maps")
+            if maps:
+                yield Label("heatmaps", classes="section")
+                yield Heatmap(maps, id="detail-heatmap")
             yield Label("worst paths", classes="section")
             yield DataTable(id="detail-paths", cursor_type="none")
             yield Label("artifacts", classes="section")
@@ -92,6 +105,15 @@ class TrialDetail(Screen):
         head, sep, rest = text.partition("\n# noodle2 ECO library")
         marker = "\nread_liberty"  # skip the inlined ECO library; show what this trial did
         return head if not sep else head + "\n# ... ECO library (engine/tools/eco_lib.tcl) ..." + rest[rest.find(marker):]
+
+    def action_map(self, action: str) -> None:
+        for h in self.query(Heatmap):
+            getattr(h, f"action_{action}")()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "map":  # the keys show only where there are maps
+            return bool(self.query(Heatmap))
+        return True
 
     def action_help(self) -> None:
         self.app.show_help(self)

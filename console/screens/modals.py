@@ -1,7 +1,6 @@
 """Small modal screens: help, confirmation, a text report, choosing a study file."""
 from __future__ import annotations
 
-
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding

@@ -11,19 +11,28 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label, Log, Sparkline, TabbedContent, TabPane
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Input,
+    Label,
+    Log,
+    Sparkline,
+    TabbedContent,
+    TabPane,
+)
 
 from console.follow import StudyFollower, send_control, spawn_engine
 from console.headless import Printer
 from console.screens.detail import TrialDetail
 from console.screens.leaderboard import LeaderboardScreen
 from console.screens.modals import ConfirmScreen
-from console.view import active_stage, ns, plural, running_best
+from console.view import active_stage, ns, plural, running_best, study_best
 from console.widgets.funnel import SurvivorFunnel
 from console.widgets.tables import StageTable, TrialTable
 from engine import events as ev
 from engine.errors import N2Error
-from engine.reports import effective_status
+from engine.reports import agreement_line, effective_status
 
 TICK_S = 0.1
 
@@ -77,6 +86,7 @@ class StudyScreen(Screen):
                 yield SurvivorFunnel(id="funnel")
                 yield Label("best WNS by stage", id="trend-label")
                 yield Sparkline([], id="trend")
+                yield Label("", id="agreement", markup=False)
         with Vertical(id="study-right"):
             yield Input(placeholder="filter trials: eco, status, failure type, case", id="trial-filter")
             yield TrialTable(id="trials")
@@ -154,6 +164,11 @@ class StudyScreen(Screen):
         self.query_one(StageTable).show(s, self.engine_alive)
         self.query_one(SurvivorFunnel).show(s)
         self.query_one(Sparkline).data = [b for st in s.stages if (b := running_best(s, st)) is not None]
+        routed = [st for st in s.stages if st.agreement is not None]
+        agreement = self.query_one("#agreement", Label)
+        agreement.display = bool(routed)
+        if routed:  # as journaled when the route stage chose its survivors
+            agreement.update(f"{routed[-1].name}: {agreement_line(routed[-1].agreement)}")
         table = self.query_one(TrialTable)
         right = self.query_one("#study-right")
         if self.stage < 0:  # the base case, the reference every stage is measured against
@@ -185,14 +200,15 @@ class StudyScreen(Screen):
             eta = mean * (total - done) / max(s.max_parallel, 1)
         base = s.base()
         bw = (base.metrics or {}).get("wns_ps") if base else None
-        best = max((b for st in s.stages if (b := running_best(s, st)) is not None), default=None)
+        best, routed = study_best(s)
+        wns = f"WNS {ns(bw)}→{ns(best)}" + (" routed" if routed else "")
         parts = [f" {s.name or self.dir.name} [{status}]", f"{done}/{plural(total, 'trial')}",
-                 f"workers {busy}/{s.max_parallel}", f"elapsed {clock_text(elapsed)}", f"WNS {ns(bw)}→{ns(best)} ns"]
+                 f"workers {busy}/{s.max_parallel}", f"elapsed {clock_text(elapsed)}", f"{wns} ns"]
         optional = [f"ETA {clock_text(eta)}" if eta is not None else "", s.safety_domain or ""]
         text = " · ".join(parts[:4] + [o for o in optional if o] + parts[4:])
         if len(text) > self.app.size.width - 1:  # 80 columns: the essentials, shortest words
             text = " · ".join([parts[0], f"{done}/{total}", f"w {busy}/{s.max_parallel}", clock_text(elapsed),
-                               f"WNS {ns(bw)}→{ns(best)}"])
+                               wns])
         return text
 
     # --- trial output pane -------------------------------------------------------------------

@@ -262,6 +262,9 @@ def rank_agreement(cands: list[Candidate], post: list[str], r: Ranking, base: Me
     pre, _ = rank([Candidate(c, pre_route(by_id[c].metrics)) for c in ranked], r, base)
     n = len(ranked)
     spearman = None
+    values = {tuple(pre_route(by_id[c].metrics).get(m) for m in metrics_of(r)) for c in ranked}
+    if len(values) == 1:  # one netlist placed differently: nothing to predict before routing
+        return {"pre_ranking": pre, "post_ranking": ranked, "spearman": None, "winner_pre_rank": 0}
     if n >= 2:
         where = {c: i for i, c in enumerate(pre)}
         d2 = sum((i - where[c]) ** 2 for i, c in enumerate(ranked))
