@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -26,8 +27,10 @@ examples:
   noodle2 resume {EXAMPLE_DIR}
   noodle2 status {EXAMPLE_DIR}
   noodle2 watch  {EXAMPLE_DIR}
+  noodle2 report {EXAMPLE_DIR}                 summary.html, plots, trials.csv, change list
 
-exit codes: 0 done, 1 study failed or blocked, 2 usage/validation error, 3 interrupted (resumable)
+exit codes: 0 done, 1 study failed or blocked (ci: a regression), 2 usage/validation error,
+            3 interrupted (resumable)
 """
 
 
@@ -107,6 +110,24 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--tech", default="osu018", help="technology: osu018, osu035, osu050 (default: osu018)")
     i.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
+    rp = command("report", "write summary.html (self-contained) and summary.md with plots, trials.csv, lineage.svg "
+                 "and the winner's change list and replay Tcl", [
+                     f"noodle2 report {EXAMPLE_DIR}",
+                     f"noodle2 report {EXAMPLE_DIR} --out review/"])
+    rp.add_argument("study_dir", type=Path, help="the study directory")
+    rp.add_argument("--out", type=Path, help="where to write (default: STUDY_DIR/report)")
+
+    ci = command("ci", "run a study for CI and compare its result with a baseline "
+                 "(exit 0 pass, 1 regression, 2 usage, 3 interrupted)", [
+                     "noodle2 ci sample_studies/quickstart.toml --baseline baseline.json --update-baseline",
+                     "noodle2 ci sample_studies/quickstart.toml --baseline baseline.json --junit ci.xml"])
+    ci.add_argument("file", type=Path, help="the study file; runs locked unless it sets safety_domain")
+    ci.add_argument("--baseline", type=Path, required=True, help="the baseline JSON to compare with (or to write)")
+    ci.add_argument("--junit", type=Path, help="write JUnit XML: a testcase per metric and per stage gate")
+    ci.add_argument("--update-baseline", action="store_true", help="record this run as the new baseline")
+    ci.add_argument("--study-dir", type=Path, help="where the run goes (default: a new dir under --root)")
+    ci.add_argument("--root", type=Path, default=Path("studies"), help="folder for new study dirs (default: ./studies)")
+
     command("ecos", "list the ECO catalog", ["noodle2 ecos"])
     command("schema", "print the study file's JSON Schema (for Taplo, VS Code's Even Better TOML)", [
         "noodle2 schema > noodle2.schema.json"])
@@ -162,6 +183,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_init(args)
     if args.cmd == "schema":
         return cmd_schema()
+    if args.cmd == "report":
+        return cmd_report(args.study_dir, args.out)
+    if args.cmd == "ci":
+        return cmd_ci(args)
     return EXIT_USAGE
 
 
@@ -300,6 +325,76 @@ def cmd_status(study_dir: Path, json: bool = False) -> int:
     else:
         print(status_text(rec.state, lock_holder(study_dir), resume=f"{invocation()} resume {shlex.quote(str(study_dir))}"))
     return EXIT_OK
+
+
+def cmd_report(study_dir: Path, out: Path | None) -> int:
+    """Reads the study (no lock: an engine may still run it) and writes the report files."""
+    from engine import summary
+    from engine.journal import recover
+    from engine.studydir import require_study_dir
+
+    require_study_dir(study_dir)
+    rec = recover(study_dir)
+    got = summary.write(study_dir, rec.state, out)
+    print(f"report: {got['out']}/summary.html")
+    print(f"  wrote {', '.join(got['written'])}")
+    for n in got["notes"]:
+        print(f"  note: {n}")
+    return EXIT_OK
+
+
+def cmd_ci(args: argparse.Namespace) -> int:
+    """Run headless, then hold the result to the baseline.  Exit 0 pass, 1 regression (or a
+    study that did not complete), 2 usage, 3 interrupted."""
+    import time
+    import tomllib
+
+    import orjson
+
+    from engine import ci
+    from engine.journal import recover
+    from engine.spec import MAXIMISE, parse_study
+    from engine.studydir import new_study_dir
+
+    if not args.update_baseline and not args.baseline.is_file():
+        print(f"noodle2: N2-E119 no baseline at {args.baseline}", file=sys.stderr)
+        print("        hint: record one first: noodle2 ci FILE --baseline FILE --update-baseline", file=sys.stderr)
+        return EXIT_USAGE
+    text = args.file.read_text(encoding="utf-8") if args.file.is_file() else ""
+    try:
+        explicit = "safety_domain" in tomllib.loads(text).get("study", {})
+    except tomllib.TOMLDecodeError:
+        explicit = True  # parse_study reports the syntax error with its line
+    if text and not explicit:  # CI runs locked unless the study file says otherwise
+        text = re.sub(r"^\[study\][^\n]*\n", lambda m: m.group(0) + 'safety_domain = "locked"  # noodle2 ci default\n',
+                      text, count=1, flags=re.M)
+    study = parse_study(text, args.file) if text else parse_study(args.file.read_text(), args.file)
+    study_dir = new_study_dir(study, args.root, args.study_dir)
+    print(f"ci: {study.spec.study.name} in the {study.spec.study.safety_domain} domain, study dir {study_dir}", flush=True)
+    t0 = time.monotonic()
+    rc = run_engine(study_dir)
+    s = recover(study_dir).state
+    current = ci.baseline(s)
+    if rc == EXIT_INTERRUPTED:
+        return rc
+    if args.update_baseline:
+        args.baseline.parent.mkdir(parents=True, exist_ok=True)
+        args.baseline.write_bytes(orjson.dumps(current, option=orjson.OPT_INDENT_2))
+        print(f"ci: baseline recorded in {args.baseline}")
+        return EXIT_OK if rc == EXIT_OK else EXIT_FAILED
+    base = orjson.loads(args.baseline.read_bytes())
+    directions = {m: (study.spec.ranking.directions.get(m) == "max") if m in study.spec.ranking.directions
+                  else MAXIMISE.get(m, False) for m in study.spec.ci.thresholds}
+    checks = ci.compare(base, current, study.spec.ci.thresholds, directions, study.spec.ci.stage_gates)
+    print(ci.table(checks))
+    if args.junit:
+        args.junit.parent.mkdir(parents=True, exist_ok=True)
+        args.junit.write_text(ci.junit(s.name, checks, time.monotonic() - t0))
+        print(f"ci: JUnit XML in {args.junit}")
+    failed = [c for c in checks if not c.passed]
+    print(f"ci: {'PASS' if not failed and rc == EXIT_OK else 'REGRESSION'}: {len(checks) - len(failed)}/{len(checks)} "
+          f"checks passed" + ("" if rc == EXIT_OK else f"; the study ended {s.status}"))
+    return EXIT_OK if not failed and rc == EXIT_OK else EXIT_FAILED
 
 
 def cmd_watch(study_dir: Path, json: bool) -> int:

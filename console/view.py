@@ -5,6 +5,7 @@ from __future__ import annotations
 from engine.ecos import ROUTE_MODES
 from engine.reports import fmt_ns as ns
 from engine.reports import plural
+from engine.reports import stage_best as running_best
 from engine.state import StageState, StudyState, TrialState
 
 __all__ = ["active_stage", "mw", "ns", "plural", "running_best", "stage_counts", "trial_status", "um2"]
@@ -37,15 +38,6 @@ def study_best(s: StudyState) -> tuple[float | None, bool]:
     if routed:
         return max(routed), True
     return max((b for st in s.stages if (b := running_best(s, st)) is not None), default=None), False
-
-
-def running_best(s: StudyState, st: StageState, metric: str = "wns_ps") -> float | None:
-    """The stage's best so far: its first survivor once chosen, else the best finished trial."""
-    if st.survivors and st.status == "done":
-        return (s.trials[st.survivors[0]].metrics or {}).get(metric)
-    vals = [(s.trials[c].metrics or {}).get(metric) for c in st.cases if s.trials[c].status == "done"]
-    vals = [v for v in vals if isinstance(v, (int, float))]
-    return max(vals) if vals else None
 
 
 def active_stage(s: StudyState) -> int:

@@ -135,8 +135,8 @@ CATALOG: dict[str, EcoDef] = {
             "(fill cells spread through the rows): every cell may move.  Route modes only.",
             (
                 _P("seed", int, 1, 1_000_000, 1, "graywolf's random seed"),
-                _P("density", float, 0, 1, 0, "target placement density (0.3-1: lower spreads cells out); "
-                   "0: qflow's default"),
+                _P("density", float, 0.3, 1, 1, "target placement density: below 1, fill cells spread the "
+                   "cells out; 1 packs them as qflow does by default"),
             ),
             physical=True,
         ),

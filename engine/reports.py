@@ -16,7 +16,7 @@ from engine.fsutil import atomic_write
 from engine.policy import priors, trace
 from engine.policy.ranking import Candidate, metrics_of, rank
 from engine.spec import Ranking, Study, StudySpec
-from engine.state import TERMINAL, StudyState, TrialState
+from engine.state import TERMINAL, StageState, StudyState, TrialState
 
 
 def best_case(s: StudyState) -> TrialState | None:
@@ -35,6 +35,15 @@ def best_case(s: StudyState) -> TrialState | None:
     return s.trials[order[0]]
 
 
+def stage_best(s: StudyState, st: StageState, metric: str = "wns_ps") -> float | None:
+    """The stage's best so far: its first survivor once chosen, else the best finished trial."""
+    if st.survivors and st.status == "done":
+        return (s.trials[st.survivors[0]].metrics or {}).get(metric)
+    vals = [(s.trials[c].metrics or {}).get(metric) for c in st.cases if s.trials[c].status == "done"]
+    vals = [v for v in vals if isinstance(v, (int, float))]
+    return max(vals) if vals else None
+
+
 def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
@@ -45,8 +54,7 @@ def fmt_ns(ps: float | None) -> str:
 
 def trial_line(t: TrialState) -> str:
     """One line per finished trial: case, ECO, key metrics, status."""
-    params = ",".join(f"{k}={v:g}" for k, v in t.params.items())
-    eco = f"{t.eco}({params})" if params else t.eco
+    eco = eco_call(t)
     wall = (t.resources or {}).get("wall_s")
     took = f"{wall:6.2f}s" if isinstance(wall, (int, float)) else "      "
     if t.status == "done":
@@ -150,14 +158,41 @@ def status_text(s: StudyState, holder: int | None, now: float | None = None, res
     return "\n".join(lines)
 
 
+def lineage(s: StudyState, case: str) -> list[TrialState]:
+    """Base first, the case last."""
+    chain = []
+    t = s.trials.get(case)
+    while t is not None:
+        chain.append(t)
+        t = s.trials.get(t.parent or "")
+    return list(reversed(chain))
+
+
+def eco_call(t: TrialState) -> str:
+    params = ",".join(f"{k}={v:g}" for k, v in t.params.items() if isinstance(v, (int, float)))
+    return f"{t.eco}({params})" if params else t.eco
+
+
+def wns_delta(a: Any, b: Any) -> str:
+    return f"{(a - b) / 1000:+.3f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else "—"
+
+
 def lineage_dot(s: StudyState) -> str:
-    out = ["digraph lineage {", "  rankdir=LR;"]
-    for t in s.trials.values():
+    """Every case from its parent, with its ECO and ΔWNS; the winner's path bold, failures dashed."""
+    best = best_case(s)
+    path = {t.case_id for t in lineage(s, best.case_id)} if best else set()
+    out = ["digraph lineage {", "  rankdir=LR; node [shape=box, fontname=Helvetica, fontsize=10];"]
+    for t in sorted(s.trials.values(), key=lambda t: (t.stage, t.index)):
+        m = t.metrics or {}
+        pm = (s.trials[t.parent].metrics or {}) if t.parent else {}
+        dw = wns_delta(m.get("wns_ps"), pm.get("wns_ps")) if t.parent else ""
+        label = f"{t.case_id}\\n{eco_call(t)}" + (f"\\nΔWNS {dw} ns" if dw and dw != "—" else "")
+        style = ', style="bold,filled", fillcolor="#dddddd", penwidth=2.5' if t.case_id in path else \
+            (', style=dashed' if t.status != "done" else "")
+        out.append(f'  "{t.case_id}" [label="{label}"{style}];')
         if t.parent:
-            out.append(f'  "{t.parent}" -> "{t.case_id}" [label="{t.eco}"];')
-    survivors = {c for st in s.stages for c in st.survivors}
-    for c in sorted(survivors):
-        out.append(f'  "{c}" [style=bold];')
+            edge = ' [penwidth=2.5]' if t.case_id in path and t.parent in path else ""
+            out.append(f'  "{t.parent}" -> "{t.case_id}"{edge};')
     out.append("}")
     return "\n".join(out) + "\n"
 

@@ -143,6 +143,16 @@ class Rails(_Strict):
     """Metric -> the smallest value a survivor may have, e.g. { hold_worst_ps = 0 }."""
 
 
+class CI(_Strict):
+    """[ci]: what `noodle2 ci` holds a run to against its baseline."""
+
+    thresholds: dict[str, Annotated[float, Field(ge=0)]] = {"wns_ps": 0.0, "tns_ps": 0.0}
+    """Metric -> how far the best case may fall behind the baseline, in the metric's own unit
+    (ps for slacks), before it is a regression."""
+    stage_gates: bool = True
+    """Every stage the baseline finished must finish again (not aborted, not skipped)."""
+
+
 class Physical(_Strict):
     """[physical]: place and route in the route modes, and the maps measured from it."""
 
@@ -250,6 +260,8 @@ class StudySpec(_Strict):
     """What keeps a trial out of the survivors."""
     physical: Physical = Physical()
     """Place and route and its maps."""
+    ci: CI = CI()
+    """Regression checks for `noodle2 ci`."""
     verify: Verify = Verify()
     """What is proven."""
     abort: Abort = Abort()
@@ -490,6 +502,11 @@ def check_semantics(study: Study) -> list[Problem]:
         out += import_problems(study)
     if spec.ranking is not None:
         out += _ranking_problems(spec.ranking)
+    if spec.ci is not None and spec.ranking is not None:
+        for m in spec.ci.thresholds:
+            if m not in MAXIMISE and m not in spec.ranking.directions:
+                out.append(Problem("N2-E113", f"ci threshold on {m!r}: a metric with no known direction", "ci.thresholds",
+                                   hint=f'add [ranking] directions = {{ {m} = "max" }} (or "min")'))
     if spec.rails is not None:
         for side in ("max", "min"):
             for m in getattr(spec.rails, side):

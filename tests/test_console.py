@@ -243,3 +243,17 @@ async def test_heatmap_degrades_to_glyphs_in_high_contrast_and_16_colours(tmp_pa
         assert "▀" not in str(h.render())
         rows = str(h.render()).splitlines()[1:11]
         assert rows[0].endswith(RAMP[-1] * 6) and rows[-1].startswith(RAMP[1] * 2)  # 0.95 of 0.95; 0.3 of 0.95 is the second glyph
+
+
+async def test_w_writes_the_report_and_says_where(tmp_path):
+    synthetic_study(tmp_path)
+    async with app_for(tmp_path, theme="dark").run_test(size=(120, 40)) as pilot:
+        await pilot.press("enter")
+        screen = await settle(pilot, lambda: pilot.app.screen if type(pilot.app.screen).__name__ == "StudyScreen"
+                              else None, "the study view")
+        await pilot.press("w")
+        await settle(pilot, lambda: screen.last_report, "the report")
+        report = tmp_path / "synth-20270115-090000" / "report" / "summary.html"
+        assert screen.last_report == report and report.is_file()
+        assert any(f"report written: {report}" in str(n.message) for n in pilot.app._notifications)
+        assert "mac16_2_0" in (tmp_path / "synth-20270115-090000" / "report" / "trials.csv").read_text()

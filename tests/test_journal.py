@@ -7,7 +7,14 @@ import pytest
 
 from engine import events as ev
 from engine.errors import N2Error
-from engine.journal import CHECKPOINT, JOURNAL, JournalWriter, read_events, recover, write_checkpoint
+from engine.journal import (
+    CHECKPOINT,
+    JOURNAL,
+    JournalWriter,
+    read_events,
+    recover,
+    write_checkpoint,
+)
 from engine.state import StudyState, fold, replay
 
 

@@ -3,7 +3,6 @@ drive, buffers, inverters and commutative pins, for the three OSU processes and 
 names follow no convention."""
 from __future__ import annotations
 
-
 import pytest
 
 from engine.tools.liberty import load, truth_table

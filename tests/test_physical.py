@@ -8,7 +8,15 @@ import orjson
 import pytest
 
 from engine.tools.heatmaps import PNG_SKIPPED, write_maps
-from engine.tools.physical import diff, measure, parse_def, parse_lef, read_csv, router_passes, write_csv
+from engine.tools.physical import (
+    diff,
+    measure,
+    parse_def,
+    parse_lef,
+    read_csv,
+    router_passes,
+    write_csv,
+)
 from engine.tools.pnr import project_vars, spef_wire_caps, timing_netlist
 
 LEF = """
@@ -167,3 +175,4 @@ def test_spef_wire_caps_use_the_name_map_only_and_fill_cells_leave_the_timing_ne
     assert timing_netlist(v, {"FILL"}) == "module t (a);\nINVX1 INVX1_1 ( .A(a), .Y(y) );\nendmodule\n"
     assert project_vars({"seed": 7, "density": 0.6, "layers": 0, "effort": 20}) == \
         'set initial_density = 0.6\nset qrouter_options = "-e 20"\n'
+    assert project_vars({"seed": 7, "density": 1.0, "layers": 4}) == "set route_layers = 4\n"

@@ -10,7 +10,12 @@ import pytest
 
 from engine import events as ev
 from engine.policy import containment, priors, safety
-from engine.policy.ranking import Candidate, non_dominated_fronts, rank, select_survivors
+from engine.policy.ranking import (
+    Candidate,
+    non_dominated_fronts,
+    rank,
+    select_survivors,
+)
 from engine.spec import Ranking, StudySpec, parse_study
 from engine.state import StudyState, fold
 

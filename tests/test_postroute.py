@@ -128,12 +128,12 @@ proc n2_test_buffer {} {
 
 def test_replace_moves_cells_and_diffs_its_maps_against_the_routed_parent(rb, routed):
     m0, d0 = routed
-    m1, d1 = rb.trial("seed7", "replace", {"seed": 7, "density": 0}, parent=d0)
+    m1, d1 = rb.trial("seed7", "replace", {"seed": 7, "density": 1}, parent=d0)
     assert "failure" not in m1, m1
     assert (d1 / "pnr" / "mac8_unroute.def").read_text() != (d0 / "pnr" / "mac8_unroute.def").read_text()
     assert m1["instances"] == m0["instances"] and m1["wirelength_um"] != m0["wirelength_um"]
     knobs = orjson.loads((d1 / "pnr.json").read_bytes())["knobs"]
-    assert knobs == {"seed": 7, "density": 0}
+    assert knobs == {"seed": 7, "density": 1}
     idx = {e["csv"]: e for e in orjson.loads((d1 / "maps" / "index.json").read_bytes())["maps"]}
     assert "diff_density.csv" in idx and "diff_congestion_metal3.csv" in idx
     from engine.tools.physical import read_csv

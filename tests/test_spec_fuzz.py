@@ -170,8 +170,9 @@ _JOURNAL: list[bytes] = []
 
 def _good_journal() -> bytes:
     if not _JOURNAL:
-        from tests.console_fixtures import synthetic_study
         import tempfile
+
+        from tests.console_fixtures import synthetic_study
 
         d = synthetic_study(Path(tempfile.mkdtemp()))
         _JOURNAL.append((d / "journal.jsonl").read_bytes())

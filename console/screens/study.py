@@ -56,6 +56,7 @@ class StudyScreen(Screen):
         Binding("o", "sort", "sort", tooltip="sort by the next column (or click a header)"),
         Binding("f", "follow", "follow", show=False, tooltip="follow the logs on or off"),
         Binding("l", "leaderboard", "ECOs", tooltip="the ECO leaderboard"),
+        Binding("w", "report", "report", tooltip="write the report (summary.html, plots, change list) and say where"),
         Binding("escape", "back", "back", show=False, tooltip="clear the filter, or back to the picker"),
         Binding("left_square_bracket", "stage(-1)", "previous stage", show=False, tooltip="previous stage (base first)"),
         Binding("right_square_bracket", "stage(1)", "next stage", show=False, tooltip="next stage"),
@@ -67,6 +68,7 @@ class StudyScreen(Screen):
         self.follower = StudyFollower(study_dir)
         self.stage = active_stage(self.follower.state)  # attaching shows the stage that runs
         self.redraws = 0
+        self.last_report: Path | None = None
         self.dirty = True
         self.changed: set[str] = set()  # case ids touched since the last redraw
         self.trial_log_case: str | None = None
@@ -360,6 +362,24 @@ class StudyScreen(Screen):
 
     LEGEND = [("◆", "survivor"), ("★", "Pareto front"), ("▶✓✗", "running done failed"), ("⊘", "cancelled"),
               ("⏸", "interrupted (r resumes)")]
+
+    def action_report(self) -> None:
+        self.notify("writing the report…", timeout=2)
+        self.write_report()
+
+    @work(thread=True, exclusive=True, group="report")
+    def write_report(self) -> None:
+        """Off the event loop: plots and Graphviz take seconds on a large study."""
+        from engine import summary
+
+        try:
+            got = summary.write(self.dir, self.state)
+        except OSError as e:
+            self.app.call_from_thread(self.notify, f"report not written: {e}", severity="error")
+            return
+        self.last_report = Path(got["out"]) / "summary.html"
+        note = f" ({'; '.join(got['notes'])})" if got["notes"] else ""
+        self.app.call_from_thread(self.notify, f"report written: {self.last_report}{note}", timeout=12)
 
     def action_help(self) -> None:
         self.app.show_help(self, self.LEGEND)

@@ -90,9 +90,10 @@ def timing_netlist(text: str, fillers: set[str]) -> str:
 
 
 def project_vars(p: dict[str, Any]) -> str:
-    """qflow's project_vars.sh lines for the ECO's physical knobs (0 means qflow's default)."""
+    """qflow's project_vars.sh lines for the ECO's physical knobs (density 1, layers 0 and effort 0
+    leave qflow's defaults)."""
     out = []
-    if p.get("density"):
+    if p.get("density") and float(p["density"]) < 1:
         out.append(f"set initial_density = {float(p['density']):g}")
     if p.get("layers"):
         out.append(f"set route_layers = {int(p['layers'])}")

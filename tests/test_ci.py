@@ -1,0 +1,74 @@
+"""`noodle2 ci` (#12): a passing and a regressing run of the real quickstart study against a
+recorded baseline, JUnit XML parsed, the exit codes, and the locked default."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import orjson
+import pytest
+
+from engine.ci import Check, compare, junit
+from tests.conftest import ROOT, cli_env, fake_study
+
+
+def ci(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "console.cli", "ci", *map(str, args)], cwd=cwd, env=cli_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(shutil.which("sta") is None, reason="needs OpenSTA (bash .ci/setup installs it)")
+def test_a_passing_and_a_regressing_run_against_the_baseline(tmp_path):
+    study = ROOT / "sample_studies" / "quickstart.toml"
+    base = tmp_path / "baseline.json"
+    r = ci(study, "--baseline", base, "--update-baseline", "--root", tmp_path / "s", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    recorded = orjson.loads(base.read_bytes())
+    assert recorded["best"]["metrics"]["wns_ps"] < 0 and set(recorded["stages"]) == {"explore", "refine", "polish"}
+
+    r = ci(study, "--baseline", base, "--junit", tmp_path / "pass.xml", "--root", tmp_path / "s", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "ci: PASS: 5/5 checks passed" in r.stdout
+    suite = ET.parse(tmp_path / "pass.xml").getroot().find("testsuite")
+    assert suite.get("tests") == "5" and suite.get("failures") == "0"
+    assert [c.get("name") for c in suite.findall("testcase")] == ["tns_ps", "wns_ps", "explore", "refine", "polish"]
+
+    recorded["best"]["metrics"]["wns_ps"] += 50.0  # the baseline was 50 ps better: this run regresses
+    recorded["stages"]["extra"] = {"status": "done", "survivors": 1}
+    base.write_bytes(orjson.dumps(recorded))
+    r = ci(study, "--baseline", base, "--junit", tmp_path / "fail.xml", "--root", tmp_path / "s", cwd=tmp_path)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "✗ metric wns_ps  REGRESSION" in r.stdout and "50 behind, threshold 0" in r.stdout
+    assert "ci: REGRESSION: 4/6 checks passed" in r.stdout
+    suite = ET.parse(tmp_path / "fail.xml").getroot().find("testsuite")
+    failed = {c.get("name"): c.find("failure").get("message") for c in suite.findall("testcase")
+              if c.find("failure") is not None}
+    assert set(failed) == {"wns_ps", "extra"} and "stage missing" in failed["extra"]
+
+
+def test_ci_runs_locked_unless_the_file_says_otherwise_and_needs_a_baseline(tmp_path):
+    stages = '[[stages]]\nname = "one"\ntrials = 3\nsurvivors = 1\necos = ["resize_critical"]\n'
+    path = fake_study(tmp_path, stages=stages)
+    r = ci(path, "--baseline", tmp_path / "none.json", cwd=tmp_path)
+    assert r.returncode == 2 and "N2-E119 no baseline" in r.stderr and "--update-baseline" in r.stderr
+    r = ci(path, "--baseline", tmp_path / "b.json", "--update-baseline", "--study-dir", tmp_path / "run", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "in the locked domain" in r.stdout
+    assert "safety domain: locked" in (tmp_path / "run" / "legality_report.md").read_text()
+    (tmp_path / "x").mkdir()
+    illegal = fake_study(tmp_path / "x", stages=stages.replace("resize_critical", "buffer_fanout"))
+    r = ci(illegal, "--baseline", tmp_path / "b.json", cwd=tmp_path)
+    assert r.returncode == 2 and "N2-E111" in r.stderr  # placement_local is not legal when locked
+
+
+def test_compare_knows_which_way_is_better_and_junit_escapes():
+    base = {"best": {"metrics": {"wns_ps": -100.0, "area_um2": 1000.0}}, "stages": {"a": {"status": "done"}}}
+    cur = {"best": {"metrics": {"wns_ps": -104.0, "area_um2": 1003.0}}, "stages": {"a": {"status": "aborted"}}}
+    checks = compare(base, cur, {"wns_ps": 5, "area_um2": 2}, {"wns_ps": True, "area_um2": False})
+    assert [(c.name, c.passed) for c in checks] == [("area_um2", False), ("wns_ps", True), ("a", False)]
+    x = junit('a<b"', [Check("metric", "m&n", False, 'x < "y"')], 1.5)
+    root = ET.fromstring(x)
+    case = root.find("testsuite").find("testcase")
+    assert case.get("name") == "m&n" and case.find("failure").get("message") == 'x < "y"'

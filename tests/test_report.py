@@ -1,0 +1,188 @@
+"""`noodle2 report` on a real study (#12): every file, the HTML and CSV parsed, the plots not
+blank, and the winner's change list replayed in sta to the picosecond."""
+from __future__ import annotations
+
+import csv
+import html.parser
+import io
+import re
+import shutil
+import struct
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from engine.changes import diff, replay_tcl, table_md
+from engine.tools.netlist import parse_netlist
+from tests.conftest import ROOT, cli_env
+
+pytestmark = pytest.mark.skipif(shutil.which("sta") is None or shutil.which("yosys") is None,
+                                reason="needs OpenSTA and Yosys (bash .ci/setup installs them)")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    d = tmp_path_factory.mktemp("report") / "quick"
+    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(ROOT / "sample_studies" / "quickstart.toml"),
+                        "--unattended", "--study-dir", str(d)], cwd=ROOT, env=cli_env(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "-m", "console.cli", "report", str(d)], cwd=ROOT, env=cli_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"report: {d}/report/summary.html" in r.stdout
+    return d
+
+
+class _Html(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.h2: list[str] = []
+        self.imgs: list[str] = []
+        self.tables = 0
+        self._in_h2 = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "h2":
+            self._in_h2 = True
+        elif tag == "img":
+            self.imgs.append(dict(attrs)["src"])
+        elif tag == "table":
+            self.tables += 1
+
+    def handle_endtag(self, tag):
+        self._in_h2 = self._in_h2 and tag != "h2"
+
+    def handle_data(self, data):
+        if self._in_h2:
+            self.h2.append(data)
+
+
+def test_every_report_file_and_a_self_contained_html(study):
+    rep = study / "report"
+    want = {"summary.html", "summary.md", "trials.csv", "lineage.dot", "winner_changes.md", "winner_replay.tcl",
+            "trajectory.png", "progression.png", "pareto.png", "eco_success.png", "params.png"}
+    if shutil.which("dot"):
+        want.add("lineage.svg")
+    assert want <= {p.name for p in rep.iterdir()}
+    page = (rep / "summary.html").read_text()
+    p = _Html()
+    p.feed(page)
+    assert p.h2 == ["Study", "Result", "Stage funnel", "The winner's lineage",
+                    "The winner's changes against the base netlist", *(["Lineage"] if shutil.which("dot") else []),
+                    "ECO leaderboard", "Safety trace", "Failures by class", "Plots"]
+    assert p.imgs and all(src.startswith("data:image/") for src in p.imgs)  # nothing fetched when it opens
+    assert not re.search(r'(src|href)="(?!data:)', page)
+    assert p.tables >= 7
+    md = (rep / "summary.md").read_text()
+    assert "![" in md and "(trajectory.png)" in md and "| explore | sta_power | done | 8 |" in md
+
+
+def test_trials_csv_has_every_trial_with_params_metrics_status_and_parent(study):
+    rows = list(csv.DictReader(io.StringIO((study / "report" / "trials.csv").read_text())))
+    events = [orjson.loads(x) for x in (study / "journal.jsonl").read_bytes().splitlines()]
+    finished = {e["case_id"]: e for e in events if e["type"] == "trial_finished"}
+    assert len(rows) == 19 and {r["case"] for r in rows} == {e["case_id"] for e in events if e["type"] == "trial_started"}
+    for r in rows:
+        if r["status"] == "done":
+            assert float(r["wns_ps"]) == finished[r["case"]]["metrics"]["wns_ps"]
+    assert {"case", "stage", "parent", "eco", "status", "failure", "wns_ps", "tns_ps", "area_um2"} <= set(rows[0])
+    assert any(k.startswith("param.") for k in rows[0])
+    assert rows[0]["stage"] == "base" and all(r["parent"] for r in rows[1:])
+
+
+def _png_size(path):
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_plots_are_real_images(study):
+    import matplotlib.image
+
+    for name in ("trajectory.png", "pareto.png", "eco_success.png"):
+        w, h = _png_size(study / "report" / name)
+        assert 500 <= w <= 1600 and 250 <= h <= 1600, (name, w, h)
+        img = matplotlib.image.imread(study / "report" / name)
+        assert img.std() > 0.05, f"{name} is blank"  # something is drawn
+        assert img.shape[:2] == (h, w)
+
+
+def test_the_replay_script_reproduces_the_winner_to_the_picosecond(study):
+    rep = study / "report"
+    best = orjson.loads(subprocess.run([sys.executable, "-m", "console.cli", "status", str(study), "--json"], cwd=ROOT,
+                                       env=cli_env(), capture_output=True, text=True).stdout)["best"]
+    r = subprocess.run(["sta", "-no_init", "-no_splash", "-exit", "winner_replay.tcl"], cwd=rep, capture_output=True,
+                       text=True, timeout=120)
+    assert "Error" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
+    wns = float(re.search(r"^wns (\S+)", r.stdout, re.M).group(1)) * 1000
+    tns = float(re.search(r"^tns (\S+)", r.stdout, re.M).group(1)) * 1000
+    assert (round(wns), round(tns)) == (round(best["metrics"]["wns_ps"]), round(best["metrics"]["tns_ps"]))
+    # the replayed netlist is the winner's, edit for edit
+    replayed = parse_netlist((rep / "winner_replayed.v").read_text())
+    winner = parse_netlist((study / "trials" / best["case"] / "mac16.v").read_text())
+    assert diff(winner, replayed).empty and not diff(parse_netlist((study / "snapshot" / "mac16.v").read_text()),
+                                                     replayed).empty
+
+
+def test_the_change_list_names_each_kind_of_edit():
+    base = parse_netlist("""module t(a, b, y);
+  input a, b; output y; wire n1, n2;
+  NAND2X1 u1 (.A(a), .B(b), .Y(n1));
+  INVX1 u2 (.A(n1), .Y(n2));
+  INVX1 u3 (.A(n2), .Y(y));
+  INVX1 u4 (.A(n1), .Y(n3));
+endmodule
+""")
+    win = parse_netlist("""module t(a, b, y);
+  input a, b; output y; wire n1, n2, nb;
+  NAND2X1 u1 (.A(b), .B(a), .Y(n1));
+  INVX4 u2 (.A(n1), .Y(n2));
+  BUFX2 b1 (.A(n2), .Y(nb));
+  INVX1 u3 (.A(nb), .Y(y));
+endmodule
+""")
+    c = diff(base, win)
+    assert c.resized == [("u2", "INVX1", "INVX4")] and c.removed == [("u4", "INVX1")]
+    assert c.added == [("b1", "BUFX2", {"A": "n2", "Y": "nb"})] and c.new_nets == ["nb"]
+    assert c.swapped == [("u1", "NAND2X1", {"A": "b", "B": "a"})]
+    assert c.reconnected == [("u3", "A", "n2", "nb")]
+    md = table_md(c)
+    assert "| resize | u2 | INVX1 → INVX4 |" in md and "| swap pins | u1 | NAND2X1: A ↔ B |" in md
+    tcl = replay_tcl(c)
+    assert "sta::replace_cell_cmd $n2r_inst(u2)" in tcl and "sta::delete_instance_cmd $n2r_inst(u4)" in tcl
+
+
+@pytest.mark.parametrize("design,eco,params", [
+    ("mac16", "resize_critical", {"paths": 20, "max_cells": 40}),  # replace_cell
+    ("mac16", "clone_driver", {"paths": 10, "min_fanout": 3, "max_clones": 3}),  # new cells and nets
+    ("sort8", "resynth_cone", {"paths": 20, "depth": 30, "delay_target_ps": 500}),  # cells removed; escaped names
+])
+def test_replay_of_each_kind_of_edit_in_sta(bench, design, eco, params):
+    from engine.state import StudyState
+    from engine.summary import replay_frame
+
+    b = bench(design)
+    base, base_dir = b.base()
+    m, tdir = b.trial(f"replay_{eco}", eco, params, parent=base_dir)
+    assert "failure" not in m, m
+    c = diff(parse_netlist((base_dir / f"{b.top}.v").read_text()), parse_netlist((tdir / f"{b.top}.v").read_text()))
+    kinds = {"resize_critical": c.resized, "clone_driver": c.added, "resynth_cone": c.removed}
+    assert kinds[eco], f"{eco} changed nothing to replay"
+    head, tail = replay_frame(b.dir, tdir, StudyState(name=design), b.top)
+    tail = tail.replace("-digits 3", "-digits 6")
+    (tdir / "replay.tcl").write_text(replay_tcl(c, head, tail))
+    fresh = head.replace(f"read_verilog {head.split('read_verilog ')[1].split(chr(10))[0]}", f"read_verilog {b.top}.v")
+    (tdir / "fresh.tcl").write_text(fresh + "\nreport_wns -digits 6\nreport_tns -digits 6\n")
+
+    def slack(script):
+        r = subprocess.run(["sta", "-no_init", "-no_splash", "-exit", script], cwd=tdir, capture_output=True, text=True,
+                           timeout=120)
+        assert "Error" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
+        return [float(re.search(rf"^{k} (\S+)", r.stdout, re.M).group(1)) * 1000 for k in ("wns", "tns")]
+    replayed, child = slack("replay.tcl"), slack("fresh.tcl")
+    assert replayed == child  # the replay is the child's netlist: timing equal to the femtosecond
+    # the trial measured in the session that made the edits (incremental delay calculation): within 1 ps
+    assert abs(replayed[0] - m["wns_ps"]) <= 1 and abs(replayed[1] - m["tns_ps"]) <= 1
