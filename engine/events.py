@@ -161,6 +161,18 @@ class RankAgreement(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class NotificationSent(Event):
+    """One attempt to notify ([notify]): which channel, for what, and how it went."""
+
+    type: ClassVar[str] = "notification_sent"
+    channel: str  # webhook | command
+    trigger: str  # complete | failed | blocked | stage_aborted | interrupted
+    attempt: int
+    ok: bool
+    detail: str
+
+
+@dataclass(slots=True, kw_only=True)
 class StageFinished(Event):
     type: ClassVar[str] = "stage_finished"
     stage: int
@@ -222,7 +234,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in [StudyStarted, StudyResumed, StageStarted, TrialStarted, TrialFinished, TrialFailed,
                 TrialCancelled, SurvivorsChosen, StageFinished, PolicyDecision, StudyFinished,
                 StudyInterrupted, CheckpointWritten, ControlAck, Log, SnapshotReady, GatesChecked, EcoStats,
-                EquivalenceChecked, TrialToolExited, RankAgreement]
+                EquivalenceChecked, TrialToolExited, RankAgreement, NotificationSent]
 }
 
 

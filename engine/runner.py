@@ -97,6 +97,7 @@ class Engine:
         self.stop_reason: str | None = None
         self.fault: EnvironmentFault | None = None  # why the engine stopped, when the machine failed it
         self._work: anyio.CancelScope | None = None
+        self._notes: anyio.abc.TaskGroup | None = None  # notifications in flight; the run waits for them
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
         self._unpause = anyio.Event()
         self._unpause.set()
@@ -106,6 +107,50 @@ class Engine:
         self.required = set(metrics_of(self.spec.ranking)) if getattr(tool, "reports_metrics", True) else set()
         self.resume_command = resume_command  # how this engine was started, for the hint a stop prints
 
+    # --- notifications ([notify]) ------------------------------------------------------------
+    def _notify(self, trigger: str, detail: str = "") -> None:
+        n = self.spec.notify
+        if trigger not in n.on or (n.command is None and n.webhook is None) or self._notes is None:
+            return
+        self._notes.start_soon(self._send_notifications, trigger, detail)
+
+    async def _send_notifications(self, trigger: str, detail: str) -> None:
+        from engine import notify
+
+        n, s = self.spec.notify, self.state
+        report = None
+        if n.report and trigger in ("complete", "failed", "blocked"):
+            from engine import summary
+
+            try:
+                got = await anyio.to_thread.run_sync(summary.write, self.dir, s)
+                report = str(Path(got["out"]) / "summary.html")
+            except Exception as e:  # noqa: BLE001 - a report that cannot be written never stops a notification
+                self.log("warning", f"report for the notification not written: {e}")
+        best, base = best_case(s), s.base()
+        done, total = s.counts()
+        payload = {"study": s.name, "trigger": trigger, "status": s.status if trigger != "interrupted" else "interrupted",
+                   "reason": detail or s.reason, "study_dir": str(self.dir), "report": report,
+                   "trials": {"finished": done, "planned": total},
+                   "best": {"case": best.case_id, "metrics": _numbers(best.metrics)} if best else None,
+                   "base": {"case": base.case_id, "metrics": _numbers(base.metrics)} if base else None}
+
+        def record(channel: str) -> Callable[[int, Any], None]:
+            def put(attempt: int, got: Any) -> None:
+                try:
+                    self.emit(ev.NotificationSent(channel=channel, trigger=trigger, attempt=attempt, ok=got.ok,
+                                                  detail=got.detail))
+                except EnvironmentFault:
+                    pass  # a full disk stops the study elsewhere; a notification never adds to it
+            return put
+        async with anyio.create_task_group() as tg:
+            if n.webhook:
+                tg.start_soon(notify.deliver, "webhook", partial(notify.post, n.webhook, payload, n.timeout_s),
+                              n.retries, n.backoff_s, record("webhook"))
+            if n.command:
+                tg.start_soon(notify.deliver, "command", partial(notify.run_command, n.command, payload, n.timeout_s),
+                              n.retries, n.backoff_s, record("command"))
+
     # --- events ---------------------------------------------------------------------------
     def emit(self, e: ev.Event) -> None:
         e.seq, e.t = self.state.seq + 1, time.time()
@@ -113,6 +158,8 @@ class Engine:
         fold(self.state, e)
         for cb in self.listeners:
             cb(e, self.state)
+        if isinstance(e, ev.StageFinished) and e.status == "aborted":
+            self._notify("stage_aborted", f"stage {self.state.stages[e.stage].name} aborted: {e.reason}")
 
     def log(self, level: str, msg: str, case_id: str | None = None) -> None:
         self.emit(ev.Log(level=level, msg=msg, case_id=case_id))
@@ -156,6 +203,12 @@ class Engine:
         s = self.state
         if s.status in ("complete", "failed", "blocked"):
             raise N2Error.one("N2-E204", f"study {s.name} already ended ({s.status})")
+        async with anyio.create_task_group() as self._notes:  # waits for notifications, each bounded
+            status = await self._run_body(warnings)
+            self._notify(status)
+        return status
+
+    async def _run_body(self, warnings: list[str]) -> str:
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self._watch_signals)  # before the first event: a signal is never lost
@@ -653,6 +706,10 @@ def _read_requests(cdir: Path, stuck: set[str]) -> list[tuple[str, ControlReques
             req, why = None, f"cannot be removed ({e.strerror}); ignored from now on"
         out.append((name, req, sent, why))
     return out
+
+
+def _numbers(m: dict[str, Any] | None) -> dict[str, float]:
+    return {k: v for k, v in (m or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def rail_limits(r: Any) -> dict[str, tuple[float | None, float | None]]:

@@ -143,6 +143,27 @@ class Rails(_Strict):
     """Metric -> the smallest value a survivor may have, e.g. { hold_worst_ps = 0 }."""
 
 
+class Notify(_Strict):
+    """[notify]: tell someone when a study ends or a stage aborts.  A notification that cannot
+    get through is journaled and dropped: it never fails or holds up the study."""
+
+    on: list[Literal["complete", "failed", "blocked", "stage_aborted", "interrupted"]] = [
+        "complete", "failed", "blocked", "interrupted"]
+    """The events that notify."""
+    command: list[str] | None = None
+    """A program to run (argv); the JSON payload arrives on its stdin, N2_NOTIFY_* in its environment."""
+    webhook: str | None = None
+    """An http(s) URL to POST the JSON payload to."""
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    """Per attempt."""
+    retries: Annotated[int, Field(ge=0, le=10)] = 3
+    """Further attempts after a timeout, a refused connection, an HTTP 5xx or 429, or a nonzero exit."""
+    backoff_s: Annotated[float, Field(ge=0, le=600)] = 2.0
+    """Wait before the first retry; doubles each time."""
+    report: bool = True
+    """Write the study's report before notifying of its end, so the payload can point at it."""
+
+
 class CI(_Strict):
     """[ci]: what `noodle2 ci` holds a run to against its baseline."""
 
@@ -262,6 +283,8 @@ class StudySpec(_Strict):
     """Place and route and its maps."""
     ci: CI = CI()
     """Regression checks for `noodle2 ci`."""
+    notify: Notify = Notify()
+    """Notifications."""
     verify: Verify = Verify()
     """What is proven."""
     abort: Abort = Abort()
@@ -502,6 +525,11 @@ def check_semantics(study: Study) -> list[Problem]:
         out += import_problems(study)
     if spec.ranking is not None:
         out += _ranking_problems(spec.ranking)
+    n = spec.notify
+    if n is not None and n.webhook is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", n.webhook):
+        out.append(Problem("N2-E120", f"webhook {n.webhook!r} is not an http(s) URL", "notify.webhook"))
+    if n is not None and n.command is not None and not n.command:
+        out.append(Problem("N2-E120", "command is empty", "notify.command"))
     if spec.ci is not None and spec.ranking is not None:
         for m in spec.ci.thresholds:
             if m not in MAXIMISE and m not in spec.ranking.directions:

@@ -74,6 +74,7 @@ class StudyState:
     eco_stats_stage: int | None = None
     inputs: dict[str, str] = field(default_factory=dict)  # snapshot file -> sha256
     controls: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
     paused: bool = False
     seq: int = 0
     started_at: float | None = None
@@ -208,6 +209,11 @@ def _agreement(s: StudyState, e: ev.RankAgreement) -> None:
                                    "spearman": e.spearman, "winner_pre_rank": e.winner_pre_rank}
 
 
+def _notified(s: StudyState, e: ev.NotificationSent) -> None:
+    s.notifications.append({"channel": e.channel, "trigger": e.trigger, "attempt": e.attempt, "ok": e.ok,
+                            "detail": e.detail, "t": e.t})
+
+
 def _stage_finished(s: StudyState, e: ev.StageFinished) -> None:
     st = s.stages[e.stage]
     st.status, st.reason, st.ended_at = e.status, e.reason, e.t
@@ -243,6 +249,7 @@ _HANDLERS = {
     ev.PolicyDecision: _decision, ev.StudyFinished: _study_finished, ev.StudyInterrupted: _interrupted,
     ev.ControlAck: _control, ev.SnapshotReady: _snapshot, ev.GatesChecked: _gates, ev.EcoStats: _eco_stats,
     ev.EquivalenceChecked: _equivalence, ev.TrialToolExited: _tool_exited, ev.RankAgreement: _agreement,
+    ev.NotificationSent: _notified,
 }
 
 
