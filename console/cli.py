@@ -128,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     ci.add_argument("--study-dir", type=Path, help="where the run goes (default: a new dir under --root)")
     ci.add_argument("--root", type=Path, default=Path("studies"), help="folder for new study dirs (default: ./studies)")
 
-    command("ecos", "list the ECO catalog", ["noodle2 ecos"])
+    ec = command("ecos", "list the ECO catalog: built-in, from plugins, and a study file's own", [
+        "noodle2 ecos", "noodle2 ecos sample_studies/quickstart.toml"])
+    ec.add_argument("file", type=Path, nargs="?", help="also list this study file's custom ECOs and metrics")
     command("schema", "print the study file's JSON Schema (for Taplo, VS Code's Even Better TOML)", [
         "noodle2 schema > noodle2.schema.json"])
     return p
@@ -178,7 +180,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.cmd == "watch":
         return cmd_watch(args.study_dir, args.json)
     if args.cmd == "ecos":
-        return cmd_ecos()
+        return cmd_ecos(args.file)
     if args.cmd == "init":
         return cmd_init(args)
     if args.cmd == "schema":
@@ -210,13 +212,30 @@ def cmd_validate(file: Path) -> int:
     return EXIT_OK
 
 
-def cmd_ecos() -> int:
-    from engine.ecos import CATALOG
+def cmd_ecos(file: Path | None = None) -> int:
+    from engine.ecos import CATALOG, catalog, definitions
+    from engine.plugins import broken, plugin_ecos, plugin_metrics
 
-    for e in CATALOG.values():
-        print(f"{e.name:<22} {e.eco_class.value:<18} {e.description}")
+    shown = {**definitions(plugin_ecos()), **CATALOG}
+    metrics = list(plugin_metrics())
+    if file is not None:
+        from engine.spec import load_study
+
+        spec = load_study(file).spec
+        shown.update(catalog(spec))
+        metrics += [m for m in spec.custom.metrics if m.name not in {x.name for x in metrics}]
+    for e in shown.values():
+        origin = "" if e.source == "built-in" else f"  [{e.source}]"
+        print(f"{e.name:<22} {e.eco_class.value:<18} {e.description}{origin}")
         for p in e.params:
             print(f"    {p.name:<16} {p.kind.__name__:<5} [{p.lo:g}, {p.hi:g}] default {p.default:g}  {p.doc}")
+    if metrics:
+        print("\ncustom metrics:")
+        for m in metrics:
+            how = f"/{m.regex}/" if m.regex else m.json_pointer
+            print(f"  {m.name:<22} {m.direction:<4} {m.unit:<6} from {m.source} {how}  [{m.source_name}]")
+    for b in broken():
+        print(f"! plugin failed to load: {b}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 
 class EcoClass(str, Enum):
@@ -44,6 +45,8 @@ class EcoDef:
     params: tuple[ParamSpec, ...] = ()
     max_new_instances: int = 0  # integrity bound for placement_local ECOs
     physical: bool = False  # its knobs act in place and route: legal only in the route modes
+    tcl: str | None = None  # a custom ECO's proc body (built-ins live in eco_lib.tcl)
+    source: str = "built-in"  # built-in, the study file, an ECO file, or a plugin
 
     def param(self, name: str) -> ParamSpec | None:
         return next((p for p in self.params if p.name == name), None)
@@ -159,3 +162,17 @@ ROUTE_MODES = ("route", "route_power")
 
 def eco(name: str) -> EcoDef:
     return CATALOG[name]
+
+
+def catalog(spec: Any) -> dict[str, EcoDef]:
+    """The built-in ECOs and the study's own (inline, from ECO files and from plugins, all
+    resolved into the spec when it was parsed, so this stays pure)."""
+    custom = getattr(getattr(spec, "custom", None), "ecos", None) or []
+    return {**CATALOG, **definitions(custom)} if custom else CATALOG
+
+
+def definitions(custom: Any) -> dict[str, EcoDef]:
+    """[[custom.ecos]] entries (spec models) as catalog entries."""
+    return {c.name: EcoDef(c.name, EcoClass(c.eco_class), c.description, tuple(
+        ParamSpec(p.name, int if p.kind == "int" else float, p.min, p.max, p.default, p.doc) for p in c.params),
+        max_new_instances=c.max_new_instances, tcl=c.tcl, source=c.source) for c in custom}

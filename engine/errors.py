@@ -27,6 +27,7 @@ HINTS: dict[str, str] = {
     "N2-E115": "remove the command from the SDC, or use safety_domain = \"sandbox\" to source it as raw Tcl",
     "N2-E116": "use only {trial_dir}, {parent_dir}, {case_id} and {eco} in [tool].command",
     "N2-E117": "use one of the themes listed (`noodle2 console --help` names them)",
+    "N2-E121": "fix the custom ECO or metric definition named (`noodle2 ecos FILE` lists what loaded)",
     "N2-E120": 'give notify.webhook = "https://host/path" and/or notify.command = ["program", "arg"]',
     "N2-E119": "record a baseline first: noodle2 ci FILE --baseline FILE --update-baseline",
     "N2-E118": "physical ECOs (replace, reroute) belong in route-mode stages; route modes need a qflow technology",

@@ -82,3 +82,43 @@ def check_metrics(m: Any, required: set[str] = frozenset()) -> str | None:
         if integer and not float(v).is_integer():
             return f"{k} must be a whole number, got {v}"
     return None
+
+
+class ExtractError(ValueError):
+    """A custom metric found nothing (or not a number): the trial is a parse_failure."""
+
+
+def extract_custom(defs: list[Any], trial_dir: Any) -> dict[str, float]:
+    """[custom] metrics from the trial's files: a regex's one group, or a JSON pointer."""
+    import json
+    import re
+
+    from engine.fsutil import read_capped
+
+    out: dict[str, float] = {}
+    for d in defs:
+        path = trial_dir / d.source
+        try:
+            text = read_capped(path, 64 << 20).decode(errors="replace")
+        except OSError:
+            raise ExtractError(f"metric {d.name}: the trial wrote no {d.source}") from None
+        if d.regex is not None:
+            m = re.search(d.regex, text, re.M)
+            if m is None:
+                raise ExtractError(f"metric {d.name}: /{d.regex}/ matches nothing in {d.source}")
+            raw: Any = m.group(1)
+        else:
+            try:
+                raw = json.loads(text)
+                for part in [p.replace("~1", "/").replace("~0", "~") for p in d.json_pointer.split("/")[1:]]:
+                    raw = raw[int(part)] if isinstance(raw, list) else raw[part]
+            except (ValueError, KeyError, IndexError, TypeError):
+                raise ExtractError(f"metric {d.name}: {d.json_pointer} finds nothing in {d.source}") from None
+        try:
+            v = float(raw)
+        except (TypeError, ValueError):
+            raise ExtractError(f"metric {d.name}: {raw!r} in {d.source} is not a number") from None
+        if not math.isfinite(v):
+            raise ExtractError(f"metric {d.name}: {raw!r} in {d.source} is not finite")
+        out[d.name] = v
+    return out

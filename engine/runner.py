@@ -37,7 +37,7 @@ from engine.executors import (
 from engine.executors.contain import MARKER
 from engine.fsutil import StudyLock, read_capped, refuse_symlink, remove_stale_tmp
 from engine.journal import JOURNAL, JournalWriter, checkpoint_bytes, recover
-from engine.metrics import check_metrics
+from engine.metrics import ExtractError, check_metrics, extract_custom
 from engine.policy import containment, priors, safety
 from engine.policy.failures import RETRYABLE, classify, failure
 from engine.policy.planning import plan_stage
@@ -639,6 +639,11 @@ class Engine:
         if fail is None:
             try:
                 metrics = self.tool.collect(ctx, result)
+                if self.spec.custom.metrics:
+                    try:
+                        metrics = {**metrics, **extract_custom(self.spec.custom.metrics, ctx.trial_dir)}
+                    except ExtractError as e:
+                        raise TrialFailure("parse_failure", str(e)) from None
                 if (why := check_metrics(metrics, self.required)) is not None:
                     raise TrialFailure("parse_failure", f"the tool's metrics are not usable: {why}")
                 outputs = {rel: _sha256(ctx.trial_dir / rel) for rel in self.tool.outputs(ctx)}

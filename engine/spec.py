@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.ecos import CATALOG, ROUTE_MODES
+from engine.ecos import CATALOG, ROUTE_MODES, catalog
 from engine.errors import N2Error, Problem
 
 NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
@@ -141,6 +141,80 @@ class Rails(_Strict):
     A trial without the metric (a pre-route trial has no hot_ratio) is not held to it."""
     min: dict[str, float] = {}
     """Metric -> the smallest value a survivor may have, e.g. { hold_worst_ps = 0 }."""
+
+
+class CustomParam(_Strict):
+    """[[custom.ecos.params]]: one parameter of a custom ECO; its proc takes them in this order."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+    """The Tcl variable the body reads ($name)."""
+    kind: Literal["int", "float"] = "int"
+    """int or float."""
+    min: float
+    """Smallest legal value."""
+    max: float
+    """Largest legal value."""
+    default: float
+    """The value when a stage does not set it."""
+    doc: str = ""
+    """What it does, for `noodle2 ecos`."""
+
+
+class CustomEco(_Strict):
+    """[[custom.ecos]]: an ECO of your own, as a Tcl proc body over noodle2's helper procs
+    (engine/tools/eco_lib.tcl: n2_path_drivers, n2_resize, n2_buffer, n2_move, ...).  It goes
+    through the same domains, legality report, containment, integrity checks and priors as a
+    built-in ECO.  The body returns how many changes it kept."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
+    """Its name in stages.ecos."""
+    eco_class: Literal["topology_neutral", "placement_local", "routing_affecting", "global_disruptive"]
+    """What it may change; enforced on every trial, as for built-ins."""
+    description: Annotated[str, Field(min_length=1)]
+    """One line for `noodle2 ecos` and the legality report."""
+    tcl: Annotated[str, Field(min_length=1, max_length=200_000)]
+    """The proc body."""
+    params: list[CustomParam] = []
+    """Its parameters."""
+    max_new_instances: Annotated[int, Field(ge=0, le=100_000)] = 0
+    """placement_local only: how many cells a trial may add."""
+    source: str = "study file"
+    """Where it was defined (filled in by noodle2)."""
+
+
+class CustomMetric(_Strict):
+    """[[custom.metrics]]: a metric read from a file the trial wrote, by a regex with one group or
+    a JSON pointer.  Rank on it, rail on it, report it.  Finding nothing fails the trial as
+    parse_failure."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    """The metric's name."""
+    source: Annotated[str, Field(min_length=1)]
+    """A file in the trial directory, e.g. "sta.timing.rpt" or "metrics.json"."""
+    regex: str | None = None
+    """A regular expression with one group: the number (the first match counts)."""
+    json_pointer: str | None = None
+    """Or an RFC 6901 pointer into a JSON file, e.g. "/worst_paths/0/slack_ps"."""
+    unit: str = ""
+    """For people: ps, ns, mW, count, ..."""
+    direction: Literal["max", "min"]
+    """Whether larger or smaller is better."""
+    source_name: str = "study file"
+    """Where it was defined (filled in by noodle2)."""
+
+
+class Custom(_Strict):
+    """[custom]: your own ECOs and metrics."""
+
+    ecos: list[CustomEco] = []
+    """ECO definitions."""
+    eco_dirs: list[str] = []
+    """Folders (relative to the study file) whose *.toml files each define one ECO, with the
+    keys of [[custom.ecos]]; copied into the study directory like the design files."""
+    metrics: list[CustomMetric] = []
+    """Metric extractors."""
+    plugin_metrics: list[str] = []
+    """Metrics from installed plugins (entry point group noodle2.metrics) this study uses."""
 
 
 class Notify(_Strict):
@@ -285,6 +359,8 @@ class StudySpec(_Strict):
     """Regression checks for `noodle2 ci`."""
     notify: Notify = Notify()
     """Notifications."""
+    custom: Custom = Custom()
+    """Your own ECOs and metrics."""
     verify: Verify = Verify()
     """What is proven."""
     abort: Abort = Abort()
@@ -332,6 +408,9 @@ def given_inputs(spec: StudySpec) -> list[tuple[str, str]]:
     out = [(f"design.rtl[{i}]", r) for i, r in enumerate(d.rtl)]
     out += [(k, v) for k, v in (("design.sdc", d.sdc), ("design.netlist", d.netlist)) if v]
     out += [(f"design.liberty[{i}]", p) for i, p in enumerate(d.liberty or [])]
+    custom = getattr(spec, "custom", None)
+    out += [(f"custom.ecos[{i}]", c.source[5:]) for i, c in enumerate(custom.ecos if custom else [])
+            if c.source.startswith("file:")]
     return out
 
 
@@ -392,11 +471,65 @@ def parse_study(source: str, path: Path, *, stored: bool = False) -> Study:
     except ValidationError as e:  # go on with the parts that are valid: report everything at once
         problems = [_problem_from_pydantic(err, lines) for err in e.errors()]
         spec = _lenient(raw)
+    if not problems:
+        spec, found = resolve_custom(spec, path.resolve().parent, stored)
+        problems += [_with_line(p, lines) for p in found]
     study = Study(spec, path.resolve(), source, stored)
     problems += [_with_line(p, lines) for p in check_semantics(study)]
     if problems:
         raise N2Error(problems)
     return Study(expand_repeats(spec), path.resolve(), source, stored)
+
+
+def resolve_custom(spec: StudySpec, root: Path, stored: bool) -> tuple[StudySpec, list[Problem]]:
+    """Every custom ECO and metric into the spec: inline ones, one per *.toml in eco_dirs, and
+    plugins' (entry points noodle2.ecos / noodle2.metrics) that the study names.  Done once at
+    parse time, so the spec hash covers them and policy code never reads a file."""
+    c = spec.custom
+    problems: list[Problem] = []
+    ecos, metrics = list(c.ecos), list(c.metrics)
+    for i, given in enumerate(c.eco_dirs):
+        norm = os.path.normpath(given)
+        if os.path.isabs(norm) or norm == ".." or norm.startswith("../"):
+            problems.append(Problem("N2-E121", f"eco_dirs entry {given!r} leaves the study file's folder",
+                                    f"custom.eco_dirs[{i}]", hint="keep ECO files beside the study file"))
+            continue
+        folder = root / norm
+        if not folder.is_dir():
+            problems.append(Problem("N2-E121", f"{given} is not a folder", f"custom.eco_dirs[{i}]"))
+            continue
+        for f in sorted(folder.glob("*.toml")):
+            rel = f"{norm}/{f.name}"
+            try:
+                ecos.append(CustomEco.model_validate({**tomllib.loads(f.read_text(encoding="utf-8")),
+                                                      "source": f"file:{rel}"}))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+                problems.append(Problem("N2-E121", f"{rel}: {e}", f"custom.eco_dirs[{i}]"))
+            except ValidationError as e:
+                err = e.errors()[0]
+                problems.append(Problem("N2-E121", f"{rel}: {'.'.join(map(str, err['loc']))}: {err['msg']}",
+                                        f"custom.eco_dirs[{i}]"))
+    named = {e for st in spec.stages for e in st.ecos} - set(CATALOG) - {e.name for e in ecos}
+    if named:
+        from engine.plugins import plugin_ecos
+
+        for e in plugin_ecos():
+            if e.name in named:
+                ecos.append(e)
+    if c.plugin_metrics:
+        from engine.plugins import plugin_metrics
+
+        have = {m.name: m for m in plugin_metrics()}
+        for i, name in enumerate(c.plugin_metrics):
+            if name in have:
+                metrics.append(have[name])
+            else:
+                problems.append(Problem("N2-E121", f"no installed plugin provides the metric {name!r}",
+                                        f"custom.plugin_metrics[{i}]", hint="pip install the plugin, or remove it"))
+    directions = {m.name: m.direction for m in metrics if m.name not in spec.ranking.directions}
+    custom = c.model_copy(update={"ecos": ecos, "metrics": metrics})
+    ranking = spec.ranking.model_copy(update={"directions": {**spec.ranking.directions, **directions}})
+    return spec.model_copy(update={"custom": custom, "ranking": ranking}), problems
 
 
 def _lenient(raw: Any) -> StudySpec:
@@ -453,6 +586,9 @@ def check_semantics(study: Study) -> list[Problem]:
     """Cross-field rules pydantic field types cannot express, and the files the study reads."""
     spec = study.spec
     out: list[Problem] = []
+    known = catalog(spec)
+    if spec.custom is not None:
+        out += _custom_problems(spec.custom)
     names = [s.name if s is not None else None for s in spec.stages]
     if (total := sum(s.repeat for s in spec.stages if s is not None)) > MAX_STAGES:
         out.append(Problem("N2-E103", f"the stages expand to {total} (repeat included); the limit is {MAX_STAGES}",
@@ -475,9 +611,9 @@ def check_semantics(study: Study) -> list[Problem]:
                 out.append(Problem("N2-E108", f"after names {dep!r}, which is not an earlier stage", f"{at}.after"))
         route = s.mode in ROUTE_MODES
         for j, e in enumerate(s.ecos):
-            if e not in CATALOG:
+            if e not in known:
                 out.append(Problem("N2-E106", f"unknown ECO {e!r}", f"{at}.ecos[{j}]"))
-            elif CATALOG[e].physical and not route:
+            elif known[e].physical and not route:
                 out.append(Problem("N2-E118", f"{e} acts in place and route; stage mode {s.mode!r} never places",
                                    f"{at}.ecos[{j}]", hint='use it in a stage with mode = "route" or "route_power"'))
             elif e == "resynth_cone" and route:
@@ -498,13 +634,13 @@ def check_semantics(study: Study) -> list[Problem]:
             if e not in s.ecos:
                 out.append(Problem("N2-E107", f"params given for {e!r}, which the stage does not use", f"{at}.params.{e}"))
                 continue
-            if e not in CATALOG:
+            if e not in known:
                 continue
             for pname, setting in settings.items():
-                ps = CATALOG[e].param(pname)
+                ps = known[e].param(pname)
                 key = f"{at}.params.{e}.{pname}"
                 if ps is None:
-                    legal = ", ".join(p.name for p in CATALOG[e].params) or "none"
+                    legal = ", ".join(p.name for p in known[e].params) or "none"
                     out.append(Problem("N2-E107", f"{e} has no parameter {pname!r} (has: {legal})", key))
                     continue
                 for v in _setting_values(setting):
@@ -548,11 +684,78 @@ def check_semantics(study: Study) -> list[Problem]:
         out.append(Problem("N2-E103", "hard_timeout_s must be ≥ soft_timeout_s", "execution.hard_timeout_s"))
     if spec.study is not None:
         for name in [*(spec.study.eco_allowlist or []), *spec.study.eco_blocklist]:
-            if name not in CATALOG:
+            if name not in known:
                 out.append(Problem("N2-E106", f"unknown ECO {name!r} in allow/blocklist", "study"))
         from engine.policy.safety import legality_problems
 
         out += legality_problems(spec)
+    return out
+
+
+def tcl_unbalanced(text: str) -> int | None:
+    """The line where a Tcl body's braces or brackets stop balancing, or None when they do."""
+    depth = {"{": 0, "[": 0}
+    close = {"}": "{", "]": "["}
+    line, i = 1, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "\n":
+            line += 1
+        elif ch in depth:
+            depth[ch] += 1
+        elif ch in close:
+            depth[close[ch]] -= 1
+            if depth[close[ch]] < 0:
+                return line
+        i += 1
+    return None if not any(depth.values()) else line
+
+
+def _custom_problems(c: Custom) -> list[Problem]:
+    out: list[Problem] = []
+    seen: set[str] = set()
+    for i, e in enumerate(c.ecos):
+        at = f"custom.ecos[{i}]" if not e.source.startswith("file:") else e.source[5:]
+        if e.name in CATALOG or e.name in seen:
+            out.append(Problem("N2-E121", f"ECO {e.name!r} is defined twice (or is a built-in)", f"{at}.name"))
+        seen.add(e.name)
+        if (line := tcl_unbalanced(e.tcl)) is not None:
+            out.append(Problem("N2-E121", f"{e.name}: the Tcl body's braces or brackets do not balance "
+                               f"(body line {line})", f"{at}.tcl"))
+        if e.eco_class != "placement_local" and e.max_new_instances:
+            out.append(Problem("N2-E121", f"{e.name}: max_new_instances is for placement_local ECOs",
+                               f"{at}.max_new_instances"))
+        pnames = [p.name for p in e.params]
+        if len(set(pnames)) != len(pnames):
+            out.append(Problem("N2-E121", f"{e.name}: a parameter name is used twice", f"{at}.params"))
+        for p in e.params:
+            if not p.min <= p.default <= p.max:
+                out.append(Problem("N2-E121", f"{e.name}.{p.name}: default {p.default:g} outside [{p.min:g}, {p.max:g}]",
+                                   f"{at}.params"))
+            if p.kind == "int" and not all(float(v).is_integer() for v in (p.min, p.max, p.default)):
+                out.append(Problem("N2-E121", f"{e.name}.{p.name}: an int parameter needs whole min, max and default",
+                                   f"{at}.params"))
+    names = [m.name for m in c.metrics]
+    for i, m in enumerate(c.metrics):
+        at = f"custom.metrics[{i}]"
+        if (m.regex is None) == (m.json_pointer is None):
+            out.append(Problem("N2-E121", f"metric {m.name}: give exactly one of regex and json_pointer", at))
+        if m.regex is not None:
+            try:
+                if re.compile(m.regex).groups != 1:
+                    out.append(Problem("N2-E121", f"metric {m.name}: the regex needs exactly one group", f"{at}.regex"))
+            except re.error as e:
+                out.append(Problem("N2-E121", f"metric {m.name}: bad regex: {e}", f"{at}.regex"))
+        if m.json_pointer is not None and not (m.json_pointer == "" or m.json_pointer.startswith("/")):
+            out.append(Problem("N2-E121", f"metric {m.name}: a JSON pointer starts with /", f"{at}.json_pointer"))
+        if os.path.isabs(m.source) or ".." in Path(m.source).parts:
+            out.append(Problem("N2-E121", f"metric {m.name}: source must be a file inside the trial directory",
+                               f"{at}.source"))
+        if names.count(m.name) > 1:
+            out.append(Problem("N2-E121", f"metric {m.name} is defined twice", f"{at}.name"))
     return out
 
 

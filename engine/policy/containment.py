@@ -9,7 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 from engine import events as ev
-from engine.ecos import CATALOG
+from engine.ecos import catalog
 from engine.policy import priors, safety
 from engine.policy.trace import gate
 from engine.spec import StudySpec
@@ -46,7 +46,7 @@ def disabled(spec: StudySpec, trials: list[TrialState]) -> tuple[dict[str, str],
             for e, cs in sorted(fails.items()) if len(cs) >= a.eco_failure_limit}
     by_class: dict[str, list[str]] = defaultdict(list)
     for e in ecos:
-        by_class[CATALOG[e].eco_class.value].append(e)
+        by_class[catalog(spec)[e].eco_class.value].append(e)
     classes = {c: f"{len(es)} of its ECOs disabled ({', '.join(es)}; limit {a.class_disable_after})"
                for c, es in sorted(by_class.items()) if len(es) >= a.class_disable_after}
     return ecos, classes
@@ -66,12 +66,13 @@ def plan_ecos(spec: StudySpec, state: StudyState, stage: int, implemented: set[s
     out: list[ev.PolicyDecision] = []
     gates: Gates = []
     usable = []
+    known = catalog(spec)
     for e in spec.stages[stage].ecos:
-        cls = CATALOG[e].eco_class.value
+        cls = known[e].eco_class.value
         gates.append(gate("eco_failure_limit", e, e not in off_ecos,
                           {"failures": fails[e], "limit": spec.abort.eco_failure_limit}, stage))
         gates.append(gate("eco_class_enabled", f"{e}:{cls}", cls not in off_classes,
-                          {"disabled_in_class": sum(1 for x in off_ecos if CATALOG[x].eco_class.value == cls),
+                          {"disabled_in_class": sum(1 for x in off_ecos if known[x].eco_class.value == cls),
                            "limit": spec.abort.class_disable_after}, stage))
         why = (safety.refusal(spec, stage, e) or ("not implemented by the tool" if e not in implemented else None)
                or off_ecos.get(e) or (f"class {cls} disabled: {off_classes[cls]}" if cls in off_classes else None))

@@ -9,7 +9,7 @@ import itertools
 import random
 from typing import Any
 
-from engine.ecos import CATALOG, ParamSpec
+from engine.ecos import ParamSpec, catalog
 from engine.spec import ParamSetting, StudySpec
 
 
@@ -23,7 +23,8 @@ def plan_stage(spec: StudySpec, stage: int, parents: list[str], ecos: list[str])
     if not ecos or not parents:
         return []
     rng = random.Random(f"{spec.study.seed}:{stage}:{st.name}")
-    grids = {e: _grid(CATALOG[e].params, st.params.get(e, {})) for e in ecos} if st.sweep == "grid" else {}
+    known = catalog(spec)
+    grids = {e: _grid(known[e].params, st.params.get(e, {})) for e in ecos} if st.sweep == "grid" else {}
     plan: list[dict[str, Any]] = []
     seen: set[tuple] = set()
     # Each stage starts one further along the ECO list: in a chain of small stages every ECO
@@ -39,7 +40,7 @@ def plan_stage(spec: StudySpec, stage: int, parents: list[str], ecos: list[str])
         else:
             parent = parents[k % len(parents)]
             for _ in range(20):  # avoid repeating an identical trial when the space allows
-                params = {p.name: _sample(p, st.params.get(eco, {}).get(p.name), rng) for p in CATALOG[eco].params}
+                params = {p.name: _sample(p, st.params.get(eco, {}).get(p.name), rng) for p in known[eco].params}
                 if (parent, eco, tuple(sorted(params.items()))) not in seen:
                     break
         seen.add((parent, eco, tuple(sorted(params.items()))))

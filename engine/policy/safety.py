@@ -1,7 +1,7 @@
 """Safety domains, ECO classes and the run legality report.  Pure: spec in, text out."""
 from __future__ import annotations
 
-from engine.ecos import CATALOG, EcoClass
+from engine.ecos import EcoClass, catalog
 from engine.errors import Problem
 from engine.spec import StudySpec
 
@@ -20,7 +20,7 @@ def stage_classes(spec: StudySpec, stage: int) -> frozenset[EcoClass]:
 
 def refusal(spec: StudySpec, stage: int, eco: str) -> str | None:
     """Why `eco` may not run in `stage`, or None when it may."""
-    e = CATALOG.get(eco)
+    e = catalog(spec).get(eco)
     if e is None:
         return "unknown ECO"
     s = spec.study
@@ -42,8 +42,8 @@ def legality_problems(spec: StudySpec) -> list[Problem]:
             continue
         for j, eco in enumerate(st.ecos):
             why = refusal(spec, i, eco)
-            if why is not None and eco in CATALOG:
-                out.append(Problem("N2-E111", f"ECO {eco} ({CATALOG[eco].eco_class.value}) is illegal in stage "
+            if why is not None and eco in catalog(spec):
+                out.append(Problem("N2-E111", f"ECO {eco} ({catalog(spec)[eco].eco_class.value}) is illegal in stage "
                                    f"{st.name}: {why}", f"stages[{i}].ecos[{j}]"))
     return out
 
@@ -56,7 +56,7 @@ def legality_gates(spec: StudySpec) -> list[dict]:
     for i, st in enumerate(spec.stages):
         for e in st.ecos:
             why = refusal(spec, i, e)
-            out.append(gate("legality", e, why is None, {"class": CATALOG[e].eco_class.value,
+            out.append(gate("legality", e, why is None, {"class": catalog(spec)[e].eco_class.value,
                                                           "domain": spec.study.safety_domain,
                                                           **({"refused": why} if why else {})}, i))
     return out
@@ -78,7 +78,7 @@ def legality_report(spec: StudySpec, outside: list[str] | None = None) -> str:
                      + (f" — classes narrowed to {', '.join(st.eco_classes)}" if st.eco_classes is not None else ""))
         for eco in st.ecos:
             why = refusal(spec, i, eco)
-            cls = CATALOG[eco].eco_class.value if eco in CATALOG else "?"
+            cls = catalog(spec)[eco].eco_class.value if eco in catalog(spec) else "?"
             lines.append(f"  {'✓' if why is None else '✗'} {eco:<22} {cls:<18}" + (f" refused: {why}" if why else ""))
         if st.max_wns_regression_ps is not None:
             lines.append(f"  abort if best WNS regresses more than {st.max_wns_regression_ps:g} ps below the parents' best")

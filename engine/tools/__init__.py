@@ -11,7 +11,7 @@ def make_tool(study: Study, study_dir: Path) -> ToolAdapter:
     if study.spec.tool.kind == "command":
         from engine.tools.command import CommandTool
 
-        return CommandTool(study.spec.tool)
+        return CommandTool(study.spec.tool, study.spec)
     from engine.tools.opensta import OpenSTATool
 
     return OpenSTATool(study, study_dir)

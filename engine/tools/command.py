@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from engine.ecos import CATALOG
+from engine.ecos import catalog
 from engine.executors import Command, ExecResult
 from engine.fsutil import read_capped
 from engine.metrics import MAX_METRICS_BYTES
@@ -38,14 +38,15 @@ def placeholder_problem(arg: str) -> str | None:
 class CommandTool:
     name = "command"
 
-    def __init__(self, tool: Tool) -> None:
+    def __init__(self, tool: Tool, spec: Any = None) -> None:
         assert tool.command
+        self.spec = spec
         self.argv = tool.command
         self.metrics_file = tool.metrics_file or None  # "" in TOML: the tool reports no metrics
         self.reports_metrics = self.metrics_file is not None
 
     def implements(self) -> set[str]:
-        return set(CATALOG)
+        return set(catalog(self.spec))
 
     def setup(self) -> dict[str, Any]:
         return {}

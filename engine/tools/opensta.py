@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from engine.ecos import CATALOG, ROUTE_MODES
+from engine.ecos import CATALOG, ROUTE_MODES, catalog
 from engine.executors import Command, ExecResult
 from engine.fsutil import read_capped
 from engine.policy.integrity import class_violation
@@ -68,7 +68,7 @@ class OpenSTATool:
         self.lef = self.snapshot / "tech" / safe_name(self.tech.lef.name) if self.tech.lef is not None else None
 
     def implements(self) -> set[str]:
-        return set(CATALOG)
+        return set(catalog(self.study.spec))
 
     def snapshot_files(self) -> list[Path]:
         return [self.netlist, self.sdc, *self.libs]
@@ -121,8 +121,12 @@ class OpenSTATool:
                netlist: Path | None = None) -> str:
         """The trial's Tcl.  `eco_call`/`extra_tcl` let tests run an ECO of their own; `netlist`
         replaces the parent's (re-synthesis measures the netlist its driver wrote)."""
-        eco = CATALOG[ctx.eco]
+        eco = catalog(self.study.spec)[ctx.eco]
         args = " ".join(tcl_word(str(ctx.params.get(p.name, p.default))) for p in eco.params)
+        if eco.tcl is not None:  # a custom ECO: its body becomes a proc like the built-ins
+            extra_tcl = (f"# custom ECO {eco.name} ({eco.source})\n"
+                         f"proc n2_eco_{eco.name} {{{' '.join(p.name for p in eco.params)}}} {{\n{eco.tcl}\n}}\n"
+                         + extra_tcl)
         call = eco_call or f"n2_eco_{eco.name} {args}".rstrip()
         power = ctx.mode.endswith("_power")
 
@@ -247,7 +251,7 @@ exit
         if n2m.get("unconstrained_endpoints", 0) > n2m.get("unconstrained_before", 0):
             raise TrialFailure("eco_integrity", "ECO raised unconstrained endpoints "
                                f"{int(n2m['unconstrained_before'])} -> {int(n2m['unconstrained_endpoints'])}")
-        if (why := class_violation(CATALOG[ctx.eco], before, usage)) is not None:
+        if (why := class_violation(catalog(self.study.spec)[ctx.eco], before, usage)) is not None:
             raise TrialFailure("eco_integrity", why)
         m.update({k: int(n2m[k]) for k in ("failing_endpoints", "eco_changes", "unconstrained_endpoints", "slew_violations",
                                            "cap_violations", "hold_violations") if k in n2m})
@@ -315,8 +319,9 @@ exit
         (t / "post.tcl").write_text(self.post_script(ctx))
         parent_phys = _json(ctx.parent_dir / "physical.json")
         knobs = dict(parent_phys.get("knobs", {}))  # a child keeps its parent's placement knobs
-        if CATALOG[ctx.eco].physical:
-            knobs.update({p.name: ctx.params.get(p.name, p.default) for p in CATALOG[ctx.eco].params})
+        eco = catalog(self.study.spec)[ctx.eco]
+        if eco.physical:
+            knobs.update({p.name: ctx.params.get(p.name, p.default) for p in eco.params})
         p = self.study.spec.physical
         rel = partial(os.path.relpath, start=t)
         (t / "pnr.json").write_bytes(orjson.dumps({
