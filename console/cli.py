@@ -128,6 +128,13 @@ def _parser() -> argparse.ArgumentParser:
     ci.add_argument("--study-dir", type=Path, help="where the run goes (default: a new dir under --root)")
     ci.add_argument("--root", type=Path, default=Path("studies"), help="folder for new study dirs (default: ./studies)")
 
+    cp = command("compare", "two studies side by side: best metrics better or worse, ECO effectiveness, the winners' "
+                 "change lists", [f"noodle2 compare {EXAMPLE_DIR} studies/quickstart-20261127-090000"])
+    cp.add_argument("study_a", type=Path, help="the reference study directory")
+    cp.add_argument("study_b", type=Path, help="the study compared with it")
+    cp.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                    help="colour better and worse (auto: on a terminal, unless NO_COLOR is set)")
+
     ec = command("ecos", "list the ECO catalog: built-in, from plugins, and a study file's own", [
         "noodle2 ecos", "noodle2 ecos sample_studies/quickstart.toml"])
     ec.add_argument("file", type=Path, nargs="?", help="also list this study file's custom ECOs and metrics")
@@ -189,6 +196,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_report(args.study_dir, args.out)
     if args.cmd == "ci":
         return cmd_ci(args)
+    if args.cmd == "compare":
+        return cmd_compare(args)
     return EXIT_USAGE
 
 
@@ -359,6 +368,19 @@ def cmd_report(study_dir: Path, out: Path | None) -> int:
     print(f"  wrote {', '.join(got['written'])}")
     for n in got["notes"]:
         print(f"  note: {n}")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from engine.compare import compare
+    from engine.journal import recover
+    from engine.studydir import require_study_dir
+
+    for d in (args.study_a, args.study_b):
+        require_study_dir(d)
+    colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+    sys.stdout.write(compare((args.study_a, recover(args.study_a).state), (args.study_b, recover(args.study_b).state),
+                             colour))
     return EXIT_OK
 
 

@@ -58,8 +58,11 @@ def trajectory(s: StudyState, out: Path) -> str:
     a1.set_ylabel("WNS (ns)")
     a2.set_ylabel("TNS (ns)")
     a2.set_xlabel("finished trial (in stage order)")
+    from matplotlib.ticker import MaxNLocator
+
+    a2.xaxis.set_major_locator(MaxNLocator(integer=True))
     a1.set_title(f"{s.name}: WNS and TNS over the trials")
-    a1.legend(fontsize=7, ncol=3, loc="lower right")
+    a1.legend(fontsize=7, ncol=3, loc="best")
     fig.tight_layout()
     fig.savefig(out, bbox_inches="tight")
     plt.close(fig)

@@ -72,3 +72,31 @@ def test_compare_knows_which_way_is_better_and_junit_escapes():
     root = ET.fromstring(x)
     case = root.find("testsuite").find("testcase")
     assert case.get("name") == "m&n" and case.find("failure").get("message") == 'x < "y"'
+
+
+def test_compare_two_studies_colours_better_and_worse(tmp_path):
+    dirs = []
+    for seed in (11, 12):
+        (tmp_path / str(seed)).mkdir()
+        path = fake_study(tmp_path / str(seed))
+        path.write_text(path.read_text().replace("seed = 11", f"seed = {seed}"))
+        dirs.append(tmp_path / f"s{seed}")
+        r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir",
+                            str(dirs[-1])], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "console.cli", "compare", *map(str, dirs), "--color", "always"], cwd=ROOT,
+                       env=cli_env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    best = [orjson.loads(subprocess.run([sys.executable, "-m", "console.cli", "status", str(d), "--json"], cwd=ROOT,
+                                        env=cli_env(), capture_output=True, text=True).stdout)["best"]["metrics"]
+            for d in dirs]
+    wns_line = next(ln for ln in r.stdout.splitlines() if ln.startswith("WNS ns"))
+    a, b = best[0]["wns_ps"], best[1]["wns_ps"]
+    assert a != b  # two seeds, two results
+    colour = "\033[32m" if b > a else "\033[31m"
+    assert colour in wns_line and ("better" if b > a else "worse") in wns_line
+    assert f"{(b - a) / 1000:+,.3f}" in wns_line
+    assert "ECO effectiveness" in r.stdout and "resize_critical" in r.stdout
+    plain = subprocess.run([sys.executable, "-m", "console.cli", "compare", *map(str, dirs)], cwd=ROOT, env=cli_env(),
+                           capture_output=True, text=True).stdout
+    assert "\033[" not in plain  # not a terminal: no colour codes
