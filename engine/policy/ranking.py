@@ -263,7 +263,7 @@ def rank_agreement(cands: list[Candidate], post: list[str], r: Ranking, base: Me
     n = len(ranked)
     spearman = None
     values = {tuple(pre_route(by_id[c].metrics).get(m) for m in metrics_of(r)) for c in ranked}
-    if len(values) == 1:  # one netlist placed differently: nothing to predict before routing
+    if n >= 2 and len(values) == 1:  # one netlist placed differently: nothing to predict before routing
         return {"pre_ranking": pre, "post_ranking": ranked, "spearman": None, "winner_pre_rank": 0}
     if n >= 2:
         where = {c: i for i, c in enumerate(pre)}
