@@ -135,6 +135,12 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                     help="colour better and worse (auto: on a terminal, unless NO_COLOR is set)")
 
+    rc = command("ray-check", "check a Ray cluster: nodes, CPUs, memory, the tools on every node, one trial round "
+                  "trip per node", ["noodle2 ray-check", "noodle2 ray-check 127.0.0.1:6379"])
+    rc.add_argument("address", nargs="?", default="local",
+                    help='the cluster: "local" (start one here), "auto", or host:port (default: local)')
+    rc.add_argument("--tools", default="sta,yosys", help="tools every node needs (default: sta,yosys)")
+
     ec = command("ecos", "list the ECO catalog: built-in, from plugins, and a study file's own", [
         "noodle2 ecos", "noodle2 ecos sample_studies/quickstart.toml"])
     ec.add_argument("file", type=Path, nargs="?", help="also list this study file's custom ECOs and metrics")
@@ -198,6 +204,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_ci(args)
     if args.cmd == "compare":
         return cmd_compare(args)
+    if args.cmd == "ray-check":
+        return cmd_ray_check(args.address, [t for t in args.tools.split(",") if t])
     return EXIT_USAGE
 
 
@@ -369,6 +377,24 @@ def cmd_report(study_dir: Path, out: Path | None) -> int:
     for n in got["notes"]:
         print(f"  note: {n}")
     return EXIT_OK
+
+
+def cmd_ray_check(address: str, tools: list[str]) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        print("noodle2: N2-E114 Ray is not installed\n        hint: pip install 'noodle2[ray]'", file=sys.stderr)
+        return EXIT_USAGE
+    from engine.executors.ray_exec import check
+
+    try:
+        lines, ok = check(address, tools)
+    except Exception as e:  # noqa: BLE001 - Ray's connection errors, said plainly
+        print(f"noodle2: N2-E211 cannot reach the Ray cluster at {address}: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print("\n".join(lines))
+    print("ray-check: " + ("ok" if ok else "FAILED: see the nodes above"))
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ class Printer:
     def __init__(self, out: TextIO = sys.stdout, json: bool = False) -> None:
         self.out = out
         self.json = json
+        self.cluster_shown = False
 
     def __call__(self, e: ev.Event, s: StudyState) -> None:
         if self.json:
@@ -34,6 +35,11 @@ class Printer:
         if isinstance(e, ev.StudyResumed):
             return (f"● resumed {s.name} (pid {e.pid}); re-running {plural(len(e.requeued), 'trial')} that "
                     f"{'was' if len(e.requeued) == 1 else 'were'} in flight")
+        if isinstance(e, ev.ClusterStatus):  # once, at start; the console shows it live
+            if self.cluster_shown:
+                return None
+            self.cluster_shown = True
+            return "◎ " + cluster_line(s.cluster or {})
         if isinstance(e, ev.StageStarted):
             st = s.stages[e.stage]
             return (f"▶ stage {st.name} [{st.mode}]: {plural(len(e.plan), 'trial')} from "
@@ -70,3 +76,16 @@ class Printer:
         if isinstance(e, ev.StudyInterrupted):
             return f"⏸ study {s.name} interrupted ({e.reason}); resume with: {e.resume}"
         return None
+
+
+def cluster_parts(c: dict) -> list[str]:
+    """A Ray cluster as journaled: one part per line in the live view, joined in the headless line."""
+    nodes = ", ".join(f"{n['host']}/{n['id']} {n['cpus']:g} CPU" for n in c.get("node_list", []) if n.get("cpus"))
+    return [f"Ray {c.get('address', '?')}: {plural(c.get('nodes', 0), 'node')}, {c.get('memory_gb', 0):g} GB",
+            f"CPUs {c.get('cpus_busy', 0):g}/{c.get('cpus', 0):g} busy; trials running {c.get('running', 0)}, "
+            f"queued {c.get('queued', 0)}",
+            f"dashboard {c.get('dashboard') or 'not running'}"] + ([f"workers: {nodes}"] if nodes else [])
+
+
+def cluster_line(c: dict) -> str:
+    return "; ".join(cluster_parts(c))

@@ -23,7 +23,7 @@ HINTS: dict[str, str] = {
     "N2-E111": "pick a broader safety domain, or remove the ECO from the stage",
     "N2-E112": "list only ECOs that the tool in [tool] implements",
     "N2-E113": "fix the ranking section (objective metrics, weights, tolerances)",
-    "N2-E114": 'use executor = "local"',
+    "N2-E114": "install Ray: pip install 'noodle2[ray]' (or use executor = \"local\")",
     "N2-E115": "remove the command from the SDC, or use safety_domain = \"sandbox\" to source it as raw Tcl",
     "N2-E116": "use only {trial_dir}, {parent_dir}, {case_id} and {eco} in [tool].command",
     "N2-E117": "use one of the themes listed (`noodle2 console --help` names them)",
@@ -42,6 +42,8 @@ HINTS: dict[str, str] = {
                "finished is lost and the interrupted trials run again",
     "N2-E209": "restore the file (a backup, or re-run the study that made it); noodle2 never reads a "
                "changed input, so nothing was charged to an ECO",
+    "N2-E211": "start the cluster (`ray start --head`) or fix [execution] address, then `noodle2 resume DIR`; "
+               "nothing ran, nothing is lost",
     "N2-E210": "remove the symlink; noodle2 reads and writes only inside the study directory",
     "N2-E301": "install the technology",
     "N2-E302": "install the tool, or fix [tool].command",

@@ -161,6 +161,22 @@ class RankAgreement(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class ClusterStatus(Event):
+    """A remote executor's cluster as the engine saw it (at start, then on change)."""
+
+    type: ClassVar[str] = "cluster_status"
+    address: str
+    nodes: int
+    cpus: float
+    cpus_busy: float
+    memory_gb: float = 0.0
+    dashboard: str = ""
+    running: int = 0  # trials whose tool runs now
+    queued: int = 0  # trials of running stages not started yet
+    node_list: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
 class NotificationSent(Event):
     """One attempt to notify ([notify]): which channel, for what, and how it went."""
 
@@ -234,7 +250,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in [StudyStarted, StudyResumed, StageStarted, TrialStarted, TrialFinished, TrialFailed,
                 TrialCancelled, SurvivorsChosen, StageFinished, PolicyDecision, StudyFinished,
                 StudyInterrupted, CheckpointWritten, ControlAck, Log, SnapshotReady, GatesChecked, EcoStats,
-                EquivalenceChecked, TrialToolExited, RankAgreement, NotificationSent]
+                EquivalenceChecked, TrialToolExited, RankAgreement, NotificationSent, ClusterStatus]
 }
 
 

@@ -88,16 +88,18 @@ class Engine:
         self.spec = study.spec
         self.tool = tool
         self.max_parallel = self.spec.execution.max_parallel or usable_cpus()
-        self.executor = executor or LocalExecutor(self.max_parallel)
+        self.executor = executor or make_executor(study, study_dir, self.max_parallel)
         self.listeners = listeners or []
         self.provenance = provenance or {}
         self.state = StudyState()
-        self.limiter = anyio.CapacityLimiter(self.max_parallel)  # running tools
+        ahead = getattr(self.executor, "queue_ahead", lambda n: 0)(self.max_parallel)
+        self.limiter = anyio.CapacityLimiter(self.max_parallel + ahead)  # running tools (and a cluster's queue)
         self.collectors = anyio.CapacityLimiter(self.max_parallel)  # output parsing, after the tool
         self.stop_reason: str | None = None
         self.fault: EnvironmentFault | None = None  # why the engine stopped, when the machine failed it
         self._work: anyio.CancelScope | None = None
         self._notes: anyio.abc.TaskGroup | None = None  # notifications in flight; the run waits for them
+        self._cluster_seen: tuple = ()
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
         self._unpause = anyio.Event()
         self._unpause.set()
@@ -106,6 +108,29 @@ class Engine:
         self.imported_priors = load_imported_priors(study)
         self.required = set(metrics_of(self.spec.ranking)) if getattr(tool, "reports_metrics", True) else set()
         self.resume_command = resume_command  # how this engine was started, for the hint a stop prints
+
+    # --- a remote executor's cluster ---------------------------------------------------------
+    def _cluster_status(self, force: bool = False, got: dict[str, Any] | None = None) -> None:
+        st = got if got is not None else self.executor.status()  # type: ignore[attr-defined]
+        s = self.state
+        planned = sum(1 for x in s.stages if x.status == "running" for c in x.cases if s.trials[c].status == "planned")
+        running = min(s.busy(), round(st["cpus_busy"]))  # the rest of the in-flight trials wait in Ray's queue
+        st = {**st, "running": running, "queued": planned + s.busy() - running}
+        key = tuple(st[k] for k in ("nodes", "cpus", "cpus_busy", "running", "queued"))
+        if force or key != self._cluster_seen:
+            self._cluster_seen = key
+            self.emit(ev.ClusterStatus(**st))
+
+    async def _watch_cluster(self) -> None:
+        """Every 2 s while the study runs: journaled only when something changed."""
+        while True:
+            await anyio.sleep(2.0)
+            try:
+                got = await anyio.to_thread.run_sync(self.executor.status)  # type: ignore[attr-defined]
+            except Exception as e:  # noqa: BLE001 - a status call that fails is not the study's failure
+                self.log("warning", f"cluster status unavailable: {type(e).__name__}: {e}")
+                continue
+            self._cluster_status(got=got)
 
     # --- notifications ([notify]) ------------------------------------------------------------
     def _notify(self, trigger: str, detail: str = "") -> None:
@@ -215,6 +240,8 @@ class Engine:
                 with anyio.CancelScope() as self._work:
                     self._begin(warnings)
                     tg.start_soon(self._watch_control)
+                    if hasattr(self.executor, "status"):
+                        tg.start_soon(self._watch_cluster)
                     await self._main()
                 tg.cancel_scope.cancel()
         except* EnvironmentFault as eg:  # task groups wrap what their tasks raise
@@ -250,8 +277,9 @@ class Engine:
                 self.log("warning", f"killed {len(pids)} orphaned tool process(es) of the previous engine")
         for w in warnings:
             self.log("warning", w)
-        if isinstance(self.executor, LocalExecutor):
-            self.log("info", f"trial processes contained by {self.executor.containment}")
+        self.log("info", f"trial processes contained by {getattr(self.executor, 'containment', 'the executor')}")
+        if hasattr(self.executor, "status"):
+            self._cluster_status(force=True)
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -577,8 +605,9 @@ class Engine:
         with anyio.CancelScope() as scope:
             self._trial_scopes[t.case_id] = scope
             try:
+                reads = getattr(self.tool, "reads", lambda c: [])(ctx)
                 result, _ = await self.executor.run(Job(partial(self._prepare, ctx), None, ctx.soft_timeout_s,
-                                                        ctx.hard_timeout_s))
+                                                        ctx.hard_timeout_s, inputs=sorted(ctx.expect) + list(map(str, reads))))
             except TrialFailure as f:
                 await self._failed(t, f.failure, {}, retry=False)
                 return None
@@ -711,6 +740,19 @@ def _read_requests(cdir: Path, stuck: set[str]) -> list[tuple[str, ControlReques
             req, why = None, f"cannot be removed ({e.strerror}); ignored from now on"
         out.append((name, req, sent, why))
     return out
+
+
+def make_executor(study: Study, study_dir: Path, max_parallel: int) -> Executor:
+    x = study.spec.execution
+    if x.executor == "ray":
+        from engine.executors.ray_exec import RayExecutor
+
+        try:
+            return RayExecutor(study_dir, x.address, x.shared_dir)
+        except Exception as e:  # noqa: BLE001 - Ray's connection errors: the cluster, not the study
+            raise N2Error.one("N2-E211", f"cannot reach the Ray cluster at {x.address}: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}", "execution.address") from None
+    return LocalExecutor(max_parallel)
 
 
 def _numbers(m: dict[str, Any] | None) -> dict[str, float]:

@@ -94,7 +94,13 @@ class Execution(_Strict):
     """[execution]: how trials run."""
 
     executor: Literal["local", "ray"] = "local"
-    """Where trials run: this machine (local) or a Ray cluster."""
+    """Where trials run: this machine (local) or a Ray cluster (pip install 'noodle2[ray]')."""
+    address: str = "local"
+    """executor = "ray": "local" starts Ray on this machine; "auto" joins the cluster this machine
+    belongs to; or a cluster's address (host:port, ray://host:10001)."""
+    shared_dir: bool = False
+    """executor = "ray": the study directory is at the same path on every node (a shared
+    filesystem): workers run in place instead of shipping files through the object store."""
     max_parallel: Annotated[int, Field(ge=1, le=1024)] | None = None
     """Tools running at once (default: the CPUs this process may use)."""
     soft_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 600.0
@@ -678,8 +684,11 @@ def check_semantics(study: Study) -> list[Problem]:
                     out.append(Problem("N2-E113", f"rail on {m!r}: not a metric name", f"rails.{side}"))
     e = spec.execution
     if e is not None and e.executor == "ray":
-        out.append(Problem("N2-E114", "the ray executor is not in this version of noodle2", "execution.executor",
-                           hint='use executor = "local" (the default)'))
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            out.append(Problem("N2-E114", "executor = \"ray\" needs Ray, which is not installed", "execution.executor",
+                               hint="pip install 'noodle2[ray]' (or executor = \"local\")"))
     if e is not None and e.hard_timeout_s is not None and e.hard_timeout_s < e.soft_timeout_s:
         out.append(Problem("N2-E103", "hard_timeout_s must be ≥ soft_timeout_s", "execution.hard_timeout_s"))
     if spec.study is not None:

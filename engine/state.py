@@ -75,6 +75,7 @@ class StudyState:
     inputs: dict[str, str] = field(default_factory=dict)  # snapshot file -> sha256
     controls: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    cluster: dict[str, Any] | None = None  # the Ray cluster, as last journaled
     paused: bool = False
     seq: int = 0
     started_at: float | None = None
@@ -209,6 +210,11 @@ def _agreement(s: StudyState, e: ev.RankAgreement) -> None:
                                    "spearman": e.spearman, "winner_pre_rank": e.winner_pre_rank}
 
 
+def _cluster(s: StudyState, e: ev.ClusterStatus) -> None:
+    s.cluster = {k: getattr(e, k) for k in ("address", "nodes", "cpus", "cpus_busy", "memory_gb", "dashboard", "running",
+                                            "queued", "node_list")}
+
+
 def _notified(s: StudyState, e: ev.NotificationSent) -> None:
     s.notifications.append({"channel": e.channel, "trigger": e.trigger, "attempt": e.attempt, "ok": e.ok,
                             "detail": e.detail, "t": e.t})
@@ -249,7 +255,7 @@ _HANDLERS = {
     ev.PolicyDecision: _decision, ev.StudyFinished: _study_finished, ev.StudyInterrupted: _interrupted,
     ev.ControlAck: _control, ev.SnapshotReady: _snapshot, ev.GatesChecked: _gates, ev.EcoStats: _eco_stats,
     ev.EquivalenceChecked: _equivalence, ev.TrialToolExited: _tool_exited, ev.RankAgreement: _agreement,
-    ev.NotificationSent: _notified,
+    ev.NotificationSent: _notified, ev.ClusterStatus: _cluster,
 }
 
 

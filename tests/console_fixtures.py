@@ -96,10 +96,10 @@ def _m(wns: float, i: int) -> dict:
 
 
 def running_study(root: Path, name: str = "live-20270115-110000", *, cancelled: bool = False, paused: bool = False,
-                  interrupted: bool = False) -> Path:
+                  interrupted: bool = False, cluster: bool = False) -> Path:
     """Stage 0 done, stage 1 running with max_parallel 2: two tools running, one trial whose tool
     exited (its outputs being read), two finished, optionally one cancelled; optionally paused, or
-    stopped with trials still in flight."""
+    stopped with trials still in flight; optionally on a Ray cluster of two worker nodes."""
     d = root / name
     (d / "inputs").mkdir(parents=True)
     (d / "inputs" / "study.toml").write_text(STUDY_TOML)
@@ -110,12 +110,17 @@ def running_study(root: Path, name: str = "live-20270115-110000", *, cancelled: 
                                                    for n, m, k, v, a in stages]),
                            ev.TrialStarted(case_id="mac16"),
                            ev.TrialFinished(case_id="mac16", metrics=_m(-2661.0, 0), resources={"wall_s": 0.1})]
+    nodes = [{"id": "a1b2c3d4", "host": "10.0.0.7", "cpus": 1.0}, {"id": "e5f6a7b8", "host": "10.0.0.8", "cpus": 1.0}]
+    if cluster:
+        evs.append(ev.ClusterStatus(address="10.0.0.1:6379", nodes=3, cpus=2.0, cpus_busy=2.0, memory_gb=46.5,
+                                    dashboard="http://10.0.0.1:8265", running=2, queued=4, node_list=nodes))
     c0 = [f"mac16_0_{i}" for i in range(8)]
     evs.append(ev.StageStarted(stage=0, parents=["mac16"], plan=[{"case_id": c, "index": i, "parent": "mac16",
                                                                   "eco": "pin_swap", "params": {}} for i, c in enumerate(c0)]))
     for i, c in enumerate(c0):
+        where = {"node": f"{nodes[i % 2]['host']}:{nodes[i % 2]['id']}"} if cluster else {}
         evs += [ev.TrialStarted(case_id=c), ev.TrialFinished(case_id=c, metrics=_m(-2600.0 + 10 * i, i),
-                                                             resources={"wall_s": 0.2})]
+                                                             resources={"wall_s": 0.2, **where})]
     evs += [ev.SurvivorsChosen(stage=0, survivors=c0[-3:][::-1], ranking=c0[::-1]), ev.StageFinished(stage=0, status="done")]
     c1 = [f"mac16_1_{i}" for i in range(6)]
     evs.append(ev.StageStarted(stage=1, parents=c0[-3:][::-1], plan=[

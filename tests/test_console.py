@@ -9,7 +9,7 @@ from console.screens.modals import HelpScreen
 from console.screens.picker import PickerScreen
 from console.screens.study import StudyScreen
 from console.widgets.tables import TrialTable
-from tests.console_fixtures import T0, synthetic_study
+from tests.console_fixtures import T0, running_study, synthetic_study
 from tests.waiting import settle
 
 
@@ -257,3 +257,41 @@ async def test_w_writes_the_report_and_says_where(tmp_path):
         assert screen.last_report == report and report.is_file()
         assert any(f"report written: {report}" in str(n.message) for n in pilot.app._notifications)
         assert "mac16_2_0" in (tmp_path / "synth-20270115-090000" / "report" / "trials.csv").read_text()
+
+
+async def test_a_ray_study_shows_its_cluster_and_the_node_of_every_trial(tmp_path, monkeypatch):
+    import os
+
+    from console.follow import StudyFollower
+
+    running_study(tmp_path, cluster=True)
+    monkeypatch.setattr(StudyFollower, "engine_pid", lambda self: os.getpid())  # an engine holds the study
+    async with app_for(tmp_path, theme="dark").run_test(size=(160, 48)) as pilot:
+        await pilot.press("enter")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, StudyScreen), "the study view")
+        screen = pilot.app.screen
+        label = screen.query_one("#cluster")
+        await settle(pilot, lambda: "10.0.0.1:6379" in str(label.render()), "the cluster panel")
+        text = str(label.render())
+        assert text.splitlines()[:3] == ["Ray 10.0.0.1:6379: 3 nodes, 46.5 GB", "CPUs 2/2 busy; trials running 2, queued 4",
+                                         "dashboard http://10.0.0.1:8265"]
+        assert "10.0.0.7/a1b2c3d4 1 CPU" in text and "last seen" not in text
+        assert "ray 2/2 CPU" in str(screen.query_one("#study-header").render())
+        trials = screen.query_one(TrialTable)
+        await pilot.press("left_square_bracket")
+        await settle(pilot, lambda: screen.stage == 0 and trials.row_count == 8, "stage 0's trials")
+        assert [label for label, _ in trials.cols][-1] == "node"
+        nodes = [cells(trials, i)[-1] for i in range(trials.row_count)]
+        assert nodes.count("10.0.0.7:a1b2c3d4") == 4 and nodes.count("10.0.0.8:e5f6a7b8") == 4
+
+
+async def test_a_local_study_has_no_cluster_panel_and_no_node_column(tmp_path):
+    running_study(tmp_path)
+    async with app_for(tmp_path, theme="dark").run_test(size=(160, 48)) as pilot:
+        await pilot.press("enter")
+        await settle(pilot, lambda: isinstance(pilot.app.screen, StudyScreen), "the study view")
+        trials = pilot.app.screen.query_one(TrialTable)
+        await settle(pilot, lambda: trials.row_count > 0, "the trials")
+        assert not pilot.app.screen.query_one("#cluster").display
+        assert "ray" not in str(pilot.app.screen.query_one("#study-header").render())
+        assert "node" not in [label for label, _ in trials.cols]

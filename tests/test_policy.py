@@ -205,6 +205,19 @@ def test_containment_disables_eco_and_class_and_is_order_free():
                                               for a, e, r in skips)
 
 
+def test_a_lost_worker_is_never_charged_to_the_eco():
+    sp = spec()
+    lost = [(c, 0, "x", "clone_driver", "worker_lost") for c in ("x_0_1", "x_0_3", "x_0_6")]
+    s = build(sp, [r for r in STAGE0 if r[3] != "clone_driver"] + lost)
+    decisions = [(d.action, d.subject) for d in containment.after_stage(sp, s, 0)[0]]
+    ecos, _, _, _ = containment.plan_ecos(sp, s, 1, {"pin_swap", "buffer_fanout", "clone_driver"})
+    assert ("disable_eco", "clone_driver") not in decisions and "clone_driver" in ecos  # 3 losses, limit 2
+    eff = priors.effectiveness(s, s.trials.values(), sp.priors)
+    assert "clone_driver" not in eff  # no measured trial: its prior stays unknown, not suspicious
+    crashed = build(sp, STAGE0)  # the same count of tool crashes is charged
+    assert ("disable_eco", "clone_driver") in [(d.action, d.subject) for d in containment.after_stage(sp, crashed, 0)[0]]
+
+
 def test_class_disabled_when_enough_of_its_ecos_are():
     sp = spec()
     rows = STAGE0[:-1] + [("x_0_5", 0, "x", "buffer_fanout", "timeout"), ("x_0_6", 0, "x", "buffer_fanout", "tool_crash")]

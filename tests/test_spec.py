@@ -146,9 +146,17 @@ def test_fake_study_helper_is_valid(tmp_path):
     assert load_study(fake_study(tmp_path)).spec.stage_deps() == [[], [0], [0]]
 
 
-def test_ray_executor_is_refused_not_pretended(tmp_path):
-    [p] = problems(GOOD.replace('[[stages]]', '[execution]\nexecutor = "ray"\n\n[[stages]]', 1), tmp_path)
-    assert p.code == "N2-E114" and p.path == "execution.executor"
+def test_the_ray_executor_needs_ray_installed(tmp_path, monkeypatch):
+    import importlib.util
+
+    text = GOOD.replace('[[stages]]', '[execution]\nexecutor = "ray"\naddress = "auto"\n\n[[stages]]', 1)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    [p] = problems(text, tmp_path)
+    assert p.code == "N2-E114" and p.path == "execution.executor" and "pip install 'noodle2[ray]'" in p.render()
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    if real("ray") is not None:
+        assert parse_study(text, tmp_path / "s.toml").spec.execution.address == "auto"
 
 
 def test_the_generic_template_is_one_text_in_every_design_study():

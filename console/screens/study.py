@@ -23,7 +23,7 @@ from textual.widgets import (
 )
 
 from console.follow import StudyFollower, send_control, spawn_engine
-from console.headless import Printer
+from console.headless import Printer, cluster_parts
 from console.screens.detail import TrialDetail
 from console.screens.leaderboard import LeaderboardScreen
 from console.screens.modals import ConfirmScreen
@@ -89,6 +89,7 @@ class StudyScreen(Screen):
                 yield Label("best WNS by stage", id="trend-label")
                 yield Sparkline([], id="trend")
                 yield Label("", id="agreement", markup=False)
+                yield Label("", id="cluster", markup=False)
         with Vertical(id="study-right"):
             yield Input(placeholder="filter trials: eco, status, failure type, case", id="trial-filter")
             yield TrialTable(id="trials")
@@ -171,7 +172,13 @@ class StudyScreen(Screen):
         agreement.display = bool(routed)
         if routed:  # as journaled when the route stage chose its survivors
             agreement.update(f"{routed[-1].name}: {agreement_line(routed[-1].agreement)}")
+        cluster = self.query_one("#cluster", Label)
+        cluster.display = s.cluster is not None
+        if s.cluster is not None:  # as the engine last journaled it
+            seen = "" if self.engine_alive else " (when last seen)"
+            cluster.update("\n".join(cluster_parts(s.cluster)) + seen)
         table = self.query_one(TrialTable)
+        table.show_nodes(s.cluster is not None)
         right = self.query_one("#study-right")
         if self.stage < 0:  # the base case, the reference every stage is measured against
             base = s.base()
@@ -206,11 +213,13 @@ class StudyScreen(Screen):
         wns = f"WNS {ns(bw)}→{ns(best)}" + (" routed" if routed else "")
         parts = [f" {s.name or self.dir.name} [{status}]", f"{done}/{plural(total, 'trial')}",
                  f"workers {busy}/{s.max_parallel}", f"elapsed {clock_text(elapsed)}", f"{wns} ns"]
-        optional = [f"ETA {clock_text(eta)}" if eta is not None else "", s.safety_domain or ""]
+        c = s.cluster or {}
+        ray = f"ray {c.get('cpus_busy', 0):g}/{c.get('cpus', 0):g} CPU" if s.cluster and self.engine_alive else ""
+        optional = [f"ETA {clock_text(eta)}" if eta is not None else "", ray, s.safety_domain or ""]
         text = " · ".join(parts[:4] + [o for o in optional if o] + parts[4:])
         if len(text) > self.app.size.width - 1:  # 80 columns: the essentials, shortest words
-            text = " · ".join([parts[0], f"{done}/{total}", f"w {busy}/{s.max_parallel}", clock_text(elapsed),
-                               wns])
+            text = " · ".join([parts[0], f"{done}/{total}", f"w {busy}/{s.max_parallel}"] + [ray] * bool(ray)
+                              + [clock_text(elapsed), wns])
         return text
 
     # --- trial output pane -------------------------------------------------------------------

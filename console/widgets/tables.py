@@ -34,11 +34,12 @@ class SortableTable(DataTable):
     reverse: bool = False
 
     def add_sort_columns(self) -> None:
-        for label, key in self.COLUMNS:
+        self.cols = list(self.COLUMNS)
+        for label, key in self.cols:
             self.add_column(label, key=key)
 
     def mark_sort(self) -> None:
-        for label, key in self.COLUMNS:
+        for label, key in self.cols:
             arrow = (" ▼" if self.reverse else " ▲") if key == self.sort_by else ""
             col = self.columns.get(key)  # type: ignore[call-overload]
             if col is not None:
@@ -93,7 +94,15 @@ class TrialTable(SortableTable):
     SORT_KEYS = {"case": lambda t: (t.stage, t.index), "wns": lambda t: _num(t, "wns_ps"),
                  "tns": lambda t: _num(t, "tns_ps"), "power": lambda t: _num(t, "power_total_w"),
                  "area": lambda t: _num(t, "area_um2"), "status": lambda t: t.status, "eco": lambda t: t.eco,
-                 "parent": lambda t: t.parent or "", "time": lambda t: (t.resources or {}).get("wall_s") or 0.0}
+                 "parent": lambda t: t.parent or "", "time": lambda t: (t.resources or {}).get("wall_s") or 0.0,
+                 "node": lambda t: str((t.resources or {}).get("node", ""))}
+
+    def show_nodes(self, on: bool) -> None:
+        """A node column for trials that ran on a cluster (added once, when one appears)."""
+        if on and ("node", "node") not in self.cols:
+            self.cols.append(("node", "node"))
+            self.add_column("node", key="node")
+            self.stale = True  # the next show() rebuilds every row with its node
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
@@ -103,6 +112,7 @@ class TrialTable(SortableTable):
         self.reverse = False
         self.filter = ""
         self.marks: dict[str, str] = {}
+        self.stale = False
         self.engine_alive = True
         self.mark_sort()
 
@@ -111,7 +121,8 @@ class TrialTable(SortableTable):
         """Rebuild only when the rows or their order changed; otherwise touch `changed` rows
         (all rows when `changed` is None).  `marks`: case -> a symbol (◆ survivor, ★ front)."""
         marks = marks or {}
-        rebuild = rebuild or marks != self.marks or engine_alive != self.engine_alive
+        rebuild = rebuild or marks != self.marks or engine_alive != self.engine_alive or self.stale
+        self.stale = False
         self.marks, self.engine_alive = marks, engine_alive
         wanted = [t for t in trials if self.matches(t)]
         wanted.sort(key=self.SORT_KEYS[self.sort_by], reverse=self.reverse)
@@ -126,7 +137,7 @@ class TrialTable(SortableTable):
             return
         for t in wanted:
             if changed is None or t.case_id in changed:
-                for (_, col), v in zip(self.COLUMNS, self.row(t)):
+                for (_, col), v in zip(self.cols, self.row(t)):
                     self.update_cell(t.case_id, col, v)
 
     def matches(self, t: TrialState) -> bool:
@@ -144,7 +155,8 @@ class TrialTable(SortableTable):
         return [f"{mark} {t.case_id}", status_cell(status, detail, self.app.current_theme), ns(m.get("wns_ps")),
                 ns(m.get("tns_ps")), f"{t.eco}({params})" if params else t.eco, t.parent or "—",
                 mw(m.get("power_total_w")), um2(m.get("area_um2")),
-                _dur(t.started_at, t.ended_at) if t.ended_at else ("…" if status == "running" else "")]
+                _dur(t.started_at, t.ended_at) if t.ended_at else ("…" if status == "running" else ""),
+                *([str((t.resources or {}).get("node", ""))] if len(self.cols) > len(self.COLUMNS) else [])]
 
 
 def _num(t: TrialState, k: str) -> float:

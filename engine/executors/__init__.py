@@ -61,13 +61,14 @@ class ExecResult:
 @dataclass
 class Job:
     """One trial's work for an executor: `prepare` makes the command, `collect` reads what it
-    left.  Both run where the command runs (a worker thread here, a remote node elsewhere)."""
+    left.  Both run on this machine, in a worker thread; a remote executor ships `inputs` and
+    the trial directory to where the command runs, and its files back."""
 
     prepare: Callable[[], Command]
     collect: Callable[[Command, ExecResult], Any] | None  # None: the caller collects
     soft_timeout_s: float
     hard_timeout_s: float
-
+    inputs: list[str] = field(default_factory=list)  # files besides its directory the command reads
 
 class Executor(Protocol):
     async def run(self, job: Job) -> tuple[ExecResult, Any]: ...

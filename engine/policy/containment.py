@@ -11,6 +11,7 @@ from typing import Any
 from engine import events as ev
 from engine.ecos import catalog
 from engine.policy import priors, safety
+from engine.policy.failures import charged
 from engine.policy.trace import gate
 from engine.spec import StudySpec
 from engine.state import StudyState, TrialState
@@ -40,7 +41,7 @@ def disabled(spec: StudySpec, trials: list[TrialState]) -> tuple[dict[str, str],
     a = spec.abort
     fails: dict[str, list[str]] = defaultdict(list)
     for t in trials:
-        if t.status == "failed" and t.stage >= 0 and t.eco != priors.CONTROL:
+        if t.status == "failed" and t.stage >= 0 and t.eco != priors.CONTROL and charged(t.failure):
             fails[t.eco].append(t.case_id)
     ecos = {e: f"failed {len(cs)} times (limit {a.eco_failure_limit}): {', '.join(sorted(cs)[:4])}"
             for e, cs in sorted(fails.items()) if len(cs) >= a.eco_failure_limit}

@@ -11,9 +11,15 @@ SEVERITY = {
     "tool_missing": "critical", "tool_crash": "error", "oom": "error", "timeout": "warning",
     "nonzero_exit": "error", "tool_error": "error", "snapshot_failed": "critical", "missing_output": "error", "parse_failure": "error",
     "eco_integrity": "warning", "cancelled": "info", "eco_not_applicable": "info", "output_flood": "error", "not_equivalent": "error",
-    "route_failed": "warning", "place_failed": "error",
+    "route_failed": "warning", "place_failed": "error", "worker_lost": "warning",
 }
-RETRYABLE = {"timeout", "oom", "tool_crash"}
+RETRYABLE = {"timeout", "oom", "tool_crash", "worker_lost"}
+NOT_THE_ECOS = {"worker_lost"}  # the machine failed, not the ECO: never counted against it or its prior
+
+
+def charged(failure: dict[str, Any] | None) -> bool:
+    """Whether a failed trial counts against its ECO (containment and priors)."""
+    return (failure or {}).get("type") not in NOT_THE_ECOS
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,7 @@ class Outcome:
     cancelled: bool = False
     flooded: bool = False  # a log outgrew its cap and the tool was killed
     spawn_error: str | None = None
+    worker_lost: str | None = None  # a remote executor lost the worker or node running the tool
 
 
 def failure(kind: str, reason: str, excerpt: str = "") -> dict[str, Any]:
@@ -36,8 +43,11 @@ def failure(kind: str, reason: str, excerpt: str = "") -> dict[str, Any]:
 def classify(o: Outcome, excerpt: str | Callable[[], str]) -> dict[str, Any] | None:
     """None when the run itself succeeded (outputs are checked by the tool adapter).
     `excerpt` may be a function, called only on failure: a successful run reads no logs."""
-    if o.spawn_error is None and not (o.cancelled or o.timed_out or o.flooded or o.signal is not None or o.rc):
+    if o.spawn_error is None and o.worker_lost is None and not (o.cancelled or o.timed_out or o.flooded
+                                                                or o.signal is not None or o.rc):
         return None
+    if o.worker_lost is not None:  # nothing of the trial came back to read
+        return failure("worker_lost", f"the Ray worker or node running the trial was lost ({o.worker_lost})")
     stderr_tail = excerpt() if callable(excerpt) else excerpt
     if o.spawn_error is not None:
         return failure("tool_missing", o.spawn_error)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
+from engine.policy.failures import charged
 from engine.spec import Priors, Ranking
 from engine.state import StudyState, TrialState
 
@@ -63,7 +64,7 @@ def effectiveness(state: StudyState, trials: Iterable[TrialState], cfg: Priors,
         for k in ("trials", "successes", "failures", "sum_dwns", "sum_dtns", "measured"):
             setattr(e, k, getattr(e, k) + row.get(k, 0))
     for t in sorted(trials, key=lambda x: x.case_id):
-        if t.stage < 0 or t.status not in ("done", "failed") or t.eco == CONTROL:
+        if t.stage < 0 or t.status not in ("done", "failed") or t.eco == CONTROL or not charged(t.failure):
             continue
         e = out.setdefault(t.eco, Effect(t.eco))
         e.trials += 1

@@ -71,11 +71,20 @@ class OpenSTATool:
         return set(catalog(self.study.spec))
 
     def snapshot_files(self) -> list[Path]:
-        return [self.netlist, self.sdc, *self.libs]
+        # the LEF is read by place and route: hashed and shipped to remote workers like the rest
+        return [self.netlist, self.sdc, *self.libs, *([self.lef] if self.lef is not None else [])]
 
     def outputs(self, ctx: TrialContext) -> list[str]:
         # a routed trial's placement tells it apart from a parent with the same netlist
         return [f"{self.top}.v", f"pnr/{self.top}.def"] if ctx.mode in ROUTE_MODES else [f"{self.top}.v"]
+
+    def reads(self, ctx: TrialContext) -> list[Path]:
+        """What a trial reads beyond the hashed inputs: a routed parent's maps, to diff against
+        (shipped to a remote worker with the rest)."""
+        maps = ctx.parent_dir / "maps"
+        if ctx.mode not in ROUTE_MODES or not maps.is_dir():
+            return []
+        return sorted(p for p in maps.iterdir() if p.suffix in (".csv", ".json") and not p.name.startswith("diff_"))
 
     def prove(self, trial_dir: Path, parent_dir: Path) -> dict[str, Any]:
         """The trial's netlist against its parent's (structural matching, then SAT on what

@@ -1,0 +1,318 @@
+"""Trials as Ray tasks: the second implementation of the executor interface.
+
+The driver prepares each trial in the study directory as always, then ships what the command
+reads — the trial directory's files, the snapshot files and the parent's outputs the journal
+hashed — through Ray's object store (snapshot files are put once and shared).  A worker lays
+them out under a temporary root in the same relative places, runs the command with the local
+executor's own code (process group, timeouts, log cap, marker), and returns the trial
+directory's files as bytes; the driver writes them into <study>/trials/<case>/ and collects as
+for a local run.  The journal stays single-writer on the driver.  With `shared_dir = true` the
+worker runs in the study directory itself (a cluster with a shared filesystem).
+
+A lost worker or node is an attempt that failed as `worker_lost` (retryable); a tool that crashes
+on a worker is still a tool crash.  Cancelling a task (a cancelled trial, a stop, a timeout on
+the driver) interrupts the worker, which kills the tool's process group before it returns.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from engine.errors import env_fault
+from engine.executors import Command, ExecResult, Job, _Proc, run_command
+from engine.executors.contain import MARKER
+from engine.policy.failures import Outcome
+
+LOCAL = "local"
+PYTHON = "{noodle2-python}"  # the driver's interpreter in a command: the worker's own on the node
+MAX_RETURN_BYTES = 512 << 20  # what a trial may send home
+CANCEL_GRACE_S = 30.0  # for a cancelled task to kill its tool and return
+
+
+def ray_module() -> Any:
+    """Ray, imported with every node on 127.0.0.1 for a local instance (TOOLS.md)."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    return ray
+
+
+def connect(address: str) -> Any:
+    ray = ray_module()
+    if not ray.is_initialized():
+        kw: dict[str, Any] = {"namespace": "noodle2", "log_to_driver": False, "configure_logging": False}
+        if address == LOCAL:
+            ray.init(address="local", include_dashboard=False, **kw)  # a new instance, never a stale one
+        else:
+            ray.init(address=address, **kw)
+    return ray
+
+
+class RayExecutor:
+    def __init__(self, study_dir: Path, address: str = LOCAL, shared_dir: bool = False) -> None:
+        self.dir = study_dir
+        self.address = address
+        self.shared_dir = shared_dir
+        self.ray = connect(address)
+        self.task = self.ray.remote(run_remote)  # options go in one .options() call per submission
+        self._puts: dict[tuple[str, int, int], Any] = {}  # snapshot file -> its object, put once
+        self.containment = "Ray worker process groups (environment marker)"
+
+    # --- the executor interface -------------------------------------------------------------
+    async def run(self, job: Job) -> tuple[ExecResult, Any]:
+        cmd = await anyio.to_thread.run_sync(job.prepare)
+        spec = await anyio.to_thread.run_sync(self._bundle, cmd, job)
+        # retries are the engine's, journaled; SPREAD: trials share the cluster's nodes out instead
+        # of Ray's default, which packs one node to half its CPUs before using the next
+        opts: dict[str, Any] = {"num_cpus": 1, "max_retries": 0, "scheduling_strategy": "SPREAD"}
+        if cmd.memory_limit_mb:
+            opts["memory"] = cmd.memory_limit_mb << 20
+        ref = self.task.options(**opts).remote(spec)
+        try:
+            back = await ref
+        except anyio.get_cancelled_exc_class():
+            self.ray.cancel(ref, force=False)  # the worker kills the tool's group, then returns
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_GRACE_S) as waited:
+                try:
+                    await ref
+                except Exception:  # noqa: BLE001 - cancelled or lost: either way it is over
+                    pass
+            if waited.cancelled_caught:  # a worker that does not answer: end its process (a stop never hangs)
+                self.ray.cancel(ref, force=True)
+            raise
+        except Exception as e:  # noqa: BLE001 - Ray's errors for a dead worker, node or object
+            return self._lost(cmd, e), None
+        try:
+            result = await anyio.to_thread.run_sync(self._unpack, cmd, back)
+        except OSError as e:  # a full disk here is the machine's fault, never the trial's
+            raise env_fault(e, f"writing {cmd.cwd.name}'s files home from Ray") or e from None
+        return result, (job.collect(cmd, result) if job.collect else None)
+
+    def queue_ahead(self, max_parallel: int) -> int:
+        """Trials the engine may keep waiting in Ray's queue beyond max_parallel, so a worker
+        starts its next trial the moment one ends instead of after a lease round trip (about
+        30 ms on a loaded 3-node loopback cluster).  Ray's CPU accounting then bounds the
+        running tools by the cluster's CPUs, so only when those are ≤ max_parallel."""
+        cpus = int(self.ray.cluster_resources().get("CPU", 0))
+        return max_parallel if 0 < cpus <= max_parallel else 0
+
+    def close(self) -> None:
+        self._puts.clear()
+
+    # --- cluster facts for the console and the journal ------------------------------------------
+    def status(self) -> dict[str, Any]:
+        ray = self.ray
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        total = ray.cluster_resources()
+        free = ray.available_resources()
+        try:
+            url = ray._private.worker.global_worker.node.webui_url or ""  # noqa: SLF001 - no public API
+        except Exception:  # noqa: BLE001
+            url = ""
+        return {"address": self.address, "nodes": len(nodes),
+                "cpus": total.get("CPU", 0.0), "cpus_busy": total.get("CPU", 0.0) - free.get("CPU", 0.0),
+                "memory_gb": round(total.get("memory", 0.0) / 2**30, 1), "dashboard": url,
+                "node_list": [{"id": n["NodeID"][:8], "host": n.get("NodeManagerAddress", ""),
+                               "cpus": n.get("Resources", {}).get("CPU", 0.0)} for n in nodes]}
+
+    # --- shipping ----------------------------------------------------------------------------
+    def _rel(self, p: Path) -> str:
+        return os.path.relpath(p, self.dir)
+
+    def _bundle(self, cmd: Command, job: Job) -> dict[str, Any]:
+        argv = [PYTHON if a == sys.executable else a for a in cmd.argv]  # a node runs its own Python
+        spec: dict[str, Any] = {
+            "argv": argv, "cwd": self._rel(cmd.cwd), "stdout": self._rel(cmd.stdout), "stderr": self._rel(cmd.stderr),
+            # only what the command sets beyond this process's environment: a node keeps its own PATH
+            "env": {k: v for k, v in (cmd.env or {}).items() if k != MARKER and os.environ.get(k) != v},
+            "marker": (cmd.env or {}).get(MARKER, str(cmd.cwd)), "memory_limit_mb": cmd.memory_limit_mb,
+            "log_cap_bytes": cmd.log_cap_bytes, "timeouts": (job.soft_timeout_s, job.hard_timeout_s),
+            "shared_root": str(self.dir) if self.shared_dir else None, "files": {}}
+        if self.shared_dir:
+            return spec
+        for p in sorted(Path(x) for x in job.inputs):
+            st = p.stat()
+            key = (str(p), st.st_size, st.st_mtime_ns)
+            if "snapshot" in Path(self._rel(p)).parts[:1]:  # shared by every trial: one object
+                if key not in self._puts:
+                    self._puts[key] = self.ray.put(p.read_bytes())
+                spec["files"][self._rel(p)] = self._puts[key]
+            else:
+                spec["files"][self._rel(p)] = _pack(p.read_bytes())
+        for p in sorted(cmd.cwd.rglob("*")):
+            if p.is_file() and not p.is_symlink():
+                spec["files"][self._rel(p)] = _pack(p.read_bytes())
+        return spec
+
+    def _unpack(self, cmd: Command, back: dict[str, Any]) -> ExecResult:
+        if back.get("files") is not None:
+            for rel, data in back["files"].items():
+                dest = (cmd.cwd / rel).resolve()
+                if cmd.cwd.resolve() not in dest.parents:
+                    continue  # a worker writes only inside its trial directory
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(zlib.decompress(data))
+        return ExecResult(Outcome(**back["outcome"]), back["started"], back["ended"], back["cpu_s"], back["maxrss_kb"],
+                          cmd, node=back["node"])
+
+    def _lost(self, cmd: Command, e: BaseException) -> ExecResult:
+        now = time.time()
+        return ExecResult(Outcome(worker_lost=f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"),
+                          now, now, command=cmd)
+
+
+_CACHE: dict[str, Path] = {}
+
+
+def _pack(data: bytes) -> bytes:
+    """Netlists shrink about 5x at level 1 (under a millisecond for mac16's): a bundle small
+    enough for Ray to pass inline skips two object-store hops per trial."""
+    return zlib.compress(data, 1)
+
+
+def _scratch() -> str | None:
+    """Trial roots on tmpfs when the worker has one: directories are made per trial."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def _cached(ref: Any, ray: Any) -> Path:
+    """This worker's copy of a shared object (the snapshot's files), written once."""
+    key = ref.hex()
+    if key not in _CACHE:
+        import atexit
+
+        if not _CACHE:
+            d = Path(tempfile.mkdtemp(prefix=f"n2ray-cache-{os.getpid()}-", dir=_scratch()))
+            atexit.register(shutil.rmtree, d, True)
+            _CACHE["__dir__"] = d
+        path = _CACHE["__dir__"] / key
+        path.write_bytes(ray.get(ref))
+        path.chmod(0o444)
+        _CACHE[key] = path
+    return _CACHE[key]
+
+
+def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
+    """The Ray task: lay out the inputs, run the command as the local executor would, send back
+    the trial directory.  Interrupted by ray.cancel, it kills the tool's group first."""
+    import ray
+
+    root = Path(spec["shared_root"]) if spec["shared_root"] else Path(tempfile.mkdtemp(prefix="n2ray-", dir=_scratch()))
+    try:
+        for rel, data in spec["files"].items():
+            dest = root / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(data, ray.ObjectRef):  # a snapshot file: fetched once per worker, then linked
+                dest.symlink_to(_cached(data, ray))
+            else:
+                dest.write_bytes(zlib.decompress(data))
+        cwd = root / spec["cwd"]
+        cwd.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **spec["env"], MARKER: spec["marker"]}  # the trial's path: a resume on this host finds it
+        argv = [sys.executable if a == PYTHON else a for a in spec["argv"]]
+        cmd = Command(argv, cwd, root / spec["stdout"], root / spec["stderr"], env, spec["memory_limit_mb"],
+                      spec["log_cap_bytes"], contain_key="ray")
+        proc = _Proc()
+        box: dict[str, Any] = {}
+
+        def body() -> None:
+            try:
+                box["result"] = run_command(cmd, proc, tuple(spec["timeouts"]))
+            except BaseException as e:  # noqa: BLE001 - reported to the driver below
+                box["error"] = e
+                proc.done.set()
+        t = threading.Thread(target=body, daemon=True)
+        t.start()
+        try:
+            while not proc.done.wait(0.2):
+                pass
+        except KeyboardInterrupt:  # ray.cancel: end the tool before the task ends
+            proc.send(signal.SIGKILL, cancel=True)
+            proc.done.wait()
+        t.join()
+        if "error" in box:
+            raise box["error"]
+        res: ExecResult = box["result"]
+        files = None
+        if not spec["shared_root"]:
+            files, size = {}, 0
+            for p in sorted(cwd.rglob("*")):
+                if p.is_file() and not p.is_symlink():
+                    size += p.stat().st_size
+                    if size > MAX_RETURN_BYTES:
+                        break
+                    files[str(p.relative_to(cwd))] = _pack(p.read_bytes())
+        return {"outcome": asdict(res.outcome), "started": res.started, "ended": res.ended, "cpu_s": res.cpu_s,
+                "maxrss_kb": res.maxrss_kb, "files": files,
+                "node": f"{socket.gethostname()}:{ray.get_runtime_context().get_node_id()[:8]}"}
+    finally:
+        if not spec["shared_root"]:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _tools_here(tools: list[str]) -> dict[str, str | None]:
+    return {t: shutil.which(t) for t in tools}
+
+
+def _round_trip(ray: Any, trip: Any, where: Any) -> tuple[str, bool]:
+    """One tiny `sta` trial on one node, through run_remote as every trial goes."""
+    spec = {"argv": ["sta", "-no_init", "-no_splash", "check.tcl"], "cwd": "trials/check",
+            "stdout": "trials/check/stdout.log", "stderr": "trials/check/stderr.log", "env": {},
+            "marker": "ray-check", "memory_limit_mb": None, "log_cap_bytes": 1 << 20, "timeouts": (60, 70),
+            "shared_root": None, "files": {"trials/check/check.tcl": _pack(b"puts N2OK\nexit\n")}}
+    t = time.monotonic()
+    try:
+        back = ray.get(trip.options(num_cpus=1, max_retries=0, scheduling_strategy=where).remote(spec), timeout=180)
+    except Exception as e:  # noqa: BLE001 - said on the node's line
+        return f"trial round trip failed: {type(e).__name__}: {str(e).splitlines()[-1][:200] if str(e) else ''}", False
+    good = b"N2OK" in zlib.decompress((back.get("files") or {}).get("stdout.log", _pack(b"")))
+    return f"trial round trip {'ok' if good else 'FAILED'} in {time.monotonic() - t:.2f} s", good
+
+
+def check(address: str, tools: list[str]) -> tuple[list[str], bool]:
+    """`noodle2 ray-check`: the cluster's nodes, the tools on each, and one trial round trip per
+    node through the same path trials take (files in, run_remote, files back)."""
+    t0 = time.monotonic()
+    ray = connect(address)  # first: Ray must see RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER before it loads
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    lines = [f"connected to {address} in {time.monotonic() - t0:.1f} s"]
+    ok = True
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    probe = ray.remote(_tools_here)
+    trip = ray.remote(run_remote)
+    for n in nodes:
+        cpus = n.get("Resources", {}).get("CPU", 0.0)
+        mem = n.get("Resources", {}).get("memory", 0.0) / 2**30
+        where = NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        try:
+            found = ray.get(probe.options(num_cpus=0, scheduling_strategy=where).remote(tools), timeout=120)
+        except Exception as e:  # noqa: BLE001 - e.g. noodle2 not importable there
+            lines.append(f"node {n.get('NodeManagerAddress', '?')}/{n['NodeID'][:8]}: cannot run noodle2 there "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})")
+            ok = False
+            continue
+        missing = [t for t, path in found.items() if path is None]
+        line = (f"node {n.get('NodeManagerAddress', '?')}/{n['NodeID'][:8]}: {cpus:g} CPU, {mem:.1f} GB; "
+                + ", ".join(f"{t} {'ok' if p else 'MISSING'}" for t, p in found.items()))
+        if cpus and found.get("sta"):
+            said, good = _round_trip(ray, trip, where)
+            line += "; " + said
+            ok &= good
+        ok &= not missing or not cpus  # a head without CPUs runs no trials
+        lines.append(line)
+    total = ray.cluster_resources()
+    lines.insert(1, f"{len(nodes)} node(s), {total.get('CPU', 0):g} CPUs, {total.get('memory', 0) / 2**30:.1f} GB")
+    return lines, ok

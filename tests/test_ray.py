@@ -1,0 +1,257 @@
+"""The Ray executor (#13) on a real multi-node cluster on loopback: a head without CPUs and two
+1-CPU worker nodes (ray.cluster_utils.Cluster, every node on 127.0.0.1).  A real OpenSTA study of
+three stages (the last placed and routed, so trials run long enough to lose one); a worker node
+removed mid-stage; the driver SIGKILLed mid-stage and resumed; each compared with a local run."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from tests.conftest import ROOT, cli_env
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None
+                                or any(shutil.which(t) is None for t in ("sta", "yosys", "qflow")),
+                                reason="needs Ray (the ray extra) and OpenSTA, Yosys, qflow (.ci/setup installs them)")
+
+MAC8 = ROOT / "sample_studies" / "designs" / "mac8"
+STUDY = f"""
+[study]
+name = "rayst"
+safety_domain = "guarded"
+seed = 9
+
+[design]
+top = "mac8"
+tech = "osu018"
+rtl = ["{MAC8 / 'mac8.v'}"]
+sdc = "{MAC8 / 'mac8.sdc'}"
+
+[execution]
+{{execution}}
+max_parallel = 2
+retries = 2
+soft_timeout_s = 300
+
+[[stages]]
+name = "explore"
+mode = "sta"
+trials = 4
+survivors = 2
+ecos = ["resize_critical", "buffer_fanout", "pin_swap", "clone_driver"]
+
+[[stages]]
+name = "refine"
+mode = "sta"
+trials = 3
+survivors = 2
+ecos = ["pin_swap", "resize_critical", "buffer_fanout"]
+
+[[stages]]
+name = "route"
+mode = "route"
+trials = 2
+survivors = 1
+ecos = ["noop"]
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every node on 127.0.0.1 (TOOLS.md)
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [c.add_node(num_cpus=1), c.add_node(num_cpus=1)]
+    c.wait_for_nodes()
+    yield c, workers
+    c.shutdown()
+
+
+def study_file(tmp_path, execution: str, name: str):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(STUDY.replace("{execution}", execution))
+    return path
+
+
+def events(d):
+    return [orjson.loads(x) for x in (d / "journal.jsonl").read_bytes().splitlines()]
+
+
+def outcome(d) -> dict:
+    """What a study decided: survivors per stage and every finished trial's timing."""
+    evs = events(d)
+    return {"survivors": [e["survivors"] for e in evs if e["type"] == "survivors_chosen"],
+            "metrics": {e["case_id"]: (e["metrics"]["wns_ps"], e["metrics"]["tns_ps"])
+                        for e in evs if e["type"] == "trial_finished"}}
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("local")
+    d = tmp / "study"
+    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(study_file(tmp, "", "local")), "--unattended",
+                        "--study-dir", str(d)], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return outcome(d)
+
+
+def _start(tmp_path, address, name):
+    d = tmp_path / name
+    path = study_file(tmp_path, f'executor = "ray"\naddress = "{address}"', name)
+    p = subprocess.Popen([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
+                         cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return p, d
+
+
+def _route_trials_running(d) -> int:
+    try:
+        evs = events(d)
+    except (OSError, ValueError):
+        return 0
+    started = {e["case_id"] for e in evs if e["type"] == "trial_started" and e["case_id"].startswith("mac8_2_")}
+    ended = {e["case_id"] for e in evs if e["type"] in ("trial_finished", "trial_failed")}
+    return len(started - ended)
+
+
+def test_a_worker_node_lost_mid_stage_and_the_study_still_equals_a_local_run(cluster, local_run, tmp_path):
+    c, workers = cluster
+    p, d = _start(tmp_path, c.address, "lost")
+    # journaled as started is not yet running: a trial may still wait for its lease in Ray's queue
+    wait_until(lambda: all(_alive(str(d / "trials" / f"mac8_2_{i}")) for i in (0, 1)) or p.poll() is not None,
+               "both route trials' tools running on the workers")
+    assert p.poll() is None
+    c.remove_node(workers[1])  # one of the two route trials loses its node
+    out, err = p.communicate(timeout=600)
+    assert p.returncode == 0, out[-2000:] + err[-2000:]
+    evs = events(d)
+    lost = [e for e in evs if e["type"] == "trial_failed" and e["failure"]["type"] == "worker_lost"]
+    assert len(lost) == 1 and lost[0]["retry"] is True, [e["failure"] for e in evs if e["type"] == "trial_failed"]
+    assert outcome(d) == local_run  # same survivors, same numbers, to the picosecond
+    nodes = {e["resources"].get("node") for e in evs if e["type"] == "trial_finished"}
+    assert all(n and n.split(":")[0] for n in nodes)  # every trial says where it ran
+    status = [e for e in evs if e["type"] == "cluster_status"]
+    assert status and status[0]["nodes"] == 3 and status[0]["cpus"] == 2
+    assert out.count("◎ Ray ") == 1 and "3 nodes" in out and "CPUs" in out
+    c.add_node(num_cpus=1)  # back to two workers for the next test
+    c.wait_for_nodes()
+
+
+def test_sigkill_of_the_driver_mid_stage_then_resume_equals_a_local_run(cluster, local_run, tmp_path):
+    c, _ = cluster
+    p, d = _start(tmp_path, c.address, "killed")
+    wait_until(lambda: _route_trials_running(d) >= 1 or p.poll() is not None, "a route trial running")
+    assert p.poll() is None
+    p.send_signal(signal.SIGKILL)
+    p.communicate()
+    r = subprocess.run([sys.executable, "-m", "console.cli", "resume", str(d)], cwd=ROOT, env=cli_env(),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert outcome(d) == local_run
+    finished = [e["case_id"] for e in events(d) if e["type"] == "trial_finished"]
+    assert len(finished) == len(set(finished))  # nothing that finished ran again
+
+
+def test_ray_check_lists_nodes_tools_and_a_round_trip(cluster):
+    c, _ = cluster
+    r = subprocess.run([sys.executable, "-m", "console.cli", "ray-check", c.address], cwd=ROOT, env=cli_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "node(s), 2 CPUs" in r.stdout and r.stdout.count("trial round trip ok") == 2
+    assert "127.0.0.1/" in r.stdout and "sta ok, yosys ok" in r.stdout and "ray-check: ok" in r.stdout
+    bad = subprocess.run([sys.executable, "-m", "console.cli", "ray-check", c.address, "--tools", "sta,no-such-tool"],
+                         cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "no-such-tool MISSING" in bad.stdout
+
+
+FAKE = ROOT / "tests" / "fake_tools"
+FAULT = """
+[study]
+name = "rayfault"
+[design]
+top = "x"
+[tool]
+kind = "command"
+command = ["{tool}"]
+metrics_file = ""
+[execution]
+executor = "ray"
+address = "{address}"
+max_parallel = 2
+retries = 1
+{timeouts}
+[[stages]]
+name = "one"
+trials = 2
+survivors = 1
+ecos = ["pin_swap"]
+"""
+
+
+def _fault_study(tmp_path, tool, address, timeouts, name):
+    """The base case passes (its no-op run must, or the study is blocked); ECO trials run `tool`."""
+    wrapper = tmp_path / f"{name}.sh"
+    wrapper.write_text(f'#!/bin/sh\nif [ "$N2_ECO" = "noop" ]; then exit 0; fi\nexec {FAKE / tool}\n')
+    wrapper.chmod(0o755)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(FAULT.format(tool=wrapper, address=address, timeouts=timeouts))
+    return path, tmp_path / name
+
+
+def _alive(marker: str) -> list[int]:
+    """Live (not zombie) processes a trial's marker names, on this host (the loopback cluster)."""
+    from engine.executors.contain import marked_pids
+
+    out = []
+    for pid in marked_pids({marker}):
+        try:
+            if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+                out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+def test_timeouts_and_crashes_on_a_worker_are_the_tools_not_the_nodes(cluster, tmp_path):
+    c, _ = cluster
+    path, d = _fault_study(tmp_path, "hang.sh", c.address, "soft_timeout_s = 0.5\nhard_timeout_s = 1.5", "hang")
+    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
+                       cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    failed = [e for e in events(d) if e["type"] == "trial_failed"]
+    assert {e["failure"]["type"] for e in failed} == {"timeout"}  # each attempt, retried once: still the tool's
+    for t in ("x_0_0", "x_0_1"):  # the hung tool's backgrounded child died with its group, on the worker
+        child = int((d / "trials" / t / "stdout.log").read_text().split()[1])
+        wait_until(lambda: not _alive(str(d / "trials" / t)), f"{t}'s processes gone (child {child})")
+    path, d = _fault_study(tmp_path, "segfault.sh", c.address, "", "crash")
+    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
+                       cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
+    failed = [e["failure"] for e in events(d) if e["type"] == "trial_failed"]
+    assert failed and {f["type"] for f in failed} == {"tool_crash"}, failed
+    assert "about to crash" in failed[0]["excerpt"]  # the worker's stderr came home
+
+
+def test_cancel_and_stop_reach_the_remote_tools_process_group(cluster, tmp_path):
+    from console.follow import send_control
+
+    c, _ = cluster
+    path, d = _fault_study(tmp_path, "hang.sh", c.address, "soft_timeout_s = 600", "cancel")
+    p = subprocess.Popen([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
+                         cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: all(_alive(str(d / "trials" / t)) for t in ("x_0_0", "x_0_1")) or p.poll() is not None,
+               "both hung tools running on the workers")
+    send_control(d, "cancel", "x_0_0")
+    wait_until(lambda: any(e["type"] == "trial_cancelled" for e in events(d)), "the cancel journaled")
+    wait_until(lambda: not _alive(str(d / "trials" / "x_0_0")), "the cancelled tool and its child gone")
+    assert _alive(str(d / "trials" / "x_0_1"))  # the other trial still runs
+    send_control(d, "stop")
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 3, out[-2000:] + err[-2000:]
+    wait_until(lambda: not _alive(str(d / "trials" / "x_0_1")), "the stopped tool and its child gone")
