@@ -25,6 +25,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every node on 127.0.0.1
 
+from benchmarks.engine_overhead import STUDY as TRUE_STUDY  # noqa: E402 - the /bin/true study, one text
 from engine.runner import Engine  # noqa: E402
 from engine.spec import parse_study  # noqa: E402
 from engine.studydir import new_study_dir  # noqa: E402
@@ -32,24 +33,6 @@ from engine.tools import make_tool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 2
-TRUE = """
-[study]
-name = "overhead"
-[design]
-top = "none"
-[tool]
-kind = "command"
-command = ["/bin/true"]
-metrics_file = ""
-[execution]
-max_parallel = 2
-{ex}
-[[stages]]
-name = "noop"
-trials = {n}
-survivors = 1
-ecos = ["noop"]
-"""
 STA = f"""
 [study]
 name = "throughput"
@@ -71,6 +54,10 @@ trials = {{n}}
 survivors = 1
 ecos = ["resize_critical", "pin_swap", "buffer_fanout", "clone_driver"]
 """
+
+
+def true_study(n: int, execution: str) -> str:
+    return TRUE_STUDY.format(n=n).replace("max_parallel = 2", f"max_parallel = 2\n{execution}")
 
 
 def run(text: str, tmp: Path, name: str) -> float:
@@ -125,11 +112,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        local = run(TRUE.format(n=n, ex=""), tmp, "local")
+        local = run(true_study(n, ""), tmp, "local")
         t0 = time.perf_counter()
         ray.init(address="local", include_dashboard=False, log_to_driver=False, namespace="noodle2", configure_logging=False)
         startup = time.perf_counter() - t0
-        remote = run(TRUE.format(n=n, ex='executor = "ray"'), tmp, "ray")
+        remote = run(true_study(n, 'executor = "ray"'), tmp, "ray")
         ray.shutdown()
         print(f"{n} /bin/true trials, max_parallel 2")
         print(f"{'executor':<34}{'seconds':>9}{'ms/trial':>10}")

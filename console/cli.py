@@ -136,9 +136,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="colour better and worse (auto: on a terminal, unless NO_COLOR is set)")
 
     rc = command("ray-check", "check a Ray cluster: nodes, CPUs, memory, the tools on every node, one trial round "
-                  "trip per node", ["noodle2 ray-check", "noodle2 ray-check 127.0.0.1:6379"])
+                  "trip per node", ["noodle2 ray-check", "noodle2 ray-check --tools sta,yosys,qflow"])
     rc.add_argument("address", nargs="?", default="local",
-                    help='the cluster: "local" (start one here), "auto", or host:port (default: local)')
+                    help='the cluster: "local" (start one here), "auto", or host:port such as 10.0.0.1:6379 '
+                         '(default: local)')
     rc.add_argument("--tools", default="sta,yosys", help="tools every node needs (default: sta,yosys)")
 
     ec = command("ecos", "list the ECO catalog: built-in, from plugins, and a study file's own", [
