@@ -62,6 +62,8 @@ sdc = {_quote(_path(sdc, folder))}  # guarded and locked read only SDC commands 
 
 [execution]
 # max_parallel = 2        # tools at once (default: the CPUs this process may use)
+# executor = "ray"        # trials on a Ray cluster (pip install 'noodle2[ray]'); see address
+# address = "local"       # ray: "local" starts one here, "auto" joins this machine's, or host:port
 soft_timeout_s = 120      # SIGTERM to a trial's process group after this; SIGKILL a little later
 retries = 1               # re-runs of a trial that crashed, timed out or ran out of memory
 
