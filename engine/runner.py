@@ -114,8 +114,8 @@ class Engine:
         st = got if got is not None else self.executor.status()  # type: ignore[attr-defined]
         s = self.state
         planned = sum(1 for x in s.stages if x.status == "running" for c in x.cases if s.trials[c].status == "planned")
-        running = min(s.busy(), round(st["cpus_busy"]))  # the rest of the in-flight trials wait in Ray's queue
-        st = {**st, "running": running, "queued": planned + s.busy() - running}
+        running = min(s.in_flight(), round(st["cpus_busy"]))  # the rest wait in Ray's queue
+        st = {**st, "running": running, "queued": planned + s.in_flight() - running}
         key = tuple(st[k] for k in ("nodes", "cpus", "cpus_busy", "running", "queued"))
         if force or key != self._cluster_seen:
             self._cluster_seen = key

@@ -92,9 +92,15 @@ class StudyState:
     def running(self) -> list[TrialState]:
         return [t for t in self.trials.values() if t.status == "running"]
 
-    def busy(self) -> int:
-        """Tools running now: never more than max_parallel (reading outputs holds no slot)."""
+    def in_flight(self) -> int:
+        """Trials handed to the executor whose tool has not exited (a cluster may queue some)."""
         return sum(1 for t in self.trials.values() if t.status == "running" and not t.tool_done)
+
+    def busy(self) -> int:
+        """Tools running now: never more than max_parallel (reading outputs holds no slot).  The
+        Ray executor queues up to max_parallel more, which its CPUs do not let run yet."""
+        n = self.in_flight()
+        return min(n, self.max_parallel) if self.max_parallel else n
 
     def paused_since(self) -> float | None:
         if not self.paused:

@@ -17,6 +17,7 @@ from engine.fsutil import StudyLock
 from engine.journal import JOURNAL, read_events, recover
 from engine.runner import Engine
 from engine.spec import load_study
+from engine.state import StudyState, fold
 from engine.studydir import new_study_dir, open_for_resume
 from engine.tools import make_tool
 from tests.conftest import FAKE, fake_study
@@ -52,6 +53,10 @@ async def test_decisions_do_not_depend_on_concurrency_or_finish_order(tmp_path):
     b_status, b = await run(fake_study(tmp_path, name="par", max_parallel=4), tmp_path / "b", N2_FAKE_DELAY="0.02")
     assert a_status == b_status == "complete"
     assert outcome(a) == outcome(b)
+    folded = StudyState()  # the local executor never has more tools open than max_parallel
+    for e in read_events(b.dir / JOURNAL).events:
+        fold(folded, e)
+        assert folded.in_flight() <= 4, e
     order_b = [e.case_id for e in read_events(b.dir / JOURNAL).events if isinstance(e, ev.TrialFinished)]
     assert order_b != sorted(order_b, key=lambda c: (len(c), c))  # finish order really was scrambled
     # ranking is by the objective, ties by case id

@@ -115,7 +115,7 @@ async def test_workers_never_exceed_max_parallel(tmp_path):
     try:
         async with app_at(tmp_path).run_test(size=(160, 48)) as pilot:
             screen = await open_view(pilot, d)
-            assert len(screen.state.running()) == 3
+            assert len(screen.state.running()) == 3 and screen.state.in_flight() == 2  # not clamped: counted
             assert "workers 2/2" in screen.header_text()
             assert cells(screen.query_one(StageTable), 2)[3] == "2"
     finally:

@@ -159,6 +159,29 @@ def test_sigkill_of_the_driver_mid_stage_then_resume_equals_a_local_run(cluster,
     assert len(finished) == len(set(finished))  # nothing that finished ran again
 
 
+def test_with_a_shared_dir_workers_run_in_place_and_equal_a_local_run(cluster, local_run, tmp_path):
+    c, _ = cluster
+    d = tmp_path / "shared"
+    path = study_file(tmp_path, f'executor = "ray"\naddress = "{c.address}"\nshared_dir = true', "shared")
+    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
+                       cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert outcome(d) == local_run
+    assert (d / "trials" / "mac8_2_0" / "pnr").is_dir()  # the routed trial's files, written where it ran
+    import ray
+
+    from engine.executors import Command, Job
+    from engine.executors.ray_exec import RayExecutor
+
+    t = d / "trials" / "mac8_2_0"
+    cmd = Command(["sta", "run.tcl"], t, t / "stdout.log", t / "stderr.log")
+    try:  # what a task is sent: nothing but where to run
+        spec = RayExecutor(d, c.address, shared_dir=True)._bundle(cmd, Job(lambda: cmd, None, 1, 2, [str(t / "run.tcl")]))
+    finally:
+        ray.shutdown()
+    assert spec["shared_root"] == str(d) and spec["files"] == {} and spec["cwd"] == "trials/mac8_2_0"
+
+
 def test_ray_check_lists_nodes_tools_and_a_round_trip(cluster):
     c, _ = cluster
     r = subprocess.run([sys.executable, "-m", "console.cli", "ray-check", c.address], cwd=ROOT, env=cli_env(),

@@ -81,6 +81,7 @@ class StageTable(DataTable):
     def row(s: StudyState, st: StageState, engine_alive: bool) -> list[Any]:
         n = stage_counts(s, st)
         running = sum(1 for c in st.cases if s.trials[c].status == "running" and not s.trials[c].tool_done)
+        running = min(running, s.max_parallel or running)  # beyond it, trials wait in a cluster's queue
         status = st.status if engine_alive or st.status != "running" else "interrupted"
         return [Text(f"{SYMBOL.get(status, '?')} ") + Text(st.name), st.mode, str(st.budget),
                 str(running if engine_alive else 0), str(n["done"]), str(n["failed"]), str(n["cancelled"]),
