@@ -188,3 +188,23 @@ def test_a_clone_of_a_cloned_flop_is_the_same_state_element(mac16, tmp_path):
         (tmp_path / f"{name}_t.v").write_text(write_netlist(gate))
         out = prove(tmp_path / f"{name}_g.v", tmp_path / f"{name}_t.v", b.tool.libs, lib, tmp_path / name)
         assert out.proven and out.method == "structural", (name, out)
+
+
+def test_registers_a_tool_renamed_are_matched_by_structure(mac16, tmp_path):
+    """qflow renames every flop; correspondence by function finds each one's original, and
+    then exchanging two flops' next states is still caught."""
+    b, parent = mac16
+    text = parent.read_text()
+    flops = re.findall(r"\b(DFF\w+)\s+(\S+)\s*\(", text)
+    assert len(flops) > 40
+    renamed = text
+    for k, (cell, name) in enumerate(flops):
+        renamed = re.sub(rf"\b{cell}\s+{re.escape(name)}\s*\(", f"{cell} REG_{k} (", renamed, count=1)
+    ok = _check(b, parent, renamed, tmp_path, "renamed")
+    assert ok.proven and ok.method == "structural" and f"{len(flops)} renamed register(s)" in ok.detail, ok
+    d = list(re.finditer(r"REG_\d+ \(\s*\.CLK\([^)]*\),\s*\.D\(([^)]*)\)", renamed))
+    a, c = d[3], d[9]  # exchange the nets two flops load (c comes later in the text)
+    swapped = (renamed[:a.start(1)] + c.group(1) + renamed[a.end(1):c.start(1)] + a.group(1) + renamed[c.end(1):])
+    assert swapped != renamed
+    bad = _check(b, parent, swapped, tmp_path, "renamed_swapped")
+    assert not bad.proven, bad

@@ -91,6 +91,26 @@ def test_a_routed_trial_is_timed_with_routed_delays_and_keeps_its_files(routed):
     assert (d / "pnr" / "mac8.sdf").read_text().count("INTERCONNECT") > 1000
 
 
+def test_the_routed_netlist_is_proven_equal_to_the_trials_and_a_changed_one_is_caught(rb, routed):
+    """qflow renames every register (DFFPOSX1_1 for _906_): they are matched by structure."""
+    _, d = routed
+    p = rb.tool.prove(d, d)  # the netlist against itself, then qflow's against it
+    assert p["proven"] and "routed netlist: structurally equal; 20 renamed register(s)" in p["detail"], p
+    text = (d / "pnr" / "mac8.timing.v").read_text()
+    flops = [ln for ln in text.splitlines() if ln.startswith("DFFPOSX1 ")]
+    di, dj = (re.search(r"\.D\((\w+)\)", f).group(1) for f in (flops[2], flops[5]))
+    swapped = text.replace(flops[2], flops[2].replace(f".D({di})", f".D({dj})")).replace(
+        flops[5], flops[5].replace(f".D({dj})", f".D({di})"))
+    bad = d.parent / "bad_routed"
+    shutil.copytree(d, bad, ignore=shutil.ignore_patterns("equiv"))
+    for x in (bad, bad / "pnr"):
+        os.chmod(x, 0o755)
+    (bad / "pnr" / "mac8.timing.v").chmod(0o644)
+    (bad / "pnr" / "mac8.timing.v").write_text(swapped)  # two registers' next states exchanged
+    p = rb.tool.prove(bad, d)
+    assert not p["proven"] and p["method"] == "sat" and "routed netlist: a counterexample" in p["detail"], p
+
+
 def test_a_buffer_changes_post_route_wirelength_and_the_routed_delays(rb, routed):
     """An unconditional buffer on the highest-fanout net: one more cell to place, new wires,
     new interconnect delays; timing after routing moves with it."""

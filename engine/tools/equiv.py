@@ -256,6 +256,46 @@ def structural(gold: Netlist, gate: Netlist, lib: Library) -> Match:
     return Match(diff, alias, g_ids, t_ids)
 
 
+def correspond(gold: Netlist, gate: Netlist, lib: Library) -> tuple[Netlist, int]:
+    """The gate with its registers named after the gold registers they correspond to, when a
+    tool renamed them (qflow's routed netlist: DFFPOSX1_1 for Yosys's _906_); otherwise the gate
+    as it is.  Correspondence is the greatest fixpoint: one class per register cell at first,
+    then classes split until the members of each have the same input functions (next state,
+    clock, set/reset) in terms of the classes.  Returns the gate and how many registers moved."""
+    mine = _registers(gate, lib)
+    theirs = _registers(gold, lib)
+    if all(r in mine for r in theirs):
+        return gate, 0  # every gold register is still there by name (an ECO keeps them)
+    nets = {"gold": gold, "gate": gate}
+    regs = {("gold", r): c for r, c in theirs.items()} | {("gate", r): c for r, c in mine.items()}
+    label = {k: f"cell {c}" for k, c in regs.items()}
+    h = _Hasher(lib)
+    for _ in range(len(regs) + 1):  # each pass splits a class or ends
+        ids = {side: h.ids_of(n, {r: label[(x, r)] for x, r in regs if x == side})[0] for side, n in nets.items()}
+        names: dict[tuple, str] = {}
+        new = {}
+        for (side, r), cell in sorted(regs.items()):
+            pins = nets[side].insts[r][1]
+            sig = (label[(side, r)], cell, tuple(ids[side].get(b) if isinstance(b := pins.get(p), tuple) else b
+                                                 for p in lib.cells[cell].inputs))
+            new[(side, r)] = names.setdefault(sig, f"class {len(names)}")
+        stable = len(names) == len(set(label.values()))
+        label = new
+        if stable:
+            break
+    members: dict[str, tuple[list[str], list[str]]] = {}
+    for (side, r), k in sorted(label.items()):
+        members.setdefault(k, ([], []))[side == "gate"].append(r)
+    rename = {}
+    for k, (golds, gates) in members.items():
+        for i, r in enumerate(gates):  # extra gate members are clones: the structural match merges them
+            rename[r] = golds[i] if i < len(golds) else f"n2corr {k} {i}"
+    taken = set(rename.values())
+    insts = {(rename[i] if i in rename else f"n2gate {i}" if i in taken else i): v for i, v in gate.insts.items()}
+    moved = sum(1 for r, to in rename.items() if r != to)
+    return Netlist(gate.module, gate.inputs, gate.outputs, gate.widths, insts, gate.assigns), moved
+
+
 # --- SAT on the cones that differ ----------------------------------------------------------------------
 
 def _cone_module(n: Netlist, lib: Library, module: str, wanted: list[str], alias: dict[str, str],
@@ -644,11 +684,13 @@ def prove(parent: Path, child: Path, lib_paths: list[Path], lib: Library, workdi
         if broken:
             return Outcome(False, "structural", time.perf_counter() - t0,
                            f"{len(broken)} broken pin(s): {'; '.join(broken[:3])}", broken[:20])
+        gate, moved = correspond(gold, gate, lib)
         match = structural(gold, gate, lib)
     except (NetlistError, KeyError, ValueError) as e:
         return Outcome(False, "none", time.perf_counter() - t0, f"cannot compare the netlists: {e}")
     if not match.diff:
         extra = f"; {len(match.alias)} cloned register(s) matched" if match.alias else ""
+        extra += f"; {moved} renamed register(s) matched by structure" if moved else ""
         return Outcome(True, "structural", time.perf_counter() - t0, f"structurally equal{extra}")
     ok, detail, cex = sat_cones(gold, gate, lib_paths, lib, match, workdir)
     if cex:

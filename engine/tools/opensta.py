@@ -88,10 +88,18 @@ class OpenSTATool:
 
     def prove(self, trial_dir: Path, parent_dir: Path) -> dict[str, Any]:
         """The trial's netlist against its parent's (structural matching, then SAT on what
-        differs); a counterexample lands in <trial>/equiv/counterexample.txt."""
-        out = prove(parent_dir / f"{self.top}.v", trial_dir / f"{self.top}.v", self.libs,
-                    load_liberty(self.libs[0]), trial_dir / "equiv")
-        return out.as_dict()
+        differs); a counterexample lands in <trial>/equiv/counterexample.txt.  A routed trial's
+        post-route numbers come from qflow's netlist, so that one is proven against the trial's
+        own netlist too (qflow renames every register: they are matched by structure)."""
+        lib = load_liberty(self.libs[0])
+        out = prove(parent_dir / f"{self.top}.v", trial_dir / f"{self.top}.v", self.libs, lib,
+                    trial_dir / "equiv").as_dict()
+        routed = trial_dir / "pnr" / f"{self.top}.timing.v"
+        if not out["proven"] or not routed.is_file():
+            return out
+        post = prove(trial_dir / f"{self.top}.v", routed, self.libs, lib, trial_dir / "equiv" / "routed").as_dict()
+        return {**post, "seconds": round(out["seconds"] + post["seconds"], 4),
+                "detail": f"{out['detail']}; routed netlist: {post['detail']}"}
 
     def input_path(self, given: str) -> Path:
         """A design file as the study directory keeps it (inputs/), not where the user had it."""
