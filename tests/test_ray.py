@@ -4,6 +4,7 @@ three stages (the last placed and routed, so trials run long enough to lose one)
 removed mid-stage; the driver SIGKILLed mid-stage and resumed; each compared with a local run."""
 from __future__ import annotations
 
+import glob
 import importlib.util
 import os
 import shutil
@@ -112,16 +113,6 @@ def _start(tmp_path, address, name):
     return p, d
 
 
-def _route_trials_running(d) -> int:
-    try:
-        evs = events(d)
-    except (OSError, ValueError):
-        return 0
-    started = {e["case_id"] for e in evs if e["type"] == "trial_started" and e["case_id"].startswith("mac8_2_")}
-    ended = {e["case_id"] for e in evs if e["type"] in ("trial_finished", "trial_failed")}
-    return len(started - ended)
-
-
 def test_a_worker_node_lost_mid_stage_and_the_study_still_equals_a_local_run(cluster, local_run, tmp_path):
     c, workers = cluster
     p, d = _start(tmp_path, c.address, "lost")
@@ -148,16 +139,22 @@ def test_a_worker_node_lost_mid_stage_and_the_study_still_equals_a_local_run(clu
 def test_sigkill_of_the_driver_mid_stage_then_resume_equals_a_local_run(cluster, local_run, tmp_path):
     c, _ = cluster
     p, d = _start(tmp_path, c.address, "killed")
-    wait_until(lambda: _route_trials_running(d) >= 1 or p.poll() is not None, "a route trial running")
+    wait_until(lambda: any(_alive(str(d / "trials" / f"mac8_2_{i}")) for i in (0, 1)) or p.poll() is not None,
+               "a route trial's tool running on a worker")
     assert p.poll() is None
     p.send_signal(signal.SIGKILL)
     p.communicate()
+    # Ray ends a dead driver's workers and their children, the tools' own sessions included
+    wait_until(lambda: not any(_alive(str(d / "trials" / f"mac8_2_{i}")) for i in (0, 1)), "the route tools gone")
     r = subprocess.run([sys.executable, "-m", "console.cli", "resume", str(d)], cwd=ROOT, env=cli_env(),
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert outcome(d) == local_run
     finished = [e["case_id"] for e in events(d) if e["type"] == "trial_finished"]
     assert len(finished) == len(set(finished))  # nothing that finished ran again
+    # the killed workers' scratch directories went when the resume's workers started
+    assert not [x for x in glob.glob("/dev/shm/n2ray-*-*") if x.split("-")[1].isdigit()
+                and not os.path.exists(f"/proc/{x.split('-')[1]}")]
 
 
 def test_with_a_shared_dir_workers_run_in_place_and_equal_a_local_run(cluster, local_run, tmp_path):

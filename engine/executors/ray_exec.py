@@ -2,8 +2,9 @@
 
 The driver prepares each trial in the study directory as always, then ships what the command
 reads — the trial directory's files, the snapshot files and the parent's outputs the journal
-hashed — through Ray's object store (snapshot files are put once and shared).  A worker lays
-them out under a temporary root in the same relative places, runs the command with the local
+hashed — through Ray's object store (snapshot files are put once, and each node keeps one copy
+by content).  A worker lays them out under a scratch root (/dev/shm) in the same relative
+places, runs the command with the local
 executor's own code (process group, timeouts, log cap, marker), and returns the trial
 directory's files as bytes; the driver writes them into <study>/trials/<case>/ and collects as
 for a local run.  The journal stays single-writer on the driver.  With `shared_dir = true` the
@@ -11,10 +12,13 @@ worker runs in the study directory itself (a cluster with a shared filesystem).
 
 A lost worker or node is an attempt that failed as `worker_lost` (retryable); a tool that crashes
 on a worker is still a tool crash.  Cancelling a task (a cancelled trial, a stop, a timeout on
-the driver) interrupts the worker, which kills the tool's process group before it returns.
+the driver) interrupts the worker, which kills the tool's process group before it returns.  When
+the driver dies, Ray ends its workers and their children (the tools' own sessions included); the
+next worker to start on that node removes their scratch roots.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -147,7 +151,8 @@ class RayExecutor:
             key = (str(p), st.st_size, st.st_mtime_ns)
             if "snapshot" in Path(self._rel(p)).parts[:1]:  # shared by every trial: one object
                 if key not in self._puts:
-                    self._puts[key] = self.ray.put(p.read_bytes())
+                    data = p.read_bytes()
+                    self._puts[key] = (self.ray.put(data), hashlib.sha256(data).hexdigest())
                 spec["files"][self._rel(p)] = self._puts[key]
             else:
                 spec["files"][self._rel(p)] = _pack(p.read_bytes())
@@ -173,9 +178,6 @@ class RayExecutor:
                           now, now, command=cmd)
 
 
-_CACHE: dict[str, Path] = {}
-
-
 def _pack(data: bytes) -> bytes:
     """Netlists shrink about 5x at level 1 (under a millisecond for mac16's): a bundle small
     enough for Ray to pass inline skips two object-store hops per trial."""
@@ -187,21 +189,49 @@ def _scratch() -> str | None:
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
-def _cached(ref: Any, ray: Any) -> Path:
-    """This worker's copy of a shared object (the snapshot's files), written once."""
-    key = ref.hex()
-    if key not in _CACHE:
-        import atexit
+def _cached(ref: Any, sha: str, ray: Any) -> Path:
+    """This node's copy of a shared input (a snapshot file), by content: fetched once per node,
+    kept for later studies with the same files; unused for two days, it goes."""
+    d = Path(_scratch() or tempfile.gettempdir()) / f"n2ray-cache-{os.getuid()}"
+    path = d / sha
+    if path.exists():
+        os.utime(path)
+        return path
+    d.mkdir(mode=0o700, exist_ok=True)
+    tmp = d / f".{sha}.{os.getpid()}.tmp"
+    tmp.write_bytes(ray.get(ref))
+    tmp.chmod(0o444)
+    os.replace(tmp, path)  # another worker may have written it too: same bytes
+    stale = time.time() - 2 * 86400
+    for old in d.iterdir():
+        try:
+            if old.stat().st_mtime < stale:
+                old.unlink()
+        except OSError:
+            pass
+    return path
 
-        if not _CACHE:
-            d = Path(tempfile.mkdtemp(prefix=f"n2ray-cache-{os.getpid()}-", dir=_scratch()))
-            atexit.register(shutil.rmtree, d, True)
-            _CACHE["__dir__"] = d
-        path = _CACHE["__dir__"] / key
-        path.write_bytes(ray.get(ref))
-        path.chmod(0o444)
-        _CACHE[key] = path
-    return _CACHE[key]
+
+_REAPED = False
+
+
+def _reap_once() -> None:
+    """Scratch directories of workers that died mid-trial (a driver killed, a force-cancel):
+    their tools are gone (Ray ends a dead worker's children), their files would stay."""
+    global _REAPED
+    if _REAPED:
+        return
+    _REAPED = True
+    for d in Path(_scratch() or tempfile.gettempdir()).glob("n2ray-*-*"):
+        pid = d.name.split("-")[1]
+        if not pid.isdigit():
+            continue  # the cache
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's worker, alive
 
 
 def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
@@ -209,13 +239,15 @@ def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
     the trial directory.  Interrupted by ray.cancel, it kills the tool's group first."""
     import ray
 
-    root = Path(spec["shared_root"]) if spec["shared_root"] else Path(tempfile.mkdtemp(prefix="n2ray-", dir=_scratch()))
+    _reap_once()
+    root = (Path(spec["shared_root"]) if spec["shared_root"]
+            else Path(tempfile.mkdtemp(prefix=f"n2ray-{os.getpid()}-", dir=_scratch())))
     try:
         for rel, data in spec["files"].items():
             dest = root / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(data, ray.ObjectRef):  # a snapshot file: fetched once per worker, then linked
-                dest.symlink_to(_cached(data, ray))
+            if isinstance(data, tuple):  # a snapshot file (object, sha256): fetched once per node, then linked
+                dest.symlink_to(_cached(data[0], data[1], ray))
             else:
                 dest.write_bytes(zlib.decompress(data))
         cwd = root / spec["cwd"]
