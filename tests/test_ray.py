@@ -307,3 +307,18 @@ def test_a_full_disk_on_the_driver_is_the_machines_fault_and_resume_equals_a_cle
         assert decided(d) == decided(ref)
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+def test_a_snapshot_cache_someone_else_could_write_is_not_used(tmp_path, monkeypatch):
+    from engine.executors import ray_exec
+
+    monkeypatch.setattr(ray_exec, "_scratch", lambda: str(tmp_path))
+    mine = ray_exec._cache_dir()
+    assert mine == tmp_path / f"n2ray-cache-{os.getuid()}" and (mine.stat().st_mode & 0o777) == 0o700
+    mine.chmod(0o777)  # as if another user had made it first, open to all
+    other = ray_exec._cache_dir()
+    assert other != mine and other.name.startswith(f"n2ray-{os.getpid()}-cache-")
+    mine.chmod(0o700)
+    mine.rename(tmp_path / "real")
+    (tmp_path / f"n2ray-cache-{os.getuid()}").symlink_to(tmp_path / "real")  # a link is not ours either
+    assert ray_exec._cache_dir() != tmp_path / f"n2ray-cache-{os.getuid()}"

@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -192,12 +193,11 @@ def _scratch() -> str | None:
 def _cached(ref: Any, sha: str, ray: Any) -> Path:
     """This node's copy of a shared input (a snapshot file), by content: fetched once per node,
     kept for later studies with the same files; unused for two days, it goes."""
-    d = Path(_scratch() or tempfile.gettempdir()) / f"n2ray-cache-{os.getuid()}"
+    d = _cache_dir()
     path = d / sha
     if path.exists():
         os.utime(path)
         return path
-    d.mkdir(mode=0o700, exist_ok=True)
     tmp = d / f".{sha}.{os.getpid()}.tmp"
     tmp.write_bytes(ray.get(ref))
     tmp.chmod(0o444)
@@ -210,6 +210,20 @@ def _cached(ref: Any, sha: str, ray: Any) -> Path:
         except OSError:
             pass
     return path
+
+
+def _cache_dir() -> Path:
+    """/dev/shm/n2ray-cache-<uid>, only if it is ours alone: a directory someone else made there
+    could hand a trial a Liberty of their choosing (then a private one, for this worker)."""
+    d = Path(_scratch() or tempfile.gettempdir()) / f"n2ray-cache-{os.getuid()}"
+    try:
+        d.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(d)
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+        return d
+    return Path(tempfile.mkdtemp(prefix=f"n2ray-{os.getpid()}-cache-", dir=_scratch()))
 
 
 _REAPED = False
