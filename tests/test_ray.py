@@ -15,7 +15,6 @@ import sys
 import orjson
 import pytest
 
-from engine.journal import recover
 from tests.conftest import ROOT, cli_env
 from tests.waiting import wait_until
 
@@ -282,31 +281,14 @@ def test_cancel_and_stop_reach_the_remote_tools_process_group(cluster, tmp_path)
 def test_a_full_disk_on_the_driver_is_the_machines_fault_and_resume_equals_a_clean_run(cluster, tmp_path):
     """The trials' files come home to a 2.2 MB study disk that fills: exit 3, N2-E208, nothing
     charged to an ECO; resume after the disk grows equals an uninterrupted local run."""
-    from tests.test_real_hardening import cli, small_study
-    from tests.test_real_hardening import outcome as decided
+    from tests.test_real_hardening import cli, full_disk_then_resume, small_study
 
     c, _ = cluster
     ref = tmp_path / "ref"
     r = cli("run", str(small_study(tmp_path / "l", trials=(6, 4))), "--unattended", "--study-dir", str(ref))
     assert r.returncode == 0, r.stderr[-1500:]
     path = small_study(tmp_path / "s", trials=(6, 4), extra=f'executor = "ray"\naddress = "{c.address}"')
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2200k", "tmpfs", str(mnt)]).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        d = mnt / "study"
-        r = cli("run", str(path), "--unattended", "--study-dir", str(d), timeout=300)
-        assert r.returncode == 3, (r.returncode, r.stdout[-1500:], r.stderr[-1500:])
-        assert "N2-E208" in r.stderr and "no space left" in r.stderr and "Traceback" not in r.stderr
-        s = recover(d).state
-        assert not [(t.case_id, t.failure) for t in s.trials.values() if t.status == "failed"]  # nothing blamed
-        subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
-        r = cli("resume", str(d), timeout=300)
-        assert r.returncode == 0, r.stderr[-2000:]
-        assert decided(d) == decided(ref)
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)])
+    full_disk_then_resume(path, tmp_path, ref)  # the disk fills as workers' files come home (or as trials start)
 
 
 def test_a_snapshot_cache_someone_else_could_write_is_not_used(tmp_path, monkeypatch):

@@ -122,19 +122,17 @@ def test_resume_refuses_a_changed_sdc_in_the_snapshot(tmp_path):
 
 # --- a full disk ---------------------------------------------------------------------------------------
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
-def test_full_disk_stops_cleanly_and_resume_equals_an_uninterrupted_run(tmp_path):
-    path = small_study(tmp_path / "s", trials=(6, 4))
-    ref = tmp_path / "ref"
-    r = cli("run", str(path), "--unattended", "--study-dir", str(ref))
-    assert r.returncode == 0, r.stderr
+def full_disk_then_resume(path: Path, tmp_path: Path, ref: Path) -> str:
+    """Run `path` with its study directory on a 2.2 MB tmpfs until the disk fills: exit 3 with
+    N2-E208, nothing charged to an ECO, no temp files left; then grow the disk, resume, and
+    compare with the uninterrupted run `ref`.  Returns the first run's stderr."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2200k", "tmpfs", str(mnt)]).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
         d = mnt / "study"
-        r = cli("run", str(path), "--unattended", "--study-dir", str(d), timeout=120)
+        r = cli("run", str(path), "--unattended", "--study-dir", str(d), timeout=300)
         assert r.returncode == 3, (r.returncode, r.stdout[-1500:], r.stderr[-1500:])
         assert "N2-E208" in r.stderr and "no space left" in r.stderr and f"resume {d}" in r.stderr
         assert "Traceback" not in r.stderr
@@ -143,11 +141,21 @@ def test_full_disk_stops_cleanly_and_resume_equals_an_uninterrupted_run(tmp_path
         assert not charged, [(t.case_id, t.failure) for t in charged]  # nothing blamed on an ECO
         assert not [p for p in mnt.rglob(".*.tmp")]
         subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
-        r = cli("resume", str(d), timeout=300)
-        assert r.returncode == 0, r.stderr[-2000:]
+        resumed = cli("resume", str(d), timeout=300)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
         assert outcome(d) == outcome(ref)
+        return r.stderr
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_full_disk_stops_cleanly_and_resume_equals_an_uninterrupted_run(tmp_path):
+    path = small_study(tmp_path / "s", trials=(6, 4))
+    ref = tmp_path / "ref"
+    r = cli("run", str(path), "--unattended", "--study-dir", str(ref))
+    assert r.returncode == 0, r.stderr
+    full_disk_then_resume(path, tmp_path, ref)
 
 
 # --- synthesis: a timeout, and no Yosys left behind by a dead engine ----------------------------------
