@@ -304,3 +304,19 @@ def test_a_snapshot_cache_someone_else_could_write_is_not_used(tmp_path, monkeyp
     mine.rename(tmp_path / "real")
     (tmp_path / f"n2ray-cache-{os.getuid()}").symlink_to(tmp_path / "real")  # a link is not ours either
     assert ray_exec._cache_dir() != tmp_path / f"n2ray-cache-{os.getuid()}"
+
+
+def test_an_address_nobody_answers_is_a_coded_error_at_once(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = study_file(tmp_path, f'executor = "ray"\naddress = "127.0.0.1:{port}"', "nobody")
+    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir",
+                        str(tmp_path / "d")], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and f"N2-E211 execution.address: cannot reach the Ray cluster at 127.0.0.1:{port}" in r.stderr
+    assert "Traceback" not in r.stderr and "ray start --head" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "console.cli", "ray-check", f"127.0.0.1:{port}"], cwd=ROOT, env=cli_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "N2-E211" in r.stderr and "Traceback" not in r.stderr

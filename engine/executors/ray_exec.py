@@ -54,9 +54,19 @@ def ray_module() -> Any:
     return ray
 
 
+def _probe(address: str, timeout_s: float = 5.0) -> None:
+    """A cluster address that does not answer fails at once (OSError), not after the minutes
+    Ray spends retrying it."""
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if host and port.isdigit():  # "auto" and other forms: Ray judges them
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+
+
 def connect(address: str) -> Any:
     ray = ray_module()
     if not ray.is_initialized():
+        _probe(address)
         kw: dict[str, Any] = {"namespace": "noodle2", "log_to_driver": False, "configure_logging": False}
         if address == LOCAL:
             ray.init(address="local", include_dashboard=False, **kw)  # a new instance, never a stale one
