@@ -123,13 +123,17 @@ class Engine:
 
     async def _watch_cluster(self) -> None:
         """Every 2 s while the study runs: journaled only when something changed."""
+        failing = False
         while True:
             await anyio.sleep(2.0)
             try:
                 got = await anyio.to_thread.run_sync(self.executor.status)  # type: ignore[attr-defined]
             except Exception as e:  # noqa: BLE001 - a status call that fails is not the study's failure
-                self.log("warning", f"cluster status unavailable: {type(e).__name__}: {e}")
+                if not failing:  # once per outage, not every 2 s of it
+                    self.log("warning", f"cluster status unavailable: {type(e).__name__}: {e}")
+                failing = True
                 continue
+            failing = False
             self._cluster_status(got=got)
 
     # --- notifications ([notify]) ------------------------------------------------------------
