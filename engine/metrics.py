@@ -88,10 +88,24 @@ class ExtractError(ValueError):
     """A custom metric found nothing (or not a number): the trial is a parse_failure."""
 
 
+def user_pattern(regex: str) -> Any:
+    """A pattern from a study file or a plugin, compiled by RE2: matching takes time linear in
+    the text whatever the pattern (a backtracking engine can take years on `^(a|a)*b`).  Lines
+    are anchored by ^ and $ as with re.M.  ValueError says why a pattern cannot be used."""
+    import re2
+
+    opts = re2.Options()
+    opts.log_errors = False
+    try:
+        return re2.compile("(?m)" + regex, opts)
+    except re2.error as e:
+        why = e.args[0].decode(errors="replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise ValueError(f"{why} (RE2 syntax: no look-around and no back-references)") from None
+
+
 def extract_custom(defs: list[Any], trial_dir: Any) -> dict[str, float]:
     """[custom] metrics from the trial's files: a regex's one group, or a JSON pointer."""
     import json
-    import re
 
     from engine.fsutil import read_capped
 
@@ -100,10 +114,13 @@ def extract_custom(defs: list[Any], trial_dir: Any) -> dict[str, float]:
         path = trial_dir / d.source
         try:
             text = read_capped(path, 64 << 20).decode(errors="replace")
-        except OSError:
-            raise ExtractError(f"metric {d.name}: the trial wrote no {d.source}") from None
+        except (OSError, ValueError):
+            raise ExtractError(f"metric {d.name}: the trial wrote no {d.source} (or not as a regular file)") from None
         if d.regex is not None:
-            m = re.search(d.regex, text, re.M)
+            try:
+                m = user_pattern(d.regex).search(text)
+            except ValueError as e:
+                raise ExtractError(f"metric {d.name}: /{d.regex}/ cannot be used: {e}") from None
             if m is None:
                 raise ExtractError(f"metric {d.name}: /{d.regex}/ matches nothing in {d.source}")
             raw: Any = m.group(1)
