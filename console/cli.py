@@ -68,12 +68,16 @@ def _parser() -> argparse.ArgumentParser:
 
     rs = command("resume", "continue an interrupted study", [
         f"noodle2 resume {EXAMPLE_DIR}",
-        f"noodle2 resume {EXAMPLE_DIR} --json"])
+        f"noodle2 resume {EXAMPLE_DIR} --json",
+        f"noodle2 resume {EXAMPLE_DIR} --amend sample_studies/quickstart.toml"])
     rs.add_argument("study_dir", type=Path, help="the study directory")
     rs.add_argument("--json", action="store_true", help="print events as JSON lines on stdout")
     rs.add_argument("--console", action="store_true", help="follow it in the console")
     rs.add_argument("--unattended", action="store_true",
                     help="headless, as `run --unattended` (already the default: accepted so scripts use one flag)")
+    rs.add_argument("--amend", type=Path, metavar="FILE",
+                    help="take a corrected study file: only keys that leave recorded results as they are (execution, "
+                         "notify, ci, descriptions, [safety] allow, custom metrics no trial has recorded)")
 
     v = command("validate", "check a study file and print its plan and legality report", [
         "noodle2 validate sample_studies/quickstart.toml",
@@ -151,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.errors import N2Error
+    from engine.errors import HINTS, EnvironmentFault, N2Error
 
     try:
         args = _parser().parse_args(argv)
@@ -163,12 +167,20 @@ def main(argv: list[str] | None = None) -> int:
     except N2Error as err:
         print(err.render(), file=sys.stderr)
         return EXIT_USAGE
+    except EnvironmentFault as f:  # the machine, before any study ran (a full disk while making its folder)
+        print(f.render(), file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:  # `noodle2 watch DIR | head`: the reader left; leave quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except OSError as e:  # a path the user named that cannot be read or written
+        where = f" {e.filename}" if e.filename else ""
+        print(f"noodle2: N2-E214 cannot use{where}: {e.strerror or e}\n"
+              f"        hint: {HINTS['N2-E214']}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def invocation() -> str:
@@ -303,13 +315,16 @@ def cmd_run(args: argparse.Namespace, theme: str | None) -> int:
     study_dir = new_study_dir(study, args.root, args.study_dir)
     if not (args.unattended or args.json):
         return _console(study_dir.parent, theme, open_study=study_dir, start_engine=True)
+    from console.headless import say
+
     human = sys.stderr if args.json else sys.stdout  # --json keeps stdout pure JSON lines
-    print(format_plan(study), file=human)
-    print(f"study dir: {study_dir}", file=human, flush=True)
+    say(format_plan(study), human)
+    say(f"study dir: {study_dir}", human)
     return run_engine(study_dir, json=args.json)
 
 
 def cmd_resume(args: argparse.Namespace, theme: str | None = None) -> int:
+    from engine.errors import N2Error
     from engine.journal import recover
     from engine.studydir import open_for_resume, require_study_dir
 
@@ -319,30 +334,56 @@ def cmd_resume(args: argparse.Namespace, theme: str | None = None) -> int:
         print(f"study {s.name} already finished ({s.status}); nothing to resume. "
               f"`{invocation()} status {shlex.quote(str(args.study_dir))}` shows the result.")
         return EXIT_OK
-    open_for_resume(args.study_dir)  # refuse before anything runs
+    open_for_resume(args.study_dir, ignore_original=args.amend is not None)  # refuse before anything runs
+    if args.amend is not None:
+        if args.console:
+            raise N2Error.one("N2-E202", "--amend runs headless; resume with --amend first, then open the console",
+                              hint=f"{invocation()} resume {shlex.quote(str(args.study_dir))} --amend "
+                                   f"{shlex.quote(str(args.amend))}")
+        return run_engine(args.study_dir, json=args.json, amend=args.amend)
     if args.console:
         return _console(args.study_dir.parent, theme, open_study=args.study_dir.resolve(), start_engine=True)
     return run_engine(args.study_dir, json=args.json)
 
 
-def run_engine(study_dir: Path, json: bool = False) -> int:
+def run_engine(study_dir: Path, json: bool = False, amend: Path | None = None) -> int:
     """Run or resume the study in this process (the console starts this as its own process)."""
     import anyio
 
     from console.headless import Printer
     from engine.runner import Engine
-    from engine.studydir import open_for_resume, read_provenance
+    from engine.studydir import amend_for_resume, open_for_resume, read_provenance
     from engine.tools import make_tool
 
     study_dir = study_dir.resolve()
-    study = open_for_resume(study_dir)
+    study = open_for_resume(study_dir, ignore_original=amend is not None)
+    amendment = amend_for_resume(study_dir, amend) if amend is not None else None
+    if amendment is not None:
+        study = amendment.study
     engine = Engine(study_dir, study, make_tool(study, study_dir), listeners=[Printer(json=json)],
-                    provenance=read_provenance(study_dir), resume_command=f"{invocation()} resume")
-    status = anyio.run(engine.run)
+                    provenance=read_provenance(study_dir), resume_command=f"{invocation()} resume",
+                    amendment=amendment)
+    engine.hold_signals_at_end = True
+    try:
+        status = anyio.run(engine.run)
+    finally:
+        _absorb_late_signals()
     if engine.fault is not None:
         print(engine.fault.render(), file=sys.stderr)
         print(f"resume with: {invocation()} resume {shlex.quote(str(study_dir))}", file=sys.stderr)
     return STATUS_EXIT.get(status, EXIT_FAILED)
+
+
+def _absorb_late_signals() -> None:
+    """A stop signal that arrives once the study has ended changes nothing: the process exits
+    with the study's own code (the engine blocked them before it let go of its handlers)."""
+    import signal
+
+    from engine.runner import STOP_SIGNALS
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda *_: None)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def cmd_status(study_dir: Path, json: bool = False) -> int:

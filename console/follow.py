@@ -14,7 +14,7 @@ import orjson
 
 from engine import events as ev
 from engine.errors import N2Error
-from engine.fsutil import atomic_write, lock_holder
+from engine.fsutil import atomic_write, lock_holder, open_log_for_append
 from engine.journal import JOURNAL, read_events, recover
 from engine.runner import CONTROL_DIR
 from engine.state import FoldError, StudyState, fold
@@ -31,6 +31,7 @@ class StudyFollower:
         self.offset = rec.end if rec else 0
         self.line = None if rec and rec.end else 1  # counted on the first poll
         self.warnings = rec.warnings if rec else []
+        self.checked = bool(rec and rec.checked)  # once lines carry checksums, every later one must
 
     def poll(self) -> list[ev.Event]:
         """New complete lines, folded; a line that does not fit is N2-E205 with its number."""
@@ -39,15 +40,18 @@ class StudyFollower:
     def poll_each(self, each: Callable[[ev.Event, StudyState], None] | None) -> list[ev.Event]:
         """As poll, calling `each(event, state)` right after each event is folded."""
         path = self.dir / JOURNAL
-        r = read_events(path, self.offset, final=False, first_line=self.line)
+        r = read_events(path, self.offset, final=False, first_line=self.line, checked=self.checked)
         for e, line in zip(r.events, r.lines):
+            if e.seq != self.state.seq + 1:  # the engine's own check on resume, so views never disagree with it
+                raise N2Error.one("N2-E205", f"{path} line {line} is corrupt: sequence number {e.seq} does not "
+                                  f"follow {self.state.seq}")
             try:
                 fold(self.state, e)
             except FoldError as err:
                 raise N2Error.one("N2-E205", f"{path} line {line} is corrupt: {err}") from None
             if each is not None:
                 each(e, self.state)
-        self.offset, self.line = r.end, r.next_line
+        self.offset, self.line, self.checked = r.end, r.next_line, r.checked
         return r.events
 
     def engine_pid(self) -> int | None:
@@ -66,7 +70,7 @@ def send_control(study_dir: Path, request: str, target: str = "") -> Path:
 def spawn_engine(study_dir: Path) -> int:
     """Start (or resume) the study's engine detached from this terminal: its own session, so
     closing the console or losing SSH (SIGHUP) leaves it running.  Output goes to engine.log."""
-    log = open(study_dir / "engine.log", "ab")
+    log = os.fdopen(open_log_for_append(study_dir / "engine.log"), "ab")
     here = str(Path(__file__).resolve().parents[1])  # a source checkout or site-packages: either imports
     path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
     p = subprocess.Popen([sys.executable, "-m", "console.cli", "resume", str(study_dir)], stdin=subprocess.DEVNULL,

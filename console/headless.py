@@ -13,19 +13,20 @@ from engine.state import StudyState
 
 class Printer:
     def __init__(self, out: TextIO = sys.stdout, json: bool = False) -> None:
-        self.out = out
+        self.out: TextIO | None = out
         self.json = json
         self.cluster_shown = False
 
     def __call__(self, e: ev.Event, s: StudyState) -> None:
-        if self.json:
-            self.out.write(ev.encode(e).decode())
-            self.out.flush()
+        text = ev.encode(e).decode() if self.json else self.line(e, s)
+        if text is None or self.out is None:
             return
-        line = self.line(e, s)
-        if line is not None:
-            self.out.write(line + "\n")
+        try:
+            self.out.write(text if self.json else text + "\n")
             self.out.flush()
+        except (BrokenPipeError, ValueError):  # the reader went away (`| head`): the study goes on
+            self.out = None
+            _silence_stdout()
 
     def line(self, e: ev.Event, s: StudyState) -> str | None:
         if isinstance(e, ev.StudyStarted):
@@ -35,6 +36,8 @@ class Printer:
         if isinstance(e, ev.StudyResumed):
             return (f"● resumed {s.name} (pid {e.pid}); re-running {plural(len(e.requeued), 'trial')} that "
                     f"{'was' if len(e.requeued) == 1 else 'were'} in flight")
+        if isinstance(e, ev.StudyAmended):
+            return "● took the corrected study file: " + "; ".join(e.changes)
         if isinstance(e, ev.ClusterStatus):  # once, at start; the console shows it live
             if self.cluster_shown:
                 return None
@@ -76,6 +79,29 @@ class Printer:
         if isinstance(e, ev.StudyInterrupted):
             return f"⏸ study {s.name} interrupted ({e.reason}); resume with: {e.resume}"
         return None
+
+
+def say(text: str, out: TextIO | None = None) -> None:
+    """print() for what a headless run says: a reader that went away silences it, never stops it."""
+    out = out or sys.stdout
+    try:
+        out.write(text + "\n")
+        out.flush()
+    except (BrokenPipeError, ValueError):
+        if out is sys.stdout:
+            _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's own flush at exit raises nothing either."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def cluster_parts(c: dict) -> list[str]:

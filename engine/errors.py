@@ -27,6 +27,7 @@ HINTS: dict[str, str] = {
     "N2-E115": "remove the command from the SDC, or use safety_domain = \"sandbox\" to source it as raw Tcl",
     "N2-E116": "use only {trial_dir}, {parent_dir}, {case_id} and {eco} in [tool].command",
     "N2-E117": "use one of the themes listed (`noodle2 console --help` names them)",
+    "N2-E122": 'name it in [safety] allow (e.g. allow = ["notify"]) if the locked study means to run it, or remove it',
     "N2-E121": "fix the custom ECO or metric definition named (`noodle2 ecos FILE` lists what loaded)",
     "N2-E120": 'give notify.webhook = "https://host/path" and/or notify.command = ["program", "arg"]',
     "N2-E119": "record a baseline first: noodle2 ci FILE --baseline FILE --update-baseline",
@@ -45,6 +46,9 @@ HINTS: dict[str, str] = {
     "N2-E211": "start the cluster (`ray start --head`) or fix [execution] address, then `noodle2 resume DIR`; "
                "nothing ran, nothing is lost",
     "N2-E210": "remove the symlink; noodle2 reads and writes only inside the study directory",
+    "N2-E213": "restore journal.jsonl from a backup; without it a resume would run finished trials again",
+    "N2-E214": "pick a path you can write (a folder that exists, on a disk with space), then run the command again",
+    "N2-E212": "replace it with the file noodle2 wrote (from a backup), or start the study again with `noodle2 run FILE`",
     "N2-E301": "install the technology",
     "N2-E302": "install the tool, or fix [tool].command",
     "N2-E303": "check the RTL and the top module name; the Yosys log is shown above",

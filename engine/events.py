@@ -189,6 +189,16 @@ class NotificationSent(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class StudyAmended(Event):
+    """A resume took a corrected study file: only keys that leave recorded results as they are."""
+
+    type: ClassVar[str] = "study_amended"
+    changes: list[str]  # "key: old → new"
+    spec_hash: str
+    spec: dict[str, Any]
+
+
+@dataclass(slots=True, kw_only=True)
 class StageFinished(Event):
     type: ClassVar[str] = "stage_finished"
     stage: int
@@ -250,7 +260,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in [StudyStarted, StudyResumed, StageStarted, TrialStarted, TrialFinished, TrialFailed,
                 TrialCancelled, SurvivorsChosen, StageFinished, PolicyDecision, StudyFinished,
                 StudyInterrupted, CheckpointWritten, ControlAck, Log, SnapshotReady, GatesChecked, EcoStats,
-                EquivalenceChecked, TrialToolExited, RankAgreement, NotificationSent, ClusterStatus]
+                EquivalenceChecked, TrialToolExited, RankAgreement, NotificationSent, ClusterStatus, StudyAmended]
 }
 
 
@@ -265,6 +275,12 @@ def encode(ev: Event) -> bytes:
     # orjson serialises slotted dataclasses natively; the ClassVar tag goes in front.
     body = b'{"type":"' + ev.type.encode() + b'","v":2,' + orjson.dumps(ev)[1:-1]
     return body + b'%s%08x"}\n' % (_CRC_KEY, zlib.crc32(body))
+
+
+def has_checksum(line: bytes) -> bool:
+    """Whether a line (without its newline) ends in a format-2 checksum field."""
+    raw = line.rstrip(b"\r\n")
+    return raw[-_CRC_LEN:-10] == _CRC_KEY and raw[-2:] == b'"}'
 
 
 def decode(line: bytes | str) -> Event | None:

@@ -58,6 +58,43 @@ def remove_stale_tmp(d: Path) -> list[str]:
     return gone
 
 
+def study_subdir(study_dir: Path, *parts: str) -> Path:
+    """<study>/<parts...> as real directories, made when missing: a symlink on the way is
+    refused (N2-E210), so nothing written below it lands outside the study."""
+    d = study_dir
+    for part in parts:
+        d = d / part
+        refuse_symlink(d)
+        try:
+            d.mkdir(exist_ok=True)
+        except FileExistsError:
+            raise N2Error.one("N2-E210", f"{d} is not a directory") from None
+        except OSError as e:
+            raise env_fault(e, f"creating {d}") or e from None
+    return d
+
+
+def save_figure(fig, path: Path) -> None:
+    """A matplotlib figure written atomically (a symlink at `path` is replaced, never followed)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", bbox_inches="tight")
+    atomic_write(path, buf.getvalue())
+
+
+def open_log_for_append(path: Path) -> int:
+    """A log noodle2 appends to: a symlink there is removed and a fresh file made, never followed."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW
+    try:
+        return os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+    path.unlink()
+    return os.open(path, flags, 0o644)
+
+
 def refuse_symlink(path: Path) -> None:
     """Study paths noodle2 writes through must be real files or directories, not links out."""
     try:
@@ -67,27 +104,69 @@ def refuse_symlink(path: Path) -> None:
         pass
 
 
-def read_capped(path: Path, cap: int, *, regular_only: bool = True) -> bytes:
-    """A small file's bytes, never following a symlink, never blocking on a FIFO, never
-    reading more than `cap` bytes.  Raises ValueError with the reason it was refused."""
+def open_regular(path: Path | str, *, follow: bool = False, dir_fd: int | None = None) -> int:
+    """A read-only descriptor on a regular file: never blocks on a FIFO or a device, never
+    follows a symlink unless `follow`.  ValueError says why a file was refused; a missing one
+    raises FileNotFoundError."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW), dir_fd=dir_fd)
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise ValueError("is a symlink") from None
         raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else \
+            "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket"
+        raise ValueError(f"is {kind}, not a regular file")
+    return fd
+
+
+def read_capped(path: Path | str, cap: int, *, follow: bool = False, dir_fd: int | None = None) -> bytes:
+    """A file's bytes: a regular file (see open_regular), never more than `cap` bytes, read in
+    chunks so a large cap costs nothing up front.  Raises ValueError with the reason it was
+    refused."""
+    fd = open_regular(path, follow=follow, dir_fd=dir_fd)
     try:
-        st = os.fstat(fd)
-        if regular_only and not stat.S_ISREG(st.st_mode):
-            raise ValueError("is not a regular file")
-        if st.st_size > cap:
-            raise ValueError(f"is {st.st_size} bytes (limit {cap})")
-        data = os.read(fd, cap + 1)
-        if len(data) > cap:
-            raise ValueError(f"is over {cap} bytes")
-        return data
+        size = os.fstat(fd).st_size
+        if size > cap:
+            raise ValueError(f"is {size} bytes (limit {cap})")
+        parts, total = [], 0
+        while chunk := os.read(fd, min(max(size - total, 0) + 1, 1 << 24)):
+            parts.append(chunk)
+            total += len(chunk)
+            if total > cap:
+                raise ValueError(f"is over {cap} bytes")
+        return b"".join(parts)
     finally:
         os.close(fd)
+
+
+def read_text(path: Path, cap: int = 2 << 30, *, follow: bool = False) -> str:
+    """read_capped, decoded (undecodable bytes replaced)."""
+    return read_capped(path, cap, follow=follow).decode(errors="replace")
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of a regular file, read in chunks; never through a symlink, never a FIFO
+    (ValueError), FileNotFoundError when it is gone."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with os.fdopen(open_regular(path), "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_study_file(path: Path, cap: int) -> bytes:
+    """A file noodle2 keeps in a study directory (journal, checkpoint, provenance, the study's
+    copy): refused with N2-E212 when it is not a plain regular file or is absurdly large."""
+    try:
+        return read_capped(path, cap)
+    except ValueError as e:
+        raise N2Error.one("N2-E212", f"{path} {e}; noodle2 never writes one like that") from None
 
 
 class StudyLock:
@@ -149,5 +228,6 @@ def lock_holder(study_dir: Path) -> int | None:
         os.close(fd)
 
 
-__all__ = ["EnvironmentFault", "NOFOLLOW", "StudyLock", "atomic_write", "fsync_dir", "lock_holder", "read_capped",
-           "refuse_symlink", "remove_stale_tmp"]
+__all__ = ["EnvironmentFault", "NOFOLLOW", "StudyLock", "atomic_write", "fsync_dir", "lock_holder", "open_regular",
+           "open_log_for_append", "read_capped", "read_study_file", "read_text", "refuse_symlink",
+           "remove_stale_tmp", "save_figure", "sha256_file", "study_subdir"]

@@ -2,21 +2,27 @@
 
 Every attempt is journaled (NotificationSent).  Each has a timeout; failures retry with
 exponential backoff; a notification that never gets through is journaled and forgotten: it
-never fails, blocks or slows a study beyond its own bounded attempts.
+never fails, blocks or slows a study beyond its own bounded attempts.  Once the engine is told
+to stop, no retry starts and the attempt under way gets STOP_GRACE_S at most; what was not
+sent is journaled as such.
 """
 from __future__ import annotations
 
 import json
 import os
-import subprocess
+import signal
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import anyio
 
 TRIGGERS = ("complete", "failed", "blocked", "stage_aborted", "interrupted")
+STOP_GRACE_S = 3.0
+# what a notify command inherits from the engine's environment; nothing else (no tokens, no keys)
+ENV_KEPT = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
 @dataclass(frozen=True)
@@ -40,27 +46,84 @@ def post(url: str, payload: dict[str, Any], timeout: float) -> Attempt:
         return Attempt(False, f"{type(reason).__name__}: {reason}", True)
 
 
-def run_command(argv: list[str], payload: dict[str, Any], timeout: float) -> Attempt:
-    env = {**os.environ, "N2_NOTIFY_TRIGGER": payload["trigger"], "N2_NOTIFY_STATUS": payload["status"],
-           "N2_NOTIFY_STUDY_DIR": payload["study_dir"]}
+async def post_async(url: str, payload: dict[str, Any], timeout: float) -> Attempt:
+    """`post` in a daemon thread: a stop abandons it without holding the process open."""
+    done, box = anyio.Event(), {}
+    token = anyio.lowlevel.current_token()
+
+    def run() -> None:
+        try:
+            box["got"] = post(url, payload, timeout)
+        finally:
+            try:
+                anyio.from_thread.run_sync(done.set, token=token)
+            except RuntimeError:  # the engine's loop is gone: nobody waits any more
+                pass
+    threading.Thread(target=run, name="noodle2-webhook", daemon=True).start()
+    await done.wait()
+    return box.get("got") or Attempt(False, "webhook thread ended without an answer", True)
+
+
+def command_env(payload: dict[str, Any]) -> dict[str, str]:
+    return {**{k: os.environ[k] for k in ENV_KEPT if k in os.environ}, "N2_NOTIFY_TRIGGER": payload["trigger"],
+            "N2_NOTIFY_STATUS": payload["status"], "N2_NOTIFY_STUDY_DIR": payload["study_dir"]}
+
+
+async def run_command(argv: list[str], payload: dict[str, Any], timeout: float) -> Attempt:
+    """The program in its own session, killed with its children on a timeout or a stop."""
     try:
-        r = subprocess.run(argv, input=json.dumps(payload).encode(), capture_output=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return Attempt(False, f"timed out after {timeout:g} s", True)
+        proc = await anyio.open_process(argv, env=command_env(payload), start_new_session=True)
     except OSError as e:
         return Attempt(False, f"cannot run {argv[0]}: {e.strerror or e}", False)
-    if r.returncode:
-        return Attempt(False, f"exit {r.returncode}: {r.stderr.decode(errors='replace')[-200:].strip()}", True)
+    err = b""
+    try:
+        with anyio.move_on_after(timeout) as scope:
+            async with proc:
+                assert proc.stdin is not None and proc.stderr is not None
+                await proc.stdin.send(json.dumps(payload).encode())
+                await proc.stdin.aclose()
+                async for chunk in proc.stderr:
+                    err = (err + chunk)[-4096:]
+                await proc.wait()
+    finally:
+        if proc.returncode is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            with anyio.CancelScope(shield=True):
+                await proc.wait()
+    if scope.cancelled_caught:
+        return Attempt(False, f"timed out after {timeout:g} s", True)
+    if proc.returncode:
+        return Attempt(False, f"exit {proc.returncode}: {err.decode(errors='replace')[-200:].strip()}", True)
     return Attempt(True, "exit 0", False)
 
 
-async def deliver(channel: str, send: Callable[[], Attempt], retries: int, backoff_s: float,
-                  record: Callable[[int, Attempt], None]) -> bool:
-    """Try `send` up to 1 + retries times (off the event loop), recording each attempt."""
-    for attempt in range(1, retries + 2):
-        got = await anyio.to_thread.run_sync(send, abandon_on_cancel=True)
-        record(attempt, got)
-        if got.ok or not got.retry or attempt > retries:
-            return got.ok
-        await anyio.sleep(backoff_s * 2 ** (attempt - 1))
-    return False
+async def deliver(channel: str, send: Callable[[], Awaitable[Attempt]], retries: int, backoff_s: float,
+                  record: Callable[[int, Attempt], None], stopping: anyio.Event) -> bool:
+    """Try `send` up to 1 + retries times, recording each attempt.  After `stopping` is set no
+    retry starts, and the attempt under way gets STOP_GRACE_S more at most."""
+    attempt, ok, finished = 0, False, False
+    async with anyio.create_task_group() as tg:
+        async def cut_short() -> None:
+            await stopping.wait()
+            tg.cancel_scope.deadline = min(tg.cancel_scope.deadline, anyio.current_time() + STOP_GRACE_S)
+        tg.start_soon(cut_short)
+        while True:
+            attempt += 1
+            got = await send()
+            record(attempt, got)
+            if got.ok or not got.retry or attempt > retries:
+                ok = got.ok
+                break
+            with anyio.move_on_after(backoff_s * 2 ** (attempt - 1)):
+                await stopping.wait()
+            if stopping.is_set():
+                record(attempt + 1, Attempt(False, "not sent: the engine stopped before this retry", False))
+                break
+        finished = True
+        tg.cancel_scope.cancel()
+    if not finished:
+        record(attempt, Attempt(False, "not sent: the engine stopped during this attempt", False))
+    return ok

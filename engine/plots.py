@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from engine.fsutil import save_figure
 from engine.state import StudyState
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
@@ -64,7 +65,7 @@ def trajectory(s: StudyState, out: Path) -> str:
     a1.set_title(f"{s.name}: WNS and TNS over the trials")
     a1.legend(fontsize=7, ncol=3, loc="best")
     fig.tight_layout()
-    fig.savefig(out, bbox_inches="tight")
+    save_figure(fig, out)
     plt.close(fig)
     return "WNS and TNS of every finished trial, by stage, with the best so far and the base (dashed)"
 
@@ -92,7 +93,7 @@ def progression(s: StudyState, out: Path) -> str:
     lines = a1.get_lines() + a2.get_lines()
     a1.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(out, bbox_inches="tight")
+    save_figure(fig, out)
     plt.close(fig)
     return "each stage's best WNS (solid) and TNS (dashed)"
 
@@ -121,7 +122,7 @@ def pareto(s: StudyState, out: Path, x: str = "wns_ps", y: str = "tns_ps") -> st
     ax.set_title(f"{s.name}: {x} against {y}")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, bbox_inches="tight")
+    save_figure(fig, out)
     plt.close(fig)
     return f"{len(trials)} trials on {x} and {y}; stars: the non-dominated front ({len(on)})"
 
@@ -146,7 +147,7 @@ def eco_success(s: StudyState, out: Path) -> str:
     ax.set_title(f"{s.name}: ECO success")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(out, bbox_inches="tight")
+    save_figure(fig, out)
     plt.close(fig)
     return "per ECO, trials that improved on their parent (dark), gained nothing (hatched) or failed (crossed)"
 
@@ -181,7 +182,7 @@ def params(s: StudyState, out: Path) -> str | None:
         ax.axis("off")
     fig.suptitle(f"{s.name}: swept parameters against the WNS gain", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, bbox_inches="tight")
+    save_figure(fig, out)
     plt.close(fig)
     return f"ΔWNS against the parent for {n} swept parameter(s); above the dotted line is a gain"
 

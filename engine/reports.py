@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.ecos import ROUTE_MODES
 from engine.errors import N2Error, Problem, validation_reason
-from engine.fsutil import atomic_write
+from engine.fsutil import atomic_write, study_subdir
 from engine.policy import priors, trace
 from engine.policy.ranking import Candidate, metrics_of, rank
 from engine.spec import Ranking, Study, StudySpec
@@ -208,8 +208,7 @@ def write_reports(d: Path, spec: StudySpec, s: StudyState) -> None:
     atomic_write(d / "lineage.dot", lineage_dot(s).encode())
     for st in s.stages:
         if st.status == "done":
-            sd = d / "stages" / f"{st.index}-{st.name}"
-            sd.mkdir(parents=True, exist_ok=True)
+            sd = study_subdir(d, "stages", f"{st.index}-{st.name}")
             atomic_write(sd / "pareto.json", orjson.dumps(
                 {"stage": st.name, "ranking_kind": spec.ranking.kind, "front": st.front, "survivors": st.survivors,
                  "on_front": [c for c in st.survivors if c in st.front], "excluded_by_rails": st.excluded,

@@ -5,7 +5,7 @@ recovering that state from disk and carrying on from it.
 """
 from __future__ import annotations
 
-import hashlib
+import errno
 import os
 import shlex
 import shutil
@@ -35,7 +35,7 @@ from engine.executors import (
     kill_marked,
 )
 from engine.executors.contain import MARKER
-from engine.fsutil import StudyLock, read_capped, refuse_symlink, remove_stale_tmp
+from engine.fsutil import NOFOLLOW, StudyLock, read_capped, refuse_symlink, remove_stale_tmp, sha256_file
 from engine.journal import JOURNAL, JournalWriter, checkpoint_bytes, recover
 from engine.metrics import ExtractError, check_metrics, extract_custom
 from engine.policy import containment, priors, safety
@@ -57,8 +57,13 @@ from engine.tools.base import ToolAdapter, TrialContext, TrialFailure, tail
 Listener = Callable[[ev.Event, StudyState], None]
 CONTROL_DIR = "control"
 CONTROL_MAX_BYTES = 4096
+CONTROL_QUIET_S = 1.0  # an unparsable request unchanged this long is refused; before that it may be half-written
 DISK_MIN_FREE = 1 << 20  # a failed trial on a disk with less free space than this is the disk's fault
 LOGS = {"stdout.log", "stderr.log"}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# files the engine (re)writes in the study directory, always with atomic_write
+WRITTEN_FILES = ("checkpoint.json", "provenance.json", "eco_leaderboard.json", "eco_leaderboard.md", "safety_trace.jsonl",
+                 "safety_trace.md", "lineage.dot", "postroute.md")
 
 
 def usable_cpus() -> int:
@@ -82,8 +87,11 @@ class Collected:
 class Engine:
     def __init__(self, study_dir: Path, study: Study, tool: ToolAdapter, *, executor: Executor | None = None,
                  listeners: list[Listener] | None = None, provenance: dict | None = None,
-                 resume_command: str = "noodle2 resume") -> None:
+                 resume_command: str = "noodle2 resume", amendment: Any = None) -> None:
         self.dir = study_dir
+        self.amendment = amendment  # studydir.Amendment: a corrected study file this resume takes
+        if amendment is not None:
+            study = amendment.study
         self.study = study
         self.spec = study.spec
         self.tool = tool
@@ -99,6 +107,7 @@ class Engine:
         self.fault: EnvironmentFault | None = None  # why the engine stopped, when the machine failed it
         self._work: anyio.CancelScope | None = None
         self._notes: anyio.abc.TaskGroup | None = None  # notifications in flight; the run waits for them
+        self._stopping = anyio.Event()  # set by stop(): notifications stop retrying
         self._cluster_seen: tuple = ()
         self._trial_scopes: dict[str, anyio.CancelScope] = {}
         self._unpause = anyio.Event()
@@ -108,6 +117,7 @@ class Engine:
         self.imported_priors = load_imported_priors(study)
         self.required = set(metrics_of(self.spec.ranking)) if getattr(tool, "reports_metrics", True) else set()
         self.resume_command = resume_command  # how this engine was started, for the hint a stop prints
+        self.hold_signals_at_end = False  # block STOP_SIGNALS once the study has ended (the CLI's choice)
 
     # --- a remote executor's cluster ---------------------------------------------------------
     def _cluster_status(self, force: bool = False, got: dict[str, Any] | None = None) -> None:
@@ -174,11 +184,11 @@ class Engine:
             return put
         async with anyio.create_task_group() as tg:
             if n.webhook:
-                tg.start_soon(notify.deliver, "webhook", partial(notify.post, n.webhook, payload, n.timeout_s),
-                              n.retries, n.backoff_s, record("webhook"))
+                tg.start_soon(notify.deliver, "webhook", partial(notify.post_async, n.webhook, payload, n.timeout_s),
+                              n.retries, n.backoff_s, record("webhook"), self._stopping)
             if n.command:
                 tg.start_soon(notify.deliver, "command", partial(notify.run_command, n.command, payload, n.timeout_s),
-                              n.retries, n.backoff_s, record("command"))
+                              n.retries, n.backoff_s, record("command"), self._stopping)
 
     # --- events ---------------------------------------------------------------------------
     def emit(self, e: ev.Event) -> None:
@@ -197,7 +207,7 @@ class Engine:
         """Snapshot bytes are taken on the loop (a consistent state); the file and the derived
         reports are written in a worker thread, so a 10k-trial study never stalls the loop."""
         self.journal.sync_now()
-        data = checkpoint_bytes(self.state, self.journal.offset)
+        data = checkpoint_bytes(self.state, self.journal.offset, self.journal.crc)
         await anyio.to_thread.run_sync(self._write_checkpoint, data)
         self.emit(ev.CheckpointWritten(upto_seq=self.state.seq))
 
@@ -213,13 +223,17 @@ class Engine:
         """Run or resume to the end.  Returns the final status (complete/failed/blocked/interrupted)."""
         for sub in ("trials", CONTROL_DIR, "snapshot", "stages", JOURNAL):
             refuse_symlink(self.dir / sub)
+        for name in WRITTEN_FILES:  # a symlink or a FIFO is replaced whole by atomic_write; a folder cannot be
+            if (self.dir / name).is_dir() and not (self.dir / name).is_symlink():
+                raise N2Error.one("N2-E210", f"{self.dir / name} is a folder where noodle2 writes a file",
+                                  hint="move it out of the study directory")
         lock = StudyLock(self.dir)
         lock.acquire()
         try:
             remove_stale_tmp(self.dir)
             rec = recover(self.dir)
             self.state = rec.state
-            self.journal = JournalWriter(self.dir / JOURNAL, rec.end)
+            self.journal = JournalWriter(self.dir / JOURNAL, rec.end, rec.crc)
             try:
                 return await self._run(rec.warnings)
             finally:
@@ -232,15 +246,21 @@ class Engine:
         s = self.state
         if s.status in ("complete", "failed", "blocked"):
             raise N2Error.one("N2-E204", f"study {s.name} already ended ({s.status})")
-        async with anyio.create_task_group() as self._notes:  # waits for notifications, each bounded
-            status = await self._run_body(warnings)
-            self._notify(status)
+        async with anyio.create_task_group() as guard:
+            # before the first event, a signal is never lost; and it stays up while
+            # notifications go out, so a stop then cuts them short too
+            await guard.start(self._watch_signals)
+            async with anyio.create_task_group() as self._notes:  # waits for notifications, each bounded
+                status = await self._run_body(warnings)
+                self._notify(status)
+            if self.hold_signals_at_end:  # the caller takes them from here (a late signal keeps the exit code)
+                signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            guard.cancel_scope.cancel()
         return status
 
     async def _run_body(self, warnings: list[str]) -> str:
         try:
             async with anyio.create_task_group() as tg:
-                await tg.start(self._watch_signals)  # before the first event: a signal is never lost
                 with anyio.CancelScope() as self._work:
                     self._begin(warnings)
                     tg.start_soon(self._watch_control)
@@ -274,6 +294,8 @@ class Engine:
         else:
             requeued = sorted(t.case_id for t in s.running())
             self.emit(ev.StudyResumed(pid=os.getpid(), requeued=requeued))
+            if self.amendment is not None:
+                self._amend()
             # tools of the dead engine (synthesis included) may still run; they must not write into re-runs
             marks = {str(self.dir / "trials" / c) for c in requeued} | {str(self.dir / "snapshot")}
             pids = kill_marked(marks)
@@ -285,7 +307,22 @@ class Engine:
         if hasattr(self.executor, "status"):
             self._cluster_status(force=True)
 
+    def _amend(self) -> None:
+        """The corrected study file becomes the study's own copy, and the journal says what changed."""
+        from engine.fsutil import atomic_write
+        from engine.studydir import INPUTS
+
+        try:
+            atomic_write(self.dir / INPUTS / "study.toml", self.amendment.source.encode("utf-8"))
+            update_provenance(self.dir, {"spec_hash": self.study.spec_hash()})
+        except OSError as e:
+            raise env_fault(e, "taking the corrected study file") or e from None
+        self.emit(ev.StudyAmended(changes=self.amendment.changes, spec_hash=self.study.spec_hash(),
+                                  spec=self.spec.model_dump()))
+        self.log("info", f"took the corrected study file: {'; '.join(self.amendment.changes)}")
+
     def stop(self, reason: str) -> None:
+        self._stopping.set()
         if self.stop_reason is None:
             self.stop_reason = reason
         if self._work is not None:
@@ -297,7 +334,7 @@ class Engine:
         self.stop(f"environment fault: {f.problem.code} {f}")
 
     async def _watch_signals(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
+        with anyio.open_signal_receiver(*STOP_SIGNALS) as sigs:
             task_status.started()
             async for sig in sigs:
                 self.stop(f"received {signal.Signals(sig).name}")
@@ -309,10 +346,10 @@ class Engine:
         cdir = self.dir / CONTROL_DIR
         cdir.mkdir(exist_ok=True)
         born = time.time()
-        stuck: set[str] = set()  # entries that could not be removed: read once, never again
+        inbox = ControlInbox(cdir)
         try:
             while True:
-                for name, req, sent, why in await anyio.to_thread.run_sync(_read_requests, cdir, stuck):
+                for name, req, sent, why in await anyio.to_thread.run_sync(inbox.poll, time.time()):
                     if req is None:
                         self.log("warning", f"control file {name} refused: {why}")
                     elif sent < born - 1.0:  # meant for an engine that is gone; a stale stop must not fire
@@ -409,7 +446,7 @@ class Engine:
         return True
 
     def _hash_snapshot(self) -> dict[str, str]:
-        out = {str(p.relative_to(self.dir)): _sha256(p) for p in sorted(self.tool.snapshot_files())}
+        out = {str(p.relative_to(self.dir)): sha256_file(p) for p in sorted(self.tool.snapshot_files())}
         return out or {"(none)": ""}
 
     def _summary(self) -> str:
@@ -659,7 +696,11 @@ class Engine:
             key = (st.st_size, st.st_mtime_ns, st.st_ino)
             if self._verified.get(path) == key:
                 continue
-            if _sha256(Path(path)) != h:
+            try:
+                same = sha256_file(Path(path)) == h
+            except ValueError as e:
+                raise EnvironmentFault("N2-E209", f"input {path} {e}") from None
+            if not same:
                 raise EnvironmentFault("N2-E209", f"input {path} changed since it was recorded (sha256 differs)")
             self._verified[path] = key
 
@@ -679,7 +720,7 @@ class Engine:
                         raise TrialFailure("parse_failure", str(e)) from None
                 if (why := check_metrics(metrics, self.required)) is not None:
                     raise TrialFailure("parse_failure", f"the tool's metrics are not usable: {why}")
-                outputs = {rel: _sha256(ctx.trial_dir / rel) for rel in self.tool.outputs(ctx)}
+                outputs = {rel: sha256_file(ctx.trial_dir / rel) for rel in self.tool.outputs(ctx)}
                 _read_only(ctx.trial_dir)
                 proof = None
                 if self.spec.verify.equivalence == "all" and ctx.case_id != self.state.base_case:
@@ -716,34 +757,62 @@ def _leaf(eg: BaseExceptionGroup) -> EnvironmentFault:
     return e
 
 
-def _read_requests(cdir: Path, stuck: set[str]) -> list[tuple[str, ControlRequest | None, float, str]]:
-    """Worker thread: every new *.json entry of the control dir, read safely and removed."""
-    out = []
-    try:
-        entries = sorted(e.name for e in os.scandir(cdir) if e.name.endswith(".json") and e.name not in stuck)
-    except OSError:
-        return out
-    for name in entries:
-        path = cdir / name
-        req, why, sent = None, "", time.time()
+class ControlInbox:
+    """<study>/control/, read in a worker thread: every *.json entry becomes a request or a
+    refusal and is removed.  The folder is opened without following a symlink and its entries
+    are read and removed through that handle, so a control/ swapped for a link never reaches
+    the link's target.  An empty or half-written request (a writer that creates the file, then
+    fills it) is read again until it has not been modified for `quiet_s`."""
+
+    def __init__(self, cdir: Path, quiet_s: float = CONTROL_QUIET_S) -> None:
+        self.dir = cdir
+        self.quiet_s = quiet_s
+        self.stuck: set[str] = set()  # entries that could not be removed: read once, never again
+        self.refused_dir = False
+
+    def poll(self, now: float) -> list[tuple[str, ControlRequest | None, float, str]]:
         try:
-            sent = os.lstat(path).st_mtime
-            req = ControlRequest.model_validate(orjson.loads(read_capped(path, CONTROL_MAX_BYTES)))
+            dfd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | NOFOLLOW)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR) and not self.refused_dir:
+                self.refused_dir = True
+                return [(CONTROL_DIR, None, now, "is a symlink or not a folder; control requests are ignored "
+                                                 "until it is a folder again")]
+            return []
+        self.refused_dir = False
+        try:
+            names = sorted(n for n in os.listdir(dfd) if n.endswith(".json") and n not in self.stuck)
+            return [got for name in names if (got := self._one(dfd, name, now)) is not None]
+        finally:
+            os.close(dfd)
+
+    def _one(self, dfd: int, name: str, now: float) -> tuple[str, ControlRequest | None, float, str] | None:
+        req, why, sent = None, "", now
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            sent = st.st_mtime
+            data = read_capped(name, CONTROL_MAX_BYTES, dir_fd=dfd)
+            try:
+                raw = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                if now - st.st_mtime < self.quiet_s:  # may still be being written: read it again next time
+                    return None
+                raise
+            req = ControlRequest.model_validate(raw)
         except FileNotFoundError:
-            continue
+            return None
         except ValueError as e:  # JSONDecodeError and ValidationError are ValueErrors
             why = f"not a control request ({validation_reason(e)})"
         except OSError as e:
             why = e.strerror or str(e)
         try:
-            os.unlink(path)  # the entry itself: a symlink is removed, never followed
+            os.unlink(name, dir_fd=dfd)  # the entry itself: a symlink is removed, never followed
         except FileNotFoundError:
             pass
         except OSError as e:
-            stuck.add(name)
+            self.stuck.add(name)
             req, why = None, f"cannot be removed ({e.strerror}); ignored from now on"
-        out.append((name, req, sent, why))
-    return out
+        return name, req, sent, why
 
 
 def make_executor(study: Study, study_dir: Path, max_parallel: int) -> Executor:
@@ -793,14 +862,6 @@ def _clean_dir(tdir: Path) -> None:
         else:
             tdir.unlink()
     tdir.mkdir(parents=True)
-
-
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _disk_nearly_full(path: Path) -> bool:

@@ -57,12 +57,27 @@ class StudyMeta(_Strict):
     """ECOs that may not run anywhere in the study."""
 
 
+CODE_FEATURES = ("tool_command", "notify", "webhook", "custom_ecos", "plugins")
+
+
+class Safety(_Strict):
+    """[safety]: what a locked study may run besides the ECO library.  Some features run code
+    by design (a program, Tcl, a plugin) or send data out; the legality report lists each one
+    a study uses, and `locked` refuses any that is not named here."""
+
+    allow: list[Literal["tool_command", "notify", "webhook", "custom_ecos", "plugins"]] = []
+    """tool_command: [tool] kind = "command" runs its argv; notify: [notify] command runs a
+    program; webhook: [notify] webhook POSTs the study's results to a URL; custom_ecos:
+    [[custom.ecos]] and eco_dirs run their Tcl inside sta; plugins: installed plugin ECOs and
+    metrics run their code in sta and in the engine."""
+
+
 class Design(_Strict):
     """[design]: the base design snapshot every trial starts from."""
 
     top: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
     """The top module."""
-    tech: str | None = "osu018"
+    tech: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = "osu018"
     """Technology: osu018, osu035 or osu050 (Debian's qflow-tech-* packages)."""
     liberty: list[str] | None = None
     """Liberty files of your own; they replace the technology's."""
@@ -351,6 +366,8 @@ class StudySpec(_Strict):
     """What the study is."""
     design: Design
     """The base design."""
+    safety: Safety = Safety()
+    """What a locked study may run besides the ECO library."""
     tool: Tool = Tool()
     """What runs a trial."""
     execution: Execution = Execution()
@@ -450,27 +467,59 @@ class Study:
 # --- loading ---------------------------------------------------------------------------
 
 
+MAX_STUDY_BYTES = 4 << 20
+
+
 def load_study(path: str | os.PathLike[str], *, stored: bool = False) -> Study:
+    """A study file: a regular file of at most MAX_STUDY_BYTES (a FIFO or a device is refused,
+    never read); a study directory's own copy (`stored`) is never read through a symlink."""
+    from engine.fsutil import read_capped
+
     p = Path(path)
     try:
         if (msg := path_text_problem(str(p))) is not None:
             raise N2Error.one("N2-E109", f"study file path {msg}")
-        if p.is_dir():
+        if p.is_dir() and not stored:
             raise N2Error.one("N2-E109", f"{p} is a directory, not a study file", hint="name a .toml study file")
-        source = p.read_text(encoding="utf-8")
+        source = read_capped(p, MAX_STUDY_BYTES, follow=not stored).decode("utf-8")
     except FileNotFoundError:
         raise N2Error.one("N2-E109", f"study file not found: {p}", hint="check the path") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise N2Error.one("N2-E100", f"cannot read {p}: {e}") from None
+    except ValueError as e:
+        if isinstance(e, UnicodeDecodeError):
+            raise N2Error.one("N2-E100", f"cannot read {p}: it is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise N2Error.one("N2-E212" if stored else "N2-E109", f"{p} {e}",
+                          hint=None if stored else "name a study file (a regular .toml file)") from None
+    except OSError as e:
+        raise N2Error.one("N2-E100", f"cannot read {p}: {e.strerror or e}") from None
     return parse_study(source, p, stored=stored)
 
 
+MAX_KEY_PARTS = 64  # a dotted key or table header deeper than this is no study file (and slow to parse)
+
+
+def _absurd_keys(source: str) -> Problem | None:
+    """A dotted key or table header of thousands of parts: refused before tomllib, whose time
+    grows with its square."""
+    for no, line in enumerate(source.splitlines(), 1):
+        head = line.lstrip()
+        key = head[1:head.find("]")] if head.startswith("[") else head.split("=", 1)[0] if "=" in head else ""
+        if key.count(".") >= MAX_KEY_PARTS:
+            return Problem("N2-E100", f"a key of {key.count('.') + 1} dotted parts; a study file nests a few at most",
+                           "", no)
+    return None
+
+
 def parse_study(source: str, path: Path, *, stored: bool = False) -> Study:
+    if (absurd := _absurd_keys(source)) is not None:
+        raise N2Error([absurd])
     try:
         raw = tomllib.loads(source)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))
         raise N2Error([Problem("N2-E100", str(e), "", int(m.group(1)) if m else None)]) from None
+    except RecursionError:
+        raise N2Error.one("N2-E100", "the file nests arrays or tables too deeply to be a study file",
+                          hint="a study file nests a few levels at most; check for runaway brackets") from None
     lines = _key_lines(source)
     try:
         spec, problems = StudySpec.model_validate(raw), []
@@ -753,10 +802,12 @@ def _custom_problems(c: Custom) -> list[Problem]:
         if (m.regex is None) == (m.json_pointer is None):
             out.append(Problem("N2-E121", f"metric {m.name}: give exactly one of regex and json_pointer", at))
         if m.regex is not None:
+            from engine.metrics import user_pattern
+
             try:
-                if re.compile(m.regex).groups != 1:
+                if user_pattern(m.regex).groups != 1:
                     out.append(Problem("N2-E121", f"metric {m.name}: the regex needs exactly one group", f"{at}.regex"))
-            except re.error as e:
+            except ValueError as e:
                 out.append(Problem("N2-E121", f"metric {m.name}: bad regex: {e}", f"{at}.regex"))
         if m.json_pointer is not None and not (m.json_pointer == "" or m.json_pointer.startswith("/")):
             out.append(Problem("N2-E121", f"metric {m.name}: a JSON pointer starts with /", f"{at}.json_pointer"))

@@ -81,6 +81,7 @@ class StudyState:
     started_at: float | None = None
     last_event_at: float | None = None
     resumes: int = 0
+    amendments: list[dict[str, Any]] = field(default_factory=list)  # corrected study files a resume took
 
     # --- derived views (computed, never stored) ---
     def base(self) -> TrialState | None:
@@ -152,6 +153,11 @@ def _study_resumed(s: StudyState, e: ev.StudyResumed) -> None:
     for c in e.requeued:
         t = s.trials[c]
         t.status, t.metrics, t.failure, t.resources = "planned", None, None, None
+
+
+def _amended(s: StudyState, e: ev.StudyAmended) -> None:
+    s.spec_hash, s.spec = e.spec_hash, e.spec
+    s.amendments.append({"seq": e.seq, "t": e.t, "changes": list(e.changes)})
 
 
 def _stage_started(s: StudyState, e: ev.StageStarted) -> None:
@@ -261,7 +267,7 @@ _HANDLERS = {
     ev.PolicyDecision: _decision, ev.StudyFinished: _study_finished, ev.StudyInterrupted: _interrupted,
     ev.ControlAck: _control, ev.SnapshotReady: _snapshot, ev.GatesChecked: _gates, ev.EcoStats: _eco_stats,
     ev.EquivalenceChecked: _equivalence, ev.TrialToolExited: _tool_exited, ev.RankAgreement: _agreement,
-    ev.NotificationSent: _notified, ev.ClusterStatus: _cluster,
+    ev.NotificationSent: _notified, ev.ClusterStatus: _cluster, ev.StudyAmended: _amended,
 }
 
 

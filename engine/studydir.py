@@ -5,46 +5,57 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from engine.errors import N2Error, Problem, env_fault
-from engine.fsutil import atomic_write
+from engine.fsutil import atomic_write, sha256_file
 from engine.journal import is_study_dir, recover
-from engine.spec import Study, given_inputs, load_study, stored_name
+from engine.spec import Study, given_inputs, load_study, parse_study, stored_name
 from engine.state import StudyState
 
 INPUTS = "inputs"
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def new_study_dir(study: Study, root: Path = Path("studies"), explicit: Path | None = None) -> Path:
     """Create <root>/<name>-<timestamp>[-n] holding a copy of every input; a second run never
-    overwrites the first."""
+    overwrites the first.  Made whole or not at all: a failure (a full disk, an unreadable
+    input) removes what was made, so no half study directory is left to resume."""
     try:
-        d = _fresh_dir(study, root, explicit)
+        d, made = _fresh_dir(study, root, explicit)
     except OSError as e:
         raise env_fault(e, "creating the study directory") or N2Error.one(
             "N2-E206", f"cannot create the study directory: {e.strerror or e}") from None
+    try:
+        _fill(study, d)
+    except BaseException as e:
+        shutil.rmtree(d, ignore_errors=True) if made else [_remove(p) for p in d.iterdir()]
+        if isinstance(e, OSError):
+            raise env_fault(e, "creating the study directory") or N2Error.one(
+                "N2-E206", f"cannot create the study directory: {e.strerror or e}"
+                f"{f' ({e.filename})' if e.filename else ''}") from None
+        raise
+    return d.resolve()
+
+
+def _remove(p: Path) -> None:
+    shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+
+
+def _fill(study: Study, d: Path) -> None:
     inputs = d / INPUTS
     inputs.mkdir()
-    (inputs / "study.toml").write_text(study.source, encoding="utf-8")
     hashes = {"study.toml": hashlib.sha256(study.source.encode()).hexdigest()}
     external = {}
     for _, given in given_inputs(study.spec):
         rel = stored_name(given)
         _copy_input(study.resolve(given), inputs / rel)
-        hashes[rel] = sha256(inputs / rel)
+        hashes[rel] = sha256_file(inputs / rel)
         if rel.startswith("external/"):
             external[rel] = str(study.resolve(given).resolve())
     from engine.reports import import_sources, imported_provenance
@@ -53,7 +64,7 @@ def new_study_dir(study: Study, root: Path = Path("studies"), explicit: Path | N
         rel = stored_name(given)
         dest = inputs / rel / "eco_leaderboard.json" if study.resolve(given).is_dir() else inputs / rel
         _copy_input(f, dest)
-        hashes[str(dest.relative_to(inputs))] = sha256(dest)
+        hashes[str(dest.relative_to(inputs))] = sha256_file(dest)
     prov = {"source_study": str(study.path), "spec_hash": study.spec_hash(), "inputs": hashes,
             "external_inputs": external, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(),
             "pid": os.getpid(), "python": platform.python_version()}
@@ -62,11 +73,12 @@ def new_study_dir(study: Study, root: Path = Path("studies"), explicit: Path | N
     if study.spec.priors.import_from:
         prov["priors_imported"] = imported_provenance(study)
     write_provenance(d, prov)
-    (d / "legality_report.md").write_text(legality_report(study.spec, study.outside_inputs()))
-    return d.resolve()
+    atomic_write(d / "legality_report.md", legality_report(study.spec, study.outside_inputs()).encode())
+    atomic_write(inputs / "study.toml", study.source.encode("utf-8"))  # last: a study dir is whole once it is here
 
 
-def _fresh_dir(study: Study, root: Path, explicit: Path | None) -> Path:
+def _fresh_dir(study: Study, root: Path, explicit: Path | None) -> tuple[Path, bool]:
+    """The new study directory, and whether it was made here (else: an empty one was given)."""
     if explicit is not None:
         if explicit.exists() and not explicit.is_dir():
             raise N2Error.one("N2-E206", f"--study-dir {explicit} is a file, not a directory",
@@ -74,8 +86,9 @@ def _fresh_dir(study: Study, root: Path, explicit: Path | None) -> Path:
         if explicit.exists() and any(explicit.iterdir()):
             raise N2Error.one("N2-E206", f"{explicit} exists and is not empty",
                               hint="pick a new --study-dir; existing results are never touched")
+        made = not explicit.exists()
         explicit.mkdir(parents=True, exist_ok=True)
-        return explicit
+        return explicit, made
     if root.exists() and not root.is_dir():
         raise N2Error.one("N2-E206", f"--root {root} is a file, not a directory")
     stem = f"{study.spec.study.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -83,22 +96,28 @@ def _fresh_dir(study: Study, root: Path, explicit: Path | None) -> Path:
     while True:
         try:
             d.mkdir(parents=True)
-            return d
+            return d, True
         except FileExistsError:
             n += 1
             d = root / f"{stem}-{n}"
 
 
 def _copy_input(src: Path, dest: Path) -> None:
+    """A copy that is no more readable than its source (a 0600 input stays 0600)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)
+    os.chmod(dest, stat.S_IMODE(os.stat(src).st_mode) & 0o666 | stat.S_IRUSR)
 
 
 def read_provenance(d: Path) -> dict[str, Any]:
+    """provenance.json, or {} when it is missing or unreadable (it informs; the journal decides)."""
+    from engine.fsutil import read_capped
+
     try:
-        return orjson.loads((d / "provenance.json").read_bytes())
-    except (OSError, orjson.JSONDecodeError):
+        v = orjson.loads(read_capped(d / "provenance.json", 64 << 20))
+    except (OSError, ValueError):
         return {}
+    return v if isinstance(v, dict) else {}
 
 
 def update_provenance(d: Path, more: dict[str, Any]) -> None:
@@ -115,9 +134,10 @@ def require_study_dir(d: Path) -> None:
         raise N2Error.one("N2-E203", f"{d} is not a study directory (no journal.jsonl)")
 
 
-def open_for_resume(d: Path) -> Study:
+def open_for_resume(d: Path, *, ignore_original: bool = False) -> Study:
     """Load the study's own copy, and refuse it if it, its inputs, the snapshot, the netlists
-    later trials read, or the original file changed."""
+    later trials read, or the original file changed (`ignore_original`: a corrected file is
+    being taken instead, see amend_for_resume)."""
     require_study_dir(d)
     study = load_study(d / INPUTS / "study.toml", stored=True)
     rec = recover(d)
@@ -127,20 +147,83 @@ def open_for_resume(d: Path) -> Study:
         problems += _changes("inputs/study.toml", recorded, study.spec.model_dump())
     prov = read_provenance(d)
     for rel, h in prov.get("inputs", {}).items():
-        if rel != "study.toml" and (not (d / INPUTS / rel).is_file() or sha256(d / INPUTS / rel) != h):
+        if rel != "study.toml" and _hash_or_none(d / INPUTS / rel) != h:
             problems.append(Problem("N2-E202", f"design input {rel} changed since the study started", f"inputs/{rel}"))
     problems += changed_outputs(d, rec.state)
     src = Path(prov.get("source_study", ""))
-    if recorded and src.is_file():
+    if recorded and src.is_file() and not ignore_original:
         try:
             original = load_study(src)
         except N2Error:
             original = None  # a broken original cannot be what the study runs; the copy is
         if original is not None and original.spec_hash() != rec.state.spec_hash:
-            problems += _changes(str(src), recorded, original.spec.model_dump())
+            changed = _changes(str(src), recorded, original.spec.model_dump())
+            _, refused = amendable(recorded, original.spec.model_dump(), rec.state)
+            if not refused:
+                changed = [Problem(p.code, p.message, p.path, hint=(
+                    "these changes leave every recorded result as it is: take them with "
+                    f"`noodle2 resume {d} --amend {src}`, or undo them")) for p in changed]
+            problems += changed
     if problems:
         raise N2Error(problems)
     return study
+
+
+# What a resume may take from a corrected study file: keys that change how the rest of the study
+# runs or is reported, never a result already recorded.
+AMENDABLE = ("study.description", "study.author", "study.tags", "execution.", "notify.", "ci.", "physical.png",
+             "safety.allow")
+
+
+def amendable(before: dict, after: dict, s: StudyState) -> tuple[list[str], list[str]]:
+    """(changes a resume may take, changes it may not), as `key: old → new` lines.  A custom
+    metric may change only while no finished trial has recorded it."""
+    a, b = _flatten(before), _flatten(after)
+    ok, refused = [], []
+    recorded = {k for t in s.trials.values() if t.status == "done" for k in (t.metrics or {})}
+    old_m = {m["name"]: m for m in (before.get("custom") or {}).get("metrics", [])}
+    new_m = {m["name"]: m for m in (after.get("custom") or {}).get("metrics", [])}
+    metrics_changed = {n for n in set(old_m) | set(new_m) if old_m.get(n) != new_m.get(n)}
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) == b.get(k):
+            continue
+        line = f"{k}: {a.get(k, '(absent)')!r} → {b.get(k, '(absent)')!r}"
+        if k.startswith(AMENDABLE) or k.startswith("custom.metrics") and not (metrics_changed & recorded):
+            ok.append(line)
+        elif k.startswith("ranking.directions.") and k.split(".")[-1] in metrics_changed - recorded:
+            ok.append(line)  # a custom metric's direction comes with it
+        else:
+            refused.append(line)
+    if metrics_changed & recorded:
+        refused.append(f"custom metric(s) {', '.join(sorted(metrics_changed & recorded))} already recorded on "
+                       "finished trials")
+    return ok, refused
+
+
+@dataclass(frozen=True)
+class Amendment:
+    study: Study  # as the engine will run it (its inputs read from the study directory)
+    source: str  # the corrected study file's text, the new inputs/study.toml
+    changes: list[str]
+
+
+def amend_for_resume(d: Path, file: Path) -> Amendment:
+    """A corrected study file for an interrupted study: every difference from what the journal
+    recorded must leave recorded results untouched (AMENDABLE), or N2-E202 names the others.
+    Design files are not taken from it: the study keeps its own copies."""
+    require_study_dir(d)
+    new = load_study(file)
+    rec = recover(d)
+    ok, refused = amendable(rec.state.spec, new.spec.model_dump(), rec.state)
+    if refused:
+        raise N2Error([Problem("N2-E202", f"{file} changes what the study already recorded: " + "; ".join(refused[:6]),
+                               str(file), hint="a resume takes only changes to execution, notify, ci, descriptions, "
+                               "[safety] allow and custom metrics no trial has recorded; start a new study for the rest")])
+    if not ok:
+        raise N2Error.one("N2-E202", f"{file} is the study as it runs: nothing to amend",
+                          hint=f"resume without --amend: noodle2 resume {d}")
+    study = parse_study(new.source, d / INPUTS / "study.toml", stored=True)
+    return Amendment(study, new.source, ok)
 
 
 def changed_outputs(d: Path, s: StudyState) -> list[Problem]:
@@ -156,13 +239,21 @@ def changed_outputs(d: Path, s: StudyState) -> list[Problem]:
         if not h:
             continue
         p = d / rel
-        if not p.is_file():
-            out.append(Problem("N2-E202", f"{rel} is missing; later trials read it", rel,
+        got = _hash_or_none(p)
+        if got is None:
+            out.append(Problem("N2-E202", f"{rel} is missing (or not a regular file); later trials read it", rel,
                                hint="restore it from a backup; noodle2 does not re-run finished trials"))
-        elif sha256(p) != h:
+        elif got != h:
             out.append(Problem("N2-E202", f"{rel} changed since the study recorded it", rel,
                                hint="restore the original; a study's inputs cannot change under it"))
     return out
+
+
+def _hash_or_none(p: Path) -> str | None:
+    try:
+        return sha256_file(p)
+    except (OSError, ValueError):
+        return None
 
 
 def _changes(where: str, before: dict, after: dict) -> list[Problem]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from engine.fsutil import atomic_write, study_subdir
 from engine.reports import (
     agreement_line,
     best_case,
@@ -232,8 +233,16 @@ def render_svg(dot_text: str, out: Path) -> str | None:
     """lineage.svg with Graphviz; why not, when it is not installed or fails."""
     if shutil.which("dot") is None:
         return "Graphviz `dot` is not installed (sudo apt-get install graphviz): lineage.dot only"
-    r = subprocess.run(["dot", "-Tsvg", "-o", str(out)], input=dot_text.encode(), capture_output=True, timeout=120)
-    return None if r.returncode == 0 else f"dot failed: {r.stderr.decode(errors='replace')[:300]}"
+    r = subprocess.run(["dot", "-Tsvg"], input=dot_text.encode(), capture_output=True, timeout=120)
+    if r.returncode:
+        return f"dot failed: {r.stderr.decode(errors='replace')[:300]}"
+    atomic_write(out, r.stdout)
+    return None
+
+
+def put(path: Path, text: str) -> None:
+    """A report file, written whole (a symlink in its place is replaced, never followed)."""
+    atomic_write(path, text.encode())
 
 
 def write(d: Path, s: StudyState, out: Path | None = None) -> dict[str, Any]:
@@ -241,14 +250,16 @@ def write(d: Path, s: StudyState, out: Path | None = None) -> dict[str, Any]:
     from engine import changes, plots
     from engine.tools.netlist import NetlistError, parse_netlist
 
-    out = out or d / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    if out is None:
+        out = study_subdir(d, "report")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     notes: list[str] = []
-    (out / "trials.csv").write_text(trials_csv(s))
+    put(out / "trials.csv", trials_csv(s))
     written.append("trials.csv")
     dot = lineage_dot(s)
-    (out / "lineage.dot").write_text(dot)
+    put(out / "lineage.dot", dot)
     written.append("lineage.dot")
     if (why := render_svg(dot, out / "lineage.svg")) is None:
         written.append("lineage.svg")
@@ -263,8 +274,8 @@ def write(d: Path, s: StudyState, out: Path | None = None) -> dict[str, Any]:
             base_n, win_n = parse_netlist(base_v.read_text()), parse_netlist(win_v.read_text())
             c = changes.diff(base_n, win_n)
             changes_md = changes.table_md(c)
-            (out / "winner_changes.md").write_text(f"# {best.case_id}: changes against the base netlist\n\n" + changes_md)
-            (out / "winner_replay.tcl").write_text(changes.replay_tcl(c, *replay_frame(d, out, s, top)))
+            put(out / "winner_changes.md", f"# {best.case_id}: changes against the base netlist\n\n" + changes_md)
+            put(out / "winner_replay.tcl", changes.replay_tcl(c, *replay_frame(d, out, s, top)))
             written += ["winner_changes.md", "winner_replay.tcl"]
         except (NetlistError, ValueError) as e:
             notes.append(f"no change list: {e}")
@@ -275,8 +286,8 @@ def write(d: Path, s: StudyState, out: Path | None = None) -> dict[str, Any]:
         notes.append(skipped)
     if notes:
         doc.p("Notes: " + "; ".join(notes))
-    (out / "summary.md").write_text(to_md(doc))
-    (out / "summary.html").write_text(to_html(doc, out))
+    put(out / "summary.md", to_md(doc))
+    put(out / "summary.html", to_html(doc, out))
     written += ["summary.md", "summary.html"]
     return {"out": str(out), "written": written, "notes": notes}
 

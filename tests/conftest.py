@@ -41,6 +41,9 @@ ecos = ["downsize_noncritical"]
 name = "{name}"
 seed = 11
 
+[safety]
+allow = ["tool_command"]  # the fake tool is a command; locked runs one only when allowed
+
 [design]
 top = "fake"
 

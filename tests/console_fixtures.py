@@ -33,13 +33,15 @@ ECOS = {0: ["buffer_fanout", "pin_swap", "clone_driver", "resize_critical"], 1: 
         2: ["pin_swap"]}
 
 
-def synthetic_study(root: Path, name: str = "synth-20270115-090000", finish_stages: int = 3) -> Path:
+def synthetic_study(root: Path, name: str = "synth-20270115-090000", finish_stages: int = 3,
+                    meta: dict | None = None) -> Path:
+    """`meta`: the [study] section's author and tags, as a study file gave them."""
     d = root / name
     (d / "inputs").mkdir(parents=True)
     (d / "inputs" / "study.toml").write_text(STUDY_TOML)
     evs: list[ev.Event] = [ev.StudyStarted(
         name="synth", spec_hash="0" * 64, base_case="mac16", max_parallel=2,
-        spec={"ranking": {"objective": "wns_ps"}, "study": {"author": "ana", "tags": ["mac16", "demo"]}},
+        spec={"ranking": {"objective": "wns_ps"}, "study": meta or {"author": "ana", "tags": ["mac16", "demo"]}},
         safety_domain="guarded", stages=[{"name": n, "mode": m, "trials": k, "survivors": v, "after": a} for n, m, k, v, a in
                                          [("explore", "sta_power", 8, 3, []), ("refine", "sta", 6, 2, [0]),
                                           ("polish", "sta_power", 4, 1, [1])]])]

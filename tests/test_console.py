@@ -41,6 +41,19 @@ async def test_picker_lists_studies_with_state_progress_best_and_age(tmp_path):
         assert part[1:4] == ["⏸ interrupted", "refine", "8/18"]
 
 
+async def test_a_study_s_own_text_is_shown_never_parsed_as_markup(tmp_path):
+    """author = "[/]" once crashed the picker for every study in its folder (#17.10)."""
+    synthetic_study(tmp_path, meta={"author": "[/]", "tags": ["[bold]x", "[link=y]"]})
+    synthetic_study(tmp_path, "synth-20270115-100000")
+    async with app_for(tmp_path, theme="dark").run_test(size=(120, 30)) as pilot:
+        table = pilot.app.screen.query_one("#studies")
+        await settle(pilot, lambda: table.row_count == 2, "both studies listed")
+        rows = {cells(table, i)[0]: cells(table, i) for i in range(table.row_count)}
+        assert rows["synth-20270115-090000"][7:] == ["[/]", "[bold]x, [link=y]"]
+        await pilot.press("enter")
+        await settle(pilot, lambda: type(pilot.app.screen).__name__ == "StudyScreen", "the study view")
+
+
 async def test_open_filter_detail_back(tmp_path):
     synthetic_study(tmp_path)
     async with app_for(tmp_path, theme="dark").run_test(size=(160, 48)) as pilot:

@@ -150,6 +150,7 @@ def test_malformed_and_hostile_control_files_are_refused_and_the_study_finishes(
     for name, body in [("a.json", b"[1,2]"), ("b.json", b'"stop"'), ("c.json", b"5"), ("d.json", b"null"),
                        ("e.json", b'{"request": "explode"}'), ("f.json", b"{not json"), ("g.json", b"x" * 10000)]:
         (c / name).write_bytes(body)
+        os.utime(c / name, (os.path.getmtime(c / name) - 5,) * 2)  # long written: not one being filled now
     os.mkfifo(c / "fifo.json")
     os.symlink("/dev/zero", c / "zero.json")
     outside = tmp_path / "outside.json"

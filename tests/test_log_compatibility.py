@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import orjson
 import pytest
 
 from engine.journal import CHECKPOINT, JOURNAL, read_events, recover
@@ -20,6 +21,17 @@ def _copy(tmp_path: Path, name: str) -> Path:
 
 
 @pytest.mark.parametrize("name", ["golden_v1/fake", "golden_v1/quickstart"])
+def test_an_old_checkpoint_without_a_checksum_is_set_aside_for_the_journal(tmp_path, name):
+    d = _copy(tmp_path, name)
+    old = recover(d)
+    assert not old.from_checkpoint and old.warnings == [
+        "checkpoint unusable (ValueError: format 1 carries no checksum); replaying the whole journal"]
+    (d / CHECKPOINT).unlink()
+    replayed = recover(d)
+    assert orjson.dumps(old.state) == orjson.dumps(replayed.state)
+
+
+@pytest.mark.parametrize("name", ["golden_v3/fake"])
 def test_checkpoint_and_full_replay_agree(tmp_path, name):
     d = _copy(tmp_path, name)
     from_checkpoint = recover(d)
@@ -53,3 +65,13 @@ def test_golden_quickstart_keeps_real_metrics(tmp_path):
     best = s.trials["mac16_2_0"].metrics
     assert best["wns_ps"] == -1704.0 and best["worst_paths"][0]["endpoint"]
     assert sum(t.status == "done" for t in s.trials.values()) == 19
+
+
+def test_golden_v3_folds_to_what_happened(tmp_path):
+    s = recover(_copy(tmp_path, "golden_v3/fake")).state
+    assert s.name == "golden" and s.status == "complete" and s.resumes == 1
+    assert s.trials["golden_0_2"].attempt == 2 and s.trials["golden_0_2"].status in ("done", "failed")
+    assert s.trials["golden_0_4"].status == "cancelled"
+    assert [c["request"] for c in s.controls] == ["pause", "resume", "cancel", "stop"]
+    assert [a["changes"] for a in s.amendments] == [["execution.retries: 1 → 2"]]
+    assert s.spec["execution"]["retries"] == 2 and len(s.stages[-1].survivors) == 1

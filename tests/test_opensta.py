@@ -218,12 +218,17 @@ def test_guarded_sdc_is_refused_at_validation_naming_the_command(tmp_path):
 
 
 def test_sdc_reader_runs_no_hidden_command_even_in_a_loop_body(tmp_path):
-    """The static scan does not look inside braces; the safe interpreter still refuses `exec`."""
+    """validate reads loop bodies now (#17); behind its back the safe interpreter still refuses `exec`."""
     pwned = tmp_path / "PWNED"
-    path = _crc64_with_sdc(tmp_path, "create_clock -name clk -period 6 [get_ports clk]\n"
-                                     f"foreach x {{1}} {{ exec touch {pwned} }}\n")
+    hidden = f"create_clock -name clk -period 6 [get_ports clk]\nforeach x {{1}} {{ exec touch {pwned} }}\n"
+    path = _crc64_with_sdc(tmp_path, hidden)
+    with pytest.raises(N2Error) as ei:
+        load_study(path)
+    assert ei.value.codes == ["N2-E115"] and "line 2 calls 'exec'" in ei.value.render()
+    (path.parent / "designs/crc64.sdc").write_text("create_clock -name clk -period 6 [get_ports clk]\n")
     study = load_study(path)
     sd = new_study_dir(study, tmp_path / "studies")
+    (sd / "inputs/designs/crc64.sdc").write_text(hidden)
     eng = Engine(sd, study, make_tool(study, sd))
     assert anyio.run(eng.run) == "blocked"
     assert 'invalid command name "exec"' in eng.state.base().failure["excerpt"]

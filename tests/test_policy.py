@@ -24,6 +24,8 @@ STUDY = """
 name = "p"
 safety_domain = "{domain}"
 {extra_study}
+[safety]
+allow = ["tool_command"]
 [design]
 top = "x"
 [tool]

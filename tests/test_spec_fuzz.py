@@ -153,11 +153,11 @@ def test_base_of_fuzz_is_valid(tmp_path_factory):
     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(["request", "target", "x"]), c, max_size=3),
     max_leaves=6))))
 def test_any_control_file_is_a_request_or_a_refusal(tmp_path_factory, body):
-    from engine.runner import _read_requests
+    from engine.runner import ControlInbox
 
     c = tmp_path_factory.mktemp("control")
     (c / "r.json").write_bytes(body)
-    [(name, req, _, why)] = _read_requests(c, set())
+    [(name, req, _, why)] = ControlInbox(c, quiet_s=0).poll(0.0)
     assert name == "r.json" and (req is None) == bool(why)
     assert req is None or req.request in ("pause", "resume", "stop", "cancel")
     assert not list(c.iterdir())
@@ -214,3 +214,91 @@ def test_damaged_journals_read_or_fail_with_n2_e205(tmp_path_factory, ops):
             read()
         except N2Error as e:
             assert e.codes == ["N2-E205"] and "line" in e.render()
+
+
+# --- SDC and Liberty shapes (#17): hostile text never runs, never crashes the reader ------------
+
+HOSTILE = st.sampled_from(["[exec touch PWNED]", "{[exec touch PWNED]} 2 3", "$env(HOME)", "a;exec touch PWNED",
+                           "a\nexec touch PWNED", "\\[exec touch PWNED\\]", "[open PWNED w]", "{*}[list exec touch PWNED]",
+                           "req[*]", "data\\[3\\]", "1e400", "-1", "0x10", "", "{", "}", '"', "#", "clk", "in*"])
+SDC_CMD = st.sampled_from(["create_clock -name c -period", "create_generated_clock -name g -source [get_ports clk] -edges",
+                           "set_input_delay 1 -clock clk", "set_output_delay", "get_ports", "set_load", "get_cells -filter",
+                           "set_false_path -from", "all_inputs", "set_clock_groups -group", "delete_from_list [all_inputs]"])
+WRAP = st.sampled_from(["{}", "catch {{ {} }}", "if {{1}} {{ {} }}", "foreach x {{1}} {{ {} }}", "set v [list {}]"])
+
+
+def _sdc_line(cmd: str, args: list[str], wrap: str) -> str:
+    """Arguments raw, braced or quoted, so the hostile text lands in every kind of Tcl word."""
+    from engine.tools.quote import tcl_word
+
+    words = []
+    for k, a in enumerate(args):
+        nl = "\n" in a
+        words.append(a if k % 3 == 0 and not nl else "{" + a + "}" if k % 3 == 1 and not nl
+                     else tcl_word(a.replace("\n", " ")) or "{}")
+    return wrap.format(cmd + " " + " ".join(words))
+
+
+_MAC8: list[Path] = []
+
+
+def _mac8(factory) -> Path:
+    if not _MAC8:
+        from engine.tools.yosys import synthesise
+
+        d = factory.mktemp("mac8")
+        synthesise([Path(__file__).resolve().parents[1] / "sample_studies/designs/mac8/mac8.v"], "mac8",
+                   Path("/usr/share/qflow/tech/osu018/osu018_stdcells.lib"), d)
+        _MAC8.append(d / "mac8.v")
+    return _MAC8[0]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.tuples(SDC_CMD, st.lists(HOSTILE, max_size=3), WRAP), min_size=1, max_size=6))
+def test_hostile_sdc_text_runs_nothing_through_the_real_reader(tmp_path_factory, lines):
+    import shutil
+    import subprocess
+
+    from engine.tools.opensta import ECO_LIB
+    from engine.tools.quote import tcl_word
+    from engine.tools.sdc import SDC_COMMANDS, forbidden
+
+    if shutil.which("sta") is None:
+        return
+    text = "create_clock -name clk -period 4 [get_ports clk]\n" + "\n".join(_sdc_line(*x) for x in lines) + "\n"
+    forbidden(text)  # the static scan never raises
+    work = tmp_path_factory.mktemp("sdc")
+    (work / "x.sdc").write_text(text)
+    (work / "t.tcl").write_text(
+        f"{ECO_LIB.read_text()}\nread_liberty /usr/share/qflow/tech/osu018/osu018_stdcells.lib\n"
+        f"read_verilog {tcl_word(str(_mac8(tmp_path_factory)))}\nlink_design mac8\n"
+        f"n2_read_sdc_safe x.sdc {{{' '.join(sorted(SDC_COMMANDS))}}}\nputs N2DONE\nexit\n")
+    r = subprocess.run(["sta", "-no_init", "-no_splash", "t.tcl"], cwd=work, capture_output=True, text=True, timeout=120)
+    assert not (work / "PWNED").exists(), text
+    assert r.returncode == 0 and "N2DONE" in r.stdout, (text, r.stdout[-500:], r.stderr[-500:])
+    errors = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("Error")]
+    assert all(ln.startswith("Error: SDC x.sdc:") for ln in errors), errors
+
+
+@settings(max_examples=40, deadline=None)
+@given(lib=st.text(max_size=20), cell=st.text(min_size=1, max_size=12), pin=st.text(min_size=1, max_size=6))
+def test_any_liberty_names_are_quoted_or_refused(lib, cell, pin):
+    import subprocess
+    import tempfile
+
+    from engine.tools.liberty import Cell, Library, LibertyError, tcl_facts
+
+    c = Cell(cell, 1.0, (pin,), ("Y",), pin, 0b10, {"Y": 0b10}, False, 1.0, (), {"Y": 1.0})
+    try:
+        facts = tcl_facts(Library(lib, {cell: c}, {cell: (cell,)}, (cell,), ()))
+    except LibertyError:
+        from engine.tools.quote import control_chars
+
+        assert control_chars(cell + pin)
+        return
+    with tempfile.TemporaryDirectory() as work:
+        Path(work, "f.tcl").write_text(facts + "\nputs \"N2OK [array size n2_family] [llength $n2_buffers]\"\nexit\n")
+        r = subprocess.run(["sta", "-no_init", "-no_splash", "f.tcl"], cwd=work, capture_output=True, text=True,
+                           timeout=60)
+        assert "N2OK 1 1" in r.stdout and not r.stderr.strip(), (lib, cell, pin, r.stdout, r.stderr)
+        assert sorted(p.name for p in Path(work).iterdir()) == ["f.tcl"]

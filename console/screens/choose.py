@@ -51,9 +51,10 @@ class ChooseStudyFile(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="choose-box"):
-            yield Label(f"{self.purpose}  (type a path, tab completes; or pick below; esc cancels)", id="choose-title")
+            yield Label(f"{self.purpose}  (type a path, tab completes; or pick below; esc cancels)", id="choose-title",
+                        markup=False)
             yield Input(placeholder="path/to/study.toml", id="choose-path", suggester=PathSuggester())
-            yield Label("", id="choose-error")
+            yield Label("", id="choose-error", markup=False)
             yield StudyFiles(self.start, id="choose-tree")
 
     def on_mount(self) -> None:

@@ -8,9 +8,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Label, Static
+from textual.widgets import Footer, Label, Static
 
 from console.widgets.heatmap import Heatmap, load_maps
+from console.widgets.tables import PlainTable
 from engine.state import StudyState
 
 # metric, label, scale from the stored unit to the one people read, digits
@@ -54,13 +55,13 @@ class TrialDetail(Screen):
                 f = t.failure
                 yield Static(f"✗ {f.get('type')} ({f.get('severity')}): {f.get('reason')}\n\n{f.get('excerpt', '')}",
                              id="detail-failure", markup=False)
-            yield DataTable(id="detail-metrics", cursor_type="none")
+            yield PlainTable(id="detail-metrics", cursor_type="none")
             maps = load_maps(self.dir / "trials" / self.case / "maps")
             if maps:
                 yield Label("heatmaps", classes="section")
                 yield Heatmap(maps, id="detail-heatmap")
             yield Label("worst paths", classes="section")
-            yield DataTable(id="detail-paths", cursor_type="none")
+            yield PlainTable(id="detail-paths", cursor_type="none")
             yield Label("artifacts", classes="section")
             yield Static(self.artifacts(), id="detail-artifacts", markup=False)
             yield Label("Tcl run by the tool", classes="section")
@@ -72,7 +73,7 @@ class TrialDetail(Screen):
         m = t.metrics or {}
         parent = (self.s.trials[t.parent].metrics or {}) if t.parent else {}
         base = (self.s.base().metrics or {}) if self.s.base() else {}
-        table = self.query_one("#detail-metrics", DataTable)
+        table = self.query_one("#detail-metrics", PlainTable)
         table.add_columns("metric", "value", "Δ parent", "Δ base")
         for key, label, scale, digits in METRICS:
             if key in m:
@@ -82,7 +83,7 @@ class TrialDetail(Screen):
             p = t.proof
             table.add_row("equivalence", "proven" if p["proven"] else "NOT proven",
                           f"{p['method']}, {p['seconds']:.2f} s", p["detail"][:60])
-        paths = self.query_one("#detail-paths", DataTable)
+        paths = self.query_one("#detail-paths", PlainTable)
         paths.add_columns("slack ns", "start", "end", "stages", "arrival ns")
         for p in m.get("worst_paths", []):
             paths.add_row(f"{p['slack_ps'] / 1000:+.3f}", p["startpoint"], p["endpoint"], str(p["stages"]),

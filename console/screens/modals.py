@@ -6,7 +6,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Label, Static
+from textual.widgets import Button, Label, Static
+
+from console.widgets.tables import PlainTable
 
 
 class HelpScreen(ModalScreen[None]):
@@ -23,13 +25,13 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box"):
             yield Label(f"Keys — {self.title_text}   (esc closes)", id="help-title")
-            yield DataTable(id="help-table", cursor_type="none", show_header=False)
+            yield PlainTable(id="help-table", cursor_type="none", show_header=False)
             legend = "   ".join(f"{sym} {meaning}" for sym, meaning in self.legend)
             yield Label((legend + "\n" if legend else "") + "Mouse: click rows, and column headers to sort.",
                         classes="hint", id="help-legend")
 
     def on_mount(self) -> None:
-        t = self.query_one(DataTable)
+        t = self.query_one(PlainTable)
         t.add_columns("key", "what")
         for k, d in self.rows:
             t.add_row(k, d)

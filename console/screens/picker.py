@@ -99,10 +99,10 @@ class PickerScreen(Screen):
         self.filter = ""
 
     def compose(self) -> ComposeResult:
-        yield Label(f"noodle2 — studies in {self.root}", id="picker-title")
+        yield Label(f"noodle2 — studies in {self.root}", id="picker-title", markup=False)
         yield Input(placeholder="filter: name, state, stage, author or tags", id="filter")
         yield StudyList(id="studies", cursor_type="row", zebra_stripes=True)
-        yield Label("", id="picker-empty")
+        yield Label("", id="picker-empty", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -171,11 +171,11 @@ class PickerScreen(Screen):
         if d is None:
             return
         if lock_holder(d) is not None:
-            self.notify(f"{d.name} is already running", severity="warning")
+            self.notify(f"{d.name} is already running", severity="warning", markup=False)
         else:
             s = recover(d).state if is_study_dir(d) else None
             if s is not None and s.status in ("complete", "failed", "blocked"):
-                self.notify(f"{d.name} is finished ({s.status}): nothing to resume", severity="warning")
+                self.notify(f"{d.name} is finished ({s.status}): nothing to resume", severity="warning", markup=False)
                 self.app.open_study(d)
                 return
             try:
@@ -186,7 +186,7 @@ class PickerScreen(Screen):
                 self.app.push_screen(TextScreen(f"cannot resume {d.name}", e.render()))
                 return
             spawn_engine(d)
-            self.notify(f"resuming {d.name}")
+            self.notify(f"resuming {d.name}", markup=False)
         self.app.open_study(d)
 
     @work

@@ -134,7 +134,7 @@ class StudyScreen(Screen):
         try:
             new = self.follower.poll()
         except N2Error as e:
-            self.notify(e.render(), severity="error", timeout=10)
+            self.notify(e.render(), severity="error", timeout=10, markup=False)
             return
         alive = self.follower.engine_pid() is not None
         if alive != self.engine_alive:  # the engine started or went away: trials change meaning
@@ -330,20 +330,20 @@ class StudyScreen(Screen):
 
     def action_resume(self) -> None:
         if (status := self.finished()) is not None:
-            self.notify(f"{self.state.name} is finished ({status}): nothing to resume", severity="warning")
+            self.notify(f"{self.state.name} is finished ({status}): nothing to resume", severity="warning", markup=False)
         elif self.follower.engine_pid() is None:
             spawn_engine(self.dir)
-            self.notify("engine started: resuming the study")
+            self.notify("engine started: resuming the study", markup=False)
         else:
             self.request("resume")
 
     @work
     async def action_stop(self) -> None:
         if (status := self.finished()) is not None:
-            self.notify(f"{self.state.name} is finished ({status}): nothing to stop", severity="warning")
+            self.notify(f"{self.state.name} is finished ({status}): nothing to stop", severity="warning", markup=False)
             return
         if self.follower.engine_pid() is None:
-            self.notify("no engine runs this study (it is interrupted); r resumes it", severity="warning")
+            self.notify("no engine runs this study (it is interrupted); r resumes it", severity="warning", markup=False)
             return
         if await self.app.push_screen_wait(ConfirmScreen(f"Stop {self.state.name} gracefully? A checkpoint is "
                                                          "written; `r` resumes it later.")):
@@ -352,19 +352,19 @@ class StudyScreen(Screen):
     def action_cancel_trial(self) -> None:
         case = self.selected_case()
         if case is None or self.state.trials[case].status != "running":
-            self.notify("select a running trial to cancel", severity="warning")
+            self.notify("select a running trial to cancel", severity="warning", markup=False)
             return
         self.request("cancel", case)
 
     def request(self, what: str, target: str = "") -> None:
         if (status := self.finished()) is not None:
-            self.notify(f"{self.state.name} is finished ({status}): nothing to {what}", severity="warning")
+            self.notify(f"{self.state.name} is finished ({status}): nothing to {what}", severity="warning", markup=False)
             return
         if self.follower.engine_pid() is None:
-            self.notify("no engine runs this study (it is interrupted); r resumes it", severity="warning")
+            self.notify("no engine runs this study (it is interrupted); r resumes it", severity="warning", markup=False)
             return
         send_control(self.dir, what, target)
-        self.notify(f"{what} {target} sent; the engine acknowledges it in the log".strip(), timeout=2)
+        self.notify(f"{what} {target} sent; the engine acknowledges it in the log".strip(), timeout=2, markup=False)
 
     def action_leaderboard(self) -> None:
         self.app.push_screen(LeaderboardScreen(self.state))
@@ -373,7 +373,7 @@ class StudyScreen(Screen):
               ("⏸", "interrupted (r resumes)")]
 
     def action_report(self) -> None:
-        self.notify("writing the report…", timeout=2)
+        self.notify("writing the report…", timeout=2, markup=False)
         self.write_report()
 
     @work(thread=True, exclusive=True, group="report")

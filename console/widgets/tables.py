@@ -26,7 +26,22 @@ def _dur(a: float | None, b: float | None) -> str:
     return f"{b - a:6.1f}s" if a is not None and b is not None else ""
 
 
-class SortableTable(DataTable):
+def plain(cell: Any) -> Any:
+    """A str cell as Text: what a study or a tool wrote ([/], [bold]) is shown, never parsed as markup."""
+    return Text(cell) if isinstance(cell, str) else cell
+
+
+class PlainTable(DataTable):
+    """A DataTable whose str cells are plain text (DataTable reads str cells as markup)."""
+
+    def add_row(self, *cells: Any, **kw: Any) -> Any:
+        return super().add_row(*map(plain, cells), **kw)
+
+    def update_cell(self, row_key: Any, column_key: Any, value: Any, **kw: Any) -> None:
+        super().update_cell(row_key, column_key, plain(value), **kw)
+
+
+class SortableTable(PlainTable):
     """A DataTable whose sorted column shows ▲ or ▼ in its header."""
 
     COLUMNS: list[tuple[str, str]] = []
@@ -47,7 +62,7 @@ class SortableTable(DataTable):
         self.refresh()
 
 
-class StageTable(DataTable):
+class StageTable(PlainTable):
     COLUMNS = [("stage", "name"), ("mode", "mode"), ("trials", "budget"), ("run", "running"), ("ok", "done"),
                ("✗", "failed"), ("⊘", "cancelled"), ("surv", "survivors"), ("best WNS", "wns"), ("best TNS", "tns"),
                ("time", "time")]

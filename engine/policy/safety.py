@@ -35,8 +35,45 @@ def refusal(spec: StudySpec, stage: int, eco: str) -> str | None:
     return None
 
 
+def code_features(spec: StudySpec) -> list[tuple[str, str, str]]:
+    """What in the study runs code by design, or sends its data out, beside the ECO library:
+    (allow name, what it is, key path).  Pure: read from the spec only."""
+    out: list[tuple[str, str, str]] = []
+    tool, n, c = spec.tool, spec.notify, spec.custom
+    if tool is not None and tool.kind == "command":
+        out.append(("tool_command", f"[tool] runs the program {' '.join(tool.command or [])!r} for every trial",
+                    "tool.command"))
+    if n is not None and n.command:
+        out.append(("notify", f"[notify] runs the program {' '.join(n.command)!r} when the study ends",
+                    "notify.command"))
+    if n is not None and n.webhook:
+        out.append(("webhook", f"[notify] POSTs the study's results to {n.webhook}", "notify.webhook"))
+    if c is not None:
+        own = [e for e in c.ecos if not e.source.startswith("plugin:")]
+        plugins = [e for e in c.ecos if e.source.startswith("plugin:")]
+        if own:
+            out.append(("custom_ecos", "custom ECOs run their own Tcl inside sta: "
+                        + ", ".join(f"{e.name} ({e.source})" for e in own), "custom.ecos"))
+        named = [f"ECO {e.name} ({e.source})" for e in plugins]
+        named += [f"metric {m.name} ({m.source_name})" for m in c.metrics if m.source_name.startswith("plugin:")]
+        if named:
+            out.append(("plugins", "installed plugins run their code in sta and in the engine: " + ", ".join(named),
+                        "custom"))
+    return out
+
+
+def feature_problems(spec: StudySpec) -> list[Problem]:
+    """`locked` runs only what its study names in [safety] allow."""
+    if spec.study is None or spec.study.safety_domain != "locked":
+        return []
+    allowed = set(spec.safety.allow) if spec.safety is not None else set()
+    return [Problem("N2-E122", f"{what}; the locked domain runs it only when [safety] allow names {name!r}", key,
+                    hint=f'add [safety] allow = ["{name}"] if you mean it, or remove it from the study')
+            for name, what, key in code_features(spec) if name not in allowed]
+
+
 def legality_problems(spec: StudySpec) -> list[Problem]:
-    out = []
+    out = feature_problems(spec)
     for i, st in enumerate(spec.stages):
         if st is None:  # a stage that failed validation (reported there)
             continue
@@ -100,6 +137,11 @@ def legality_report(spec: StudySpec, outside: list[str] | None = None) -> str:
     sdc = ("sourced as raw Tcl: the file may run any command, exec included (sandbox)"
            if s.safety_domain == "sandbox" else "read by the SDC-only reader: SDC commands and core Tcl, no files "
            "or processes")
+    features = code_features(spec)
+    allow = set(spec.safety.allow)
+    lines += ["", "runs code or sends data by design:"]
+    lines += [f"  {'✗' if s.safety_domain == 'locked' and name not in allow else '✓'} {what}"
+              + (" (allowed by [safety] allow)" if name in allow else "") for name, what, _ in features] or ["  nothing"]
     lines += ["", f"SDC: {sdc}",
               "inputs from outside the study file's folder: " + (", ".join(outside) if outside else "none")
               + " (copied into the study directory with their hashes)"]

@@ -482,17 +482,104 @@ proc n2_metric {key value} {
 }
 
 # An SDC read in a safe interpreter that holds only SDC commands (guarded and locked domains):
-# no exec, no open, no source.  A failure prints "Error:", which fails the trial as tool_error.
+# no exec, no open, no source.  OpenSTA's own SDC procs are Tcl too, and some evaluate their
+# arguments (create_generated_clock -edges goes through an unbraced expr), so nothing the SDC
+# computes reaches them as script: each argument crosses through n2_sdc_call, which lets pass
+# only numbers, objects this reader handed out, and names from an alphabet that no Tcl
+# evaluation can turn into a command.  A refusal is an error even inside the SDC's own
+# `catch`; any error prints "Error:", which fails the trial as tool_error.
 proc n2_read_sdc_safe {file commands} {
+  global n2_sdc_objects n2_sdc_refused
+  array unset n2_sdc_objects
+  set n2_sdc_refused {}
   set f [open $file r]
   set text [read $f]
   close $f
   set i [interp create -safe]
-  foreach c $commands { interp alias $i $c {} $c }
+  foreach c $commands { interp alias $i $c {} n2_sdc_call $c }
   interp limit $i commands -value 10000000
   set rc [catch {$i eval $text} msg]
   interp delete $i
-  if {$rc} { puts "Error: SDC [file tail $file]: $msg" }
+  array unset n2_sdc_objects
+  foreach why [lrange $n2_sdc_refused 0 4] { puts "Error: SDC [file tail $file]: $why" }
+  if {$rc && ![llength $n2_sdc_refused]} { puts "Error: SDC [file tail $file]: $msg" }
+}
+
+# Names and patterns: letters, digits and _ . * ? / : @ % + = ! ~ ^ , | -, a backslash only
+# before / [ ], and brackets only around a bus index ([3], [*], [7:0]).  No space, $, {, ", ;
+# or # : an eval or expr of such a word can at most call a command named by digits, * ? and :,
+# and sta has none (tests/test_locked.py checks both).
+proc n2_sdc_name {s} {
+  return [regexp {^(?:[-A-Za-z0-9_.*?/:@%+=!~^,|]|\\/|\\?\[[0-9*?:]*\\?\])+$} $s]
+}
+
+# "" when `value` may reach OpenSTA, else why not.
+proc n2_sdc_check {value {depth 0}} {
+  global n2_sdc_objects
+  if {[string is double -strict $value]} { return "" }
+  if {[catch {llength $value} n]} { return "not a well-formed list" }
+  if {$n == 1 && [lindex $value 0] eq $value} {
+    if {[regexp {^_[0-9a-fA-F]+_p_} $value]} {
+      if {[info exists n2_sdc_objects($value)]} { return "" }
+      return "an object this SDC reader did not hand out"
+    }
+    if {[n2_sdc_name $value]} { return "" }
+    return "not a number, an object or a plain name"
+  }
+  if {$depth >= 3} { return "lists nested too deeply" }
+  foreach x $value {
+    if {[set why [n2_sdc_check $x [expr {$depth + 1}]]] ne ""} { return $why }
+  }
+  return ""
+}
+
+# A checked value in canonical list form: elements joined by single spaces, so no newline or
+# tab that separated them survives into a script OpenSTA might build from it.
+proc n2_sdc_canon {value} {
+  if {[string is double -strict $value] || [llength $value] == 1 && [lindex $value 0] eq $value} { return $value }
+  return [lmap x $value { n2_sdc_canon $x }]
+}
+
+proc n2_sdc_call {cmd args} {
+  global n2_sdc_objects n2_sdc_refused
+  set k 0
+  set checked {}
+  foreach a $args {
+    incr k
+    if {[set why [n2_sdc_check $a]] ne ""} {
+      set shown [string range $a 0 59]
+      set m "$cmd: argument $k ([list $shown]) refused: $why"
+      lappend n2_sdc_refused $m
+      return -code error $m
+    }
+    lappend checked [n2_sdc_canon $a]
+  }
+  set r [n2_sdc_translate $cmd $checked]
+  if {![catch {llength $r}]} {
+    foreach x $r { if {[regexp {^_[0-9a-fA-F]+_p_[A-Za-z]+$} $x]} { set n2_sdc_objects($x) 1 } }
+  }
+  return $r
+}
+
+# What OpenSTA 2.0.17 lacks, said in its own terms: `all_inputs -no_clocks` (every
+# OpenROAD-flow-scripts SDC) is all_inputs without the ports that are clock sources.
+proc n2_sdc_translate {cmd arglist} {
+  if {$cmd eq "all_inputs" && [lsearch -exact $arglist -no_clocks] >= 0} {
+    set rest [lsearch -all -inline -not -exact $arglist -no_clocks]
+    puts "Note: SDC: all_inputs -no_clocks read as all_inputs without the clock source ports (OpenSTA 2.0.17 lacks -no_clocks)"
+    set clocked [dict create]
+    foreach clk [all_clocks] {
+      foreach pin [$clk sources] {
+        if {[$pin is_top_level_port]} { dict set clocked [get_full_name $pin] 1 }
+      }
+    }
+    set out {}
+    foreach port [all_inputs {*}$rest] {
+      if {![dict exists $clocked [get_full_name $port]]} { lappend out $port }
+    }
+    return $out
+  }
+  return [$cmd {*}$arglist]
 }
 
 proc n2_report {file paths power} {

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from engine.fsutil import save_figure
 from engine.tools.physical import Grid, Maps, diff, read_csv, write_csv
 
 UNITS = {"density": "placed cell area / bin area", "rudy": "estimated wire demand / track supply",
@@ -87,7 +88,7 @@ def render_pngs(entries: list[dict[str, Any]], out: Path, title: str) -> str | N
         ax.set_ylabel("y (µm)")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label(e["unit"], fontsize=8)
         png = e["csv"][:-4] + ".png"
-        fig.savefig(out / png, bbox_inches="tight")
+        save_figure(fig, out / png)
         plt.close(fig)
         e["png"] = png
     return None

@@ -321,11 +321,22 @@ def load(path: Path) -> Library:
     return _load(str(path), (st.st_mtime_ns, st.st_size))
 
 
-def tcl_facts(lib: Library) -> str:
-    """The Library as Tcl arrays for eco_lib.tcl: families, symmetric pin groups, I/O pins."""
-    from engine.tools.quote import tcl_word
+class LibertyError(ValueError):
+    """A Liberty name that no Tcl word can carry (a control character): the file is refused."""
 
-    out = [f"# cell facts from the Liberty ({lib.name}): families weakest first, commutative inputs"]
+
+def tcl_facts(lib: Library) -> str:
+    """The Library as Tcl arrays for eco_lib.tcl: families, symmetric pin groups, I/O pins.
+    Every name read from the file is one quoted Tcl word (tcl_word); a name with a control
+    character is refused (LibertyError), never pasted."""
+    from engine.tools.quote import control_chars, tcl_word
+
+    for c in lib.cells.values():
+        for name in (c.name, *c.inputs, *c.outputs):
+            if bad := control_chars(name):
+                raise LibertyError(f"the Liberty's cell {c.name!r} has a name holding the control character "
+                                   f"{bad[0]!r}; noodle2 refuses to pass it to sta")
+    out = ["# cell facts from the Liberty: families weakest first, commutative inputs"]
     for name in sorted(lib.families):
         out.append(f"set n2_family({tcl_word(name)}) {{{' '.join(tcl_word(x) for x in lib.families[name])}}}")
     for c in sorted(lib.cells.values(), key=lambda c: c.name):

@@ -24,7 +24,7 @@ from engine.spec import Study, stored_name
 from engine.tools.base import TrialContext, TrialFailure, scan_lines, tail
 from engine.tools.equiv import prove
 from engine.tools.liberty import load as load_liberty
-from engine.tools.liberty import tcl_facts
+from engine.tools.liberty import LibertyError, tcl_facts
 from engine.tools.netlist import area_um2, cell_usage, declare_wires, liberty_areas
 from engine.tools.quote import safe_name, tcl_word
 from engine.tools.sdc import SDC_COMMANDS
@@ -129,6 +129,7 @@ class OpenSTATool:
             shutil.copyfile(self.input_path(d.sdc), self.sdc)
         else:
             self.sdc.write_text("")
+        self.facts()  # a Liberty whose names cannot reach Tcl is refused here, before the base case
         prov.update({"sta": tool_version(["sta", "-version"]), "liberty": [str(p) for p in self.tech.liberty],
                      "tech": self.tech.name, "sdc_reader": "raw Tcl (sandbox)" if self.raw_sdc else "SDC commands only"})
         return prov
@@ -153,8 +154,7 @@ class OpenSTATool:
         parent = netlist or ctx.parent_dir / f"{self.top}.v"
         libs = "\n".join(f"read_liberty {rel(p)}" for p in self.libs)
         params = " ".join(f"{k}={v}" for k, v in ctx.params.items())
-        sdc = (f"read_sdc {rel(self.sdc)}" if self.raw_sdc
-               else f"n2_read_sdc_safe {rel(self.sdc)} {{{' '.join(sorted(SDC_COMMANDS))}}}")
+        sdc = self.read_sdc(rel(self.sdc))
         return f"""# noodle2 trial {ctx.case_id}: {eco.name} {params} ({eco.eco_class.value}), mode {ctx.mode}
 # paths are relative to this trial's directory; the parent netlist is read-only
 set n2_tag {tcl_word(ctx.case_id)}
@@ -180,10 +180,19 @@ n2_metric done 1
 exit
 """
 
+    def read_sdc(self, word: str) -> str:
+        """The Tcl that reads the SDC (a quoted path): raw in sandbox, else the SDC-only reader."""
+        if self.raw_sdc:
+            return f"read_sdc {word}"
+        return f"n2_read_sdc_safe {word} {{{' '.join(sorted(SDC_COMMANDS))}}}"
+
     def facts(self) -> str:
         """The Liberty's cell facts (families, buffers, commutative pins) as Tcl, from the
         snapshot's copies."""
-        return "\n".join(tcl_facts(load_liberty(p)) for p in self.libs)
+        try:
+            return "\n".join(tcl_facts(load_liberty(p)) for p in self.libs)
+        except LibertyError as e:
+            raise TrialFailure("tool_error", str(e)) from None
 
     def prepare(self, ctx: TrialContext) -> Command:
         t = ctx.trial_dir
@@ -210,8 +219,7 @@ exit
 
         head = "\n".join([f"set n2_tag {tcl_word(ctx.case_id)}", self.facts(), ECO_LIB.read_text(),
                           *(f"read_liberty {tcl_word(rel(x))}" for x in self.libs)])
-        sdc = (f"read_sdc {tcl_word(rel(self.sdc))}" if self.raw_sdc
-               else f"n2_read_sdc_safe {tcl_word(rel(self.sdc))} {{{' '.join(sorted(SDC_COMMANDS))}}}")
+        sdc = self.read_sdc(tcl_word(rel(self.sdc)))
         for name, netlist, body in (
                 ("select.tcl", ctx.parent_dir / f"{self.top}.v",
                  f"n2_write_cone {int(p['paths'])} {int(p['depth'])} cone.txt\nreport_wns\nreport_tns\n"),
@@ -358,8 +366,7 @@ exit
             return tcl_word(os.path.relpath(p, ctx.trial_dir))
 
         libs = "\n".join(f"read_liberty {rel(p)}" for p in self.libs)
-        sdc = (f"read_sdc {rel(self.sdc)}" if self.raw_sdc
-               else f"n2_read_sdc_safe {rel(self.sdc)} {{{' '.join(sorted(SDC_COMMANDS))}}}")
+        sdc = self.read_sdc(rel(self.sdc))
         pnr = f"pnr/{self.top}"
         return f"""# noodle2 post-route timing of {ctx.case_id} (mode {ctx.mode}): qflow's routed netlist
 set n2_mfile [open post.n2m.txt w]

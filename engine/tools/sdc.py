@@ -1,9 +1,13 @@
 """SDC is Tcl, and `read_sdc` runs whatever the file holds, `exec` included.  In the guarded and
 locked domains an SDC is read by `n2_read_sdc_safe` (eco_lib.tcl): a Tcl safe interpreter that
-holds only the SDC commands below, aliased to OpenSTA's, and core Tcl without files or
-processes.  `scan` finds the commands a file calls, so validation names a forbidden one before
-anything runs; the safe interpreter is what enforces it."""
+holds only the SDC commands below, aliased through a checker to OpenSTA's, and core Tcl without
+files or processes.  `forbidden` finds the commands a file calls, inside loop and `if` bodies
+too, so validation names a forbidden one before anything runs; the safe interpreter and the
+checker are what enforce it."""
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass
 
 SDC_COMMANDS = frozenset("""
 all_clocks all_inputs all_outputs all_registers create_clock create_generated_clock create_voltage_area
@@ -25,114 +29,266 @@ unset_output_delay unset_path_exceptions unset_propagated_clock unset_timing_der
 # Core Tcl that a safe interpreter keeps and SDC files use (variables, arithmetic, loops).
 TCL_CORE = frozenset("""
 set unset expr if else elseif foreach for while incr append list lindex llength lappend lrange lsort lsearch
-concat join split string format regexp regsub switch proc return break continue dict array info
+concat join split string format regexp regsub switch proc return break continue dict array info catch
 """.split())
 ALLOWED = SDC_COMMANDS | TCL_CORE
+# Which words of a control command are scripts ("s") or expressions ("e"); "last": its last word.
+_SCRIPT_WORDS: dict[str, dict[int | str, str]] = {
+    "while": {1: "e", 2: "s"}, "for": {1: "s", 2: "e", 3: "s", 4: "s"}, "foreach": {"last": "s"},
+    "catch": {1: "s"}, "proc": {3: "s"}, "time": {1: "s"}, "uplevel": {"last": "s"}, "expr": {"all": "e"},
+    "eval": {"all": "s"}, "lmap": {"last": "s"}, "apply": {1: "s"},
+}
+_SUBCOMMAND_SCRIPTS = {("dict", "for"), ("dict", "map"), ("dict", "update"), ("dict", "with"), ("namespace", "eval")}
+_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    braced: bool
+    line: int
 
 
 def scan(text: str) -> list[tuple[int, str]]:
-    """(line, command name) of every command the file calls at top level or inside [...].
-    Braced words are not scripts to SDC and are not descended into; the safe interpreter
-    still guards any that a loop or `if` evaluates."""
+    """(line, command name) of every command the file calls: at top level, inside [...], in the
+    bodies and conditions of if/while/for/foreach/catch/proc/switch, and any [name ...] written
+    inside other braced words (data that a later eval would run)."""
     out: list[tuple[int, str]] = []
-    _commands(text, 0, len(text), 1, out)
+    _script(text, 1, out)
     return out
-
-
-def _commands(s: str, i: int, end: int, line: int, out: list[tuple[int, str]]) -> tuple[int, int]:
-    """Scan commands in s[i:end]; returns (position after, line)."""
-    at_start = True
-    word: list[str] = []
-    word_line = line
-    first = True
-    while i < end:
-        c = s[i]
-        if c == "\\" and i + 1 < end:
-            if s[i + 1] == "\n":
-                line += 1
-            word.append(s[i + 1])
-            i += 2
-            continue
-        if at_start and c in " \t":
-            i += 1
-            continue
-        if at_start and c == "#":
-            while i < end and s[i] != "\n":
-                i += 1
-            continue
-        if c in "\n;":
-            if first and word:
-                out.append((word_line, "".join(word)))
-            word, first, at_start = [], True, True
-            line += c == "\n"
-            i += 1
-            continue
-        if c in " \t":
-            if first and word:
-                out.append((word_line, "".join(word)))
-            if word:
-                first = False
-            word = []
-            i += 1
-            continue
-        if not word:
-            word_line = line
-        at_start = False
-        if c == "{" and not word:
-            depth, i = 1, i + 1
-            start = i
-            while i < end and depth:
-                if s[i] == "\\":
-                    i += 1
-                elif s[i] == "{":
-                    depth += 1
-                elif s[i] == "}":
-                    depth -= 1
-                elif s[i] == "\n":
-                    line += 1
-                i += 1
-            word.append(s[start:i - 1] if not depth else s[start:i])
-            continue
-        if c == '"' and not word:
-            i += 1
-            while i < end and s[i] != '"':
-                if s[i] == "[":
-                    i, line = _bracket(s, i, end, line, out)
-                    continue
-                if s[i] == "\\":
-                    i += 1
-                elif s[i] == "\n":
-                    line += 1
-                i += 1
-            word.append('""')
-            i += 1
-            continue
-        if c == "[":
-            i, line = _bracket(s, i, end, line, out)
-            word.append("[]")
-            continue
-        word.append(c)
-        i += 1
-    if first and word:
-        out.append((word_line, "".join(word)))
-    return i, line
-
-
-def _bracket(s: str, i: int, end: int, line: int, out: list[tuple[int, str]]) -> tuple[int, int]:
-    """s[i] == '['; scan the command substitution and return the position after its ']'."""
-    depth, j = 1, i + 1
-    while j < end and depth:
-        if s[j] == "\\":
-            j += 1
-        elif s[j] == "[":
-            depth += 1
-        elif s[j] == "]":
-            depth -= 1
-        j += 1
-    _commands(s, i + 1, j - 1 if not depth else j, line, out)
-    return j, line + s.count("\n", i, j)
 
 
 def forbidden(text: str) -> list[tuple[int, str]]:
     """Commands outside the SDC reader's allowlist; a name built by substitution is refused too."""
     return [(ln, c) for ln, c in scan(text) if c not in ALLOWED]
+
+
+def notes(text: str) -> list[tuple[int, str]]:
+    """What the SDC-only reader translates for OpenSTA 2.0.17, by line, to say so in the plan."""
+    return [(ln, "`all_inputs -no_clocks` is read as all_inputs without the clock source ports "
+                 "(OpenSTA 2.0.17 has no -no_clocks)")
+            for ln, _ in _calls_with(text, "all_inputs", "-no_clocks")]
+
+
+def _calls_with(text: str, name: str, flag: str) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+
+    def visit(words: list[Word]) -> None:
+        if words and words[0].text == name and any(w.text == flag for w in words[1:]):
+            found.append((words[0].line, name))
+    _script(text, 1, [], visit)
+    return found
+
+
+def _script(s: str, line: int, out: list[tuple[int, str]], visit=None) -> None:
+    for words in _commands(s, line, out, visit):
+        if not words:
+            continue
+        name = words[0].text
+        out.append((words[0].line, name))
+        if visit is not None:
+            visit(words)
+        for k, w in enumerate(words[1:], 1):
+            if not w.braced:
+                continue
+            kind = _role(name, words, k)
+            if kind == "s":
+                _script(w.text, w.line, out, visit)
+            elif kind == "switchlist":
+                for j, (body, at) in enumerate(_list_words(w.text, w.line)):
+                    if j % 2 == 1 and body != "-":
+                        _script(body, at, out, visit)
+            elif kind == "e":
+                _expression(w.text, w.line, out, visit)
+            else:
+                _data(w.text, w.line, out)
+
+
+def _role(name: str, words: list[Word], k: int) -> str:
+    if name == "if":
+        prev = words[k - 1].text if not words[k - 1].braced else ""
+        return "e" if k == 1 or prev == "elseif" else "s"
+    if name == "switch":
+        return _switch_role(words, k)
+    if (name, words[1].text) in _SUBCOMMAND_SCRIPTS:
+        return "s" if k == len(words) - 1 else ""
+    rule = _SCRIPT_WORDS.get(name, {})
+    return rule.get(k) or rule.get("all") or (rule.get("last") if k == len(words) - 1 else None) or ""
+
+
+def _switch_role(words: list[Word], k: int) -> str:
+    """switch ?options? string {pattern body ...} | pattern body ...: bodies are scripts."""
+    i = 1
+    while i < len(words) and words[i].text.startswith("-") and not words[i].braced:
+        i += 1
+        if words[i - 1].text == "--":
+            break
+    rest = words[i + 1:]  # after the string
+    if len(rest) == 1 and k == len(words) - 1:
+        return "switchlist"
+    j = k - (i + 1)
+    return "s" if j >= 0 and j % 2 == 1 and words[k].text != "-" else ""
+
+
+def _expression(s: str, line: int, out: list[tuple[int, str]], visit) -> None:
+    """Command substitutions inside an expression."""
+    i = 0
+    while i < len(s):
+        if s[i] == "\\":
+            i += 2
+            continue
+        if s[i] == "[":
+            j = _close_bracket(s, i)
+            _script(s[i + 1:j], line + s.count("\n", 0, i), out, visit)
+            i = j + 1
+            continue
+        i += 1
+
+
+def _data(s: str, line: int, out: list[tuple[int, str]]) -> None:
+    """A braced word that no command here evaluates (a list, a switch body list, an argument):
+    a [name ...] in it would run if something evaluated it later.  Bus indexes ([3], [*]) and
+    switch bodies are told apart from commands by their first word."""
+    i = 0
+    while i < len(s):
+        if s[i] == "\\":
+            i += 2
+            continue
+        if s[i] == "[":
+            j = _close_bracket(s, i)
+            inner = s[i + 1:j].lstrip()
+            m = _NAME.match(inner)
+            if m and (len(m.group(0)) > 1 or inner[len(m.group(0)):len(m.group(0)) + 1] in (" ", "\t", "")):
+                _script(s[i + 1:j], line + s.count("\n", 0, i), out)
+            i = j + 1
+            continue
+        if s[i] == "{":  # a nested list element
+            j = _close_brace(s, i)
+            _data(s[i + 1:j], line + s.count("\n", 0, i), out)
+            i = j + 1
+            continue
+        i += 1
+
+
+def _list_words(s: str, line: int) -> list[tuple[str, int]]:
+    """A braced list's elements (braces stripped), each with its line."""
+    out: list[tuple[str, int]] = []
+    for words in _commands(s.replace(";", " "), line, [], None):
+        out += [(w.text, w.line) for w in words]
+    return out
+
+
+def _close_bracket(s: str, i: int) -> int:
+    depth, j = 0, i
+    while j < len(s):
+        c = s[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == "[":
+            depth += 1
+        elif c == "]":
+            depth -= 1
+            if depth == 0:
+                return j
+        elif c == "{":
+            j = _close_brace(s, j)
+        j += 1
+    return len(s)
+
+
+def _close_brace(s: str, i: int) -> int:
+    depth, j = 0, i
+    while j < len(s):
+        c = s[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+        j += 1
+    return len(s)
+
+
+def _commands(s: str, line: int, out: list[tuple[int, str]], visit) -> list[list[Word]]:
+    """Split a script into commands of words; command substitutions in bare and quoted words
+    are scanned as they are met."""
+    cmds: list[list[Word]] = []
+    words: list[Word] = []
+    i, n = 0, len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\" and i + 1 < n and s[i + 1] == "\n":
+            line += 1
+            i += 2
+            continue
+        if c in " \t\r":
+            i += 1
+            continue
+        if c in "\n;":
+            cmds.append(words)
+            words = []
+            line += c == "\n"
+            i += 1
+            continue
+        if c == "#" and not words:
+            while i < n and s[i] != "\n":
+                i += 2 if s[i] == "\\" else 1
+            continue
+        start_line = line
+        if s.startswith("{*}", i):
+            i += 3
+            if i >= n or s[i] in " \t\n;":
+                words.append(Word("*", False, start_line))
+                continue
+        if s[i] == "{":
+            j = _close_brace(s, i)
+            text = s[i + 1:j]
+            line += text.count("\n")
+            words.append(Word(text, True, start_line))
+            i = j + 1
+            continue
+        if s[i] == '"':
+            j = i + 1
+            buf: list[str] = []
+            while j < n and s[j] != '"':
+                if s[j] == "\\":
+                    buf.append(s[j:j + 2])
+                    j += 2
+                    continue
+                if s[j] == "[":
+                    k = _close_bracket(s, j)
+                    _script(s[j + 1:k], line + s.count("\n", i, j), out, visit)
+                    buf.append("[]")
+                    j = k + 1
+                    continue
+                buf.append(s[j])
+                j += 1
+            line += s.count("\n", i, j)
+            words.append(Word('"' + "".join(buf) + '"', False, start_line))
+            i = j + 1
+            continue
+        j = i
+        buf = []
+        while j < n and s[j] not in " \t\r\n;":
+            if s[j] == "\\":
+                buf.append(s[j + 1:j + 2])
+                j += 2
+                continue
+            if s[j] == "[":
+                k = _close_bracket(s, j)
+                _script(s[j + 1:k], line + s.count("\n", i, j), out, visit)
+                buf.append("[]")
+                line += s.count("\n", j, k)
+                j = k + 1
+                continue
+            buf.append(s[j])
+            j += 1
+        words.append(Word("".join(buf), False, start_line))
+        i = j
+    cmds.append(words)
+    return cmds
