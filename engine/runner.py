@@ -795,7 +795,7 @@ class ControlInbox:
             try:
                 raw = orjson.loads(data)
             except orjson.JSONDecodeError:
-                if now - st.st_mtime < self.quiet_s:  # may still be being written: read it again next time
+                if abs(now - st.st_mtime) < self.quiet_s:  # may still be being written (abs: a skewed clock)
                     return None
                 raise
             req = ControlRequest.model_validate(raw)

@@ -9,6 +9,7 @@ from typing import Callable
 from engine.journal import JOURNAL
 
 TIMEOUT_S = 60.0
+STALL_S = 120.0  # a hang detector fires only after this long without any progress at all
 
 
 def _check(cond: Callable[[], object]) -> tuple[object, Exception | None]:
@@ -40,6 +41,21 @@ async def settle(pilot, cond: Callable[[], object], what: str, timeout: float = 
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}" + (f" (last: {err!r})" if err else ""))
         await pilot.pause(0.02)
+
+
+async def watchdog(progress: Callable[[], object], what: str, stall_s: float = STALL_S) -> None:
+    """Run beside a task: fail only when `progress()` has not changed for `stall_s`.  A loaded
+    machine is slow but keeps making progress, so this never fires on it; a hang does."""
+    import anyio
+
+    last, since = progress(), time.monotonic()
+    while True:
+        await anyio.sleep(0.05)
+        now_value = progress()
+        if now_value != last:
+            last, since = now_value, time.monotonic()
+        elif time.monotonic() - since > stall_s:
+            raise AssertionError(f"no progress for {stall_s:g} s in {what} (stuck at {last!r})")
 
 
 def journal_lines(d: Path) -> int:
