@@ -27,7 +27,6 @@ from engine.spec import parse_study  # noqa: E402
 from engine.studydir import new_study_dir  # noqa: E402
 from engine.tools import make_tool  # noqa: E402
 from engine.tools.equiv import prove  # noqa: E402
-from engine.tools.liberty import load  # noqa: E402
 
 DESIGNS = {"mac16": "mac16.toml", "alu32": "alu32.toml", "crc64": "crc64.toml", "sort8": "sort8.toml"}
 
@@ -53,7 +52,7 @@ def run_study(design: str, template: Path | None, tmp: Path) -> dict:
     trials = sum(1 for x in s.trials.values() if x.stage >= 0)
     proven_chain = _chain_proven(s, best.case_id)
     proof = prove(d / "snapshot" / f"{study.spec.design.top}.v", d / "trials" / best.case_id / f"{study.spec.design.top}.v",
-                  eng.tool.libs, load(eng.tool.libs[0]), tmp / "final-proof")
+                  eng.tool.libs, eng.tool.library(), tmp / "final-proof")
     proof_s = [x.proof["seconds"] for x in s.trials.values() if x.proof]
     return {"base": base.metrics, "best": best.metrics, "trials": trials, "wall": wall, "chain": proven_chain,
             "direct": proof.proven, "proof_s": proof_s, "dir": d, "tool": eng.tool}

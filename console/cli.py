@@ -40,6 +40,12 @@ def _themes() -> list[str]:
     return list(SHORT)
 
 
+def _techs() -> list[str]:
+    from engine.tools.tech import names
+
+    return names()
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     common = argparse.ArgumentParser(add_help=False)
@@ -111,7 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--netlist", type=Path, help="a gate-level netlist instead of RTL")
     i.add_argument("--top", help="the top module (default: the sample design's)")
     i.add_argument("--sdc", type=Path, help="the SDC (default: the sample design's)")
-    i.add_argument("--tech", default="osu018", help="technology: osu018, osu035, osu050 (default: osu018)")
+    i.add_argument("--tech", help="technology: " + ", ".join(_techs()) + " (default: the one whose cells a "
+                   "--netlist uses, else osu018)")
     i.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
     rp = command("report", "write summary.html (self-contained) and summary.md with plots, trials.csv, lineage.svg "
@@ -149,6 +156,8 @@ def _parser() -> argparse.ArgumentParser:
     ec = command("ecos", "list the ECO catalog: built-in, from plugins, and a study file's own", [
         "noodle2 ecos", "noodle2 ecos sample_studies/quickstart.toml"])
     ec.add_argument("file", type=Path, nargs="?", help="also list this study file's custom ECOs and metrics")
+    command("techs", "list the technologies: shipped or installed, their corners, time unit and whether qflow "
+            "places and routes them", ["noodle2 techs"])
     command("schema", "print the study file's JSON Schema (for Taplo, VS Code's Even Better TOML)", [
         "noodle2 schema > noodle2.schema.json"])
     return p
@@ -211,6 +220,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_init(args)
     if args.cmd == "schema":
         return cmd_schema()
+    if args.cmd == "techs":
+        return cmd_techs()
     if args.cmd == "report":
         return cmd_report(args.study_dir, args.out)
     if args.cmd == "ci":
@@ -266,6 +277,25 @@ def cmd_ecos(file: Path | None = None) -> int:
             print(f"  {m.name:<22} {m.direction:<4} {m.unit:<6} from {m.source} {how}  [{m.source_name}]")
     for b in broken():
         print(f"! plugin failed to load: {b}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_techs() -> int:
+    from engine.errors import N2Error
+    from engine.tools.tech import facts, names, resolve_tech
+
+    for name in names():
+        f = facts(name)
+        try:
+            resolve_tech(name, None)
+            where = "shipped" if "root" not in f else "installed"
+        except N2Error:
+            where = f"not installed: {f.get('install', '')}"
+        corners = ", ".join(f["corners"])
+        vts = f" + VT sets {', '.join(f['vt'])}" if f.get("vt") else ""
+        print(f"{name:<10} {where:<12} corners {corners}{vts}; time in {f.get('time_unit', 'ns')}; "
+              f"{'place and route with qflow' if f.get('qflow') else 'timing only (no qflow technology)'}")
+        print(f"{'':<10} {f.get('description', '')}")
     return EXIT_OK
 
 
@@ -462,7 +492,7 @@ def cmd_ci(args: argparse.Namespace) -> int:
 
     from engine import ci
     from engine.journal import recover
-    from engine.spec import MAXIMISE, parse_study
+    from engine.spec import maximised, parse_study
     from engine.studydir import new_study_dir
 
     if not args.update_baseline and not args.baseline.is_file():
@@ -493,7 +523,7 @@ def cmd_ci(args: argparse.Namespace) -> int:
         return EXIT_OK if rc == EXIT_OK else EXIT_FAILED
     base = orjson.loads(args.baseline.read_bytes())
     directions = {m: (study.spec.ranking.directions.get(m) == "max") if m in study.spec.ranking.directions
-                  else MAXIMISE.get(m, False) for m in study.spec.ci.thresholds}
+                  else bool(maximised(m)) for m in study.spec.ci.thresholds}
     checks = ci.compare(base, current, study.spec.ci.thresholds, directions, study.spec.ci.stage_gates)
     print(ci.table(checks))
     if args.junit:

@@ -8,7 +8,7 @@ from typing import Any
 
 from engine.changes import Changes, diff
 from engine.reports import best_case
-from engine.spec import MAXIMISE
+from engine.spec import maximised
 from engine.state import StudyState
 from engine.summary import HEADLINE
 
@@ -52,7 +52,7 @@ def compare(a: tuple[Path, StudyState], b: tuple[Path, StudyState], colour: bool
         fb = f"{vb * scale:,.{digits}f}" if isinstance(vb, (int, float)) else "—"
         verdict, better = "", None
         if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and va != vb:
-            better = (vb > va) == MAXIMISE.get(key, False)
+            better = (vb > va) == bool(maximised(key))
             verdict = f"{(vb - va) * scale:+,.{digits}f} {'better' if better else 'worse'}"
         elif isinstance(va, (int, float)) and va == vb:
             verdict = "same"

@@ -122,6 +122,32 @@ CATALOG: dict[str, EcoDef] = {
             ),
         ),
         EcoDef(
+            "vt_swap",
+            EcoClass.TOPOLOGY_NEUTRAL,
+            "Move drivers on the worst paths to a faster threshold voltage (kept only if WNS/TNS improve), "
+            "then cells with slack to spare to a slower, less leaky one while WNS/TNS hold.  The same cell "
+            "and footprint at another VT, found in the Liberty (ASAP7's _R, _L, _SL).",
+            (
+                _P("paths", int, 0, 50, 5, "worst paths whose drivers may speed up (0: only recover leakage)"),
+                _P("max_cells", int, 1, 5000, 50, "cap on swapped cells"),
+                _P("margin_ps", float, 0, 5000, 100, "cells with slack above this may slow down to leak less"),
+            ),
+        ),
+        EcoDef(
+            "repair_design",
+            EcoClass.PLACEMENT_LOCAL,
+            "Repair every net over its max-capacitance, max-transition or max-fanout limit, worst first: a "
+            "stronger driver from its Liberty family, else its loads behind a tree of the strongest buffer. "
+            "A repair is kept when violations fall and WNS loses no more than a tolerance.",
+            (
+                _P("max_nets", int, 1, 5000, 500, "cap on repaired nets"),
+                _P("max_fanout", int, 0, 1000, 0, "loads a net may drive (0: no fanout limit)"),
+                _P("tree_fanout", int, 2, 64, 8, "loads per buffer in a repair tree"),
+                _P("wns_loss_ps", float, 0, 10000, 0, "how much WNS a repair may cost"),
+            ),
+            max_new_instances=40_000,
+        ),
+        EcoDef(
             "pin_swap",
             EcoClass.ROUTING_AFFECTING,
             "Move the late-arriving signal to another pin of its commutative group (from the "

@@ -27,6 +27,8 @@ HINTS: dict[str, str] = {
     "N2-E115": "remove the command from the SDC, or use safety_domain = \"sandbox\" to source it as raw Tcl",
     "N2-E116": "use only {trial_dir}, {parent_dir}, {case_id} and {eco} in [tool].command",
     "N2-E117": "use one of the themes listed (`noodle2 console --help` names them)",
+    "N2-E123": "name a corner the technology has (nangate45: typ, fast, slow), or give the corner's own liberty",
+    "N2-E124": "pick the technology the netlist was made for (design.tech), or give its Liberty as design.liberty",
     "N2-E122": 'name it in [safety] allow (e.g. allow = ["notify"]) if the locked study means to run it, or remove it',
     "N2-E121": "fix the custom ECO or metric definition named (`noodle2 ecos FILE` lists what loaded)",
     "N2-E120": 'give notify.webhook = "https://host/path" and/or notify.command = ["program", "arg"]',

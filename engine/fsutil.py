@@ -12,6 +12,12 @@ from engine.errors import EnvironmentFault, N2Error, env_fault
 NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def cache_root() -> Path:
+    """Where noodle2 keeps what it can make again (synthesised netlists, decompressed Liberty)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(os.environ.get("NOODLE2_CACHE", Path(base) / "noodle2"))
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write-then-rename with fsyncs, so a reader sees the old file or the new one, never half.
     A full disk leaves no temporary file behind and raises EnvironmentFault."""
@@ -72,6 +78,18 @@ def study_subdir(study_dir: Path, *parts: str) -> Path:
         except OSError as e:
             raise env_fault(e, f"creating {d}") or e from None
     return d
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """`dst` as a hard link to `src` when both are on one filesystem (a technology's 20 MB
+    Liberty, once per study), else a copy."""
+    import shutil
+
+    try:
+        dst.unlink(missing_ok=True)
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def save_figure(fig, path: Path) -> None:
@@ -228,6 +246,6 @@ def lock_holder(study_dir: Path) -> int | None:
         os.close(fd)
 
 
-__all__ = ["EnvironmentFault", "NOFOLLOW", "StudyLock", "atomic_write", "fsync_dir", "lock_holder", "open_regular",
-           "open_log_for_append", "read_capped", "read_study_file", "read_text", "refuse_symlink",
+__all__ = ["EnvironmentFault", "NOFOLLOW", "StudyLock", "atomic_write", "cache_root", "fsync_dir", "lock_holder", "open_regular",
+           "link_or_copy", "open_log_for_append", "read_capped", "read_study_file", "read_text", "refuse_symlink",
            "remove_stale_tmp", "save_figure", "sha256_file", "study_subdir"]

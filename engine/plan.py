@@ -21,7 +21,11 @@ def format_plan(study: Study) -> str:
         f"({s.base_case}, noop)",
         f"  design   top {s.design.top}  "
         + (f"liberty {', '.join(Path(p).name for p in s.design.liberty)}" if s.design.liberty else f"tech {s.design.tech or '-'}")
-        + f"  tool {s.tool.kind}",
+        + f"  tool {s.tool.kind}"
+        + (f"  corners {', '.join(c.name for c in s.design.corners)}" if s.design.corners else "")
+        + (f"  parasitics {Path(s.design.parasitics).name}" if s.design.parasitics else "")
+        + (f"  dont_use {', '.join(s.design.dont_use)}" if s.design.dont_use else ""),
+        *_sdc_notes(study),
         f"  execute  {x.executor}, max_parallel {x.max_parallel or usable_cpus()}, "
         f"timeouts {x.soft_timeout_s:g} s soft / {hard:g} s hard, retries {x.retries}",
         "  rank     " + s.ranking.kind + " " + ", ".join(
@@ -33,3 +37,18 @@ def format_plan(study: Study) -> str:
         after = ", ".join(names[d] for d in deps) or "(base case)"
         lines.append(f"  {i:>2}  {st.name:<16} {st.mode:<10} {st.trials:>6} {st.survivors:>5}  {after:<18} {', '.join(st.ecos)}")
     return "\n".join(lines) + "\n\n" + legality_report(s, study.outside_inputs())
+
+
+def _sdc_notes(study: Study) -> list[str]:
+    """What the SDC-only reader translates for OpenSTA 2.0.17, said before anything runs."""
+    d = study.spec.design
+    if not d.sdc or study.spec.tool.kind != "opensta":
+        return []
+    from engine.fsutil import read_capped
+    from engine.tools.sdc import notes
+
+    try:
+        text = read_capped(study.resolve(d.sdc), 64 << 20, follow=True).decode(errors="replace")
+    except (OSError, ValueError):
+        return []
+    return [f"  sdc      {d.sdc} line {line}: {what}" for line, what in notes(text)]

@@ -10,6 +10,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,11 +22,16 @@ from engine.errors import N2Error, Problem
 
 NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 MAX_STAGES = 1000  # after `repeat` is expanded
-MAXIMISE = {"wns_ps": True, "tns_ps": True, "failing_endpoints": False, "power_total_w": False,
+MAXIMISE = {"wns_ps": True, "ws_ps": True, "tns_ps": True, "failing_endpoints": False, "power_total_w": False,
             "power_leakage_w": False, "area_um2": False, "instances": False, "hold_worst_ps": True,
             "hold_violations": False, "slew_violations": False, "cap_violations": False, "hot_ratio": False,
             "congestion_max": False, "wirelength_um": False, "vias": False, "route_failed_nets": False,
             "utilisation": False, "rudy_max": False}
+
+
+def maximised(metric: str) -> bool | None:
+    """Whether larger is better for a metric noodle2 knows (wns_ps@slow as wns_ps), else None."""
+    return MAXIMISE.get(metric.split("@", 1)[0])
 
 
 class _Strict(BaseModel):
@@ -72,22 +78,53 @@ class Safety(_Strict):
     metrics run their code in sta and in the engine."""
 
 
+CORNER = r"^[a-z][a-z0-9_]{0,15}$"
+
+
+class Corner(_Strict):
+    """[[design.corners]]: one analysis corner; every trial times every corner in one run."""
+
+    name: Annotated[str, Field(pattern=CORNER)]
+    """Its name in metrics: wns_ps@<name>, tns_ps@<name>, hold_worst_ps@<name>."""
+    corner: Annotated[str, Field(pattern=CORNER)] | None = None
+    """One of the technology's corners (nangate45: typ, fast, slow); default: the name."""
+    liberty: list[str] | None = None
+    """Or Liberty files of your own for this corner."""
+    parasitics: str | None = None
+    """Refused for now: OpenSTA 2.0.17 reads one SPEF for every corner (design.parasitics)."""
+
+
 class Design(_Strict):
     """[design]: the base design snapshot every trial starts from."""
 
     top: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
     """The top module."""
     tech: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = "osu018"
-    """Technology: osu018, osu035 or osu050 (Debian's qflow-tech-* packages)."""
+    """Technology: osu018, osu035, osu050 (Debian's qflow-tech-* packages), nangate45, sky130hd or
+    asap7 (shipped with noodle2; `noodle2 techs` lists them)."""
     liberty: list[str] | None = None
     """Liberty files of your own; they replace the technology's."""
     rtl: list[str] = []
-    """Verilog sources, synthesised by Yosys onto the technology (cached by content)."""
+    """Verilog sources, synthesised by Yosys onto the technology (cached by content); they keep
+    their names and folders, so `include`s between them resolve."""
+    include_dirs: list[str] = []
+    """Folders Yosys searches for `include` files (relative to the study file, or absolute)."""
+    defines: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")],
+                  Annotated[str, Field(pattern=r"^[A-Za-z0-9_.+-]{0,64}$")]] = {}
+    """Verilog macros for synthesis, e.g. { WIDTH = "16", SIM = "" }."""
     sdc: str | None = None
     """Timing constraints (the clock).  Paths are relative to the study file, or absolute;
     every input is copied into the study directory with its hash."""
     netlist: str | None = None
-    """A gate-level netlist on the technology's cells, instead of rtl."""
+    """A gate-level netlist on the technology's cells, instead of rtl.  Physical-only cells (tap,
+    fill, decap, diode, endcap) pass through every trial untouched."""
+    parasitics: str | None = None
+    """A SPEF of the placed and routed netlist: every trial times with it; nets an ECO creates
+    or changes get an estimate from the SPEF's own nets of the same fanout."""
+    corners: list[Corner] = []
+    """Analysis corners (default: the technology's default corner only)."""
+    dont_use: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_*?\[\]!.-]{1,128}$")]] = []
+    """Cell-name patterns no ECO may choose, beside the technology's own do-not-use list."""
     base_case: Annotated[str, Field(pattern=NAME)] | None = None
     """Name of the base case and prefix of every case id (default: top)."""
 
@@ -416,12 +453,21 @@ def json_schema() -> dict[str, Any]:
 
 def stored_name(given: str) -> str:
     """Where a study directory keeps an input (under inputs/), from the path text alone: inside
-    the study file's folder it keeps its relative path; from elsewhere it goes under external/."""
-    from engine.tools.quote import safe_name
-
+    the study file's folder it keeps its relative path; from elsewhere it goes under
+    external/<folder hash>/, one folder per folder it came from, so files that include each
+    other by name still find each other."""
     norm = os.path.normpath(given)
     if not os.path.isabs(norm) and norm != ".." and not norm.startswith("../"):
         return norm
+    folder = hashlib.sha256(os.path.dirname(norm).encode()).hexdigest()[:10]
+    return f"external/{folder}/{os.path.basename(norm)}"
+
+
+def legacy_stored_name(given: str) -> str:
+    """Where study directories made before 0.2 kept an input from outside the study's folder."""
+    from engine.tools.quote import safe_name
+
+    norm = os.path.normpath(given)
     return f"external/{hashlib.sha256(given.encode()).hexdigest()[:10]}_{safe_name(os.path.basename(norm))}"
 
 
@@ -429,8 +475,11 @@ def given_inputs(spec: StudySpec) -> list[tuple[str, str]]:
     """(key path, path as written) of every file the study reads from outside its directory."""
     d = spec.design
     out = [(f"design.rtl[{i}]", r) for i, r in enumerate(d.rtl)]
-    out += [(k, v) for k, v in (("design.sdc", d.sdc), ("design.netlist", d.netlist)) if v]
+    out += [(k, v) for k, v in (("design.sdc", d.sdc), ("design.netlist", d.netlist),
+                                ("design.parasitics", d.parasitics)) if v]
     out += [(f"design.liberty[{i}]", p) for i, p in enumerate(d.liberty or [])]
+    for i, c in enumerate(d.corners):
+        out += [(f"design.corners[{i}].liberty[{j}]", p) for j, p in enumerate(c.liberty or [])]
     custom = getattr(spec, "custom", None)
     out += [(f"custom.ecos[{i}]", c.source[5:]) for i, c in enumerate(custom.ecos if custom else [])
             if c.source.startswith("file:")]
@@ -455,7 +504,9 @@ class Study:
         """A path from the study file: relative to the file's folder, or absolute; in a stored
         study, the copy the study directory keeps."""
         if self.stored:
-            return self.root / stored_name(given)
+            p = self.root / stored_name(given)
+            old = self.root / legacy_stored_name(given)
+            return old if not p.exists() and stored_name(given).startswith("external/") and old.exists() else p
         p = Path(given)
         return p if p.is_absolute() else self.root / p
 
@@ -723,13 +774,13 @@ def check_semantics(study: Study) -> list[Problem]:
         out.append(Problem("N2-E120", "command is empty", "notify.command"))
     if spec.ci is not None and spec.ranking is not None:
         for m in spec.ci.thresholds:
-            if m not in MAXIMISE and m not in spec.ranking.directions:
+            if maximised(m) is None and m not in spec.ranking.directions:
                 out.append(Problem("N2-E113", f"ci threshold on {m!r}: a metric with no known direction", "ci.thresholds",
                                    hint=f'add [ranking] directions = {{ {m} = "max" }} (or "min")'))
     if spec.rails is not None:
         for side in ("max", "min"):
             for m in getattr(spec.rails, side):
-                if not re.fullmatch(r"[A-Za-z_]\w{0,63}", m):
+                if not re.fullmatch(r"[A-Za-z_]\w{0,47}(@[a-z][a-z0-9_]{0,15})?", m):
                     out.append(Problem("N2-E113", f"rail on {m!r}: not a metric name", f"rails.{side}"))
     e = spec.execution
     if e is not None and e.executor == "ray":
@@ -824,26 +875,107 @@ def _design_problems(study: Study) -> list[Problem]:
     out: list[Problem] = []
     if not d.rtl and not d.netlist and tool.kind == "opensta":
         out.append(Problem("N2-E101", "give rtl = [...] or netlist = \"...\"", "design"))
+    if d.parasitics and not d.netlist:
+        out.append(Problem("N2-E101", "parasitics describe a placed and routed netlist's nets: give netlist = "
+                           "\"...\" with it", "design.parasitics"))
     for key, given in given_inputs(spec):
         if (msg := _path_problem(study, given)) is not None:
-            out.append(Problem("N2-E109" if not key.startswith("design.liberty") else "N2-E301", msg, key))
-    if tool.kind == "opensta" and not any(k.startswith("design.liberty") for k, _ in given_inputs(spec)):
-        from engine.tools.tech import resolve_tech
-
-        try:
-            resolve_tech(d.tech, None)
-        except N2Error as err:
-            out += err.problems
+            out.append(Problem("N2-E109" if "liberty" not in key else "N2-E301", msg, key))
+    for i, given in enumerate(d.include_dirs):
+        if not study.resolve(given).is_dir() and path_text_problem(given) is None:
+            out.append(Problem("N2-E109", f"{given!r} is not a folder", f"design.include_dirs[{i}]"))
+    if tool.kind == "opensta" and not out:
+        out += _tech_problems(study)
     domain = spec.study.safety_domain if spec.study is not None else "guarded"
     if tool.kind == "opensta" and d.sdc and domain != "sandbox" and _path_problem(study, d.sdc) is None:
+        from engine.fsutil import read_capped
         from engine.tools.sdc import forbidden
 
-        text = study.resolve(d.sdc).read_text(errors="replace")
+        text = read_capped(study.resolve(d.sdc), 64 << 20, follow=True).decode(errors="replace")
         for line, cmd in forbidden(text)[:5]:
             out.append(Problem("N2-E115", f"{d.sdc} line {line} calls {cmd!r}, which is not an SDC command; the "
                                f"{domain} domain reads SDC through a reader that allows only SDC commands",
                                "design.sdc"))
     return out
+
+
+def _tech_problems(study: Study) -> list[Problem]:
+    """The technology, its corners and what the design asks of it: every cell of a given
+    netlist in its Liberty (physical-only cells aside), every include of the RTL found, a
+    route stage only on a technology qflow places and routes."""
+    from engine.tools.tech import resolve_tech
+    from engine.tools.base import TrialFailure
+
+    d = study.spec.design
+    try:
+        tech = resolve_tech(d.tech, [study.resolve(p) for p in d.liberty] if d.liberty else None,
+                            dont_use=tuple(d.dont_use), vt=any(st is not None and "vt_swap" in st.ecos
+                                                              for st in study.spec.stages))
+    except N2Error as err:
+        return err.problems
+    out: list[Problem] = []
+    seen: set[str] = set()
+    for i, c in enumerate(d.corners):
+        if c.name in seen:
+            out.append(Problem("N2-E123", f"corner {c.name!r} is named twice", f"design.corners[{i}].name"))
+        seen.add(c.name)
+        if not c.liberty and (c.corner or c.name) not in tech.corners:
+            out.append(Problem("N2-E123", f"technology {tech.name} has no corner {c.corner or c.name!r} (it has "
+                               f"{', '.join(tech.corners)})", f"design.corners[{i}]",
+                               hint="name one of those as corner = \"...\", or give liberty = [...] for it"))
+        if c.parasitics:
+            out.append(Problem("N2-E123", f"corner {c.name!r} has a SPEF of its own, and OpenSTA 2.0.17 reads one "
+                               "SPEF for every corner (its read_spef has no -corner)", f"design.corners[{i}].parasitics",
+                               hint="give the SPEF once as design.parasitics; to time a corner with other "
+                                    "parasitics, run it as a study of its own"))
+    if d.netlist and (unknown := unknown_cells(study.resolve(d.netlist), tech)):
+        out.append(Problem("N2-E124", f"the netlist uses {len(unknown)} cell(s) that {tech.name}'s Liberty does not "
+                           f"have: {', '.join(unknown[:8])}" + (" ..." if len(unknown) > 8 else ""), "design.netlist",
+                           hint="pick the technology the netlist was made for (design.tech), or give its Liberty "
+                                "files as design.liberty"))
+    if d.rtl:
+        from engine.tools.yosys import layout
+
+        try:
+            layout([study.resolve(r) for r in d.rtl], [stored_name(r) for r in d.rtl],
+                   [study.resolve(x) for x in d.include_dirs], [stored_name(x) for x in d.include_dirs])
+        except TrialFailure as e:
+            out.append(Problem("N2-E109", e.failure["reason"], "design.rtl"))
+    route = [i for i, st in enumerate(study.spec.stages) if st is not None and st.mode in ROUTE_MODES]
+    if route and not tech.qflow and not d.liberty:
+        out.append(Problem("N2-E118", f"route stages place and route with qflow, which has no {tech.name} technology",
+                           f"stages[{route[0]}].mode", hint="use mode = \"sta\" or \"sta_power\" on this "
+                           "technology, or an OSU one (osu018, osu035, osu050) to place and route"))
+    return out
+
+
+def unknown_cells(netlist: Path, tech) -> list[str]:
+    """Cells of a gate-level netlist that the technology's Liberty lacks and that are not
+    physical-only (tap, fill, decap, diode, endcap by name, or connecting nothing)."""
+    from engine.fsutil import read_capped
+    from engine.tools.netlist import cell_usage, pinless_cells
+
+    try:
+        text = read_capped(netlist, 2 << 30, follow=True).decode(errors="replace")
+    except (OSError, ValueError):
+        return []  # the path check reports it
+    have = liberty_cell_names(tuple(tech.liberty))
+    pinless = pinless_cells(text)
+    return sorted(c for c in cell_usage(text) if c not in have and c not in pinless and not tech.physical_kind(c))
+
+
+def liberty_cell_names(paths: tuple[Path, ...]) -> frozenset[str]:
+    """Every `cell (name)` in the files, by a scan (no full parse: validate stays quick)."""
+    out: set[str] = set()
+    for p in paths:
+        out |= _cell_names(str(p), p.stat().st_mtime_ns)
+    return frozenset(out)
+
+
+@lru_cache(maxsize=32)
+def _cell_names(path: str, _mtime: int) -> frozenset[str]:
+    text = Path(path).read_text(errors="replace")
+    return frozenset(m.group(1) for m in re.finditer(r'^\s*cell\s*\(\s*"?([^")\s]+)"?\s*\)', text, re.M))
 
 
 def _tool_problems(study: Study) -> list[Problem]:
@@ -866,7 +998,7 @@ def _ranking_problems(r: Ranking) -> list[Problem]:
     if r.kind != "single" and not metrics:
         out.append(Problem("N2-E113", f"kind = {r.kind!r} needs objectives (or weights)", "ranking"))
     for m in metrics:
-        if m not in MAXIMISE and m not in r.directions:
+        if maximised(m) is None and m not in r.directions:
             out.append(Problem("N2-E113", f"metric {m!r} has no known direction", "ranking.directions",
                                hint=f'add directions = {{ {m} = "max" }} (or "min")'))
     return out

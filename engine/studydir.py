@@ -58,6 +58,22 @@ def _fill(study: Study, d: Path) -> None:
         hashes[rel] = sha256_file(inputs / rel)
         if rel.startswith("external/"):
             external[rel] = str(study.resolve(given).resolve())
+    d_ = study.spec.design
+    if d_.rtl and study.spec.tool.kind == "opensta":  # what the RTL includes, laid out as Yosys will find it
+        from engine.tools.base import TrialFailure
+        from engine.tools.yosys import layout
+
+        try:
+            files = layout([study.resolve(r) for r in d_.rtl], [stored_name(r) for r in d_.rtl],
+                           [study.resolve(x) for x in d_.include_dirs], [stored_name(x) for x in d_.include_dirs])
+        except TrialFailure as e:
+            raise N2Error.one("N2-E109", e.failure["reason"], "design.rtl") from None
+        for f, rel in files:
+            if rel not in hashes:
+                _copy_input(f, inputs / rel)
+                hashes[rel] = sha256_file(inputs / rel)
+        for x in d_.include_dirs:
+            (inputs / stored_name(x)).mkdir(parents=True, exist_ok=True)
     from engine.reports import import_sources, imported_provenance
 
     for given, f in zip(study.spec.priors.import_from, import_sources(study)):

@@ -10,6 +10,26 @@ from engine.errors import N2Error
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_studies"
 
 
+def tech_names() -> list[str]:
+    from engine.tools.tech import names
+
+    return names()
+
+
+def _tech_of(netlist: Path) -> str:
+    """The technology whose Liberty has every cell of the netlist (physical-only ones aside)."""
+    from engine.tools.netlist import cell_usage
+    from engine.tools.tech import detect
+
+    cells = set(cell_usage(netlist.read_text(errors="replace")))
+    fits = detect(cells)
+    if fits and fits[0][1] == 0:
+        return fits[0][0]
+    near = f" (closest: {fits[0][0]}, which lacks {fits[0][1]} of them)" if fits else ""
+    raise N2Error.one("N2-E124", f"no technology noodle2 knows has the {len(cells)} cells of {netlist}{near}",
+                      hint="give --tech, or write liberty = [\"your.lib\"] in the study file for your own cells")
+
+
 def _path(p: Path, folder: Path) -> str:
     """Relative to the study file when it lives below it, else absolute."""
     p = p.resolve()
@@ -21,8 +41,10 @@ def _quote(s: str) -> str:
 
 
 def study_file(folder: Path, *, rtl: list[Path] | None = None, netlist: Path | None = None, top: str | None = None,
-               sdc: Path | None = None, tech: str = "osu018") -> str:
+               sdc: Path | None = None, tech: str | None = None) -> str:
     folder = folder.resolve()
+    if tech is None:
+        tech = _tech_of(netlist) if netlist is not None and netlist.is_file() else "osu018"
     if not rtl and netlist is None:
         rtl = [SAMPLES / "designs" / "mac16" / "mac16.v"]
         sdc = sdc or SAMPLES / "designs" / "mac16" / "mac16.sdc"
@@ -56,7 +78,7 @@ seed = 1                   # same file + same seed = same plan, whatever the con
 
 [design]
 top = {_quote(top)}
-tech = {_quote(tech)}  # osu018 | osu035 | osu050 (Debian's qflow-tech-*), or liberty = ["my.lib"]
+tech = {_quote(tech)}  # {" | ".join(tech_names())}; or liberty = ["my.lib"]
 {source}
 sdc = {_quote(_path(sdc, folder))}  # guarded and locked read only SDC commands from it
 
@@ -79,6 +101,16 @@ eco_failure_limit = 3     # an ECO failing this often is disabled for the rest o
 
 # Stages run in order (or after = ["name"] for branches); each runs `trials` trials on the
 # previous stage's survivors and keeps the best `survivors`.  `noodle2 ecos` lists the ECOs.
+# The first repairs nets over their capacitance, transition or fanout limits, as a flow does
+# before it tunes paths; on a design without such nets it changes nothing.
+[[stages]]
+name = "repair"
+mode = "sta"
+trials = 1
+survivors = 1
+keep_parents = true
+ecos = ["repair_design"]
+
 [[stages]]
 name = "explore"
 mode = "sta"              # sta | sta_power

@@ -84,14 +84,15 @@ def hermetic_cache(tmp_path_factory):
 
 
 class StaBench:
-    """One design's snapshot plus a way to run single real `sta` trials on it."""
+    """One design's snapshot plus a way to run single real `sta` trials on it.  `design`: a
+    sample design (SAMPLES), or the file name of any sample study."""
 
     def __init__(self, design: str, root: Path, tech: str = "osu018") -> None:
         from engine.spec import parse_study
         from engine.studydir import new_study_dir
         from engine.tools.opensta import OpenSTATool
 
-        path = ROOT / "sample_studies" / SAMPLES[design]
+        path = ROOT / "sample_studies" / SAMPLES.get(design, design)
         self.study = parse_study(path.read_text().replace('tech = "osu018"', f'tech = "{tech}"'), path)
         self.dir = new_study_dir(self.study, explicit=root)
         self.tool = OpenSTATool(self.study, self.dir)

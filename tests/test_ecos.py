@@ -16,8 +16,11 @@ pytestmark = pytest.mark.skipif(shutil.which("sta") is None or shutil.which("yos
 PARAMS = {"resize_critical": {"paths": 10, "max_cells": 20}, "buffer_fanout": {"paths": 10, "min_fanout": 3, "max_nets": 4},
           "clone_driver": {"paths": 10, "min_fanout": 3, "max_clones": 3}, "pin_swap": {"paths": 10, "max_swaps": 10},
           "downsize_noncritical": {"margin_ps": 200, "max_cells": 100}, "upsize_all": {"margin_ps": 0}, "noop": {},
-          "resynth_cone": {"paths": 20, "depth": 30, "delay_target_ps": 500}}
-KEEPS_IF_BETTER = {"resize_critical", "buffer_fanout", "clone_driver", "pin_swap", "resynth_cone"}
+          "resynth_cone": {"paths": 20, "depth": 30, "delay_target_ps": 500},
+          "vt_swap": {"paths": 10, "max_cells": 20, "margin_ps": 200},  # one threshold voltage here: no change
+          "repair_design": {"max_nets": 20, "max_fanout": 8, "tree_fanout": 4, "wns_loss_ps": 0}}
+KEEPS_IF_BETTER = {"resize_critical", "buffer_fanout", "clone_driver", "pin_swap", "resynth_cone", "vt_swap",
+                   "repair_design"}
 
 
 PHYSICAL = {n for n, e in CATALOG.items() if e.physical}  # place-and-route knobs: tests/test_postroute.py

@@ -27,7 +27,9 @@ def test_osu_families_buffers_inverters_and_swap_groups(tech):
     lib = load(resolve_tech(tech, None).liberty[0])
     assert lib.families["INVX1"] == ("INVX1", "INVX2", "INVX4", "INVX8")  # weakest first, by drive
     assert lib.inverters == lib.families["INVX4"]
-    assert lib.buffers[0] == "BUFX2" and lib.buffers[-1] == "BUFX4" and set(lib.buffers) >= {"CLKBUF1", "CLKBUF3"}
+    assert lib.buffers == ("BUFX2", "BUFX4")
+    # the clock buffers are beaten by BUFX4 (as strong, faster at no load, no larger): never a size to choose
+    assert set(lib.families["CLKBUF1"]) == {"CLKBUF1", "CLKBUF2", "CLKBUF3"}
     assert lib.families["AND2X2"] == ("AND2X1", "AND2X2")
     assert "DFFPOSX1" not in lib.families and lib.cells["DFFPOSX1"].sequential
     assert lib.cells["AOI22X1"].symmetric == (("A", "B"), ("C", "D"))

@@ -448,5 +448,5 @@ def test_inputs_from_outside_keep_their_permissions(tmp_path):
     path = fake_study(tmp_path)
     path.write_text(path.read_text().replace('top = "fake"', f'top = "fake"\nsdc = "{secret}"'))
     d = new_study_dir(load_study(path), tmp_path / "studies")
-    [copy] = list((d / INPUTS / "external").iterdir())
+    [copy] = [p for p in (d / INPUTS / "external").rglob("*") if p.is_file()]
     assert oct(copy.stat().st_mode & 0o777) == "0o600"

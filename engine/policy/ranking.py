@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from engine.spec import MAXIMISE, Ranking
+from engine.spec import Ranking, maximised
 
 Metrics = dict[str, Any]
 
@@ -54,7 +54,7 @@ def improves(child: Metrics, parent: Metrics, r: Ranking) -> bool:
 def maximise(metric: str, r: Ranking) -> bool:
     if metric in r.directions:
         return r.directions[metric] == "max"
-    return MAXIMISE.get(metric, False)
+    return bool(maximised(metric))
 
 
 def metrics_of(r: Ranking) -> list[str]:

@@ -61,9 +61,10 @@ class LogScan:
     counts: dict[str, int]  # prefix -> how many lines start with it
 
 
-def scan_lines(path: Path, prefixes: tuple[str, ...], keep: int = 20, max_bytes: int = 256 << 20) -> LogScan:
-    """Lines of a log that start with each prefix, read line by line: a flooded log costs
-    time, not memory."""
+def scan_lines(path: Path, prefixes: tuple[str, ...], keep: int = 20, max_bytes: int = 256 << 20,
+               anywhere: bool = False) -> LogScan:
+    """Lines of a log that start with each prefix (`anywhere`: that hold it), read line by line:
+    a flooded log costs time, not memory."""
     found = LogScan({p: [] for p in prefixes}, dict.fromkeys(prefixes, 0))
     firsts = {p.encode()[:1] for p in prefixes}
     try:
@@ -73,11 +74,11 @@ def scan_lines(path: Path, prefixes: tuple[str, ...], keep: int = 20, max_bytes:
                 read += len(raw)
                 if read > max_bytes:
                     break
-                if raw[:1] not in firsts:
+                if not anywhere and raw[:1] not in firsts:
                     continue
                 line = raw[:400].decode(errors="replace").rstrip()
                 for p in prefixes:
-                    if line.startswith(p):
+                    if (p in line) if anywhere else line.startswith(p):
                         found.counts[p] += 1
                         if len(found.lines[p]) < keep:
                             found.lines[p].append(line)

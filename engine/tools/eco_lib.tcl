@@ -109,17 +109,21 @@ proc n2_path_drivers {paths} {
 
 # --- sizing, from the Liberty's families -----------------------------------------------------------
 
-# Move an instance `dir` steps along its family (1 stronger, -1 weaker); 1 on change.
-proc n2_resize {inst dir} {
-  global n2_family
+# Move an instance `dir` steps along its cell's list in a table of the Liberty's (n2_family:
+# sizes, weakest first; n2_vt: threshold voltages, least leaky first); 1 on change.
+proc n2_step {inst dir table} {
+  upvar #0 $table lists
   set cell [n2_cell $inst]
-  if {![info exists n2_family($cell)]} { return 0 }
-  set fam $n2_family($cell)
-  set j [expr {[lsearch -exact $fam $cell] + $dir}]
-  if {$j < 0 || $j >= [llength $fam]} { return 0 }
-  sta::replace_cell_cmd $inst [n2_lib_cell [lindex $fam $j]]
+  if {![info exists lists($cell)]} { return 0 }
+  set list $lists($cell)
+  set j [expr {[lsearch -exact $list $cell] + $dir}]
+  if {$j < 0 || $j >= [llength $list]} { return 0 }
+  sta::replace_cell_cmd $inst [n2_lib_cell [lindex $list $j]]
   return 1
 }
+
+# 1 stronger, -1 weaker, along the cell's size family.
+proc n2_resize {inst dir} { return [n2_step $inst $dir n2_family] }
 
 proc n2_eco_noop {} { return 0 }
 
@@ -127,17 +131,18 @@ proc n2_eco_noop {} { return 0 }
 proc n2_eco_replace {seed density} { return 0 }
 proc n2_eco_reroute {effort layers} { return 0 }
 
-# Upsizing a driver speeds its stage but loads the stage before it: each resize is kept only
-# when incremental timing improved.
-proc n2_eco_resize_critical {paths max_cells} {
+# Step each driver's cell up (`step inst 1`: a stronger size, a faster threshold voltage), at
+# most `max_cells` of them, each step kept only when incremental timing improved: a stronger
+# driver speeds its stage but loads the stage before it.
+proc n2_step_drivers {pins max_cells step} {
   set n 0
   set wns [n2_wns]
   set tns [n2_tns]
-  foreach pin [n2_path_drivers $paths] {
+  foreach pin $pins {
     if {$n >= $max_cells} { break }
     set inst [$pin instance]
     set was [n2_cell $inst]
-    if {![n2_resize $inst 1]} { continue }
+    if {![$step $inst 1]} { continue }
     set w [n2_wns]
     set t [n2_tns]
     if {[n2_better $w $t $wns $tns]} {
@@ -149,6 +154,10 @@ proc n2_eco_resize_critical {paths max_cells} {
     }
   }
   return $n
+}
+
+proc n2_eco_resize_critical {paths max_cells} {
+  return [n2_step_drivers [n2_path_drivers $paths] $max_cells n2_resize]
 }
 
 # Instances as {slack name inst}, ordered by their worst output slack (vertex slacks are in
@@ -230,6 +239,7 @@ proc n2_buffer {net loads cell pair fanout tag} {
     foreach l $g { n2_move $l $src }
     incr k
   }
+  foreach {b bn} $made { n2_wire $bn }
   return $made
 }
 
@@ -326,6 +336,7 @@ proc n2_clone {inst drv loads tag} {
   set cn [n2_make_net "${tag}_net"]
   sta::connect_pin_cmd $clone [$drv port] $cn
   foreach l $loads { n2_move $l $cn }
+  n2_wire $cn
   return [list $clone $cn]
 }
 
@@ -473,6 +484,16 @@ proc n2_failing_endpoints {} {
                      -unique_paths_to_endpoint -slack_max 0.0]]
 }
 
+# Where a trial's time went (ms since the script started, per phase: load, eco, timing, write):
+# read by benchmarks/, not a metric.
+proc n2_phase {name} {
+  global n2_t0 n2_tlast
+  set now [clock milliseconds]
+  if {![info exists n2_tlast]} { set n2_tlast $n2_t0 }
+  n2_metric phase_${name}_ms [expr {$now - $n2_tlast}]
+  set n2_tlast $now
+}
+
 # Metrics go to their own file (n2m.txt), so a tool that floods stdout cannot hide or fake them.
 proc n2_metric {key value} {
   global n2_mfile
@@ -565,21 +586,92 @@ proc n2_sdc_call {cmd args} {
 # OpenROAD-flow-scripts SDC) is all_inputs without the ports that are clock sources.
 proc n2_sdc_translate {cmd arglist} {
   if {$cmd eq "all_inputs" && [lsearch -exact $arglist -no_clocks] >= 0} {
-    set rest [lsearch -all -inline -not -exact $arglist -no_clocks]
-    puts "Note: SDC: all_inputs -no_clocks read as all_inputs without the clock source ports (OpenSTA 2.0.17 lacks -no_clocks)"
-    set clocked [dict create]
-    foreach clk [all_clocks] {
-      foreach pin [$clk sources] {
-        if {[$pin is_top_level_port]} { dict set clocked [get_full_name $pin] 1 }
-      }
-    }
-    set out {}
-    foreach port [all_inputs {*}$rest] {
-      if {![dict exists $clocked [get_full_name $port]]} { lappend out $port }
-    }
-    return $out
+    return [n2_inputs_without_clocks [lsearch -all -inline -not -exact $arglist -no_clocks]]
   }
   return [$cmd {*}$arglist]
+}
+
+proc n2_inputs_without_clocks {rest} {
+  puts "Note: SDC: all_inputs -no_clocks read as all_inputs without the clock source ports (OpenSTA 2.0.17 lacks -no_clocks)"
+  set clocked [dict create]
+  foreach clk [all_clocks] {
+    foreach pin [$clk sources] {
+      if {[$pin is_top_level_port]} { dict set clocked [get_full_name $pin] 1 }
+    }
+  }
+  set all [expr {[info commands n2_sta_all_inputs] ne "" ? [n2_sta_all_inputs {*}$rest] : [all_inputs {*}$rest]}]
+  set out {}
+  foreach port $all {
+    if {![dict exists $clocked [get_full_name $port]]} { lappend out $port }
+  }
+  return $out
+}
+
+# Sandbox reads the SDC as raw Tcl: all_inputs learns -no_clocks the same way.
+proc n2_read_sdc_raw {file} {
+  if {[info commands n2_sta_all_inputs] eq ""} {
+    rename all_inputs n2_sta_all_inputs
+    proc all_inputs {args} {
+      if {[lsearch -exact $args -no_clocks] < 0} { return [n2_sta_all_inputs {*}$args] }
+      return [n2_inputs_without_clocks [lsearch -all -inline -not -exact $args -no_clocks]]
+    }
+  }
+  read_sdc $file
+}
+
+# One user time unit (the first Liberty's time_unit) in ps: 1000 for ns, 1 for ASAP7's ps.
+# Vertex slacks are SI seconds whatever the Liberty says; sta::worst_slack speaks user units.
+proc n2_unit_ps {} { return [expr {10.0 ** round(log10([sta::time_ui_sta 1.0] * 1e12))}] }  ;# sta's scale is single precision
+
+# Signed worst setup slack (positive when timing is met, unlike report_wns), and per corner
+# (n2_corners: the study's corner names, when it has several) WNS, TNS and hold slack.
+proc n2_corner_metrics {} {
+  global n2_corners
+  set u [n2_unit_ps]
+  set ws [sta::worst_slack -max]
+  if {abs($ws) < 1e20} { n2_metric ws_ps [expr {$ws * $u}] }
+  if {![info exists n2_corners]} { return }
+  foreach c $n2_corners {
+    set w [sta::worst_slack -corner $c -max]
+    if {abs($w) < 1e20} {
+      n2_metric ws_ps@$c [expr {$w * $u}]
+      n2_metric wns_ps@$c [expr {min($w, 0.0) * $u}]
+    }
+    n2_metric tns_ps@$c [expr {[sta::total_negative_slack -corner $c -max] * $u}]
+    set h [sta::worst_slack -corner $c -min]
+    if {abs($h) < 1e6} { n2_metric hold_worst_ps@$c [expr {$h * $u}] }
+  }
+}
+
+# Wires of nets an ECO makes, for a placed and routed design timed with its SPEF
+# (n2_wire_by_fanout, from the SPEF's own nets: fanout -> median wire capacitance in the
+# Liberty's unit; n2_base_net: the nets the SPEF's netlist had, left as extracted).
+proc n2_wire {net} {
+  global n2_wire_by_fanout n2_estimated
+  if {![info exists n2_wire_by_fanout] || $net eq "NULL"} { return }
+  set fanout 0
+  foreach p [n2_net_pins $net] { if {[$p is_load]} { incr fanout } }
+  set table [dict keys $n2_wire_by_fanout]
+  if {[dict exists $n2_wire_by_fanout $fanout]} {
+    set c [dict get $n2_wire_by_fanout $fanout]
+  } else {  ;# beyond the table: the largest fanout's capacitance per load
+    set top [tcl::mathfunc::max {*}$table]
+    set c [expr {[dict get $n2_wire_by_fanout $top] * max($fanout, 1) / double(max($top, 1))}]
+  }
+  set_load $c $net
+  dict set n2_estimated [get_full_name $net] 1
+}
+
+# Every net neither the SPEF's netlist had nor an ECO here estimated: a parent's new nets, once
+# the design is read; what an ECO made without n2_wire, at the end.
+proc n2_estimate_wires {} {
+  global n2_wire_by_fanout n2_base_net n2_estimated
+  if {![info exists n2_wire_by_fanout]} { return }
+  foreach net [get_nets *] {
+    set name [get_full_name $net]
+    if {![info exists n2_base_net($name)] && ![dict exists $n2_estimated $name]} { n2_wire $net }
+  }
+  n2_metric estimated_nets [dict size $n2_estimated]
 }
 
 proc n2_report {file paths power} {
@@ -591,9 +683,10 @@ proc n2_report {file paths power} {
   report_wns -digits 3
   report_tns -digits 3
   sta::redirect_file_end
-  if {$power} {
+  if {$power} {  ;# with several corners, at the first (the study's default corner)
+    global n2_corners
     sta::redirect_file_begin $file.power.rpt
-    report_power -digits 6
+    if {[info exists n2_corners]} { report_power -corner [lindex $n2_corners 0] -digits 6 } else { report_power -digits 6 }
     sta::redirect_file_end
   }
 }
@@ -632,10 +725,133 @@ proc n2_electrical {file} {
 # Hold: the worst min-delay slack, the endpoints that violate it, and the worst min-delay paths.
 proc n2_hold {file paths} {
   set w [sta::worst_slack -min]
-  if {abs($w) < 1e6} { n2_metric hold_worst_ps [expr {$w * 1000.0}] }  ;# else no constrained min path
+  if {abs($w) < 1e6} { n2_metric hold_worst_ps [expr {$w * [n2_unit_ps]}] }  ;# else no constrained min path
   n2_metric hold_violations [llength [find_timing_paths -path_delay min -group_count 1000000 -endpoint_count 1 \
                                         -unique_paths_to_endpoint -slack_max -1e-6]]
   sta::redirect_file_begin $file.hold.rpt
   report_checks -path_delay min -group_count $paths -endpoint_count 1 -unique_paths_to_endpoint -digits 3
   sta::redirect_file_end
+}
+
+# --- threshold voltages ---------------------------------------------------------------------------
+
+# Along the cell's threshold-voltage ladder (n2_vt, from the Liberty: the same cell and footprint
+# in other libraries): 1 faster and leakier, -1 slower and less leaky.
+proc n2_vt_step {inst dir} { return [n2_step $inst $dir n2_vt] }
+
+# Drivers on the worst paths move to a faster threshold voltage, each kept only when WNS/TNS
+# improve; then cells whose slack is above a margin move to a slower, less leaky one while
+# WNS/TNS hold.  Same footprint and function: a topology-neutral change.
+proc n2_eco_vt_swap {paths max_cells margin_ps} {
+  set n [n2_step_drivers [expr {$paths > 0 ? [n2_path_drivers $paths] : {}}] $max_cells n2_vt_step]
+  set wns [n2_wns]
+  set tns [n2_tns]
+  foreach c [n2_by_slack -decreasing] {
+    if {$n >= $max_cells || [lindex $c 0] <= $margin_ps * 1e-12} { break }
+    set inst [lindex $c 2]
+    set was [n2_cell $inst]
+    if {![n2_vt_step $inst -1]} { continue }
+    if {[n2_wns] >= $wns - 1e-9 && [n2_tns] >= $tns - 1e-9} {
+      incr n
+    } else {
+      sta::replace_cell_cmd $inst [n2_lib_cell $was]
+    }
+  }
+  return $n
+}
+
+# --- electrical repair ----------------------------------------------------------------------------
+
+# The pin that drives a net (an instance output or a top-level input port), or "".
+proc n2_net_driver {net} {
+  foreach p [n2_net_pins $net] { if {[$p is_driver]} { return $p } }
+  return ""
+}
+
+# Driver pins whose net breaks an electrical limit, worst first, as {severity pin}: over its
+# max_capacitance (the Liberty's, in farads), over max_fanout loads (0: no limit), or a pin of
+# the net over its slew limit (the SDC's set_max_transition or the Liberty's).
+proc n2_violators {max_fanout} {
+  global n2_maxcap
+  set corner [sta::cmd_corner]
+  set worst [dict create]
+  foreach p [sta::pin_slew_limit_violations $corner max] {
+    set net [$p net]
+    if {$net eq "NULL"} { continue }
+    set d [expr {[$p is_driver] ? $p : [n2_net_driver $net]}]
+    if {$d ne ""} { dict set worst $d [expr {max(1.0, [dict exists $worst $d] ? [dict get $worst $d] : 0)}] }
+  }
+  foreach inst [get_cells *] {
+    foreach p [n2_outputs $inst] {
+      set net [$p net]
+      if {$net eq "NULL"} { continue }
+      set key "[n2_cell $inst]/[lindex [split [get_full_name $p] /] end]"
+      set over 0.0
+      if {[info exists n2_maxcap($key)]} {
+        set over [expr {[$net capacitance rise $corner max] / $n2_maxcap($key)}]
+      }
+      if {$max_fanout > 0} {
+        set over [expr {max($over, [llength [n2_loads $net]] / double($max_fanout))}]
+      }
+      if {$over > 1.0} { dict set worst $p [expr {max($over, [dict exists $worst $p] ? [dict get $worst $p] : 0)}] }
+    }
+  }
+  set out {}
+  dict for {p sev} $worst { lappend out [list $sev [get_full_name $p] $p] }
+  return [lsort -real -decreasing -index 0 [lsort -index 1 $out]]
+}
+
+# How many electrical violations the design has (slew pins + capacitance and fanout drivers).
+proc n2_violation_count {max_fanout} {
+  return [llength [n2_violators $max_fanout]]
+}
+
+# Every net over an electrical limit, worst first: upsize its driver along its family, else put
+# its loads behind a tree of the strongest buffer, `tree_fanout` loads each.  A repair is kept
+# when the design has fewer violations and WNS/TNS are no worse than `wns_loss_ps` (the limits
+# first, as OpenROAD's repair_design does: a net of 1 pF is not a timing result).
+proc n2_eco_repair_design {max_nets max_fanout tree_fanout wns_loss_ps} {
+  global n2_tag n2_buffers
+  set n 0
+  set k 0
+  set loss [expr {$wns_loss_ps / [n2_unit_ps]}]
+  set count [n2_violation_count $max_fanout]
+  set floor [expr {min([n2_wns], 0.0) - $loss}]  ;# no repair may take WNS below this (met stays met)
+  foreach v [n2_violators $max_fanout] {
+    if {$n >= $max_nets || $count == 0} { break }
+    set drv [lindex $v 2]
+    set net [$drv net]
+    if {$net eq "NULL"} { continue }
+    set kept 0
+    if {![$drv is_top_level_port]} {  ;# a stronger driver first: no new cell
+      set inst [$drv instance]
+      set was [n2_cell $inst]
+      while {[n2_resize $inst 1]} {
+        set c [n2_violation_count $max_fanout]
+        if {$c < $count && min([n2_wns], 0.0) >= $floor} { set kept 1; break }
+      }
+      if {$kept} {
+        set count $c
+      } else {
+        sta::replace_cell_cmd $inst [n2_lib_cell $was]
+      }
+    }
+    set loads [n2_loads $net]
+    if {!$kept && [llength $loads] >= 2} {  ;# the weakest buffer that repairs it: less load on the driver
+      set fan [expr {min($tree_fanout, max(1, [llength $loads] - 1))}]
+      foreach buf $n2_buffers {
+        set made [n2_buffer $net $loads $buf 0 $fan "n2e_${n2_tag}_$k"]
+        incr k
+        set c [n2_violation_count $max_fanout]
+        if {$c < $count && min([n2_wns], 0.0) >= $floor} {
+          set kept 1
+          set count $c
+          break
+        }
+        n2_unbuffer $net $loads $made
+      }
+    }
+    incr n $kept
+  }
+  return $n
 }

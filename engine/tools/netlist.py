@@ -4,8 +4,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 
 _DECL = re.compile(r"^[ \t]*(input|output|inout|wire)\s+(\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?([^;]+);", re.M)
 # a pin's connection: an escaped name (ended by whitespace) or a plain one, each maybe a bus bit
@@ -48,23 +46,17 @@ def cell_usage(text: str) -> Counter[str]:
     return Counter(m.group(1) for m in _INST.finditer(text) if m.group(1) not in _KEYWORDS)
 
 
-@lru_cache(maxsize=8)
-def liberty_areas(path: Path) -> dict[str, float]:
-    """cell name -> area, from a Liberty file: the first `area` after each `cell (...)`."""
-    text = path.read_text(errors="replace")
-    out: dict[str, float] = {}
-    for m in re.finditer(r"\bcell\s*\(\s*\"?([\w$]+)\"?\s*\)", text):
-        a = re.compile(r"\barea\s*:\s*([0-9.eE+-]+)").search(text, m.end())
-        if a:
-            out[m.group(1)] = float(a.group(1))
-    return out
-
-
-def area_um2(usage: Counter[str], areas: dict[str, float]) -> float:
-    missing = [c for c in usage if c not in areas]
-    if missing:
-        raise KeyError(f"cells not in the Liberty: {', '.join(sorted(missing)[:5])}")
-    return round(sum(areas[c] * n for c, n in usage.items()), 3)
+def pinless_cells(text: str) -> set[str]:
+    """Cells whose every instance connects nothing, `CELL NAME ();`: physical-only cells (tap cells
+    in a routed netlist) that no Liberty needs to describe."""
+    seen: dict[str, bool] = {}
+    for m in _INST.finditer(text):
+        cell = m.group(1)
+        if cell in _KEYWORDS:
+            continue
+        rest = text[m.end():m.end() + 64].lstrip()
+        seen[cell] = seen.get(cell, True) and rest.startswith(")")
+    return {c for c, empty in seen.items() if empty}
 
 
 # --- a parsed netlist: bits, instances, assigns ---------------------------------------------

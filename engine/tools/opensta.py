@@ -8,6 +8,7 @@ copied into <study>/snapshot/tech, hashed with the snapshot, and checked before 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections import Counter
 from functools import partial
@@ -18,16 +19,18 @@ import orjson
 
 from engine.ecos import CATALOG, ROUTE_MODES, catalog
 from engine.executors import Command, ExecResult
-from engine.fsutil import read_capped
+from engine.errors import N2Error
+from engine.fsutil import link_or_copy, read_capped
 from engine.policy.integrity import class_violation
 from engine.spec import Study, stored_name
 from engine.tools.base import TrialContext, TrialFailure, scan_lines, tail
 from engine.tools.equiv import prove
-from engine.tools.liberty import load as load_liberty
-from engine.tools.liberty import LibertyError, tcl_facts
-from engine.tools.netlist import area_um2, cell_usage, declare_wires, liberty_areas
+from engine.tools.liberty import LibertyError, merged_text, tcl_facts
+from engine.tools.liberty import load_set as load_liberty_set
+from engine.tools.netlist import cell_usage, declare_wires, pinless_cells
 from engine.tools.quote import safe_name, tcl_word
 from engine.tools.sdc import SDC_COMMANDS
+from engine.tools.spef import wire_estimates
 from engine.tools.sta_parsers import (
     ParseError,
     parse_n2m,
@@ -55,24 +58,57 @@ class OpenSTATool:
         self.dir = study_dir
         self.top = d.top
         # where the Liberty comes from; trials read the snapshot's copies
-        self.tech = resolve_tech(d.tech, [study.resolve(p) for p in d.liberty] if d.liberty else None)
+        self.tech = resolve_tech(d.tech, [study.resolve(p) for p in d.liberty] if d.liberty else None,
+                                 dont_use=tuple(d.dont_use), vt=any("vt_swap" in st.ecos for st in study.spec.stages))
         self.snapshot = study_dir / "snapshot"
         self.sdc = self.snapshot / f"{self.top}.sdc"
         self.netlist = self.snapshot / f"{self.top}.v"
-        names: list[str] = []
-        for p in self.tech.liberty:
-            n = safe_name(p.name)
-            names.append(n if n not in names else f"{len(names)}_{n}")
-        self.libs = [self.snapshot / "tech" / n for n in names]  # what trials read
+        self.corner_sources = self._corners()  # corner name -> its Liberty files (empty: one corner)
+        copies: dict[Path, Path] = {}
+        for p in [*self.tech.liberty, *(f for fs in self.corner_sources.values() for f in fs)]:
+            if p not in copies:
+                n = safe_name(p.name)
+                copies[p] = self.snapshot / "tech" / (n if all(c.name != n for c in copies.values()) else f"{len(copies)}_{n}")
+        self.lib_copies = copies
+        self.libs = [copies[p] for p in self.tech.liberty]  # the default corner: facts, area, proofs
+        self.corner_libs = {c: [copies[p] for p in fs] for c, fs in self.corner_sources.items()}
         self.raw_sdc = study.spec.study.safety_domain == "sandbox"
         self.lef = self.snapshot / "tech" / safe_name(self.tech.lef.name) if self.tech.lef is not None else None
+        self.spef = self.snapshot / f"{self.top}.spef" if d.parasitics else None
+        # what Yosys maps onto (synthesis, cone re-synthesis): the default threshold voltage only, one
+        # file, or its files merged without do-not-use cells
+        self.synth_libs = [copies[p] for p in self.tech.liberty if p in self.tech.corners[self.tech.default_corner]]
+        merged = len(self.synth_libs) > 1 or bool(self.tech.dont_use)
+        self.yosys_lib = self.snapshot / "tech" / "yosys.lib" if merged else self.synth_libs[0]
+        self.wires = self.snapshot / "parasitics.tcl"  # estimates for nets an ECO makes
+
+    def _corners(self) -> dict[str, list[Path]]:
+        d = self.study.spec.design
+        out: dict[str, list[Path]] = {}
+        for c in d.corners:
+            if c.liberty:
+                out[c.name] = [self.study.resolve(p) for p in c.liberty]
+            else:
+                name = c.corner or c.name
+                if name not in self.tech.corners:
+                    raise N2Error.one("N2-E123", f"corner {c.name}: technology {self.tech.name} has no corner {name!r}",
+                                      "design.corners", hint=f"use one of {', '.join(self.tech.corners)}")
+                extra = [p for p in self.tech.liberty if p not in self.tech.corners[self.tech.default_corner]]
+                out[c.name] = list(self.tech.corners[name]) + (extra if name == self.tech.default_corner else [])
+        return out
+
+    def library(self):
+        """Every cell the trials can use, one library over all the default corner's files."""
+        return load_liberty_set(self.libs, self.tech.dont_use)
 
     def implements(self) -> set[str]:
         return set(catalog(self.study.spec))
 
     def snapshot_files(self) -> list[Path]:
         # the LEF is read by place and route: hashed and shipped to remote workers like the rest
-        return [self.netlist, self.sdc, *self.libs, *([self.lef] if self.lef is not None else [])]
+        return [self.netlist, self.sdc, *self.lib_copies.values(), *([self.lef] if self.lef is not None else []),
+                *([self.yosys_lib] if self.yosys_lib not in self.libs else []),
+                *([self.spef, self.wires] if self.spef is not None else [])]
 
     def outputs(self, ctx: TrialContext) -> list[str]:
         # a routed trial's placement tells it apart from a parent with the same netlist
@@ -91,7 +127,7 @@ class OpenSTATool:
         differs); a counterexample lands in <trial>/equiv/counterexample.txt.  A routed trial's
         post-route numbers come from qflow's netlist, so that one is proven against the trial's
         own netlist too (qflow renames every register: they are matched by structure)."""
-        lib = load_liberty(self.libs[0])
+        lib = self.library()
         out = prove(parent_dir / f"{self.top}.v", trial_dir / f"{self.top}.v", self.libs, lib,
                     trial_dir / "equiv").as_dict()
         routed = trial_dir / "pnr" / f"{self.top}.timing.v"
@@ -114,21 +150,29 @@ class OpenSTATool:
             return {}
         d = self.study.spec.design
         (self.snapshot / "tech").mkdir(parents=True, exist_ok=True)
-        for src, dst in zip(self.tech.liberty, self.libs):
-            shutil.copyfile(src, dst)
+        for src, dst in self.lib_copies.items():
+            link_or_copy(src, dst)
         for extra in (self.tech.lef, self.tech.cells_v):
             if extra is not None:
                 shutil.copyfile(extra, self.snapshot / "tech" / safe_name(extra.name))
+        if self.yosys_lib not in self.libs:
+            self.yosys_lib.write_text(merged_text(self.synth_libs, lambda c: c not in self.library().dont_use))
         if d.netlist:
             shutil.copyfile(self.input_path(d.netlist), self.netlist)
             prov: dict[str, Any] = {"netlist_from": d.netlist, "cells": sum(cell_usage(self.netlist.read_text()).values())}
         else:
-            prov = synthesise([self.input_path(r) for r in d.rtl], self.top, self.libs[0], self.snapshot,
-                              self.study.spec.execution.synth_timeout_s)
+            incs = [stored_name(x) for x in d.include_dirs]
+            prov = synthesise([self.input_path(r) for r in d.rtl], self.top, self.yosys_lib, self.snapshot,
+                              self.study.spec.execution.synth_timeout_s, rels=[stored_name(r) for r in d.rtl],
+                              include_dirs=[self.dir / "inputs" / r for r in incs], include_rels=incs,
+                              defines=dict(d.defines))
         if d.sdc:
             shutil.copyfile(self.input_path(d.sdc), self.sdc)
         else:
             self.sdc.write_text("")
+        if self.spef is not None:
+            shutil.copyfile(self.input_path(d.parasitics), self.spef)
+            self.wires.write_text(wire_estimates(self.spef, self.library().cap_unit_f))
         self.facts()  # a Liberty whose names cannot reach Tcl is refused here, before the base case
         prov.update({"sta": tool_version(["sta", "-version"]), "liberty": [str(p) for p in self.tech.liberty],
                      "tech": self.tech.name, "sdc_reader": "raw Tcl (sandbox)" if self.raw_sdc else "SDC commands only"})
@@ -152,45 +196,74 @@ class OpenSTATool:
             return tcl_word(os.path.relpath(p, ctx.trial_dir))
 
         parent = netlist or ctx.parent_dir / f"{self.top}.v"
-        libs = "\n".join(f"read_liberty {rel(p)}" for p in self.libs)
         params = " ".join(f"{k}={v}" for k, v in ctx.params.items())
-        sdc = self.read_sdc(rel(self.sdc))
         return f"""# noodle2 trial {ctx.case_id}: {eco.name} {params} ({eco.eco_class.value}), mode {ctx.mode}
 # paths are relative to this trial's directory; the parent netlist is read-only
 set n2_tag {tcl_word(ctx.case_id)}
+set n2_t0 [clock milliseconds]
 {self.facts()}
 {ECO_LIB.read_text()}
 {extra_tcl}
-{libs}
-read_verilog {rel(parent)}
-link_design {tcl_word(self.top)}
-{sdc}
+{self.read_design(rel, rel(parent))}
 {"set_power_activity -global -activity 0.1" if power else ""}
+n2_metric time_unit_ps [n2_unit_ps]
 n2_metric unconstrained_before [n2_unconstrained_endpoints]
+n2_phase load
 set n2_changes [{call}]
+n2_phase eco
+{self._measure_as_written(rel, power)}
 n2_metric eco_changes $n2_changes
 n2_metric unconstrained_endpoints [n2_unconstrained_endpoints]
 n2_integrity
 n2_metric failing_endpoints [n2_failing_endpoints]
 n2_report sta {WORST_PATHS} {int(power)}
+n2_corner_metrics
 n2_electrical sta
 n2_hold sta {WORST_PATHS}
-write_verilog {tcl_word(self.top + ".raw.v")}
+n2_phase timing
+{"" if self.spef is not None else f"write_verilog {tcl_word(self.top + '.raw.v')}"}
+n2_phase write
 n2_metric done 1
 exit
 """
 
+    def _measure_as_written(self, rel, power: bool) -> str:
+        """With a SPEF, the child is timed as its own children will read it: written, then read
+        and linked again in this process (the Liberty stays loaded), its SPEF and estimates
+        applied afresh.  An edit made after read_spef leaves a moved pin's node where it was,
+        which no later read reproduces.  Without a SPEF the design in memory is the written one."""
+        if self.spef is None:
+            return "n2_estimate_wires"
+        raw = tcl_word(self.top + ".raw.v")
+        return "\n".join([f"write_verilog {raw}", self.read_design(rel, raw, with_liberty=False),
+                           "set_power_activity -global -activity 0.1" if power else ""])
+
+    def read_design(self, rel, netlist: str, with_liberty: bool = True) -> str:
+        """Liberty (per corner, when the study has several), the netlist, the SDC and the SPEF,
+        as Tcl; `rel` quotes a path relative to where sta runs, `netlist` is already quoted."""
+        head: list[str] = []
+        if with_liberty and self.corner_libs:
+            names = list(self.corner_libs)
+            head = [f"define_corners {' '.join(names)}", f"set n2_corners {{{' '.join(names)}}}"]
+            head += [f"read_liberty -corner {c} {rel(p)}" for c, fs in self.corner_libs.items() for p in fs]
+        elif with_liberty:
+            head = [f"read_liberty {rel(p)}" for p in self.libs]
+        out = [*head, f"read_verilog {netlist}", f"link_design {tcl_word(self.top)}", self.read_sdc(rel(self.sdc))]
+        if self.spef is not None:  # a parent's new nets get their estimates before anything is timed
+            out += [f"read_spef {rel(self.spef)}", f"source {rel(self.wires)}", "n2_estimate_wires"]
+        return "\n".join(out)
+
     def read_sdc(self, word: str) -> str:
         """The Tcl that reads the SDC (a quoted path): raw in sandbox, else the SDC-only reader."""
         if self.raw_sdc:
-            return f"read_sdc {word}"
+            return f"n2_read_sdc_raw {word}"
         return f"n2_read_sdc_safe {word} {{{' '.join(sorted(SDC_COMMANDS))}}}"
 
     def facts(self) -> str:
-        """The Liberty's cell facts (families, buffers, commutative pins) as Tcl, from the
-        snapshot's copies."""
+        """The Liberty's cell facts (families, buffers, commutative pins, threshold voltages) as
+        Tcl, from the snapshot's copies read as one library."""
         try:
-            return "\n".join(tcl_facts(load_liberty(p)) for p in self.libs)
+            return tcl_facts(self.library())
         except LibertyError as e:
             raise TrialFailure("tool_error", str(e)) from None
 
@@ -217,18 +290,17 @@ exit
         def rel(x: Path) -> str:
             return os.path.relpath(x, t)
 
-        head = "\n".join([f"set n2_tag {tcl_word(ctx.case_id)}", self.facts(), ECO_LIB.read_text(),
-                          *(f"read_liberty {tcl_word(rel(x))}" for x in self.libs)])
-        sdc = self.read_sdc(tcl_word(rel(self.sdc)))
+        head = "\n".join([f"set n2_tag {tcl_word(ctx.case_id)}", self.facts(), ECO_LIB.read_text()])
         for name, netlist, body in (
                 ("select.tcl", ctx.parent_dir / f"{self.top}.v",
                  f"n2_write_cone {int(p['paths'])} {int(p['depth'])} cone.txt\nreport_wns\nreport_tns\n"),
-                ("time.tcl", t / "spliced.v", "report_wns\nreport_tns\n")):
-            (t / name).write_text(f"{head}\nread_verilog {tcl_word(rel(netlist))}\nlink_design {tcl_word(self.top)}\n"
-                                  f"{sdc}\n{body}exit\n")
+                ("time.tcl", t / "spliced.v", "n2_estimate_wires\nreport_wns\nreport_tns\n")):
+            (t / name).write_text(f"{head}\n{self.read_design(lambda x: tcl_word(rel(x)), tcl_word(rel(netlist)))}\n"
+                                  f"{body}exit\n")
         (t / "run.tcl").write_text(self.script(ctx, netlist=t / "resynth.v"))
         (t / "resynth.json").write_text(json.dumps({
             "case_id": ctx.case_id, "parent": rel(ctx.parent_dir / f"{self.top}.v"), "libs": [rel(x) for x in self.libs],
+            "yosys_lib": rel(self.yosys_lib), "dont_use": list(self.tech.dont_use),
             "delay_target_ps": p["delay_target_ps"], "timeout_s": ctx.soft_timeout_s}))
         here = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(x for x in (here, os.environ.get("PYTHONPATH", "")) if x)}
@@ -249,47 +321,28 @@ exit
         if n2m.get("done") != 1:
             raise TrialFailure("missing_output", "sta stopped before the end of the trial script",
                                tail(t / "stderr.log") or tail(t / "stdout.log"))
+        unit = _power_of_ten(n2m.get("time_unit_ps", self.tech.time_unit_ps))
         try:
-            m: dict[str, Any] = parse_wns_tns(_read(t / "sta.wns.rpt"))
-            paths = parse_paths(_read(t / "sta.timing.rpt"))
+            m: dict[str, Any] = parse_wns_tns(_read(t / "sta.wns.rpt"), unit)
+            paths = parse_paths(_read(t / "sta.timing.rpt"), unit)
             if ctx.mode == "sta_power":
                 m.update(parse_power(_read(t / "sta.power.rpt")))
         except ParseError as e:
             raise TrialFailure("parse_failure", str(e), e.excerpt) from None
-        raw = t / f"{self.top}.raw.v"
-        if not raw.is_file():
-            raise TrialFailure("missing_output", f"sta wrote no {raw.name}", tail(t / "stdout.log"))
-        text = raw.read_text()
-        if not text.rstrip().endswith("endmodule"):
-            raise TrialFailure("missing_output", f"{raw.name} is truncated (no endmodule)", text[-400:])
-        text = declare_wires(text)
-        (t / f"{self.top}.v").write_text(text)
-        raw.unlink()
+        text = self._child_netlist(t)
         usage = cell_usage(text)
         (t / "cells.json").write_bytes(orjson.dumps(usage))
-        before = _usage(ctx.parent_dir, self.top)
-        broken = [(key, prefix) for key, prefix in INTEGRITY.items() if n2m.get(key, 0) > 0]
-        if broken:
-            names = "\n".join(next((ln for s in logs for ln in s.lines[p]), "") for _, p in broken)
-            raise TrialFailure("eco_integrity", ", ".join(f"{int(n2m[k])} {k.replace('_', ' ')}" for k, _ in broken),
-                               names)
-        if n2m.get("unconstrained_endpoints", 0) > n2m.get("unconstrained_before", 0):
-            raise TrialFailure("eco_integrity", "ECO raised unconstrained endpoints "
-                               f"{int(n2m['unconstrained_before'])} -> {int(n2m['unconstrained_endpoints'])}")
-        if (why := class_violation(catalog(self.study.spec)[ctx.eco], before, usage)) is not None:
-            raise TrialFailure("eco_integrity", why)
+        self._check_integrity(ctx, n2m, logs, usage)
         m.update({k: int(n2m[k]) for k in ("failing_endpoints", "eco_changes", "unconstrained_endpoints", "slew_violations",
-                                           "cap_violations", "hold_violations") if k in n2m})
-        if "hold_worst_ps" in n2m:
-            m["hold_worst_ps"] = round(n2m["hold_worst_ps"], 3)
-        m["instances"] = sum(usage.values())
-        try:
-            m["area_um2"] = area_um2(usage, liberty_areas(self.libs[0]))
-        except KeyError as e:  # sta links unknown cells as black boxes, with only a warning
-            raise TrialFailure("tool_error", f"netlist uses {e.args[0]}", tail(t / "stderr.log")) from None
+                                           "cap_violations", "hold_violations", "estimated_nets") if k in n2m})
+        # to the digits report_wns prints (3 in the Liberty's unit), so wns_ps@slow and wns_ps agree
+        m.update({k: round(round(v / unit, 3) * unit, 3) for k, v in n2m.items()
+                  if k in ("hold_worst_ps", "ws_ps") or "@" in k})
+        m.update(self._cells(usage, text, t))
         m["worst_paths"] = paths
-        warnings = [ln for s in logs for ln in s.lines["Warning:"]]
-        m["sta_warnings"] = sum(s.counts["Warning:"] for s in logs)
+        expected = sum(1 for s in logs for ln in s.lines["Warning:"] if self._expected_warning(ln))
+        warnings = [ln for s in logs for ln in s.lines["Warning:"] if not self._expected_warning(ln)]
+        m["sta_warnings"] = sum(s.counts["Warning:"] for s in logs) - expected
         if warnings:
             m["warnings"] = warnings[:KEEP_WARNINGS]
         if ctx.mode in ROUTE_MODES:
@@ -358,6 +411,72 @@ exit
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(x for x in (here, os.environ.get("PYTHONPATH", "")) if x)}
         return Command([sys.executable, "-m", "engine.tools.pnr", "pnr.json"], t, t / "stdout.log", t / "stderr.log",
                        env, ctx.memory_limit_mb)
+
+    def _child_netlist(self, t: Path) -> str:
+        raw = t / f"{self.top}.raw.v"
+        if not raw.is_file():
+            raise TrialFailure("missing_output", f"sta wrote no {raw.name}", tail(t / "stdout.log"))
+        text = raw.read_text()
+        if not text.rstrip().endswith("endmodule"):
+            raise TrialFailure("missing_output", f"{raw.name} is truncated (no endmodule)", text[-400:])
+        text = declare_wires(text)
+        (t / f"{self.top}.v").write_text(text)
+        raw.unlink()
+        return text
+
+    def _check_integrity(self, ctx: TrialContext, n2m: dict[str, float], logs: list, usage: Counter[str]) -> None:
+        """No undriven, multi-driven or floating pins, no new unconstrained endpoints, and a change
+        that fits the ECO's class; otherwise the trial is an eco_integrity failure."""
+        broken = [(key, prefix) for key, prefix in INTEGRITY.items() if n2m.get(key, 0) > 0]
+        if broken:
+            names = "\n".join(next((ln for s in logs for ln in s.lines[p]), "") for _, p in broken)
+            raise TrialFailure("eco_integrity", ", ".join(f"{int(n2m[k])} {k.replace('_', ' ')}" for k, _ in broken),
+                               names)
+        if n2m.get("unconstrained_endpoints", 0) > n2m.get("unconstrained_before", 0):
+            raise TrialFailure("eco_integrity", "ECO raised unconstrained endpoints "
+                               f"{int(n2m['unconstrained_before'])} -> {int(n2m['unconstrained_endpoints'])}")
+        if (why := class_violation(catalog(self.study.spec)[ctx.eco], _usage(ctx.parent_dir, self.top), usage)) is not None:
+            raise TrialFailure("eco_integrity", why)
+
+    def physical_cells(self, usage: Counter[str], text: str) -> tuple[set[str], list[str]]:
+        """(physical-only cells, cells neither the Liberty nor the technology knows): a cell is
+        physical-only when the Liberty gives it no signal pin, or when it is not in the Liberty
+        and the technology names it tap, fill, decap, diode or endcap, or no instance of it
+        connects anything (tap cells in a routed netlist)."""
+        cells = self.library().cells
+        pinless = pinless_cells(text)
+        physical, unknown = set(), []
+        for c in usage:
+            known = cells.get(c)
+            if known is not None:
+                if not known.inputs and not known.outputs:
+                    physical.add(c)
+            elif self.tech.physical_kind(c) or c in pinless:
+                physical.add(c)
+            else:
+                unknown.append(c)
+        return physical, sorted(unknown)
+
+    def _cells(self, usage: Counter[str], text: str, t: Path) -> dict[str, Any]:
+        physical, unknown = self.physical_cells(usage, text)
+        if unknown:  # sta links unknown cells as black boxes, with only a warning
+            raise TrialFailure("tool_error", f"netlist uses cells not in the Liberty: {', '.join(unknown[:5])}",
+                               tail(t / "stderr.log"))
+        cells = self.library().cells
+        logic = {c: n for c, n in usage.items() if c not in physical}
+        out = {"instances": sum(logic.values()), "area_um2": round(sum(cells[c].area * n for c, n in logic.items()), 3)}
+        if physical:
+            out["physical_cells"] = sum(usage[c] for c in physical)
+        return out
+
+    def _expected_warning(self, line: str) -> bool:
+        """Warnings that are expected, not news: sta's black box for a physical-only cell (once
+        per cell), and a SPEF pin an ECO has since moved to another net (its net keeps the rest
+        of its extracted wiring, as a fresh read of the child netlist does too)."""
+        if self.spef is not None and re.search(r"\.spef, line \d+ \S+ not connected to net", line):
+            return True
+        m = re.search(r"module (\S+) not found\.\s+Creating black box", line)
+        return m is not None and m.group(1) not in self.library().cells
 
     def post_script(self, ctx: TrialContext) -> str:
         """Timing of the routed netlist: qrouter's interconnect delays (SDF) and routed wire
@@ -442,6 +561,13 @@ exit
 # what a route mode re-measures after routing; the pre-route value stays as pre_<name>
 PRE_ROUTE = ("wns_ps", "tns_ps", "failing_endpoints", "slew_violations", "cap_violations", "hold_violations",
              "hold_worst_ps", "power_internal_w", "power_switching_w", "power_leakage_w", "power_total_w")
+
+
+def _power_of_ten(x: float) -> float:
+    """sta's unit scale is single precision (1 ns reads 999.99997 ps): the power of ten it means."""
+    import math
+
+    return 10.0 ** round(math.log10(x)) if x > 0 else 1000.0
 
 
 def _json(p: Path) -> dict[str, Any]:

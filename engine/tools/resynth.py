@@ -22,8 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.tools.liberty import Library
-from engine.tools.liberty import load as load_liberty
+from engine.tools.liberty import Library, load_set
 from engine.tools.netlist import Bit, Netlist, parse_netlist, write_netlist
 
 ABC_SCRIPT = ("+strash;dc2;balance -l;rewrite -l;refactor -l;balance -l;rewrite -z -l;balance -l;dch -f;"
@@ -116,7 +115,7 @@ def main(config: Path) -> int:
     cfg = json.loads(config.read_text())
     here = config.parent
     libs = [here / p for p in cfg["libs"]]
-    lib = load_liberty(libs[0])
+    lib = load_set(libs, tuple(cfg.get("dont_use", ())))
     parent = here / cfg["parent"]
     notes: list[str] = []
     kept = 0
@@ -130,7 +129,7 @@ def main(config: Path) -> int:
         module, ports = cone_module(net, lib, cone)
         (here / "cone.v").write_text(write_netlist(module))
         d = cfg["delay_target_ps"]
-        lib_rel = yosys_word(cfg["libs"][0])
+        lib_rel = yosys_word(cfg.get("yosys_lib", cfg["libs"][0]))
         script = (f"read_liberty -ignore_miss_func {lib_rel}\nread_verilog cone.v\nhierarchy -top cone\nflatten\nopt\n"
                   f"abc -liberty {lib_rel} -script \"{ABC_SCRIPT.format(d=d)}\"\nopt_clean -purge\n"
                   "write_verilog -noattr -noexpr cone_new.v\n")

@@ -14,13 +14,14 @@ class ParseError(ValueError):
 _NUM = r"(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 
 
-def parse_wns_tns(text: str) -> dict[str, float]:
-    """`report_wns` / `report_tns` / `report_worst_slack` lines, ns -> ps."""
+def parse_wns_tns(text: str, unit_ps: float = 1000.0) -> dict[str, float]:
+    """`report_wns` / `report_tns` / `report_worst_slack` lines, in the Liberty's time unit
+    (`unit_ps`: 1000 for ns, 1 for ps), as ps."""
     out: dict[str, float] = {}
     for key, name in (("wns", "wns_ps"), ("tns", "tns_ps"), ("worst slack", "worst_slack_ps")):
         m = re.search(rf"^{key}\s+{_NUM}\s*$", text, re.M)
         if m:
-            out[name] = round(float(m.group(1)) * 1000.0, 3)
+            out[name] = round(float(m.group(1)) * unit_ps, 3)
     if "wns_ps" not in out or "tns_ps" not in out:
         raise ParseError("no 'wns' and 'tns' lines in the slack report", text)
     return out
@@ -39,8 +40,9 @@ def parse_power(text: str) -> dict[str, float]:
 _PATH_HEAD = re.compile(r"^Startpoint:\s+(\S+).*?^Endpoint:\s+(\S+)", re.M | re.S)
 
 
-def parse_paths(text: str) -> list[dict[str, Any]]:
-    """Each path of `report_checks`: start, end, arrival, required, slack, and the cells on it."""
+def parse_paths(text: str, unit_ps: float = 1000.0) -> list[dict[str, Any]]:
+    """Each path of `report_checks`: start, end, arrival, required (ns), slack (ps), and the
+    cells on it; the report speaks the Liberty's time unit (`unit_ps` ps each)."""
     blocks = re.split(r"(?=^Startpoint:)", text, flags=re.M)
     out = []
     for b in blocks:
@@ -54,8 +56,9 @@ def parse_paths(text: str) -> list[dict[str, Any]]:
             raise ParseError("a path in the timing report lacks start/end/arrival/required/slack", b[:600])
         cells = re.findall(r"[\^v] \S+ \((\w+)\)$", b, re.M)
         out.append({"startpoint": head.group(1), "endpoint": head.group(2),
-                    "arrival_ns": float(arr.group(1)), "required_ns": float(req.group(1)),
-                    "slack_ps": round(float(slack.group(1)) * 1000.0, 3), "met": slack.group(2) == "MET",
+                    "arrival_ns": round(float(arr.group(1)) * unit_ps / 1000.0, 6),
+                    "required_ns": round(float(req.group(1)) * unit_ps / 1000.0, 6),
+                    "slack_ps": round(float(slack.group(1)) * unit_ps, 3), "met": slack.group(2) == "MET",
                     "stages": len(cells)})
     if not out and "No paths found" not in text:
         raise ParseError("no paths in the timing report", text)
@@ -65,6 +68,6 @@ def parse_paths(text: str) -> list[dict[str, Any]]:
 def parse_n2m(stdout: str) -> dict[str, float]:
     """`N2M key value` lines that the trial script prints."""
     out: dict[str, float] = {}
-    for m in re.finditer(rf"^N2M (\w+) {_NUM}\s*$", stdout, re.M):
+    for m in re.finditer(rf"^N2M ([\w@]+) {_NUM}\s*$", stdout, re.M):
         out[m.group(1)] = float(m.group(2))
     return out
