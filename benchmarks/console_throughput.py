@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from console.app import Noodle2App  # noqa: E402
-from console.screens.study import StudyScreen  # noqa: E402
-from engine import events as ev  # noqa: E402
+from noodle2.console.app import Noodle2App
+from noodle2.console.screens.study import StudyScreen
+from noodle2.engine.journal import events as ev
 
 TRIALS = 1200
 

@@ -19,13 +19,13 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import events as ev  # noqa: E402
-from engine.journal import JOURNAL, JournalWriter, recover, write_checkpoint  # noqa: E402
-from engine.runner import Engine  # noqa: E402
-from engine.spec import parse_study  # noqa: E402
-from engine.state import replay  # noqa: E402
-from engine.studydir import new_study_dir  # noqa: E402
-from engine.tools import make_tool  # noqa: E402
+from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.state import replay
+from noodle2.engine.journal.store import JOURNAL, JournalWriter, recover, write_checkpoint
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import new_study_dir
+from noodle2.engine.study.load import parse_study
+from noodle2.engine.tools import make_tool
 
 STUDY = """
 [study]

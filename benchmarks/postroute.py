@@ -23,10 +23,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.runner import Engine  # noqa: E402
-from engine.spec import parse_study  # noqa: E402
-from engine.studydir import new_study_dir  # noqa: E402
-from engine.tools import make_tool  # noqa: E402
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import new_study_dir
+from noodle2.engine.study.load import parse_study
+from noodle2.engine.tools import make_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = """

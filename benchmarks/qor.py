@@ -21,12 +21,12 @@ import anyio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.reports import best_case  # noqa: E402
-from engine.runner import Engine  # noqa: E402
-from engine.spec import parse_study  # noqa: E402
-from engine.studydir import new_study_dir  # noqa: E402
-from engine.tools import make_tool  # noqa: E402
-from engine.tools.equiv import prove  # noqa: E402
+from noodle2.engine.reports.status import best_case
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import new_study_dir
+from noodle2.engine.study.load import parse_study
+from noodle2.engine.tools import make_tool
+from noodle2.engine.tools.proof.equiv import prove
 
 DESIGNS = {"mac16": "mac16.toml", "alu32": "alu32.toml", "crc64": "crc64.toml", "sort8": "sort8.toml"}
 

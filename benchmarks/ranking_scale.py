@@ -20,13 +20,14 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.executors import ExecResult, Job  # noqa: E402
-from engine.policy.failures import Outcome  # noqa: E402
-from engine.policy.ranking import Candidate, _dominates, select_survivors  # noqa: E402
-from engine.runner import Engine  # noqa: E402
-from engine.spec import Ranking, parse_study  # noqa: E402
-from engine.studydir import new_study_dir  # noqa: E402
-from engine.tools import make_tool  # noqa: E402
+from noodle2.engine.executors.base import ExecResult, Job
+from noodle2.engine.policy.failures import Outcome
+from noodle2.engine.policy.ranking import Candidate, _dominates, select_survivors
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import new_study_dir
+from noodle2.engine.study.load import parse_study
+from noodle2.engine.study.models import Ranking
+from noodle2.engine.tools import make_tool
 
 
 def old_fronts(points: dict[str, tuple[float, ...]]) -> list[list[str]]:

@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every node on 127.0.0.1
 
 from benchmarks.engine_overhead import STUDY as TRUE_STUDY  # noqa: E402 - the /bin/true study, one text
-from engine.runner import Engine  # noqa: E402
-from engine.spec import parse_study  # noqa: E402
-from engine.studydir import new_study_dir  # noqa: E402
-from engine.tools import make_tool  # noqa: E402
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import new_study_dir
+from noodle2.engine.study.load import parse_study
+from noodle2.engine.tools import make_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 2

@@ -15,10 +15,10 @@ import anyio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.runner import Engine  # noqa: E402
-from engine.spec import load_study, parse_study  # noqa: E402
-from engine.studydir import new_study_dir  # noqa: E402
-from engine.tools import make_tool  # noqa: E402
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import new_study_dir
+from noodle2.engine.study.load import load_study, parse_study
+from noodle2.engine.tools import make_tool
 
 
 def run(path: Path, workers: int, tmp: Path) -> dict:

@@ -24,12 +24,12 @@ import anyio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.reports import best_case  # noqa: E402
-from engine.runner import Engine  # noqa: E402
-from engine.spec import load_study  # noqa: E402
-from engine.studydir import new_study_dir  # noqa: E402
-from engine.tools import make_tool  # noqa: E402
-from engine.tools.sta_parsers import parse_n2m  # noqa: E402
+from noodle2.engine.reports.status import best_case
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import new_study_dir
+from noodle2.engine.study.load import load_study
+from noodle2.engine.tools import make_tool
+from noodle2.engine.tools.timing.parsers import parse_n2m
 
 SAMPLES = {"osu018": "quickstart.toml", "nangate45": "gcd_nangate45.toml", "sky130hd": "gcd_sky130hd.toml",
            "asap7": "gcd_asap7.toml"}
@@ -83,7 +83,7 @@ def main(techs: list[str]) -> None:
             work = Path(tmp) / tech
             work.mkdir()
             eng, wall = study(tech, work)
-            read, empty, mb = liberty_cost(list(eng.tool.lib_copies.values()), work)  # every corner, every VT set
+            read, empty, mb = liberty_cost(list(eng.tool.design.lib_copies.values()), work)  # every corner, every VT set
             t = one_trial(eng)
             s = eng.state
             best, base = best_case(s), s.base()

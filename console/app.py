@@ -11,18 +11,17 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from console import themes
-from console.follow import spawn_engine
-from console.screens.modals import HelpScreen, TextScreen
-from console.screens.picker import PickerScreen
-from console.screens.study import StudyScreen
-from engine.errors import N2Error
-
-REPO = Path(__file__).resolve().parents[1]
+from noodle2.console import themes
+from noodle2.console.follow import spawn_engine
+from noodle2.console.screens.modals import HelpScreen, TextScreen
+from noodle2.console.screens.picker import PickerScreen
+from noodle2.console.screens.study import StudyScreen
+from noodle2.engine import DATA
+from noodle2.engine.errors import N2Error
 
 
 class Noodle2App(App):
-    CSS_PATH = str(REPO / "themes" / "noodle2.tcss")
+    CSS_PATH = str(DATA / "themes" / "noodle2.tcss")
     TITLE = "noodle2"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [Binding("ctrl+p", "command_palette", "palette", show=False)]
@@ -31,7 +30,7 @@ class Noodle2App(App):
                  samples: Path | None = None, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self.root = root
-        self.samples = samples or (Path("sample_studies") if Path("sample_studies").is_dir() else REPO / "sample_studies")
+        self.samples = samples or (Path("sample_studies") if Path("sample_studies").is_dir() else DATA / "sample_studies")
         self.initial = open_study
         self.clock = clock
         for t in themes.load_themes():
@@ -58,8 +57,8 @@ class Noodle2App(App):
 
     def start_study(self, file: Path) -> None:
         """New run from the picker: validate, make the study dir, start a detached engine."""
-        from engine.spec import load_study
-        from engine.studydir import new_study_dir
+        from noodle2.engine.run.studydir import new_study_dir
+        from noodle2.engine.study.load import load_study
 
         try:
             d = new_study_dir(load_study(file), self.root)
@@ -97,7 +96,7 @@ class Noodle2App(App):
 
     def farewell(self) -> str:
         """What to tell the operator when the console closes while engines run on."""
-        from engine.fsutil import lock_holder
+        from noodle2.engine.fsutil import lock_holder
 
         out = []
         for screen in self.screen_stack:

@@ -11,6 +11,7 @@ import re
 import shlex
 import sys
 from pathlib import Path
+from typing import Callable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 3
 STATUS_EXIT = {"complete": EXIT_OK, "failed": EXIT_FAILED, "blocked": EXIT_FAILED, "interrupted": EXIT_INTERRUPTED}
@@ -35,13 +36,13 @@ exit codes: 0 done, 1 study failed or blocked (ci: a regression), 2 usage/valida
 
 
 def _themes() -> list[str]:
-    from console.themes import SHORT
+    from noodle2.console.themes import SHORT
 
     return list(SHORT)
 
 
 def _techs() -> list[str]:
-    from engine.tools.tech import names
+    from noodle2.engine.tools.tech import names
 
     return names()
 
@@ -60,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, formatter_class=fmt, epilog=epilog,
                               parents=[common])
 
+    _run_commands(command)
+    _view_commands(command)
+    _catalog_commands(command)
+    return p
+
+
+Command = Callable[[str, str, list[str]], argparse.ArgumentParser]
+
+
+def _run_commands(command: Command) -> None:
+    """Commands that start, continue or prepare a study."""
     r = command("run", "start a new study from a study file", [
         "noodle2 run sample_studies/quickstart.toml --unattended",
         "noodle2 run sample_studies/quickstart.toml --json > events.jsonl",
@@ -85,11 +97,32 @@ def _parser() -> argparse.ArgumentParser:
                     help="take a corrected study file: only keys that leave recorded results as they are (execution, "
                          "notify, ci, descriptions, [safety] allow, custom metrics no trial has recorded)")
 
+    _validate_and_init(command)
+
+
+def _validate_and_init(command: Command) -> None:
     v = command("validate", "check a study file and print its plan and legality report", [
         "noodle2 validate sample_studies/quickstart.toml",
         "noodle2 validate my.toml"])
     v.add_argument("file", type=Path, help="the study file (TOML)")
 
+    i = command("init", "write a complete, commented study file that validates and runs as it is", [
+        "noodle2 init my.toml",
+        "noodle2 init mine.toml --rtl sample_studies/designs/alu32/alu32.v --top alu32 "
+        "--sdc sample_studies/designs/alu32/alu32.sdc"])
+    i.add_argument("file", type=Path, nargs="?", default=Path("study.toml"), help="where to write it (default: study.toml)")
+    src = i.add_mutually_exclusive_group()
+    src.add_argument("--rtl", type=Path, action="append", help="RTL to synthesise (repeatable)")
+    src.add_argument("--netlist", type=Path, help="a gate-level netlist instead of RTL")
+    i.add_argument("--top", help="the top module (default: the sample design's)")
+    i.add_argument("--sdc", type=Path, help="the SDC (default: the sample design's)")
+    i.add_argument("--tech", help="technology: " + ", ".join(_techs()) + " (default: the one whose cells a "
+                   "--netlist uses, else osu018)")
+    i.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+
+
+def _view_commands(command: Command) -> None:
+    """Commands that look at studies: status, watch, the console, reports, CI, comparison."""
     st = command("status", "one-screen summary of a study", [
         f"noodle2 status {EXAMPLE_DIR}",
         f"noodle2 status {EXAMPLE_DIR} --json"])
@@ -106,20 +139,6 @@ def _parser() -> argparse.ArgumentParser:
         "noodle2 console",
         "noodle2 console studies --theme high-contrast"])
     c.add_argument("root", type=Path, nargs="?", default=Path("studies"), help="folder of study dirs (default: ./studies)")
-
-    i = command("init", "write a complete, commented study file that validates and runs as it is", [
-        "noodle2 init my.toml",
-        "noodle2 init mine.toml --rtl sample_studies/designs/alu32/alu32.v --top alu32 "
-        "--sdc sample_studies/designs/alu32/alu32.sdc"])
-    i.add_argument("file", type=Path, nargs="?", default=Path("study.toml"), help="where to write it (default: study.toml)")
-    src = i.add_mutually_exclusive_group()
-    src.add_argument("--rtl", type=Path, action="append", help="RTL to synthesise (repeatable)")
-    src.add_argument("--netlist", type=Path, help="a gate-level netlist instead of RTL")
-    i.add_argument("--top", help="the top module (default: the sample design's)")
-    i.add_argument("--sdc", type=Path, help="the SDC (default: the sample design's)")
-    i.add_argument("--tech", help="technology: " + ", ".join(_techs()) + " (default: the one whose cells a "
-                   "--netlist uses, else osu018)")
-    i.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
     rp = command("report", "write summary.html (self-contained) and summary.md with plots, trials.csv, lineage.svg "
                  "and the winner's change list and replay Tcl", [
@@ -146,6 +165,10 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                     help="colour better and worse (auto: on a terminal, unless NO_COLOR is set)")
 
+
+
+def _catalog_commands(command: Command) -> None:
+    """Commands about the installation: the cluster, the ECOs, the technologies, the schema."""
     rc = command("ray-check", "check a Ray cluster: nodes, CPUs, memory, the tools on every node, one trial round "
                   "trip per node", ["noodle2 ray-check", "noodle2 ray-check --tools sta,yosys,qflow"])
     rc.add_argument("address", nargs="?", default="local",
@@ -160,11 +183,10 @@ def _parser() -> argparse.ArgumentParser:
             "places and routes them", ["noodle2 techs"])
     command("schema", "print the study file's JSON Schema (for Taplo, VS Code's Even Better TOML)", [
         "noodle2 schema > noodle2.schema.json"])
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.errors import HINTS, EnvironmentFault, N2Error
+    from noodle2.engine.errors import HINTS, EnvironmentFault, N2Error
 
     try:
         args = _parser().parse_args(argv)
@@ -197,7 +219,7 @@ def invocation() -> str:
     arg0 = sys.argv[0] if sys.argv else "noodle2"
     if Path(arg0).name == "noodle2":
         return shlex.quote(arg0)
-    return f"{shlex.quote(sys.executable)} -m console.cli"
+    return f"{shlex.quote(sys.executable)} -m noodle2.console.cli"
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -234,8 +256,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _console(root: Path, theme: str | None, **kw) -> int:
-    from console.app import run_console
-    from console.themes import UnknownTheme
+    from noodle2.console.app import run_console
+    from noodle2.console.themes import UnknownTheme
 
     try:
         return run_console(root, theme=theme, **kw)
@@ -245,8 +267,8 @@ def _console(root: Path, theme: str | None, **kw) -> int:
 
 
 def cmd_validate(file: Path) -> int:
-    from engine.plan import format_plan
-    from engine.spec import load_study
+    from noodle2.engine.study.load import load_study
+    from noodle2.engine.study.plan import format_plan
 
     study = load_study(file)
     print(format_plan(study))
@@ -254,13 +276,13 @@ def cmd_validate(file: Path) -> int:
 
 
 def cmd_ecos(file: Path | None = None) -> int:
-    from engine.ecos import CATALOG, catalog, definitions
-    from engine.plugins import broken, plugin_ecos, plugin_metrics
+    from noodle2.engine.catalog.ecos import CATALOG, catalog, definitions
+    from noodle2.engine.study.plugins import broken, plugin_ecos, plugin_metrics
 
     shown = {**definitions(plugin_ecos()), **CATALOG}
     metrics = list(plugin_metrics())
     if file is not None:
-        from engine.spec import load_study
+        from noodle2.engine.study.load import load_study
 
         spec = load_study(file).spec
         shown.update(catalog(spec))
@@ -281,8 +303,8 @@ def cmd_ecos(file: Path | None = None) -> int:
 
 
 def cmd_techs() -> int:
-    from engine.errors import N2Error
-    from engine.tools.tech import facts, names, resolve_tech
+    from noodle2.engine.errors import N2Error
+    from noodle2.engine.tools.tech import facts, names, resolve_tech
 
     for name in names():
         f = facts(name)
@@ -302,16 +324,16 @@ def cmd_techs() -> int:
 def cmd_schema() -> int:
     import orjson
 
-    from engine.spec import json_schema
+    from noodle2.engine.study.models import json_schema
 
     sys.stdout.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
     return EXIT_OK
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from engine.errors import N2Error
-    from engine.spec import load_study
-    from engine.template import study_file
+    from noodle2.engine.errors import N2Error
+    from noodle2.engine.study.load import load_study
+    from noodle2.engine.study.template import study_file
 
     if args.file.exists() and not args.force:
         raise N2Error.one("N2-E206", f"{args.file} exists", hint="pick another name, or add --force to overwrite it")
@@ -326,16 +348,16 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, theme: str | None) -> int:
-    from engine.plan import format_plan
-    from engine.spec import load_study
-    from engine.studydir import new_study_dir
+    from noodle2.engine.run.studydir import new_study_dir
+    from noodle2.engine.study.load import load_study
+    from noodle2.engine.study.plan import format_plan
 
     study = load_study(args.file)
     if args.dry_run:
         print(format_plan(study))
         return EXIT_OK
     if not (args.unattended or args.json):
-        from console.themes import UnknownTheme, choose
+        from noodle2.console.themes import UnknownTheme, choose
 
         try:
             choose(theme)  # a bad theme is refused before a study dir is made
@@ -345,7 +367,7 @@ def cmd_run(args: argparse.Namespace, theme: str | None) -> int:
     study_dir = new_study_dir(study, args.root, args.study_dir)
     if not (args.unattended or args.json):
         return _console(study_dir.parent, theme, open_study=study_dir, start_engine=True)
-    from console.headless import say
+    from noodle2.console.headless import say
 
     human = sys.stderr if args.json else sys.stdout  # --json keeps stdout pure JSON lines
     say(format_plan(study), human)
@@ -354,9 +376,9 @@ def cmd_run(args: argparse.Namespace, theme: str | None) -> int:
 
 
 def cmd_resume(args: argparse.Namespace, theme: str | None = None) -> int:
-    from engine.errors import N2Error
-    from engine.journal import recover
-    from engine.studydir import open_for_resume, require_study_dir
+    from noodle2.engine.errors import N2Error
+    from noodle2.engine.journal.store import recover
+    from noodle2.engine.run.studydir import open_for_resume, require_study_dir
 
     require_study_dir(args.study_dir)
     s = recover(args.study_dir).state
@@ -380,10 +402,10 @@ def run_engine(study_dir: Path, json: bool = False, amend: Path | None = None) -
     """Run or resume the study in this process (the console starts this as its own process)."""
     import anyio
 
-    from console.headless import Printer
-    from engine.runner import Engine
-    from engine.studydir import amend_for_resume, open_for_resume, read_provenance
-    from engine.tools import make_tool
+    from noodle2.console.headless import Printer
+    from noodle2.engine.run.engine import Engine
+    from noodle2.engine.run.studydir import amend_for_resume, open_for_resume, read_provenance
+    from noodle2.engine.tools import make_tool
 
     study_dir = study_dir.resolve()
     study = open_for_resume(study_dir, ignore_original=amend is not None)
@@ -409,7 +431,7 @@ def _absorb_late_signals() -> None:
     with the study's own code (the engine blocked them before it let go of its handlers)."""
     import signal
 
-    from engine.runner import STOP_SIGNALS
+    from noodle2.engine.run.control import STOP_SIGNALS
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, lambda *_: None)
@@ -417,10 +439,10 @@ def _absorb_late_signals() -> None:
 
 
 def cmd_status(study_dir: Path, json: bool = False) -> int:
-    from engine.fsutil import lock_holder
-    from engine.journal import recover
-    from engine.reports import status_json, status_text
-    from engine.studydir import require_study_dir
+    from noodle2.engine.fsutil import lock_holder
+    from noodle2.engine.journal.store import recover
+    from noodle2.engine.reports.status import status_json, status_text
+    from noodle2.engine.run.studydir import require_study_dir
 
     require_study_dir(study_dir)
     rec = recover(study_dir)
@@ -437,9 +459,9 @@ def cmd_status(study_dir: Path, json: bool = False) -> int:
 
 def cmd_report(study_dir: Path, out: Path | None) -> int:
     """Reads the study (no lock: an engine may still run it) and writes the report files."""
-    from engine import summary
-    from engine.journal import recover
-    from engine.studydir import require_study_dir
+    from noodle2.engine.journal.store import recover
+    from noodle2.engine.reports import summary
+    from noodle2.engine.run.studydir import require_study_dir
 
     require_study_dir(study_dir)
     rec = recover(study_dir)
@@ -457,7 +479,7 @@ def cmd_ray_check(address: str, tools: list[str]) -> int:
     if importlib.util.find_spec("ray") is None:
         print("noodle2: N2-E114 Ray is not installed\n        hint: pip install 'noodle2[ray]'", file=sys.stderr)
         return EXIT_USAGE
-    from engine.executors.ray_exec import check
+    from noodle2.engine.executors.ray_exec import check
 
     try:
         lines, ok = check(address, tools)
@@ -470,9 +492,9 @@ def cmd_ray_check(address: str, tools: list[str]) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from engine.compare import compare
-    from engine.journal import recover
-    from engine.studydir import require_study_dir
+    from noodle2.engine.journal.store import recover
+    from noodle2.engine.reports.compare import compare
+    from noodle2.engine.run.studydir import require_study_dir
 
     for d in (args.study_a, args.study_b):
         require_study_dir(d)
@@ -490,10 +512,11 @@ def cmd_ci(args: argparse.Namespace) -> int:
 
     import orjson
 
-    from engine import ci
-    from engine.journal import recover
-    from engine.spec import maximised, parse_study
-    from engine.studydir import new_study_dir
+    from noodle2.engine.journal.store import recover
+    from noodle2.engine.reports import ci
+    from noodle2.engine.run.studydir import new_study_dir
+    from noodle2.engine.study.load import parse_study
+    from noodle2.engine.study.models import maximised
 
     if not args.update_baseline and not args.baseline.is_file():
         print(f"noodle2: N2-E119 no baseline at {args.baseline}", file=sys.stderr)
@@ -540,10 +563,10 @@ def cmd_watch(study_dir: Path, json: bool) -> int:
     """Follow the journal of a study another process runs; needs no lock and changes nothing."""
     import time
 
-    from console.follow import StudyFollower
-    from console.headless import Printer
-    from engine import events as ev
-    from engine.studydir import require_study_dir
+    from noodle2.console.follow import StudyFollower
+    from noodle2.console.headless import Printer
+    from noodle2.engine.journal import events as ev
+    from noodle2.engine.run.studydir import require_study_dir
 
     require_study_dir(study_dir)
     follower = StudyFollower(study_dir, replay=True)

@@ -12,12 +12,12 @@ from typing import Callable
 
 import orjson
 
-from engine import events as ev
-from engine.errors import N2Error
-from engine.fsutil import atomic_write, lock_holder, open_log_for_append
-from engine.journal import JOURNAL, read_events, recover
-from engine.runner import CONTROL_DIR
-from engine.state import FoldError, StudyState, fold
+from noodle2.engine.errors import N2Error
+from noodle2.engine.fsutil import atomic_write, lock_holder, open_log_for_append
+from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.state import FoldError, StudyState, fold
+from noodle2.engine.journal.store import JOURNAL, read_events, recover
+from noodle2.engine.run.control import CONTROL_DIR
 
 
 class StudyFollower:
@@ -71,10 +71,8 @@ def spawn_engine(study_dir: Path) -> int:
     """Start (or resume) the study's engine detached from this terminal: its own session, so
     closing the console or losing SSH (SIGHUP) leaves it running.  Output goes to engine.log."""
     log = os.fdopen(open_log_for_append(study_dir / "engine.log"), "ab")
-    here = str(Path(__file__).resolve().parents[1])  # a source checkout or site-packages: either imports
-    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
-    p = subprocess.Popen([sys.executable, "-m", "console.cli", "resume", str(study_dir)], stdin=subprocess.DEVNULL,
-                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-                         cwd=os.getcwd(), env=dict(os.environ, PYTHONPATH=path))
+    p = subprocess.Popen([sys.executable, "-m", "noodle2.console.cli", "resume", str(study_dir)],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                         close_fds=True, cwd=os.getcwd())
     log.close()
     return p.pid

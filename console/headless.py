@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from console.view import plural
-from engine import events as ev
-from engine.reports import agreement_line, fmt_ns, trial_line
-from engine.state import StudyState
+from noodle2.console.view import plural
+from noodle2.engine.fmt import fmt_ns
+from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.state import StudyState
+from noodle2.engine.reports.files import agreement_line
+from noodle2.engine.reports.status import trial_line
 
 
 class Printer:

@@ -10,7 +10,9 @@ from pathlib import Path
 import orjson
 from textual.theme import Theme
 
-THEMES_DIR = Path(__file__).resolve().parents[1] / "themes"
+from noodle2.engine import DATA
+
+THEMES_DIR = DATA / "themes"
 SHORT = {"dark": "noodle2-dark", "light": "noodle2-light", "high-contrast": "noodle2-high-contrast"}
 
 

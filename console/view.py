@@ -2,11 +2,11 @@
 one word per status, plurals, and what a trial is when no engine runs it any more."""
 from __future__ import annotations
 
-from engine.ecos import ROUTE_MODES
-from engine.reports import fmt_ns as ns
-from engine.reports import plural
-from engine.reports import stage_best as running_best
-from engine.state import StageState, StudyState, TrialState
+from noodle2.engine.catalog.ecos import ROUTE_MODES
+from noodle2.engine.fmt import fmt_ns as ns
+from noodle2.engine.fmt import plural
+from noodle2.engine.journal.state import StageState, StudyState, TrialState
+from noodle2.engine.reports.status import stage_best as running_best
 
 __all__ = ["active_stage", "mw", "ns", "plural", "running_best", "stage_counts", "trial_status", "um2"]
 

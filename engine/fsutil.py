@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from engine.errors import EnvironmentFault, N2Error, env_fault
+from noodle2.engine.errors import EnvironmentFault, N2Error, env_fault
 
 NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 

@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = ROOT / "tests" / "fake_tools"
-NOODLE2 = [sys.executable, "-m", "console.cli"]
+NOODLE2 = [sys.executable, "-m", "noodle2.console.cli"]
 
 
 def fake_study(tmp: Path, *, name: str = "fake", stages: str | None = None, command: list[str] | None = None,
@@ -63,8 +63,8 @@ soft_timeout_s = 20
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **extra)
-    return env
+    """The environment of a CLI run: noodle2 comes from the installed package, as for a user."""
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **extra}
 
 
 @pytest.fixture
@@ -88,9 +88,9 @@ class StaBench:
     sample design (SAMPLES), or the file name of any sample study."""
 
     def __init__(self, design: str, root: Path, tech: str = "osu018") -> None:
-        from engine.spec import parse_study
-        from engine.studydir import new_study_dir
-        from engine.tools.opensta import OpenSTATool
+        from noodle2.engine.run.studydir import new_study_dir
+        from noodle2.engine.study.load import parse_study
+        from noodle2.engine.tools.timing.opensta import OpenSTATool
 
         path = ROOT / "sample_studies" / SAMPLES.get(design, design)
         self.study = parse_study(path.read_text().replace('tech = "osu018"', f'tech = "{tech}"'), path)
@@ -108,9 +108,9 @@ class StaBench:
     def trial(self, case: str, eco: str, params: dict | None = None, parent: Path | None = None,
               mode: str = "sta_power", eco_call: str | None = None, extra_tcl: str = "") -> tuple[dict, Path]:
         """Returns (metrics, dir) for a result, ({'failure': ...}, dir) for a failed trial."""
-        from engine.executors import run_command
-        from engine.policy.failures import classify
-        from engine.tools.base import TrialContext, TrialFailure
+        from noodle2.engine.executors.local import run_command
+        from noodle2.engine.policy.failures import classify
+        from noodle2.engine.tools.base import TrialContext, TrialFailure
 
         tdir = self.dir / "trials" / case
         tdir.mkdir(parents=True)

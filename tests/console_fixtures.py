@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine import events as ev
+from noodle2.engine.journal import events as ev
 
 T0 = 1_800_000_000.0
 STUDY_TOML = """[study]
@@ -146,8 +146,8 @@ def running_study(root: Path, name: str = "live-20270115-110000", *, cancelled: 
 
 def synthetic_maps(trial_dir: Path) -> None:
     """Heatmaps for one trial, as a route mode writes them: a 16 x 10 grid with a hot corner."""
-    from engine.tools.heatmaps import write_maps
-    from engine.tools.physical import GridSpec, Maps
+    from noodle2.engine.tools.pnr.heatmaps import write_maps
+    from noodle2.engine.tools.pnr.physical import GridSpec, Maps
 
     g = GridSpec(0.0, 0.0, 5.0, 16, 10)
 

@@ -10,12 +10,12 @@ import xml.etree.ElementTree as ET
 import orjson
 import pytest
 
-from engine.ci import Check, compare, junit
+from noodle2.engine.reports.ci import Check, compare, junit
 from tests.conftest import ROOT, cli_env, fake_study
 
 
 def ci(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "console.cli", "ci", *map(str, args)], cwd=cwd, env=cli_env(),
+    return subprocess.run([sys.executable, "-m", "noodle2.console.cli", "ci", *map(str, args)], cwd=cwd, env=cli_env(),
                           capture_output=True, text=True, timeout=300)
 
 
@@ -81,13 +81,13 @@ def test_compare_two_studies_colours_better_and_worse(tmp_path):
         path = fake_study(tmp_path / str(seed))
         path.write_text(path.read_text().replace("seed = 11", f"seed = {seed}"))
         dirs.append(tmp_path / f"s{seed}")
-        r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir",
+        r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir",
                             str(dirs[-1])], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
-    r = subprocess.run([sys.executable, "-m", "console.cli", "compare", *map(str, dirs), "--color", "always"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "compare", *map(str, dirs), "--color", "always"], cwd=ROOT,
                        env=cli_env(), capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    best = [orjson.loads(subprocess.run([sys.executable, "-m", "console.cli", "status", str(d), "--json"], cwd=ROOT,
+    best = [orjson.loads(subprocess.run([sys.executable, "-m", "noodle2.console.cli", "status", str(d), "--json"], cwd=ROOT,
                                         env=cli_env(), capture_output=True, text=True).stdout)["best"]["metrics"]
             for d in dirs]
     wns_line = next(ln for ln in r.stdout.splitlines() if ln.startswith("WNS ns"))
@@ -97,6 +97,6 @@ def test_compare_two_studies_colours_better_and_worse(tmp_path):
     assert colour in wns_line and ("better" if b > a else "worse") in wns_line
     assert f"{(b - a) / 1000:+,.3f}" in wns_line
     assert "ECO effectiveness" in r.stdout and "resize_critical" in r.stdout
-    plain = subprocess.run([sys.executable, "-m", "console.cli", "compare", *map(str, dirs)], cwd=ROOT, env=cli_env(),
+    plain = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "compare", *map(str, dirs)], cwd=ROOT, env=cli_env(),
                            capture_output=True, text=True).stdout
     assert "\033[" not in plain  # not a terminal: no colour codes

@@ -54,8 +54,8 @@ def test_unattended_lines_json_and_fresh_dirs(tmp_path):
 
 
 def test_watch_follows_another_process_and_sigterm_resumes(tmp_path):
-    from console.follow import send_control
-    from engine.journal import recover
+    from noodle2.console.follow import send_control
+    from noodle2.engine.journal.store import recover
 
     path = fake_study(tmp_path)
     d = tmp_path / "study"
@@ -73,7 +73,7 @@ def test_watch_follows_another_process_and_sigterm_resumes(tmp_path):
     engine.send_signal(signal.SIGTERM)
     out, _ = engine.communicate(timeout=30)
     assert engine.returncode == 3
-    assert f"resume with: {sys.executable} -m console.cli resume {d}" in out  # as it can be pasted
+    assert f"resume with: {sys.executable} -m noodle2.console.cli resume {d}" in out  # as it can be pasted
     wout, _ = watcher.communicate(timeout=30)
     assert watcher.returncode == 3 and "interrupted" in wout and "✓ fake " in wout
     assert "[interrupted]" in sh("status", str(d)).stdout

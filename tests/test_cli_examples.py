@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.journal import recover
+from noodle2.engine.journal.store import recover
 from tests.conftest import NOODLE2, ROOT, cli_env
 from tests.waiting import wait_until
 
@@ -21,7 +21,7 @@ def commands() -> list[str]:
     """Every subcommand the parser has: one added later cannot slip past this test."""
     import argparse
 
-    from console.cli import _parser
+    from noodle2.console.cli import _parser
 
     sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
     return list(sub.choices)
@@ -45,7 +45,7 @@ def test_every_help_example_runs_as_printed(tmp_path):
     assert len(found) >= 20
     bin_ = tmp_path / "bin"
     bin_.mkdir()
-    (bin_ / "noodle2").write_text(f"#!/bin/sh\nexec {sys.executable} -m console.cli \"$@\"\n")
+    (bin_ / "noodle2").write_text(f"#!/bin/sh\nexec {sys.executable} -m noodle2.console.cli \"$@\"\n")
     (bin_ / "noodle2").chmod(0o755)
     env = cli_env(PATH=f"{bin_}:{os.environ['PATH']}", NOODLE2_CONSOLE_SMOKE="1")
     shutil.copytree(ROOT / "sample_studies", tmp_path / "sample_studies")
@@ -84,7 +84,7 @@ def test_the_readme_walk_through_works_as_written(tmp_path):
     work = tmp_path / "clone"
     shutil.copytree(ROOT / "sample_studies", work / "sample_studies")
     (work / ".venv" / "bin").mkdir(parents=True)
-    (work / ".venv" / "bin" / "noodle2").write_text(f"#!/bin/sh\nexec {sys.executable} -m console.cli \"$@\"\n")
+    (work / ".venv" / "bin" / "noodle2").write_text(f"#!/bin/sh\nexec {sys.executable} -m noodle2.console.cli \"$@\"\n")
     (work / ".venv" / "bin" / "noodle2").chmod(0o755)
     r = subprocess.run(["bash", "-c", run_line.split("&&", 1)[1]], cwd=work, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-1500:]

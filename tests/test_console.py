@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from console.app import Noodle2App
-from console.screens.detail import TrialDetail
-from console.screens.modals import HelpScreen
-from console.screens.picker import PickerScreen
-from console.screens.study import StudyScreen
-from console.widgets.tables import TrialTable
+from noodle2.console.app import Noodle2App
+from noodle2.console.screens.detail import TrialDetail
+from noodle2.console.screens.modals import HelpScreen
+from noodle2.console.screens.picker import PickerScreen
+from noodle2.console.screens.study import StudyScreen
+from noodle2.console.widgets.tables import TrialTable
 from tests.console_fixtures import T0, running_study, synthetic_study
 from tests.waiting import settle
 
@@ -130,7 +130,7 @@ async def test_theme_choice_order_and_memory(tmp_path, monkeypatch):
         assert pilot.app.theme == "noodle2-light"
     async with app_for(tmp_path, theme="dark").run_test() as pilot:
         assert pilot.app.theme == "noodle2-dark"  # --theme wins, and is not remembered
-    from console.themes import remembered
+    from noodle2.console.themes import remembered
     assert remembered() == "noodle2-high-contrast"  # env and --theme choices are not remembered
 
 
@@ -172,7 +172,7 @@ async def test_damaged_journal_shows_a_coded_error_not_a_crash(tmp_path):
 
 
 async def test_opens_a_study_longer_than_the_log_replay_window(tmp_path):
-    from engine import events as ev
+    from noodle2.engine.journal import events as ev
 
     d = tmp_path / "big"
     (d / "inputs").mkdir(parents=True)
@@ -199,7 +199,7 @@ async def test_opens_a_study_longer_than_the_log_replay_window(tmp_path):
 
 
 async def test_trial_detail_draws_heatmaps_and_cycles_maps_and_layers(tmp_path, monkeypatch):
-    from console.widgets.heatmap import Heatmap
+    from noodle2.console.widgets.heatmap import Heatmap
     from tests.console_fixtures import synthetic_maps
 
     monkeypatch.setenv("COLORTERM", "truecolor")
@@ -232,7 +232,7 @@ async def test_trial_detail_draws_heatmaps_and_cycles_maps_and_layers(tmp_path, 
 ])
 async def test_heatmap_degrades_to_glyphs_in_high_contrast_and_16_colours(tmp_path, monkeypatch, theme, term,
                                                                           colorterm, plain):
-    from console.widgets.heatmap import RAMP, Heatmap
+    from noodle2.console.widgets.heatmap import RAMP, Heatmap
     from tests.console_fixtures import synthetic_maps
 
     monkeypatch.setenv("TERM", term)
@@ -275,7 +275,7 @@ async def test_w_writes_the_report_and_says_where(tmp_path):
 async def test_a_ray_study_shows_its_cluster_and_the_node_of_every_trial(tmp_path, monkeypatch):
     import os
 
-    from console.follow import StudyFollower
+    from noodle2.console.follow import StudyFollower
 
     running_study(tmp_path, cluster=True)
     monkeypatch.setattr(StudyFollower, "engine_pid", lambda self: os.getpid())  # an engine holds the study

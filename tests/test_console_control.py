@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 
-from console.app import Noodle2App
-from console.screens.study import StudyScreen
-from console.widgets.tables import TrialTable
-from engine import events as ev
-from engine.fsutil import lock_holder
-from engine.journal import JOURNAL, read_events, recover
+from noodle2.console.app import Noodle2App
+from noodle2.console.screens.study import StudyScreen
+from noodle2.console.widgets.tables import TrialTable
+from noodle2.engine.fsutil import lock_holder
+from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.store import JOURNAL, read_events, recover
 from tests.conftest import NOODLE2, ROOT, cli_env, fake_study
 from tests.waiting import settle, wait_until
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from console.app import Noodle2App
+from noodle2.console.app import Noodle2App
 from tests.console_fixtures import T0, running_study, synthetic_study
 
 SIZES = [(80, 24), (120, 36), (160, 48)]
@@ -46,7 +46,7 @@ def test_help_screen(snap_compare, root, size):
 
 def test_trial_heatmap(snap_compare, root, monkeypatch):
     """A routed trial's detail, scrolled to its congestion map (truecolor half-blocks, legend)."""
-    from console.widgets.heatmap import Heatmap
+    from noodle2.console.widgets.heatmap import Heatmap
     from tests.console_fixtures import synthetic_maps
 
     monkeypatch.setenv("COLORTERM", "truecolor")

@@ -10,8 +10,8 @@ import sys
 import orjson
 import pytest
 
-from engine.errors import N2Error
-from engine.spec import parse_study
+from noodle2.engine.errors import N2Error
+from noodle2.engine.study.load import parse_study
 from tests.conftest import ROOT, cli_env
 
 pytestmark = pytest.mark.skipif(shutil.which("sta") is None or shutil.which("yosys") is None,
@@ -76,7 +76,7 @@ paths = [1, 3]
 def run(tmp_path, text, name="s", check=True):
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
-    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir",
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir",
                         str(tmp_path / name)], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
     if check:
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -101,7 +101,7 @@ def test_a_custom_eco_and_metrics_run_rank_and_report(tmp_path):
     assert chosen["survivors"] == [best]  # ranked on the custom metric, larger is better as declared
     legality = (tmp_path / "s" / "legality_report.md").read_text()
     assert "✓ upsize_worst_drivers" in legality and "topology_neutral" in legality
-    listed = subprocess.run([sys.executable, "-m", "console.cli", "ecos", str(tmp_path / "s.toml")], cwd=ROOT,
+    listed = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "ecos", str(tmp_path / "s.toml")], cwd=ROOT,
                             env=cli_env(), capture_output=True, text=True).stdout
     assert "upsize_worst_drivers" in listed and "[study file]" in listed and "worst_slack_ns" in listed
 
@@ -166,7 +166,7 @@ tcl = """
     assert (tmp_path / "s" / "inputs" / "ecos" / "downsize.toml").is_file()
     ran = [e for e in events if e["type"] == "trial_finished" and e["case_id"] == "mac16_0_1"]
     assert ran and ran[0]["metrics"]["eco_changes"] == 1
-    from engine.spec import load_study
+    from noodle2.engine.study.load import load_study
 
     (tmp_path / "ecos" / "downsize.toml").unlink()  # the study keeps its own copy, as resume reads it
 

@@ -6,14 +6,14 @@ import subprocess
 
 import orjson
 
-from engine.docs import reference
-from engine.spec import StudySpec
+from noodle2.engine.study.docs import reference
+from noodle2.engine.study.models import StudySpec
 from tests.conftest import NOODLE2, ROOT, cli_env
 
 
 def test_docs_study_file_md_is_the_generated_reference():
     assert (ROOT / "docs" / "study-file.md").read_text() == reference(), \
-        "regenerate: .venv/bin/python -m engine.docs > docs/study-file.md"
+        "regenerate: .venv/bin/python -m noodle2.engine.study.docs > docs/study-file.md"
 
 
 def test_every_key_is_documented():

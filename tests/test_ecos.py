@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from engine.ecos import CATALOG
-from engine.tools.liberty import load
+from noodle2.engine.catalog.ecos import CATALOG
+from noodle2.engine.tools.tech.liberty import load
 
 pytestmark = pytest.mark.skipif(shutil.which("sta") is None or shutil.which("yosys") is None,
                                 reason="needs OpenSTA and Yosys (bash .ci/setup installs them)")
@@ -45,7 +45,7 @@ def test_every_eco_on_escaped_names_in_every_tech(bench, tech):
         assert m["sta_warnings"] == 0, (tech, eco, m.get("warnings"))
         if eco in KEEPS_IF_BETTER:
             assert m["wns_ps"] >= base["wns_ps"] and m["tns_ps"] >= base["tns_ps"] - 0.5, (tech, eco)
-        from engine.tools.equiv import prove
+        from noodle2.engine.tools.proof.equiv import prove
         proof = prove(base_dir / "sort8.v", tdir / "sort8.v", b.tool.libs, lib, tdir / "equiv")
         assert proof.proven, (tech, eco, proof)
 
@@ -85,6 +85,6 @@ def test_resynthesis_restructures_the_cone_and_is_proven(bench):
     assert m["wns_ps"] > base["wns_ps"] + 500 and m["eco_changes"] > 100, (base["wns_ps"], m["wns_ps"])
     log = (tdir / "resynth.log").read_text()
     assert "proof: True" in log and "&cec" in log
-    from engine.tools.equiv import prove
+    from noodle2.engine.tools.proof.equiv import prove
     proof = prove(base_dir / "mac16.v", tdir / "mac16.v", b.tool.libs, load(b.tool.libs[0]), tdir / "recheck")
     assert proof.proven and proof.method == "sat"

@@ -11,15 +11,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from engine import events as ev
-from engine.errors import N2Error
-from engine.fsutil import StudyLock
-from engine.journal import JOURNAL, read_events, recover
-from engine.runner import Engine
-from engine.spec import load_study
-from engine.state import StudyState, fold
-from engine.studydir import new_study_dir, open_for_resume
-from engine.tools import make_tool
+from noodle2.engine.errors import N2Error
+from noodle2.engine.fsutil import StudyLock
+from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.state import StudyState, fold
+from noodle2.engine.journal.store import JOURNAL, read_events, recover
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import new_study_dir, open_for_resume
+from noodle2.engine.study.load import load_study
+from noodle2.engine.tools import make_tool
 from tests.conftest import FAKE, fake_study
 
 
@@ -226,7 +226,7 @@ async def test_graceful_stop_checkpoints_and_resume_finishes(tmp_path):
 
 
 async def test_stale_control_requests_expire_instead_of_stopping_a_resume(tmp_path):
-    from console.follow import send_control
+    from noodle2.console.follow import send_control
 
     study = load_study(fake_study(tmp_path))
     d = new_study_dir(study, tmp_path / "s")
@@ -286,7 +286,7 @@ survivors = 1
 ecos = ["pin_swap"]
 """
     path = fake_study(tmp_path, stages=stages, extra="[rails]\nmax = { area_um2 = 100 }\nmin = { wns_ps = -5000 }\n")
-    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended",
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended",
                         "--study-dir", str(tmp_path / "s")], cwd=ROOT, env=cli_env(), capture_output=True, text=True,
                        timeout=120)
     assert "Traceback" not in r.stderr, r.stderr

@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from engine.tools.equiv import parse_netlist, prove, structural
-from engine.tools.liberty import load
+from noodle2.engine.tools.proof.equiv import parse_netlist, prove, structural
+from noodle2.engine.tools.tech.liberty import load
 
 pytestmark = pytest.mark.skipif(shutil.which("sta") is None or shutil.which("yosys") is None,
                                 reason="needs OpenSTA and Yosys (bash .ci/setup installs them)")
@@ -106,10 +106,10 @@ def test_ecod_netlists_round_trip_through_yosys_and_prove_equal(bench, tmp_path,
 def test_an_unproven_survivor_fails_and_the_next_proven_case_is_promoted(tmp_path, monkeypatch):
     import anyio
 
-    from engine.runner import Engine
-    from engine.spec import parse_study
-    from engine.studydir import new_study_dir
-    from engine.tools import make_tool
+    from noodle2.engine.run.engine import Engine
+    from noodle2.engine.run.studydir import new_study_dir
+    from noodle2.engine.study.load import parse_study
+    from noodle2.engine.tools import make_tool
     from tests.conftest import FAKE, ROOT
 
     bin_ = tmp_path / "bin"
@@ -139,10 +139,10 @@ def test_an_unproven_survivor_fails_and_the_next_proven_case_is_promoted(tmp_pat
 def test_equivalence_all_proves_every_trial_and_off_proves_none(tmp_path):
     import anyio
 
-    from engine.runner import Engine
-    from engine.spec import parse_study
-    from engine.studydir import new_study_dir
-    from engine.tools import make_tool
+    from noodle2.engine.run.engine import Engine
+    from noodle2.engine.run.studydir import new_study_dir
+    from noodle2.engine.study.load import parse_study
+    from noodle2.engine.tools import make_tool
     from tests.conftest import ROOT
 
     text = (ROOT / "sample_studies/quickstart.toml").read_text()
@@ -161,7 +161,7 @@ def test_equivalence_all_proves_every_trial_and_off_proves_none(tmp_path):
 def test_a_clone_of_a_cloned_flop_is_the_same_state_element(mac16, tmp_path):
     """A flop cloned in one stage and its clone cloned again in the next: all three registers
     share D and CLK, so they are one state element (this once produced a false counterexample)."""
-    from engine.tools.netlist import write_netlist
+    from noodle2.engine.tools.netlist import write_netlist
 
     b, base = mac16
     lib = load(b.tool.libs[0])

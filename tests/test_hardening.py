@@ -13,15 +13,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from console.follow import send_control
-from engine import events as ev
-from engine.errors import N2Error
-from engine.journal import JOURNAL, read_events, recover
-from engine.policy.ranking import Candidate, select_survivors
-from engine.runner import Engine
-from engine.spec import Ranking, load_study
-from engine.studydir import new_study_dir, open_for_resume
-from engine.tools import make_tool
+from noodle2.console.follow import send_control
+from noodle2.engine.errors import N2Error
+from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.store import JOURNAL, read_events, recover
+from noodle2.engine.policy.ranking import Candidate, select_survivors
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import new_study_dir, open_for_resume
+from noodle2.engine.study.load import load_study
+from noodle2.engine.study.models import Ranking
+from noodle2.engine.tools import make_tool
 from tests.conftest import FAKE, NOODLE2, ROOT, cli_env, fake_study
 from tests.waiting import wait_until, watchdog
 
@@ -394,7 +395,7 @@ def test_leaderboard_and_trace_show_the_imported_priors_the_engine_used(tmp_path
 def test_survivor_selection_runs_off_the_event_loop(tmp_path, monkeypatch):
     import threading
 
-    import engine.runner as runner
+    import noodle2.engine.run.stages as runner
 
     seen = []
     real = runner.select_survivors

@@ -5,17 +5,10 @@ import anyio
 import orjson
 import pytest
 
-from engine import events as ev
-from engine.errors import N2Error
-from engine.journal import (
-    CHECKPOINT,
-    JOURNAL,
-    JournalWriter,
-    read_events,
-    recover,
-    write_checkpoint,
-)
-from engine.state import StudyState, fold, replay
+from noodle2.engine.errors import N2Error
+from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.state import StudyState, fold, replay
+from noodle2.engine.journal.store import CHECKPOINT, JOURNAL, JournalWriter, read_events, recover, write_checkpoint
 
 
 def _events(n: int) -> list[ev.Event]:
@@ -201,7 +194,7 @@ def test_full_disk_on_append_leaves_the_journal_at_its_last_whole_line(tmp_path,
     import errno
     import os as _os
 
-    from engine.errors import EnvironmentFault
+    from noodle2.engine.errors import EnvironmentFault
 
     w = JournalWriter(tmp_path / JOURNAL, 0)
     evs = _events(2)

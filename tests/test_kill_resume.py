@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine import events as ev
-from engine.journal import JOURNAL, read_events, recover
+from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.store import JOURNAL, read_events, recover
 from tests.conftest import FAKE, NOODLE2, ROOT, cli_env, fake_study
 from tests.waiting import journal_lines, wait_until
 

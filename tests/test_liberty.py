@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.tools.liberty import load, truth_table
-from engine.tools.tech import resolve_tech
+from noodle2.engine.tools.tech import resolve_tech
+from noodle2.engine.tools.tech.liberty import load, truth_table
 
 TECHS = ["osu018", "osu035", "osu050"]
 

@@ -12,17 +12,17 @@ from pathlib import Path
 import anyio
 import pytest
 
-from engine.errors import N2Error
-from engine.policy.safety import legality_report
-from engine.runner import Engine
-from engine.spec import load_study, parse_study
-from engine.studydir import new_study_dir
-from engine.tools import make_tool
-from engine.tools.liberty import Cell, Library, LibertyError, tcl_facts
-from engine.tools.opensta import ECO_LIB
-from engine.tools.quote import tcl_word
-from engine.tools.sdc import SDC_COMMANDS, forbidden
-from engine.tools.yosys import synthesise
+from noodle2.engine.errors import N2Error
+from noodle2.engine.policy.safety import legality_report
+from noodle2.engine.quote import tcl_word
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import new_study_dir
+from noodle2.engine.study.load import load_study, parse_study
+from noodle2.engine.tools import make_tool
+from noodle2.engine.tools.synthesis.yosys import synthesise
+from noodle2.engine.tools.tech.liberty import Cell, LibertyError, Library, tcl_facts
+from noodle2.engine.tools.timing.opensta import ECO_LIB
+from noodle2.engine.tools.timing.sdc import SDC_COMMANDS, forbidden
 from tests.conftest import ROOT, fake_study
 
 pytestmark = pytest.mark.skipif(shutil.which("sta") is None or shutil.which("yosys") is None,
@@ -292,7 +292,7 @@ def test_a_notify_command_gets_a_minimal_environment(tmp_path):
     import os
 
     env = dict(os.environ, PYTHONPATH=str(ROOT), N2_TEST_SECRET="hunter2", AWS_SECRET_ACCESS_KEY="x")
-    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir",
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir",
                         str(tmp_path / "d")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     names = {line.split("=", 1)[0] for line in out.read_text().splitlines() if "=" in line}

@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from engine.journal import CHECKPOINT, JOURNAL, read_events, recover
-from engine.state import replay
+from noodle2.engine.journal.state import replay
+from noodle2.engine.journal.store import CHECKPOINT, JOURNAL, read_events, recover
 
 DATA = Path(__file__).parent / "data"
 

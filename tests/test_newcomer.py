@@ -12,10 +12,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from console.app import Noodle2App
-from console.screens.study import StudyScreen
-from console.widgets.tables import StageTable, TrialTable
-from engine.fsutil import StudyLock
+from noodle2.console.app import Noodle2App
+from noodle2.console.screens.study import StudyScreen
+from noodle2.console.widgets.tables import StageTable, TrialTable
+from noodle2.engine.fsutil import StudyLock
 from tests.conftest import NOODLE2, ROOT, cli_env, fake_study
 from tests.console_fixtures import T0, running_study, synthetic_study
 from tests.waiting import settle, wait_until
@@ -304,7 +304,7 @@ def test_plurals(tmp_path):
 
 async def test_new_run_from_any_study_file_with_path_completion(tmp_path, monkeypatch):
     """20. n opens a chooser: a typed path (tab completes it) of a study file outside the repo."""
-    from console.screens.choose import ChooseStudyFile
+    from noodle2.console.screens.choose import ChooseStudyFile
 
     elsewhere = tmp_path / "my designs" / "fresh"
     elsewhere.mkdir(parents=True)

@@ -65,7 +65,7 @@ def server():
 def run(tmp_path, notify: str, name: str = "n"):
     path = fake_study(tmp_path, stages=STAGES, extra=f"[notify]\n{notify}\n")
     d = tmp_path / name
-    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
                        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120)
     sent = [orjson.loads(x) for x in (d / "journal.jsonl").read_bytes().splitlines()]
     return r, [e for e in sent if e["type"] == "notification_sent"], d
@@ -98,7 +98,7 @@ def test_a_slow_server_times_out_every_attempt_and_the_study_still_completes(tmp
     assert r.returncode == 0 and "complete" in r.stdout
     assert [(e["attempt"], e["ok"]) for e in sent] == [(1, False), (2, False)]
     assert all("timed out" in e["detail"] or "Timeout" in e["detail"] for e in sent), sent
-    status = json.loads(subprocess.run([sys.executable, "-m", "console.cli", "status", str(d), "--json"], cwd=ROOT,
+    status = json.loads(subprocess.run([sys.executable, "-m", "noodle2.console.cli", "status", str(d), "--json"], cwd=ROOT,
                                        env=cli_env(), capture_output=True, text=True).stdout)
     assert status["status"] == "complete"
 
@@ -128,7 +128,7 @@ def test_a_command_gets_the_payload_on_stdin_and_only_chosen_triggers_notify(tmp
 
 def test_a_bad_webhook_is_a_coded_validation_error(tmp_path):
     path = fake_study(tmp_path, stages=STAGES, extra='[notify]\nwebhook = "ftp://x"\n')
-    r = subprocess.run([sys.executable, "-m", "console.cli", "validate", str(path)], cwd=ROOT, env=cli_env(),
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "validate", str(path)], cwd=ROOT, env=cli_env(),
                        capture_output=True, text=True)
     assert r.returncode == 2 and "N2-E120" in r.stderr and "notify.webhook" in r.stderr
 
@@ -139,7 +139,7 @@ def test_a_stage_abort_and_the_failed_study_both_notify(tmp_path, server):
     s = server([200, 200])
     path = fake_study(tmp_path, stages=STAGES, command=_wrapper(tmp_path, "exit 7"),
                       extra=f'[notify]\nwebhook = "{s.url}"\non = ["stage_aborted", "failed"]\nreport = false\n')
-    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir",
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir",
                         str(tmp_path / "a")], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
     assert sorted(p["trigger"] for p in s.payloads) == ["failed", "stage_aborted"]

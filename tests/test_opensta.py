@@ -10,14 +10,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from engine.errors import N2Error
-from engine.runner import Engine
-from engine.spec import load_study, parse_study
-from engine.studydir import new_study_dir, read_provenance
-from engine.tools import make_tool
-from engine.tools.netlist import cell_usage
-from engine.tools.sta_parsers import ParseError, parse_paths, parse_power, parse_wns_tns
-from engine.tools.yosys import synthesise
+from noodle2.engine.errors import N2Error
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import new_study_dir, read_provenance
+from noodle2.engine.study.load import load_study, parse_study
+from noodle2.engine.tools import make_tool
+from noodle2.engine.tools.netlist import cell_usage
+from noodle2.engine.tools.synthesis.yosys import synthesise
+from noodle2.engine.tools.timing.parsers import ParseError, parse_paths, parse_power, parse_wns_tns
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("sta") is None or shutil.which("yosys") is None,
@@ -84,7 +84,7 @@ def test_parsers_on_real_sta_output_and_malformed_variants(bench):
 
 def test_corrupt_report_makes_the_trial_a_parse_failure(bench, monkeypatch):
     b = bench("mac16")
-    from engine.tools import opensta
+    from noodle2.engine.tools.timing import opensta
 
     real = opensta.OpenSTATool.script
 

@@ -7,17 +7,9 @@ import sys
 import orjson
 import pytest
 
-from engine.tools.heatmaps import PNG_SKIPPED, write_maps
-from engine.tools.physical import (
-    diff,
-    measure,
-    parse_def,
-    parse_lef,
-    read_csv,
-    router_passes,
-    write_csv,
-)
-from engine.tools.pnr import project_vars, spef_wire_caps, timing_netlist
+from noodle2.engine.tools.pnr.flow import project_vars, spef_wire_caps, timing_netlist
+from noodle2.engine.tools.pnr.heatmaps import PNG_SKIPPED, write_maps
+from noodle2.engine.tools.pnr.physical import diff, measure, parse_def, parse_lef, read_csv, router_passes, write_csv
 
 LEF = """
 LAYER metal1

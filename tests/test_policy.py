@@ -8,16 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from engine import events as ev
-from engine.policy import containment, priors, safety
-from engine.policy.ranking import (
-    Candidate,
-    non_dominated_fronts,
-    rank,
-    select_survivors,
-)
-from engine.spec import Ranking, StudySpec, parse_study
-from engine.state import StudyState, fold
+from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.state import StudyState, fold
+from noodle2.engine.policy import containment, priors, safety
+from noodle2.engine.policy.ranking import Candidate, non_dominated_fronts, rank, select_survivors
+from noodle2.engine.study.load import parse_study
+from noodle2.engine.study.models import Ranking, StudySpec
 
 STUDY = """
 [study]
@@ -83,7 +79,7 @@ def test_stage_narrowing_and_study_lists():
 
 
 def test_illegal_study_names_each_eco_and_stage():
-    from engine.errors import N2Error
+    from noodle2.engine.errors import N2Error
 
     with pytest.raises(N2Error) as ei:
         parse_study(text(domain="locked", ecos='["resize_critical", "pin_swap"]'), Path("/tmp/p.toml"))
@@ -267,8 +263,8 @@ def test_priors_labels_and_budget_order():
 # --- search options (#9) -----------------------------------------------------------------------------
 
 def test_repeat_expands_into_a_chain_and_after_follows_the_last_copy(tmp_path):
-    from engine.errors import N2Error
-    from engine.spec import parse_study
+    from noodle2.engine.errors import N2Error
+    from noodle2.engine.study.load import parse_study
 
     text = """[study]\nname = "r"\n[design]\ntop = "t"\n[tool]\nkind = "command"\ncommand = ["true"]
 [[stages]]\nname = "a"\ntrials = 2\nsurvivors = 1\necos = ["pin_swap"]\nrepeat = 3
@@ -291,7 +287,7 @@ def test_survivors_never_share_a_netlist():
 
 
 def test_a_success_is_a_gain_on_the_ranking_objective():
-    from engine.policy.ranking import improves
+    from noodle2.engine.policy.ranking import improves
 
     parent, tns_only = {"wns_ps": -100.0, "tns_ps": -500.0}, {"wns_ps": -100.0, "tns_ps": -495.0}
     assert not improves(tns_only, parent, Ranking())  # objective wns_ps: a TNS gain is not a success

@@ -10,10 +10,10 @@ import anyio
 import orjson
 import pytest
 
-from engine.runner import Engine
-from engine.spec import load_study
-from engine.studydir import new_study_dir, read_provenance
-from engine.tools import make_tool
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import new_study_dir, read_provenance
+from noodle2.engine.study.load import load_study
+from noodle2.engine.tools import make_tool
 from tests.conftest import NOODLE2, ROOT, cli_env, fake_study
 
 pytestmark = pytest.mark.skipif(shutil.which("sta") is None, reason="needs OpenSTA")

@@ -12,10 +12,11 @@ import sys
 import orjson
 import pytest
 
-from engine.policy.ranking import Candidate, rank_agreement
-from engine.spec import Ranking, parse_study
-from engine.studydir import new_study_dir
-from engine.tools.opensta import OpenSTATool
+from noodle2.engine.policy.ranking import Candidate, rank_agreement
+from noodle2.engine.run.studydir import new_study_dir
+from noodle2.engine.study.load import parse_study
+from noodle2.engine.study.models import Ranking
+from noodle2.engine.tools.timing.opensta import OpenSTATool
 from tests.conftest import ROOT, cli_env
 from tests.waiting import journal_lines, wait_until
 
@@ -35,9 +36,9 @@ class RouteBench:
         self.tool.setup()
 
     def trial(self, case, eco, params=None, parent=None, mode="route", eco_call=None, extra_tcl=""):
-        from engine.executors import run_command
-        from engine.policy.failures import classify
-        from engine.tools.base import TrialContext, TrialFailure
+        from noodle2.engine.executors.local import run_command
+        from noodle2.engine.policy.failures import classify
+        from noodle2.engine.tools.base import TrialContext, TrialFailure
 
         tdir = self.dir / "trials" / case
         tdir.mkdir(parents=True)
@@ -156,7 +157,7 @@ def test_replace_moves_cells_and_diffs_its_maps_against_the_routed_parent(rb, ro
     assert knobs == {"seed": 7, "density": 1}
     idx = {e["csv"]: e for e in orjson.loads((d1 / "maps" / "index.json").read_bytes())["maps"]}
     assert "diff_density.csv" in idx and "diff_congestion_metal3.csv" in idx
-    from engine.tools.physical import read_csv
+    from noodle2.engine.tools.pnr.physical import read_csv
 
     child, parent = read_csv((d1 / "maps" / "density.csv").read_text()), read_csv((d0 / "maps" / "density.csv").read_text())
     diff = read_csv((d1 / "maps" / "diff_density.csv").read_text())
@@ -187,7 +188,7 @@ proc n2_test_loads {} {
 
 
 def test_a_missing_qflow_is_tool_missing(rb, monkeypatch, tmp_path):
-    from engine.tools.base import TrialContext, TrialFailure
+    from noodle2.engine.tools.base import TrialContext, TrialFailure
 
     bin_ = tmp_path / "bin"
     bin_.mkdir()
@@ -206,7 +207,7 @@ def test_a_router_failure_is_classified_and_contained(tmp_path):
     """Two metal layers cannot route mac8: that trial fails as route_failed with its maps and
     per-pass counts kept; the noop trial beside it survives and the study completes."""
     d = tmp_path / "study"
-    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(STUDY), "--unattended", "--study-dir", str(d)],
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(STUDY), "--unattended", "--study-dir", str(d)],
                        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     events = [orjson.loads(x) for x in (d / "journal.jsonl").read_bytes().splitlines()]
@@ -244,7 +245,7 @@ def test_kill_9_mid_route_then_resume_reruns_the_trial_clean(tmp_path):
     path.write_text(text.replace('ecos = ["noop", "reroute"]', 'ecos = ["noop"]').replace("trials = 2", "trials = 1")
                     .replace("../../sample_studies", str(ROOT / "sample_studies")))
     env = cli_env()
-    p = subprocess.Popen([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
+    p = subprocess.Popen([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     trial = d / "trials" / "mac8_0_0"
     wait_until(lambda: (trial / "pnr" / "place.log").exists() or p.poll() is not None, "place and route to start")
@@ -256,7 +257,7 @@ def test_kill_9_mid_route_then_resume_reruns_the_trial_clean(tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
     lines = journal_lines(d)
-    r = subprocess.run([sys.executable, "-m", "console.cli", "resume", str(d), "--unattended"], cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "resume", str(d), "--unattended"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert not [x for x in before if os.path.exists(f"/proc/{x}") and open(f"/proc/{x}/stat").read().split()[2] != "Z"]
@@ -284,6 +285,6 @@ def test_one_netlist_placed_twice_ties_before_routing():
     cands = [Candidate("a", {"pre_wns_ps": -100, "wns_ps": -300}), Candidate("b", {"pre_wns_ps": -100, "wns_ps": -250})]
     a = rank_agreement(cands, ["b", "a"], Ranking(), None)
     assert a["spearman"] is None and a["winner_pre_rank"] == 0
-    from engine.reports import agreement_line
+    from noodle2.engine.reports.files import agreement_line
 
     assert agreement_line(a) == "2 trials of one netlist: pre-route numbers tie, only routing told them apart"

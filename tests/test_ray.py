@@ -98,7 +98,7 @@ def outcome(d) -> dict:
 def local_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("local")
     d = tmp / "study"
-    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(study_file(tmp, "", "local")), "--unattended",
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(study_file(tmp, "", "local")), "--unattended",
                         "--study-dir", str(d)], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return outcome(d)
@@ -107,7 +107,7 @@ def local_run(tmp_path_factory):
 def _start(tmp_path, address, name):
     d = tmp_path / name
     path = study_file(tmp_path, f'executor = "ray"\naddress = "{address}"', name)
-    p = subprocess.Popen([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
+    p = subprocess.Popen([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
                          cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return p, d
 
@@ -145,7 +145,7 @@ def test_sigkill_of_the_driver_mid_stage_then_resume_equals_a_local_run(cluster,
     p.communicate()
     # Ray ends a dead driver's workers and their children, the tools' own sessions included
     wait_until(lambda: not any(_alive(str(d / "trials" / f"mac8_2_{i}")) for i in (0, 1)), "the route tools gone")
-    r = subprocess.run([sys.executable, "-m", "console.cli", "resume", str(d)], cwd=ROOT, env=cli_env(),
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "resume", str(d)], cwd=ROOT, env=cli_env(),
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert outcome(d) == local_run
@@ -160,15 +160,15 @@ def test_with_a_shared_dir_workers_run_in_place_and_equal_a_local_run(cluster, l
     c, _ = cluster
     d = tmp_path / "shared"
     path = study_file(tmp_path, f'executor = "ray"\naddress = "{c.address}"\nshared_dir = true', "shared")
-    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
                        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert outcome(d) == local_run
     assert (d / "trials" / "mac8_2_0" / "pnr").is_dir()  # the routed trial's files, written where it ran
     import ray
 
-    from engine.executors import Command, Job
-    from engine.executors.ray_exec import RayExecutor
+    from noodle2.engine.executors.base import Command, Job
+    from noodle2.engine.executors.ray_exec import RayExecutor
 
     t = d / "trials" / "mac8_2_0"
     cmd = Command(["sta", "run.tcl"], t, t / "stdout.log", t / "stderr.log")
@@ -181,12 +181,12 @@ def test_with_a_shared_dir_workers_run_in_place_and_equal_a_local_run(cluster, l
 
 def test_ray_check_lists_nodes_tools_and_a_round_trip(cluster):
     c, _ = cluster
-    r = subprocess.run([sys.executable, "-m", "console.cli", "ray-check", c.address], cwd=ROOT, env=cli_env(),
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "ray-check", c.address], cwd=ROOT, env=cli_env(),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "node(s), 2 CPUs" in r.stdout and r.stdout.count("trial round trip ok") == 2
     assert "127.0.0.1/" in r.stdout and "sta ok, yosys ok" in r.stdout and "ray-check: ok" in r.stdout
-    bad = subprocess.run([sys.executable, "-m", "console.cli", "ray-check", c.address, "--tools", "sta,no-such-tool"],
+    bad = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "ray-check", c.address, "--tools", "sta,no-such-tool"],
                          cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "no-such-tool MISSING" in bad.stdout
 
@@ -227,7 +227,7 @@ def _fault_study(tmp_path, tool, address, timeouts, name):
 
 def _alive(marker: str) -> list[int]:
     """Live (not zombie) processes a trial's marker names, on this host (the loopback cluster)."""
-    from engine.executors.contain import marked_pids
+    from noodle2.engine.executors.contain import marked_pids
 
     out = []
     for pid in marked_pids({marker}):
@@ -242,7 +242,7 @@ def _alive(marker: str) -> list[int]:
 def test_timeouts_and_crashes_on_a_worker_are_the_tools_not_the_nodes(cluster, tmp_path):
     c, _ = cluster
     path, d = _fault_study(tmp_path, "hang.sh", c.address, "soft_timeout_s = 0.5\nhard_timeout_s = 1.5", "hang")
-    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
                        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
     failed = [e for e in events(d) if e["type"] == "trial_failed"]
@@ -251,7 +251,7 @@ def test_timeouts_and_crashes_on_a_worker_are_the_tools_not_the_nodes(cluster, t
         child = int((d / "trials" / t / "stdout.log").read_text().split()[1])
         wait_until(lambda: not _alive(str(d / "trials" / t)), f"{t}'s processes gone (child {child})")
     path, d = _fault_study(tmp_path, "segfault.sh", c.address, "", "crash")
-    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
                        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
     failed = [e["failure"] for e in events(d) if e["type"] == "trial_failed"]
     assert failed and {f["type"] for f in failed} == {"tool_crash"}, failed
@@ -259,11 +259,11 @@ def test_timeouts_and_crashes_on_a_worker_are_the_tools_not_the_nodes(cluster, t
 
 
 def test_cancel_and_stop_reach_the_remote_tools_process_group(cluster, tmp_path):
-    from console.follow import send_control
+    from noodle2.console.follow import send_control
 
     c, _ = cluster
     path, d = _fault_study(tmp_path, "hang.sh", c.address, "soft_timeout_s = 600", "cancel")
-    p = subprocess.Popen([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
+    p = subprocess.Popen([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
                          cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: all(_alive(str(d / "trials" / t)) for t in ("x_0_0", "x_0_1")) or p.poll() is not None,
                "both hung tools running on the workers")
@@ -292,7 +292,7 @@ def test_a_full_disk_on_the_driver_is_the_machines_fault_and_resume_equals_a_cle
 
 
 def test_a_snapshot_cache_someone_else_could_write_is_not_used(tmp_path, monkeypatch):
-    from engine.executors import ray_exec
+    from noodle2.engine.executors import ray_exec
 
     monkeypatch.setattr(ray_exec, "_scratch", lambda: str(tmp_path))
     mine = ray_exec._cache_dir()
@@ -313,10 +313,10 @@ def test_an_address_nobody_answers_is_a_coded_error_at_once(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     path = study_file(tmp_path, f'executor = "ray"\naddress = "127.0.0.1:{port}"', "nobody")
-    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(path), "--unattended", "--study-dir",
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir",
                         str(tmp_path / "d")], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and f"N2-E211 execution.address: cannot reach the Ray cluster at 127.0.0.1:{port}" in r.stderr
     assert "Traceback" not in r.stderr and "ray start --head" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "console.cli", "ray-check", f"127.0.0.1:{port}"], cwd=ROOT, env=cli_env(),
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "ray-check", f"127.0.0.1:{port}"], cwd=ROOT, env=cli_env(),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "N2-E211" in r.stderr and "Traceback" not in r.stderr

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import events as ev
-from engine.journal import JOURNAL, read_events, recover
-from engine.tools.quote import control_chars, safe_name, tcl_word, yosys_word
+from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.store import JOURNAL, read_events, recover
+from noodle2.engine.quote import control_chars, safe_name, tcl_word, yosys_word
 from tests.conftest import NOODLE2, ROOT, cli_env
 from tests.waiting import journal_lines, wait_until
 

@@ -7,11 +7,11 @@ import subprocess
 
 import pytest
 
-from console.app import Noodle2App
-from console.screens.detail import TrialDetail
-from console.widgets.tables import TrialTable
-from engine import events as ev
-from engine.journal import JOURNAL, read_events, recover
+from noodle2.console.app import Noodle2App
+from noodle2.console.screens.detail import TrialDetail
+from noodle2.console.widgets.tables import TrialTable
+from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.store import JOURNAL, read_events, recover
 from tests.conftest import NOODLE2, ROOT, cli_env
 from tests.waiting import settle, wait_until
 

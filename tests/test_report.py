@@ -14,8 +14,8 @@ import sys
 import orjson
 import pytest
 
-from engine.changes import diff, replay_tcl, table_md
-from engine.tools.netlist import parse_netlist
+from noodle2.engine.reports.changes import diff, replay_tcl, table_md
+from noodle2.engine.tools.netlist import parse_netlist
 from tests.conftest import ROOT, cli_env
 
 pytestmark = pytest.mark.skipif(shutil.which("sta") is None or shutil.which("yosys") is None,
@@ -25,11 +25,11 @@ pytestmark = pytest.mark.skipif(shutil.which("sta") is None or shutil.which("yos
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     d = tmp_path_factory.mktemp("report") / "quick"
-    r = subprocess.run([sys.executable, "-m", "console.cli", "run", str(ROOT / "sample_studies" / "quickstart.toml"),
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(ROOT / "sample_studies" / "quickstart.toml"),
                         "--unattended", "--study-dir", str(d)], cwd=ROOT, env=cli_env(), capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    r = subprocess.run([sys.executable, "-m", "console.cli", "report", str(d)], cwd=ROOT, env=cli_env(),
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "report", str(d)], cwd=ROOT, env=cli_env(),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"report: {d}/report/summary.html" in r.stdout
@@ -112,7 +112,7 @@ def test_plots_are_real_images(study):
 
 def test_the_replay_script_reproduces_the_winner_to_the_picosecond(study):
     rep = study / "report"
-    best = orjson.loads(subprocess.run([sys.executable, "-m", "console.cli", "status", str(study), "--json"], cwd=ROOT,
+    best = orjson.loads(subprocess.run([sys.executable, "-m", "noodle2.console.cli", "status", str(study), "--json"], cwd=ROOT,
                                        env=cli_env(), capture_output=True, text=True).stdout)["best"]
     r = subprocess.run(["sta", "-no_init", "-no_splash", "-exit", "winner_replay.tcl"], cwd=rep, capture_output=True,
                        text=True, timeout=120)
@@ -161,8 +161,8 @@ endmodule
     ("sort8", "resynth_cone", {"paths": 20, "depth": 30, "delay_target_ps": 500}),  # cells removed; escaped names
 ])
 def test_replay_of_each_kind_of_edit_in_sta(bench, design, eco, params):
-    from engine.state import StudyState
-    from engine.summary import replay_frame
+    from noodle2.engine.journal.state import StudyState
+    from noodle2.engine.reports.summary import replay_frame
 
     b = bench(design)
     base, base_dir = b.base()

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 import pytest
 
-from engine.errors import N2Error
-from engine.spec import load_study, parse_study
+from noodle2.engine.errors import N2Error
+from noodle2.engine.study.load import load_study, parse_study
 from tests.conftest import ROOT, fake_study
 
 
@@ -100,8 +99,8 @@ def test_param_out_of_legal_range(tmp_path):
 
 
 def test_inputs_from_outside_the_study_folder_are_copied_in_and_listed(tmp_path):
-    from engine.plan import format_plan
-    from engine.studydir import new_study_dir, read_provenance
+    from noodle2.engine.run.studydir import new_study_dir, read_provenance
+    from noodle2.engine.study.plan import format_plan
 
     sub, shared = tmp_path / "study", tmp_path / "shared lib$[x]"
     sub.mkdir()

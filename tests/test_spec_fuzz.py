@@ -9,10 +9,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import N2Error
-from engine.plan import format_plan
-from engine.policy.planning import plan_stage
-from engine.spec import parse_study
+from noodle2.engine.errors import N2Error
+from noodle2.engine.policy.planning import plan_stage
+from noodle2.engine.study.load import parse_study
+from noodle2.engine.study.plan import format_plan
 
 BASE = {
     "study": {"name": "fuzz", "seed": 3, "tags": ["a"], "safety_domain": "guarded"},
@@ -153,7 +153,7 @@ def test_base_of_fuzz_is_valid(tmp_path_factory):
     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(["request", "target", "x"]), c, max_size=3),
     max_leaves=6))))
 def test_any_control_file_is_a_request_or_a_refusal(tmp_path_factory, body):
-    from engine.runner import ControlInbox
+    from noodle2.engine.run.control import ControlInbox
 
     c = tmp_path_factory.mktemp("control")
     (c / "r.json").write_bytes(body)
@@ -183,8 +183,8 @@ def _good_journal() -> bytes:
 @given(ops=st.lists(st.tuples(st.sampled_from(["flip", "delete", "insert", "dup", "truncate", "swap"]),
                               st.integers(0, 10**6), st.binary(min_size=1, max_size=8)), min_size=1, max_size=4))
 def test_damaged_journals_read_or_fail_with_n2_e205(tmp_path_factory, ops):
-    from console.follow import StudyFollower
-    from engine.journal import JOURNAL, recover
+    from noodle2.console.follow import StudyFollower
+    from noodle2.engine.journal.store import JOURNAL, recover
 
     data = bytearray(_good_journal())
     for op, at, junk in ops:
@@ -229,7 +229,7 @@ WRAP = st.sampled_from(["{}", "catch {{ {} }}", "if {{1}} {{ {} }}", "foreach x 
 
 def _sdc_line(cmd: str, args: list[str], wrap: str) -> str:
     """Arguments raw, braced or quoted, so the hostile text lands in every kind of Tcl word."""
-    from engine.tools.quote import tcl_word
+    from noodle2.engine.quote import tcl_word
 
     words = []
     for k, a in enumerate(args):
@@ -244,7 +244,7 @@ _MAC8: list[Path] = []
 
 def _mac8(factory) -> Path:
     if not _MAC8:
-        from engine.tools.yosys import synthesise
+        from noodle2.engine.tools.synthesis.yosys import synthesise
 
         d = factory.mktemp("mac8")
         synthesise([Path(__file__).resolve().parents[1] / "sample_studies/designs/mac8/mac8.v"], "mac8",
@@ -259,9 +259,9 @@ def test_hostile_sdc_text_runs_nothing_through_the_real_reader(tmp_path_factory,
     import shutil
     import subprocess
 
-    from engine.tools.opensta import ECO_LIB
-    from engine.tools.quote import tcl_word
-    from engine.tools.sdc import SDC_COMMANDS, forbidden
+    from noodle2.engine.quote import tcl_word
+    from noodle2.engine.tools.timing.opensta import ECO_LIB
+    from noodle2.engine.tools.timing.sdc import SDC_COMMANDS, forbidden
 
     if shutil.which("sta") is None:
         return
@@ -286,13 +286,13 @@ def test_any_liberty_names_are_quoted_or_refused(lib, cell, pin):
     import subprocess
     import tempfile
 
-    from engine.tools.liberty import Cell, Library, LibertyError, tcl_facts
+    from noodle2.engine.tools.tech.liberty import Cell, LibertyError, Library, tcl_facts
 
     c = Cell(cell, 1.0, (pin,), ("Y",), pin, 0b10, {"Y": 0b10}, False, 1.0, (), {"Y": 1.0})
     try:
         facts = tcl_facts(Library(lib, {cell: c}, {cell: (cell,)}, (cell,), ()))
     except LibertyError:
-        from engine.tools.quote import control_chars
+        from noodle2.engine.quote import control_chars
 
         assert control_chars(cell + pin)
         return

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import N2Error
-from engine.spec import load_study, parse_study
-from engine.tools.liberty import load_set
-from engine.tools.tech import detect, names, resolve_tech
+from noodle2.engine.errors import N2Error
+from noodle2.engine.study.load import load_study, parse_study
+from noodle2.engine.tools.tech import detect, names, resolve_tech
+from noodle2.engine.tools.tech.liberty import load_set
 from tests.conftest import NOODLE2, ROOT, cli_env
 
 pytestmark = pytest.mark.skipif(shutil.which("sta") is None or shutil.which("yosys") is None,
@@ -40,7 +40,7 @@ def test_every_shipped_technology_resolves_from_its_own_files(tmp_path, monkeypa
 
 
 def test_a_damaged_shipped_liberty_is_refused_not_used(tmp_path, monkeypatch):
-    from engine.tools import tech
+    from noodle2.engine.tools import tech
 
     monkeypatch.setenv("NOODLE2_CACHE", str(tmp_path / "cache"))
     bad = tmp_path / "nangate45_typ.lib.gz"
@@ -147,7 +147,7 @@ def test_a_study_can_rank_and_rail_on_one_corner(tmp_path):
     text = (ROOT / "sample_studies" / "gcd_nangate45.toml").read_text()
     text = text.replace('objective = "wns_ps"', 'objective = "wns_ps@typ"\n\n[rails]\nmin = { "hold_worst_ps@fast" = 0 }')
     study = parse_study(text, ROOT / "sample_studies" / "gcd_nangate45.toml")
-    from engine.policy.ranking import maximise
+    from noodle2.engine.policy.ranking import maximise
 
     assert maximise("wns_ps@typ", study.spec.ranking) and not maximise("area_um2", study.spec.ranking)
 
@@ -162,7 +162,7 @@ def test_ws_ps_is_the_signed_slack_when_timing_is_met(bench):
 # --- threshold voltages ----------------------------------------------------------------------
 
 def test_vt_swap_speeds_the_critical_path_trades_leakage_and_is_proven(bench):
-    from engine.tools.equiv import prove
+    from noodle2.engine.tools.proof.equiv import prove
 
     b = bench("gcd_asap7.toml")
     base, bdir = b.base()
@@ -199,7 +199,7 @@ def test_repair_design_clears_electrical_violations_and_gains_wns(bench, tmp_pat
     assert "failure" not in m, m
     assert m["slew_violations"] == 0 and m["cap_violations"] == 0
     assert m["wns_ps"] > base["wns_ps"] + 2000  # measured: -9.168 -> -5.006 ns
-    from engine.tools.equiv import prove
+    from noodle2.engine.tools.proof.equiv import prove
 
     assert prove(bdir / "alu32.v", tdir / "alu32.v", b.tool.libs, b.tool.library(), tdir / "equiv").proven
 
@@ -256,7 +256,7 @@ def test_a_failed_synthesis_names_its_first_error_line(tmp_path):
     r = subprocess.run([*NOODLE2, "run", str(tmp_path / "s.toml"), "--unattended", "--study-dir", str(d)], cwd=ROOT,
                        env=cli_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 1
-    from engine.journal import recover
+    from noodle2.engine.journal.store import recover
 
     why = recover(d).state.base().failure["reason"]
     assert why.startswith("Yosys (synth) failed: ERROR:") and "syntax error" in why, why
@@ -267,12 +267,12 @@ def test_a_failed_synthesis_names_its_first_error_line(tmp_path):
 def test_the_orfs_sdc_of_every_platform_reads_as_written(tmp_path, platform, domain):
     """all_inputs -no_clocks, a virtual clock and clock latency, through either reader: the clock
     port gets no input delay, every other input does, and the translation is said."""
-    from engine.tools.opensta import ECO_LIB
-    from engine.tools.sdc import SDC_COMMANDS
+    from noodle2.engine.tools.timing.opensta import ECO_LIB
+    from noodle2.engine.tools.timing.sdc import SDC_COMMANDS
 
     t = resolve_tech(platform, None)
     yl = tmp_path / "y.lib"
-    from engine.tools.liberty import merged_text
+    from noodle2.engine.tools.tech.liberty import merged_text
 
     yl.write_text(merged_text(list(t.corners[t.default_corner]), lambda c: not t.is_dont_use(c)))
     subprocess.run(["yosys", "-q", "-p", f"read_verilog {GCD / 'gcd_rtl.v'}; synth -top gcd -flatten; dfflibmap "

@@ -17,15 +17,16 @@ import anyio
 import orjson
 import pytest
 
-from console.follow import send_control
-from engine import events as ev
-from engine.errors import N2Error
-from engine.journal import CHECKPOINT, JOURNAL, read_events, recover
-from engine.metrics import user_pattern
-from engine.runner import ControlInbox, Engine
-from engine.spec import load_study
-from engine.studydir import INPUTS, new_study_dir, open_for_resume
-from engine.tools import make_tool
+from noodle2.console.follow import send_control
+from noodle2.engine.errors import N2Error
+from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.store import CHECKPOINT, JOURNAL, read_events, recover
+from noodle2.engine.run.control import ControlInbox
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import INPUTS, new_study_dir, open_for_resume
+from noodle2.engine.study.load import load_study
+from noodle2.engine.tools import make_tool
+from noodle2.engine.tools.custom_metrics import user_pattern
 from tests.conftest import NOODLE2, ROOT, cli_env, fake_study
 from tests.waiting import wait_until
 
@@ -56,8 +57,8 @@ def complete_study(tmp_path: Path, stages: str = TWO, **kw) -> Path:
 
 def test_a_catastrophic_pattern_matches_in_linear_time(tmp_path):
     (tmp_path / "out.txt").write_text("a" * 40 + "!\n" + "a" * 100_000 + "!\n")
-    code = ("import sys; from pathlib import Path; from engine.metrics import extract_custom, ExtractError\n"
-            "from engine.spec import CustomMetric\n"
+    code = ("import sys; from pathlib import Path; from noodle2.engine.tools.custom_metrics import extract_custom, ExtractError\n"
+            "from noodle2.engine.study.models import CustomMetric\n"
             "m = CustomMetric(name='x', source='out.txt', regex='^(a|a)*b', direction='max')\n"
             "try:\n    extract_custom([m], Path(sys.argv[1]))\nexcept ExtractError as e:\n    print('refused:', e)\n")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, env=cli_env(), capture_output=True,
@@ -328,8 +329,8 @@ def test_a_closed_pipe_leaves_the_study_running_to_its_end(tmp_path, flags):
 def test_a_full_disk_while_the_study_dir_is_made_is_N2_E208_and_leaves_nothing(tmp_path, monkeypatch):
     import errno
 
-    from engine import studydir
-    from engine.errors import EnvironmentFault
+    from noodle2.engine.errors import EnvironmentFault
+    from noodle2.engine.run import studydir
 
     study = load_study(fake_study(tmp_path, extra='[priors]\nimport_from = []\n'))
     calls = []
@@ -391,8 +392,8 @@ def test_a_control_dir_swapped_for_a_symlink_mid_run_deletes_nothing_outside(tmp
 
 
 def test_report_and_stage_folders_that_are_symlinks_are_refused_and_engine_log_replaced(tmp_path):
-    from console.follow import spawn_engine
-    from engine import summary
+    from noodle2.console.follow import spawn_engine
+    from noodle2.engine.reports import summary
 
     d = complete_study(tmp_path, stages=ONE)
     outside = tmp_path / "outside"

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from engine.journal import JOURNAL
+from noodle2.engine.journal.store import JOURNAL
 
 TIMEOUT_S = 60.0
 STALL_S = 120.0  # a hang detector fires only after this long without any progress at all

@@ -10,9 +10,9 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
-from console.widgets.heatmap import Heatmap, load_maps
-from console.widgets.tables import PlainTable
-from engine.state import StudyState
+from noodle2.console.widgets.heatmap import Heatmap, load_maps
+from noodle2.console.widgets.tables import PlainTable
+from noodle2.engine.journal.state import StudyState
 
 # metric, label, scale from the stored unit to the one people read, digits
 METRICS = [("wns_ps", "WNS ns", 1e-3, 3), ("pre_wns_ps", "WNS pre-route ns", 1e-3, 3), ("tns_ps", "TNS ns", 1e-3, 3),
@@ -105,7 +105,7 @@ class TrialDetail(Screen):
         text = p.read_text(errors="replace")
         head, sep, rest = text.partition("\n# noodle2 ECO library")
         marker = "\nread_liberty"  # skip the inlined ECO library; show what this trial did
-        return head if not sep else head + "\n# ... ECO library (engine/tools/eco_lib.tcl) ..." + rest[rest.find(marker):]
+        return head if not sep else head + "\n# ... ECO library (engine/tools/timing/eco_lib.tcl) ..." + rest[rest.find(marker):]
 
     def action_map(self, action: str) -> None:
         for h in self.query(Heatmap):

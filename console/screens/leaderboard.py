@@ -10,9 +10,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label
 
-from console.view import ns
-from console.widgets.tables import SortableTable
-from engine.state import StudyState
+from noodle2.console.view import ns
+from noodle2.console.widgets.tables import SortableTable
+from noodle2.engine.journal.state import StudyState
 
 LEGEND = ("prior: trusted, mixed, unknown or suspicious (skipped in guarded and locked) · gained: trials that "
           "improved the ranking objective over their parent · ΔWNS/ΔTNS: change against the parent, ns")

@@ -8,7 +8,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
-from console.widgets.tables import PlainTable
+from noodle2.console.widgets.tables import PlainTable
 
 
 class HelpScreen(ModalScreen[None]):

@@ -11,16 +11,16 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label
 
-from console.follow import spawn_engine
-from console.screens.choose import ChooseStudyFile
-from console.screens.modals import TextScreen
-from console.view import active_stage
-from console.widgets.tables import SortableTable
-from engine.errors import N2Error
-from engine.fsutil import lock_holder
-from engine.journal import is_study_dir, recover
-from engine.reports import best_vs_base, effective_status
-from engine.studydir import INPUTS
+from noodle2.console.follow import spawn_engine
+from noodle2.console.screens.choose import ChooseStudyFile
+from noodle2.console.screens.modals import TextScreen
+from noodle2.console.view import active_stage
+from noodle2.console.widgets.tables import SortableTable
+from noodle2.engine.errors import N2Error
+from noodle2.engine.fsutil import lock_holder
+from noodle2.engine.journal.store import is_study_dir, recover
+from noodle2.engine.reports.status import best_vs_base, effective_status
+from noodle2.engine.run.studydir import INPUTS
 
 STATE_SYMBOL = {"running": "▶", "interrupted": "⏸", "complete": "✓", "blocked": "⛔", "failed": "✗", "new": "·"}
 
@@ -179,7 +179,7 @@ class PickerScreen(Screen):
                 self.app.open_study(d)
                 return
             try:
-                from engine.studydir import open_for_resume
+                from noodle2.engine.run.studydir import open_for_resume
 
                 open_for_resume(d)
             except N2Error as e:
@@ -200,8 +200,8 @@ class PickerScreen(Screen):
         f = await self.app.push_screen_wait(ChooseStudyFile(Path.cwd(), "plan and legality report of"))
         if f is None:
             return
-        from engine.plan import format_plan
-        from engine.spec import load_study
+        from noodle2.engine.study.load import load_study
+        from noodle2.engine.study.plan import format_plan
 
         try:
             text = format_plan(load_study(f))

@@ -2,8 +2,6 @@
 tick, whatever the event rate: bursts of hundreds of events a second coalesce."""
 from __future__ import annotations
 
-import time
-from collections import deque
 from pathlib import Path
 
 from textual import on, work
@@ -11,37 +9,21 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import (
-    DataTable,
-    Footer,
-    Input,
-    Label,
-    Log,
-    Sparkline,
-    TabbedContent,
-    TabPane,
-)
+from textual.widgets import DataTable, Footer, Input
 
-from console.follow import StudyFollower, send_control, spawn_engine
-from console.headless import Printer, cluster_parts
-from console.screens.detail import TrialDetail
-from console.screens.leaderboard import LeaderboardScreen
-from console.screens.modals import ConfirmScreen
-from console.view import active_stage, ns, plural, running_best, study_best
-from console.widgets.funnel import SurvivorFunnel
-from console.widgets.tables import StageTable, TrialTable
-from engine import events as ev
-from engine.errors import N2Error
-from engine.reports import agreement_line, effective_status
+from noodle2.console.follow import StudyFollower, send_control, spawn_engine
+from noodle2.console.screens.detail import TrialDetail
+from noodle2.console.screens.leaderboard import LeaderboardScreen
+from noodle2.console.screens.modals import ConfirmScreen
+from noodle2.console.view import active_stage, plural
+from noodle2.console.widgets.header import StudyHeader
+from noodle2.console.widgets.logs import LogPanes
+from noodle2.console.widgets.side import StudySide
+from noodle2.console.widgets.tables import StageTable, TrialTable
+from noodle2.engine.errors import N2Error
+from noodle2.engine.journal import events as ev
 
 TICK_S = 0.1
-
-
-def clock_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    s = int(max(seconds, 0))
-    return f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 class StudyScreen(Screen):
@@ -71,9 +53,6 @@ class StudyScreen(Screen):
         self.last_report: Path | None = None
         self.dirty = True
         self.changed: set[str] = set()  # case ids touched since the last redraw
-        self.trial_log_case: str | None = None
-        self.trial_log_offsets: dict[str, int] = {}
-        self.printer = Printer()
         self.engine_alive = self.follower.engine_pid() is not None
 
     @property
@@ -81,23 +60,14 @@ class StudyScreen(Screen):
         return self.follower.state
 
     def compose(self) -> ComposeResult:
-        yield Label("", id="study-header", markup=False)
+        yield StudyHeader(id="study-header")
         with Horizontal(id="study-top"):
             yield StageTable(id="stages")
-            with Vertical(id="study-side"):
-                yield SurvivorFunnel(id="funnel")
-                yield Label("best WNS by stage", id="trend-label")
-                yield Sparkline([], id="trend")
-                yield Label("", id="agreement", markup=False)
-                yield Label("", id="cluster", markup=False)
+            yield StudySide(id="study-side")
         with Vertical(id="study-right"):
             yield Input(placeholder="filter trials: eco, status, failure type, case", id="trial-filter")
             yield TrialTable(id="trials")
-        with TabbedContent(id="logs"):
-            with TabPane("engine log", id="tab-engine"):
-                yield Log(id="engine-log", max_lines=5000)
-            with TabPane("trial output", id="tab-trial"):
-                yield Log(id="trial-log", max_lines=5000)
+        yield LogPanes(self.dir, id="logs")
         yield Footer()
 
     def on_resize(self) -> None:
@@ -108,26 +78,10 @@ class StudyScreen(Screen):
     def on_mount(self) -> None:
         self.on_resize()
         self.query_one("#trial-filter").display = False
-        log = self.query_one("#engine-log", Log)
-        for w in self.follower.warnings:
-            log.write_line(f"! {w}")
-        self.replay_log()
+        self.query_one(LogPanes).replay(self.follower.warnings)
         self.tick()
         self.set_interval(TICK_S, self.tick)
         self.query_one(TrialTable).focus()
-
-    def replay_log(self) -> None:
-        """The engine log is the journal, formatted the way headless output is."""
-        from engine.journal import JOURNAL, read_events
-        from engine.state import StudyState, fold
-
-        s = StudyState()
-        lines: deque[str] = deque(maxlen=2000)
-        for e in read_events(self.dir / JOURNAL, 0, final=False).events:  # fold all: lines need context
-            fold(s, e)
-            if (line := self.printer.line(e, s)) is not None:
-                lines.append(line)
-        self.query_one("#engine-log", Log).write_lines(list(lines))
 
     # --- the one place that redraws ---------------------------------------------------------
     def tick(self) -> None:
@@ -142,41 +96,27 @@ class StudyScreen(Screen):
         if new:
             self.dirty = True
             self.changed.update(c for e in new if (c := getattr(e, "case_id", None)))
-            log = self.query_one("#engine-log", Log)
-            lines = [line for e in new if (line := self.printer.line(e, self.state)) is not None]
-            if lines:
-                log.write_lines(lines)
+            self.query_one(LogPanes).add(new, self.state)
             if any(isinstance(e, ev.StageStarted) for e in new) and self.state.stages:
                 if self.stage < 0 or self.state.stages[self.stage].status in ("done", "pending"):
                     self.stage = active_stage(self.state)
-        self.follow_trial_output()
+        self.query_one(LogPanes).follow_case()
         if self.dirty:
             self.redraw()
         elif self.state.status == "running":  # only the clock moved
-            self.query_one("#study-header", Label).update(self.header_text())
+            self.show_header()
 
     def redraw(self) -> None:
         s = self.state
         self.dirty = False
         self.redraws += 1
         changed, self.changed = self.changed, set()
-        self.query_one("#study-header", Label).update(self.header_text())
+        self.show_header()
         if not s.stages:
             return
         self.stage = min(self.stage, len(s.stages) - 1)
         self.query_one(StageTable).show(s, self.engine_alive)
-        self.query_one(SurvivorFunnel).show(s)
-        self.query_one(Sparkline).data = [b for st in s.stages if (b := running_best(s, st)) is not None]
-        routed = [st for st in s.stages if st.agreement is not None]
-        agreement = self.query_one("#agreement", Label)
-        agreement.display = bool(routed)
-        if routed:  # as journaled when the route stage chose its survivors
-            agreement.update(f"{routed[-1].name}: {agreement_line(routed[-1].agreement)}")
-        cluster = self.query_one("#cluster", Label)
-        cluster.display = s.cluster is not None
-        if s.cluster is not None:  # as the engine last journaled it
-            seen = "" if self.engine_alive else " (when last seen)"
-            cluster.update("\n".join(cluster_parts(s.cluster)) + seen)
+        self.query_one(StudySide).show(s, self.engine_alive)
         table = self.query_one(TrialTable)
         table.show_nodes(s.cluster is not None)
         right = self.query_one("#study-right")
@@ -192,37 +132,13 @@ class StudyScreen(Screen):
                               + ("  ★ front" if st.front else "") + "  [ ] stage  / filter  o sort")
 
     def header_text(self) -> str:
-        s = self.state
-        now = self.app.clock()
-        status = effective_status(s, self.follower.engine_pid())
-        since = s.paused_since() if status == "running" else None
-        if since is not None:
-            status = f"paused since {time.strftime('%H:%M:%S', time.localtime(since))}"
-        busy = s.busy() if self.engine_alive else 0
-        elapsed = ((now if s.status == "running" and self.engine_alive else s.last_event_at) - s.started_at
-                   if s.started_at and s.last_event_at else None)
-        done_ts = [t for t in s.trials.values() if t.stage >= 0 and t.resources and t.resources.get("wall_s")]
-        done, total = s.counts()
-        eta = None
-        if done_ts and status == "running":
-            mean = sum(t.resources["wall_s"] for t in done_ts) / len(done_ts)
-            eta = mean * (total - done) / max(s.max_parallel, 1)
-        base = s.base()
-        bw = (base.metrics or {}).get("wns_ps") if base else None
-        best, routed = study_best(s)
-        wns = f"WNS {ns(bw)}→{ns(best)}" + (" routed" if routed else "")
-        parts = [f" {s.name or self.dir.name} [{status}]", f"{done}/{plural(total, 'trial')}",
-                 f"workers {busy}/{s.max_parallel}", f"elapsed {clock_text(elapsed)}", f"{wns} ns"]
-        c = s.cluster or {}
-        ray = f"ray {c.get('cpus_busy', 0):g}/{c.get('cpus', 0):g} CPU" if s.cluster and self.engine_alive else ""
-        optional = [f"ETA {clock_text(eta)}" if eta is not None else "", ray, s.safety_domain or ""]
-        text = " · ".join(parts[:4] + [o for o in optional if o] + parts[4:])
-        if len(text) > self.app.size.width - 1:  # 80 columns: the essentials, shortest words
-            text = " · ".join([parts[0], f"{done}/{total}", f"w {busy}/{s.max_parallel}"] + [ray] * bool(ray)
-                              + [clock_text(elapsed), wns])
-        return text
+        return StudyHeader.text(self.state, self.dir.name, self.follower.engine_pid(), self.app.clock(),
+                                self.app.size.width)
 
-    # --- trial output pane -------------------------------------------------------------------
+    def show_header(self) -> None:
+        self.query_one(StudyHeader).update(self.header_text())
+
+    # --- trials -------------------------------------------------------------------------
     def selected_case(self) -> str | None:
         t = self.query_one(TrialTable)
         if not t.row_count:
@@ -231,34 +147,7 @@ class StudyScreen(Screen):
 
     @on(DataTable.RowHighlighted, "#trials")
     def trial_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        case = str(event.row_key.value) if event.row_key is not None else None
-        if case != self.trial_log_case:
-            self.trial_log_case = case
-            self.trial_log_offsets = {}
-            self.query_one("#trial-log", Log).clear()
-            self.query_one(TabbedContent).get_tab("tab-trial").label = f"output: {case}" if case else "trial output"
-            self.follow_trial_output()
-
-    def follow_trial_output(self) -> None:
-        """Append what the selected trial's stdout/stderr gained since the last tick."""
-        case = self.trial_log_case
-        if case is None:
-            return
-        log = self.query_one("#trial-log", Log)
-        for name in ("stdout.log", "stderr.log"):
-            p = self.dir / "trials" / case / name
-            off = self.trial_log_offsets.get(name, 0)
-            try:
-                with open(p, "rb") as f:
-                    f.seek(off)
-                    data = f.read(256_000)
-            except OSError:
-                continue
-            if data:
-                if off == 0:
-                    log.write_line(f"── {case}/{name} ──")
-                self.trial_log_offsets[name] = off + len(data)
-                log.write(data.decode(errors="replace"))
+        self.query_one(LogPanes).show_case(str(event.row_key.value) if event.row_key is not None else None)
 
     @on(DataTable.RowSelected, "#trials")
     def open_detail(self, event: DataTable.RowSelected) -> None:
@@ -317,9 +206,7 @@ class StudyScreen(Screen):
             self.app.pop_screen()
 
     def action_follow(self) -> None:
-        for log in self.query(Log):
-            log.auto_scroll = not log.auto_scroll
-        self.notify("log follow " + ("on" if self.query_one("#engine-log", Log).auto_scroll else "off"), timeout=1.5)
+        self.notify("log follow " + ("on" if self.query_one(LogPanes).toggle_follow() else "off"), timeout=1.5)
 
     def finished(self) -> str | None:
         s = self.state
@@ -379,7 +266,7 @@ class StudyScreen(Screen):
     @work(thread=True, exclusive=True, group="report")
     def write_report(self) -> None:
         """Off the event loop: plots and Graphviz take seconds on a large study."""
-        from engine import summary
+        from noodle2.engine.reports import summary
 
         try:
             got = summary.write(self.dir, self.state)

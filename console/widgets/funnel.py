@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from console.view import ns, running_best, stage_counts
-from engine.state import StudyState
+from noodle2.console.view import ns, running_best, stage_counts
+from noodle2.engine.journal.state import StudyState
 
 BAR = "█"
 

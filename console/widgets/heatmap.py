@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from engine.tools.physical import Grid, read_csv
+from noodle2.engine.tools.pnr.physical import Grid, read_csv
 
 # matplotlib's viridis and coolwarm at evenly spaced stops: perceptually uniform, no matplotlib needed
 VIRIDIS = [(68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 142), (31, 158, 137),

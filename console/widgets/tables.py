@@ -6,8 +6,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from console.view import mw, ns, running_best, stage_counts, trial_status, um2
-from engine.state import StageState, StudyState, TrialState
+from noodle2.console.view import mw, ns, running_best, stage_counts, trial_status, um2
+from noodle2.engine.journal.state import StageState, StudyState, TrialState
 
 SYMBOL = {"done": "✓", "failed": "✗", "running": "▶", "planned": "·", "cancelled": "⊘", "aborted": "✗",
           "skipped": "⊘", "pending": "·", "timeout": "⏱", "interrupted": "⏸"}

@@ -35,10 +35,11 @@ from typing import Any
 
 import anyio
 
-from engine.errors import env_fault
-from engine.executors import Command, ExecResult, Job, _Proc, run_command
-from engine.executors.contain import MARKER
-from engine.policy.failures import Outcome
+from noodle2.engine.errors import env_fault
+from noodle2.engine.executors.base import Command, ExecResult, Job
+from noodle2.engine.executors.contain import MARKER
+from noodle2.engine.executors.local import _Proc, run_command
+from noodle2.engine.policy.failures import Outcome
 
 LOCAL = "local"
 PYTHON = "{noodle2-python}"  # the driver's interpreter in a command: the worker's own on the node

@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from engine import events as ev
-from engine.ecos import catalog
-from engine.policy import priors, safety
-from engine.policy.failures import charged
-from engine.policy.trace import gate
-from engine.spec import StudySpec
-from engine.state import StudyState, TrialState
+from noodle2.engine.catalog.ecos import catalog
+from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.state import StudyState, TrialState
+from noodle2.engine.policy import priors, safety
+from noodle2.engine.policy.failures import charged
+from noodle2.engine.policy.trace import gate
+from noodle2.engine.study.models import StudySpec
 
 Gates = list[dict[str, Any]]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from engine.ecos import EcoClass, EcoDef
+from noodle2.engine.catalog.ecos import EcoClass, EcoDef
 
 
 def class_violation(eco: EcoDef, before: Counter[str], after: Counter[str]) -> str | None:

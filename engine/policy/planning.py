@@ -9,8 +9,8 @@ import itertools
 import random
 from typing import Any
 
-from engine.ecos import ParamSpec, catalog
-from engine.spec import ParamSetting, StudySpec
+from noodle2.engine.catalog.ecos import ParamSpec, catalog
+from noodle2.engine.study.models import ParamSetting, StudySpec
 
 
 def case_id(base: str, stage: int, index: int) -> str:

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
-from engine.policy.failures import charged
-from engine.spec import Priors, Ranking
-from engine.state import StudyState, TrialState
+from noodle2.engine.journal.state import StudyState, TrialState
+from noodle2.engine.policy.failures import charged
+from noodle2.engine.study.models import Priors, Ranking
 
 RANK = {"trusted": 0, "mixed": 1, "unknown": 2, "suspicious": 3}
 CONTROL = "noop"
@@ -53,7 +53,7 @@ class Effect:
 
 def effectiveness(state: StudyState, trials: Iterable[TrialState], cfg: Priors,
                   imported: dict[str, dict[str, Any]] | None = None, ranking: Ranking | None = None) -> dict[str, Effect]:
-    from engine.policy.ranking import improves
+    from noodle2.engine.policy.ranking import improves
 
     ranking = ranking or Ranking()
     out: dict[str, Effect] = {}

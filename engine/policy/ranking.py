@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from engine.spec import Ranking, maximised
+from noodle2.engine.catalog.metrics import post_route_only
+from noodle2.engine.study.models import Ranking, maximised
 
 Metrics = dict[str, Any]
 
@@ -188,7 +189,7 @@ def select_survivors(cands: list[Candidate], r: Ranking, count: int, base: Metri
     """Survivors come only from trials that pass the rails; each rail check is a gate.
     `limits`: metric -> (min, max) a survivor must keep; a trial without the metric is not held
     to it (a pre-route trial has no hot_ratio)."""
-    from engine.policy.trace import gate
+    from noodle2.engine.policy.trace import gate
 
     excluded: dict[str, str] = {}
     gates: list[dict[str, Any]] = []
@@ -238,8 +239,6 @@ def select_survivors(cands: list[Candidate], r: Ranking, count: int, base: Metri
 def pre_route(m: Metrics) -> Metrics:
     """A routed trial's metrics as they were before place and route (pre_<name> kept by the
     route modes), without what only routing measures."""
-    from engine.metrics import post_route_only
-
     out = {k: v for k, v in m.items() if not k.startswith("pre_") and not post_route_only(k)}
     out.update({k[4:]: v for k, v in m.items() if k.startswith("pre_")})
     return out
@@ -271,3 +270,8 @@ def rank_agreement(cands: list[Candidate], post: list[str], r: Ranking, base: Me
         spearman = round(1 - 6 * d2 / (n * (n * n - 1)), 4)
     return {"pre_ranking": pre, "post_ranking": ranked, "spearman": spearman,
             "winner_pre_rank": pre.index(ranked[0]) + 1}
+
+
+def rail_limits(r: Any) -> dict[str, tuple[float | None, float | None]]:
+    """[rails] max/min as metric -> (min, max)."""
+    return {m: (r.min.get(m), r.max.get(m)) for m in sorted(set(r.max) | set(r.min))}

@@ -1,9 +1,9 @@
 """Safety domains, ECO classes and the run legality report.  Pure: spec in, text out."""
 from __future__ import annotations
 
-from engine.ecos import EcoClass, catalog
-from engine.errors import Problem
-from engine.spec import StudySpec
+from noodle2.engine.catalog.ecos import EcoClass, catalog
+from noodle2.engine.errors import Problem
+from noodle2.engine.study.models import StudySpec
 
 DOMAINS: dict[str, frozenset[EcoClass]] = {
     "sandbox": frozenset(EcoClass),
@@ -87,7 +87,7 @@ def legality_problems(spec: StudySpec) -> list[Problem]:
 
 def legality_gates(spec: StudySpec) -> list[dict]:
     """The legality gate of every (stage, ECO), as the engine journals it before any compute."""
-    from engine.policy.trace import gate
+    from noodle2.engine.policy.trace import gate
 
     out = []
     for i, st in enumerate(spec.stages):

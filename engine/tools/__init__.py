@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.spec import Study
-from engine.tools.base import ToolAdapter
+from noodle2.engine.study.models import Study
+from noodle2.engine.tools.base import ToolAdapter
 
 
 def make_tool(study: Study, study_dir: Path) -> ToolAdapter:
     if study.spec.tool.kind == "command":
-        from engine.tools.command import CommandTool
+        from noodle2.engine.tools.command import CommandTool
 
         return CommandTool(study.spec.tool, study.spec)
-    from engine.tools.opensta import OpenSTATool
+    from noodle2.engine.tools.timing.opensta import OpenSTATool
 
     return OpenSTATool(study, study_dir)

@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.executors import Command, ExecResult
-from engine.policy.failures import failure
+from noodle2.engine.executors.base import Command, ExecResult
+from noodle2.engine.policy.failures import failure
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ from typing import Any
 
 import orjson
 
-from engine.ecos import catalog
-from engine.executors import Command, ExecResult
-from engine.fsutil import read_capped
-from engine.metrics import MAX_METRICS_BYTES
-from engine.spec import Tool
-from engine.tools.base import TrialContext, TrialFailure, tail
+from noodle2.engine.catalog.ecos import catalog
+from noodle2.engine.catalog.metrics import MAX_METRICS_BYTES
+from noodle2.engine.executors.base import Command, ExecResult
+from noodle2.engine.fsutil import read_capped
+from noodle2.engine.study.models import Tool
+from noodle2.engine.tools.base import TrialContext, TrialFailure, tail
 
 PLACEHOLDERS = ("trial_dir", "parent_dir", "case_id", "eco")
 LOGS = {"stdout.log", "stderr.log"}

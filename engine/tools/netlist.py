@@ -82,108 +82,127 @@ class Netlist:
 
 def parse_netlist(text: str) -> Netlist:
     """The first module of a flat gate-level Verilog netlist (Yosys's or OpenSTA's output)."""
-    toks = [m.group(m.lastindex) for m in _TOK.finditer(text) if m.lastindex]
-    pos = 0
+    return _Parser(text).module()
 
-    def peek(k: int = 0) -> str:
-        return toks[pos + k] if pos + k < len(toks) else ""
 
-    def take(want: str | None = None) -> str:
-        nonlocal pos
-        t = peek()
+class _Parser:
+    """Recursive descent over tokens: declarations, assigns and cell instances, nothing else."""
+
+    def __init__(self, text: str) -> None:
+        self.toks = [m.group(m.lastindex) for m in _TOK.finditer(text) if m.lastindex]
+        self.pos = 0
+        self.net = Netlist("")
+
+    def peek(self) -> str:
+        return self.toks[self.pos] if self.pos < len(self.toks) else ""
+
+    def take(self, want: str | None = None) -> str:
+        t = self.peek()
         if want is not None and t != want:
-            raise NetlistError(f"expected {want!r}, found {t!r} near token {pos}")
-        pos += 1
+            raise NetlistError(f"expected {want!r}, found {t!r} near token {self.pos}")
+        self.pos += 1
         return t
 
+    @staticmethod
     def name(t: str) -> str:
         return t[1:] if t.startswith("\\") else t
 
-    def rng() -> tuple[int, int] | None:
-        if peek() != "[":
+    def module(self) -> Netlist:
+        while self.peek() and self.peek() != "module":
+            self.take()
+        self.take("module")
+        self.net.module = self.name(self.take())
+        while self.peek() != ";":  # port list: names only, declared below
+            self.take()
+        self.take(";")
+        while self.peek() and self.peek() != "endmodule":
+            t = self.take()
+            if t in ("input", "output", "inout", "wire", "reg"):
+                self.declaration(t)
+            elif t == "assign":
+                self.assign()
+            else:
+                self.instance(t)
+        return self.net
+
+    def declaration(self, kind: str) -> None:
+        r = self.range()
+        while True:
+            n = self.name(self.take())
+            if r is not None:
+                self.net.widths[n] = r
+            if kind in ("input", "output", "inout"):
+                (self.net.inputs if kind == "input" else self.net.outputs).extend(self.bits_of(n))
+            if self.take() == ";":
+                return
+
+    def assign(self) -> None:
+        lhs = self.expr()
+        self.take("=")
+        rhs = self.expr()
+        self.take(";")
+        if len(lhs) != len(rhs):
+            rhs = ([0] * (len(lhs) - len(rhs)) + rhs)[-len(lhs):]
+        self.net.assigns += [(lb, rb) for lb, rb in zip(lhs, rhs) if isinstance(lb, tuple)]
+
+    def instance(self, cell: str) -> None:
+        """CELL NAME ( .PIN(expr), ... );"""
+        inst = self.name(self.take())
+        self.take("(")
+        pins: dict[str, Bit | int] = {}
+        while self.peek() != ")":
+            if self.take() == ".":
+                pin = self.take()
+                self.take("(")
+                if self.peek() != ")":
+                    e = self.expr()
+                    if len(e) == 1:
+                        pins[pin] = e[0]
+                self.take(")")
+        self.take(")")
+        self.take(";")
+        self.net.insts[inst] = (cell, pins)
+
+    def range(self) -> tuple[int, int] | None:
+        if self.peek() != "[":
             return None
-        take("[")
-        msb = int(take())
-        take(":")
-        lsb = int(take())
-        take("]")
+        self.take("[")
+        msb = int(self.take())
+        self.take(":")
+        lsb = int(self.take())
+        self.take("]")
         return msb, lsb
 
-    def bits_of(n: str) -> list[Bit]:
-        if n in net.widths:
-            msb, lsb = net.widths[n]
+    def bits_of(self, n: str) -> list[Bit]:
+        if n in self.net.widths:
+            msb, lsb = self.net.widths[n]
             step = -1 if msb >= lsb else 1
             return [(n, i) for i in range(msb, lsb + step, step)]
         return [(n, None)]
 
-    def expr() -> list[Bit | int]:
-        t = take()
+    def expr(self) -> list[Bit | int]:
+        t = self.take()
         if t == "{":
             out: list[Bit | int] = []
             while True:
-                out += expr()
-                if take() == "}":
+                out += self.expr()
+                if self.take() == "}":
                     return out
         if t[:1].isdigit() or t[:1] == "'":
             return _const_bits(t)
-        n = name(t)
-        if peek() == "[":
-            take("[")
-            hi = int(take())
-            if peek() == ":":
-                take(":")
-                lo = int(take())
-                take("]")
-                step = -1 if hi >= lo else 1
-                return [(n, i) for i in range(hi, lo + step, step)]
-            take("]")
+        n = self.name(t)
+        if self.peek() != "[":
+            return list(self.bits_of(n))
+        self.take("[")
+        hi = int(self.take())
+        if self.peek() != ":":
+            self.take("]")
             return [(n, hi)]
-        return list(bits_of(n))
-
-    while peek() and peek() != "module":
-        take()
-    take("module")
-    net = Netlist(name(take()))
-    while peek() != ";":  # port list: names only, declared below
-        take()
-    take(";")
-    while peek() and peek() != "endmodule":
-        t = take()
-        if t in ("input", "output", "inout", "wire", "reg"):
-            r = rng()
-            while True:
-                n = name(take())
-                if r is not None:
-                    net.widths[n] = r
-                if t in ("input", "output", "inout"):
-                    (net.inputs if t == "input" else net.outputs).extend(bits_of(n))
-                if take() == ";":
-                    break
-        elif t == "assign":
-            lhs = expr()
-            take("=")
-            rhs = expr()
-            take(";")
-            if len(lhs) != len(rhs):
-                rhs = ([0] * (len(lhs) - len(rhs)) + rhs)[-len(lhs):]
-            net.assigns += [(lb, rb) for lb, rb in zip(lhs, rhs) if isinstance(lb, tuple)]
-        else:  # an instance: CELL NAME ( .PIN(expr), ... );
-            cell, inst = t, name(take())
-            take("(")
-            pins: dict[str, Bit | int] = {}
-            while peek() != ")":
-                if take() == ".":
-                    pin = take()
-                    take("(")
-                    if peek() != ")":
-                        e = expr()
-                        if len(e) == 1:
-                            pins[pin] = e[0]
-                    take(")")
-            take(")")
-            take(";")
-            net.insts[inst] = (cell, pins)
-    return net
+        self.take(":")
+        lo = int(self.take())
+        self.take("]")
+        step = -1 if hi >= lo else 1
+        return [(n, i) for i in range(hi, lo + step, step)]
 
 
 def _const_bits(t: str) -> list[Bit | int]:

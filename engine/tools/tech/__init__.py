@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from engine.errors import N2Error
-from engine.fsutil import cache_root
+from noodle2.engine.errors import N2Error
+from noodle2.engine.fsutil import cache_root
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("tap", "fill", "decap", "diode", "endcap")  # physical-only cells: no logic, never an ECO's
@@ -157,7 +157,7 @@ def detect(cells: set[str]) -> list[tuple[str, int]]:
     """Which technologies a netlist's cells fit: (name, cells its Liberty lacks), best first;
     physical-only cells (by the technology's names) count as known.  Technologies that are not
     installed are left out."""
-    from engine.spec import liberty_cell_names
+    from noodle2.engine.tools.tech.liberty import liberty_cell_names
 
     out = []
     for name in names():

@@ -8,12 +8,12 @@ from pathlib import Path
 import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from console.follow import send_control  # noqa: E402
-from engine import events as ev  # noqa: E402
-from engine.runner import Engine  # noqa: E402
-from engine.spec import load_study  # noqa: E402
-from engine.studydir import amend_for_resume, new_study_dir  # noqa: E402
-from engine.tools import make_tool  # noqa: E402
+from noodle2.console.follow import send_control
+from noodle2.engine.journal import events as ev
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import amend_for_resume, new_study_dir
+from noodle2.engine.study.load import load_study
+from noodle2.engine.tools import make_tool
 
 work = Path(sys.argv[1])
 shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,61 @@
+"""The study view's one-line header: name and status, trials, workers, elapsed, ETA, cluster,
+safety domain, and WNS base → best.  At 80 columns it keeps the essentials in short words."""
+from __future__ import annotations
+
+import time
+
+from textual.widgets import Label
+
+from noodle2.console.view import ns, plural, study_best
+from noodle2.engine.journal.state import StudyState
+from noodle2.engine.reports.status import effective_status
+
+
+def clock_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = int(max(seconds, 0))
+    return f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _eta(s: StudyState) -> float | None:
+    """Mean trial wall time × trials left ÷ workers, once a trial has finished."""
+    done_ts = [t for t in s.trials.values() if t.stage >= 0 and t.resources and t.resources.get("wall_s")]
+    if not done_ts:
+        return None
+    done, total = s.counts()
+    mean = sum(t.resources["wall_s"] for t in done_ts) / len(done_ts)
+    return mean * (total - done) / max(s.max_parallel, 1)
+
+
+class StudyHeader(Label):
+    def __init__(self, **kw) -> None:
+        super().__init__("", markup=False, **kw)
+
+    @staticmethod
+    def text(s: StudyState, name: str, engine_pid: int | None, now: float, width: int) -> str:
+        alive = engine_pid is not None
+        status = effective_status(s, engine_pid)
+        since = s.paused_since() if status == "running" else None
+        if since is not None:
+            status = f"paused since {time.strftime('%H:%M:%S', time.localtime(since))}"
+        busy = s.busy() if alive else 0
+        elapsed = ((now if s.status == "running" and alive else s.last_event_at) - s.started_at
+                   if s.started_at and s.last_event_at else None)
+        done, total = s.counts()
+        eta = _eta(s) if status == "running" else None
+        base = s.base()
+        bw = (base.metrics or {}).get("wns_ps") if base else None
+        best, routed = study_best(s)
+        wns = f"WNS {ns(bw)}→{ns(best)}" + (" routed" if routed else "")
+        parts = [f" {s.name or name} [{status}]", f"{done}/{plural(total, 'trial')}",
+                 f"workers {busy}/{s.max_parallel}", f"elapsed {clock_text(elapsed)}", f"{wns} ns"]
+        c = s.cluster or {}
+        ray = f"ray {c.get('cpus_busy', 0):g}/{c.get('cpus', 0):g} CPU" if s.cluster and alive else ""
+        optional = [f"ETA {clock_text(eta)}" if eta is not None else "", ray, s.safety_domain or ""]
+        text = " · ".join(parts[:4] + [o for o in optional if o] + parts[4:])
+        if len(text) > width - 1:  # 80 columns: the essentials, shortest words
+            text = " · ".join([parts[0], f"{done}/{total}", f"w {busy}/{s.max_parallel}"] + [ray] * bool(ray)
+                              + [clock_text(elapsed), wns])
+        return text
+

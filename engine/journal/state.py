@@ -1,0 +1,287 @@
+"""The one reducer: `fold(state, event)` turns journal events into study state.
+
+The engine folds to resume, the console to draw, reports to summarise.  `fold` updates the
+state in place and returns it (a 10k-trial replay must stay well under a second).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from noodle2.engine.journal import events as ev
+
+TERMINAL = {"done", "failed", "cancelled"}
+
+
+@dataclass(slots=True)
+class TrialState:
+    case_id: str
+    stage: int  # -1 for the base case
+    index: int
+    parent: str | None
+    eco: str
+    params: dict[str, Any]
+    status: str = "planned"  # planned | running | done | failed | cancelled
+    attempt: int = 0
+    metrics: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+    resources: dict[str, Any] | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    artifacts: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)  # file -> sha256, read by children
+    proof: dict[str, Any] | None = None  # equivalence with the parent: proven, method, seconds
+    tool_done: bool = False  # running, but its tool has exited: outputs are being read
+
+
+@dataclass(slots=True)
+class StageState:
+    index: int
+    name: str
+    mode: str
+    budget: int
+    survivor_count: int
+    after: list[int]
+    status: str = "pending"  # pending | running | done | aborted | skipped
+    parents: list[str] = field(default_factory=list)
+    cases: list[str] = field(default_factory=list)
+    survivors: list[str] = field(default_factory=list)
+    ranking: list[str] = field(default_factory=list)
+    front: list[str] = field(default_factory=list)
+    excluded: dict[str, str] = field(default_factory=dict)
+    agreement: dict[str, Any] | None = None  # route stages: pre- vs post-route ranking
+    started_at: float | None = None
+    ended_at: float | None = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class StudyState:
+    name: str = ""
+    status: str = "new"  # new | running | interrupted | complete | failed | blocked
+    reason: str = ""
+    spec_hash: str = ""
+    spec: dict[str, Any] = field(default_factory=dict)
+    base_case: str = ""
+    safety_domain: str = ""
+    max_parallel: int = 1
+    provenance: dict[str, Any] = field(default_factory=dict)
+    stages: list[StageState] = field(default_factory=list)
+    trials: dict[str, TrialState] = field(default_factory=dict)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    gates: list[dict[str, Any]] = field(default_factory=list)  # the safety trace, as checked
+    eco_stats: list[dict[str, Any]] = field(default_factory=list)  # the latest leaderboard used
+    eco_stats_stage: int | None = None
+    inputs: dict[str, str] = field(default_factory=dict)  # snapshot file -> sha256
+    controls: list[dict[str, Any]] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    cluster: dict[str, Any] | None = None  # the Ray cluster, as last journaled
+    paused: bool = False
+    seq: int = 0
+    started_at: float | None = None
+    last_event_at: float | None = None
+    resumes: int = 0
+    amendments: list[dict[str, Any]] = field(default_factory=list)  # corrected study files a resume took
+
+    # --- derived views (computed, never stored) ---
+    def base(self) -> TrialState | None:
+        return self.trials.get(self.base_case)
+
+    def stage_trials(self, i: int) -> list[TrialState]:
+        return [self.trials[c] for c in self.stages[i].cases]
+
+    def running(self) -> list[TrialState]:
+        return [t for t in self.trials.values() if t.status == "running"]
+
+    def in_flight(self) -> int:
+        """Trials handed to the executor whose tool has not exited (a cluster may queue some)."""
+        return sum(1 for t in self.trials.values() if t.status == "running" and not t.tool_done)
+
+    def busy(self) -> int:
+        """Tools running now: never more than max_parallel (reading outputs holds no slot).  The
+        Ray executor queues up to max_parallel more, which its CPUs do not let run yet."""
+        n = self.in_flight()
+        return min(n, self.max_parallel) if self.max_parallel else n
+
+    def paused_since(self) -> float | None:
+        if not self.paused:
+            return None
+        return next((c.get("t") for c in reversed(self.controls) if c["request"] == "pause" and c["accepted"]), None)
+
+    def counts(self) -> tuple[int, int]:
+        """(finished trials, planned total) across the study, base case excluded."""
+        total = sum(s.budget for s in self.stages)
+        done = sum(1 for t in self.trials.values() if t.stage >= 0 and t.status in TERMINAL)
+        return done, total
+
+
+class FoldError(ValueError):
+    """An event that does not fit the state: a case or stage the journal never planned."""
+
+
+def fold(s: StudyState, e: ev.Event) -> StudyState:
+    handler = _HANDLERS.get(type(e))
+    if handler is not None:
+        try:
+            handler(s, e)
+        except (KeyError, IndexError, TypeError, AttributeError) as err:
+            raise FoldError(f"{e.type} (seq {e.seq}) does not fit the study: {type(err).__name__} {err}") from None
+    s.seq = e.seq
+    s.last_event_at = e.t
+    return s
+
+
+def replay(events: list[ev.Event], s: StudyState | None = None) -> StudyState:
+    s = s or StudyState()
+    for e in events:
+        fold(s, e)
+    return s
+
+
+def _study_started(s: StudyState, e: ev.StudyStarted) -> None:
+    s.name, s.spec_hash, s.spec, s.base_case = e.name, e.spec_hash, e.spec, e.base_case
+    s.safety_domain, s.max_parallel, s.provenance = e.safety_domain, e.max_parallel, e.provenance
+    s.status, s.started_at = "running", e.t
+    s.stages = [StageState(i, d["name"], d["mode"], d["trials"], d["survivors"], list(d["after"]))
+                for i, d in enumerate(e.stages)]
+    s.trials[e.base_case] = TrialState(e.base_case, -1, 0, None, "noop", {})
+
+
+def _study_resumed(s: StudyState, e: ev.StudyResumed) -> None:
+    s.status, s.reason, s.paused = "running", "", False
+    s.resumes += 1
+    for c in e.requeued:
+        t = s.trials[c]
+        t.status, t.metrics, t.failure, t.resources = "planned", None, None, None
+
+
+def _amended(s: StudyState, e: ev.StudyAmended) -> None:
+    s.spec_hash, s.spec = e.spec_hash, e.spec
+    s.amendments.append({"seq": e.seq, "t": e.t, "changes": list(e.changes)})
+
+
+def _stage_started(s: StudyState, e: ev.StageStarted) -> None:
+    st = s.stages[e.stage]
+    st.status, st.parents, st.started_at = "running", list(e.parents), e.t
+    st.cases = [p["case_id"] for p in e.plan]
+    for p in e.plan:
+        s.trials[p["case_id"]] = TrialState(p["case_id"], e.stage, p["index"], p["parent"], p["eco"], p["params"])
+
+
+def _trial_started(s: StudyState, e: ev.TrialStarted) -> None:
+    t = s.trials[e.case_id]
+    t.status, t.attempt, t.started_at, t.ended_at, t.proof, t.tool_done = "running", e.attempt, e.t, None, None, False
+
+
+def _tool_exited(s: StudyState, e: ev.TrialToolExited) -> None:
+    s.trials[e.case_id].tool_done = True
+
+
+def _trial_finished(s: StudyState, e: ev.TrialFinished) -> None:
+    t = s.trials[e.case_id]
+    t.status, t.metrics, t.resources, t.ended_at, t.artifacts = "done", e.metrics, e.resources, e.t, e.artifacts
+    t.failure, t.outputs = None, dict(e.outputs)
+
+
+def _equivalence(s: StudyState, e: ev.EquivalenceChecked) -> None:
+    s.trials[e.case_id].proof = {"against": e.against, "proven": e.proven, "method": e.method,
+                                 "seconds": e.seconds, "detail": e.detail}
+
+
+def _snapshot(s: StudyState, e: ev.SnapshotReady) -> None:
+    s.inputs = dict(e.files)
+
+
+def _gates(s: StudyState, e: ev.GatesChecked) -> None:
+    s.gates.extend(e.gates)
+
+
+def _eco_stats(s: StudyState, e: ev.EcoStats) -> None:
+    s.eco_stats, s.eco_stats_stage = list(e.rows), e.stage
+
+
+def _trial_failed(s: StudyState, e: ev.TrialFailed) -> None:
+    t = s.trials[e.case_id]
+    t.failure, t.resources, t.ended_at = e.failure, e.resources, e.t
+    t.status = "planned" if e.retry else "failed"
+
+
+def _trial_cancelled(s: StudyState, e: ev.TrialCancelled) -> None:
+    t = s.trials[e.case_id]
+    t.status, t.ended_at = "cancelled", e.t
+    t.failure = {"type": "cancelled", "severity": "info", "reason": e.reason, "excerpt": ""}
+
+
+def _survivors(s: StudyState, e: ev.SurvivorsChosen) -> None:
+    st = s.stages[e.stage]
+    st.survivors, st.ranking, st.excluded, st.front = list(e.survivors), list(e.ranking), dict(e.excluded), list(e.front)
+
+
+def _agreement(s: StudyState, e: ev.RankAgreement) -> None:
+    s.stages[e.stage].agreement = {"pre_ranking": list(e.pre_ranking), "post_ranking": list(e.post_ranking),
+                                   "spearman": e.spearman, "winner_pre_rank": e.winner_pre_rank}
+
+
+def _cluster(s: StudyState, e: ev.ClusterStatus) -> None:
+    s.cluster = {k: getattr(e, k) for k in ("address", "nodes", "cpus", "cpus_busy", "memory_gb", "dashboard", "running",
+                                            "queued", "node_list")}
+
+
+def _notified(s: StudyState, e: ev.NotificationSent) -> None:
+    s.notifications.append({"channel": e.channel, "trigger": e.trigger, "attempt": e.attempt, "ok": e.ok,
+                            "detail": e.detail, "t": e.t})
+
+
+def _stage_finished(s: StudyState, e: ev.StageFinished) -> None:
+    st = s.stages[e.stage]
+    st.status, st.reason, st.ended_at = e.status, e.reason, e.t
+
+
+def _decision(s: StudyState, e: ev.PolicyDecision) -> None:
+    s.decisions.append({"seq": e.seq, "scope": e.scope, "action": e.action, "subject": e.subject,
+                        "reason": e.reason, "stage": e.stage})
+
+
+def _study_finished(s: StudyState, e: ev.StudyFinished) -> None:
+    s.status, s.reason = e.status, e.reason
+    for t in s.trials.values():
+        if t.status == "running":  # a trial still open at the end was cut off
+            t.status = "cancelled"
+
+
+def _interrupted(s: StudyState, e: ev.StudyInterrupted) -> None:
+    s.status, s.reason = "interrupted", e.reason
+
+
+def _control(s: StudyState, e: ev.ControlAck) -> None:
+    s.controls.append({"seq": e.seq, "t": e.t, "request": e.request, "target": e.target, "accepted": e.accepted,
+                       "detail": e.detail})
+    if e.accepted and e.request in ("pause", "resume"):
+        s.paused = e.request == "pause"
+
+
+_HANDLERS = {
+    ev.StudyStarted: _study_started, ev.StudyResumed: _study_resumed, ev.StageStarted: _stage_started,
+    ev.TrialStarted: _trial_started, ev.TrialFinished: _trial_finished, ev.TrialFailed: _trial_failed,
+    ev.TrialCancelled: _trial_cancelled, ev.SurvivorsChosen: _survivors, ev.StageFinished: _stage_finished,
+    ev.PolicyDecision: _decision, ev.StudyFinished: _study_finished, ev.StudyInterrupted: _interrupted,
+    ev.ControlAck: _control, ev.SnapshotReady: _snapshot, ev.GatesChecked: _gates, ev.EcoStats: _eco_stats,
+    ev.EquivalenceChecked: _equivalence, ev.TrialToolExited: _tool_exited, ev.RankAgreement: _agreement,
+    ev.NotificationSent: _notified, ev.ClusterStatus: _cluster, ev.StudyAmended: _amended,
+}
+
+
+# --- snapshot (de)serialisation: orjson writes the dataclasses; this rebuilds them ---------
+
+def from_snapshot(d: dict[str, Any]) -> StudyState:
+    """Fields added since the snapshot was written take their defaults; fields removed since
+    are ignored."""
+    d = dict(d)
+    d["stages"] = [_known(StageState, x) for x in d["stages"]]
+    d["trials"] = {k: _known(TrialState, v) for k, v in d["trials"].items()}
+    return _known(StudyState, d)
+
+
+def _known(cls: Any, d: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,205 @@
+"""Report plots with matplotlib (an optional extra): axes with units, legends, and markers and
+line styles that still read in greyscale.  Each function writes one PNG and returns its caption;
+`render_all` returns why plots were skipped when matplotlib is missing."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from noodle2.engine.fsutil import save_figure
+from noodle2.engine.journal.state import StudyState
+
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
+STYLES = ["-", "--", "-.", ":"]
+SKIPPED = "visualization_unavailable: matplotlib is not installed (pip install 'noodle2[plots]')"
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 110})
+    return plt
+
+
+def _done(s: StudyState) -> list:
+    return [t for t in sorted(s.trials.values(), key=lambda t: (t.stage, t.index))
+            if t.stage >= 0 and t.status == "done" and isinstance((t.metrics or {}).get("wns_ps"), (int, float))]
+
+
+def trajectory(s: StudyState, out: Path) -> str:
+    """WNS and TNS of every finished trial in order, by stage, with the running best."""
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    trials = _done(s)
+    best_w = best_t = None
+    bw, bt = [], []
+    for k, t in enumerate(trials):
+        w, tn = t.metrics["wns_ps"] / 1000, (t.metrics.get("tns_ps") or 0) / 1000
+        best_w = w if best_w is None else max(best_w, w)
+        best_t = tn if best_t is None else max(best_t, tn)
+        bw.append(best_w)
+        bt.append(best_t)
+    for i, st in enumerate(s.stages):
+        xs = [k for k, t in enumerate(trials) if t.stage == i]
+        if not xs:
+            continue
+        m = MARKERS[i % len(MARKERS)]
+        a1.scatter(xs, [trials[k].metrics["wns_ps"] / 1000 for k in xs], marker=m, s=16, label=st.name)
+        a2.scatter(xs, [(trials[k].metrics.get("tns_ps") or 0) / 1000 for k in xs], marker=m, s=16, label=st.name)
+    a1.plot(range(len(bw)), bw, "k-", lw=1.2, label="best so far")
+    a2.plot(range(len(bt)), bt, "k-", lw=1.2, label="best so far")
+    base = (s.base().metrics or {}) if s.base() else {}
+    if "wns_ps" in base:
+        a1.axhline(base["wns_ps"] / 1000, color="0.4", ls="--", lw=1, label="base")
+    if "tns_ps" in base:
+        a2.axhline(base["tns_ps"] / 1000, color="0.4", ls="--", lw=1, label="base")
+    a1.set_ylabel("WNS (ns)")
+    a2.set_ylabel("TNS (ns)")
+    a2.set_xlabel("finished trial (in stage order)")
+    from matplotlib.ticker import MaxNLocator
+
+    a2.xaxis.set_major_locator(MaxNLocator(integer=True))
+    a1.set_title(f"{s.name}: WNS and TNS over the trials")
+    a1.legend(fontsize=7, ncol=3, loc="best")
+    fig.tight_layout()
+    save_figure(fig, out)
+    plt.close(fig)
+    return "WNS and TNS of every finished trial, by stage, with the best so far and the base (dashed)"
+
+
+def progression(s: StudyState, out: Path) -> str:
+    """Each stage's best WNS and TNS against the base."""
+    from noodle2.engine.reports.status import stage_best
+
+    plt = _plt()
+    fig, a1 = plt.subplots(figsize=(7, 3.4))
+    names = [st.name for st in s.stages]
+    w = [stage_best(s, st, "wns_ps") for st in s.stages]
+    t = [stage_best(s, st, "tns_ps") for st in s.stages]
+    xs = [i for i, v in enumerate(w) if v is not None]
+    a1.plot(xs, [w[i] / 1000 for i in xs], "o-", color="0.1", label="best WNS (ns)")
+    a1.set_ylabel("best WNS (ns)")
+    a2 = a1.twinx()
+    a2.plot(xs, [t[i] / 1000 for i in xs if t[i] is not None], "s--", color="0.5", label="best TNS (ns)")
+    a2.set_ylabel("best TNS (ns)")
+    a2.grid(False)
+    a1.set_xticks(range(len(names)))
+    a1.set_xticklabels(names, rotation=30 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
+    a1.set_xlabel("stage")
+    a1.set_title(f"{s.name}: stage progression")
+    lines = a1.get_lines() + a2.get_lines()
+    a1.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="lower right")
+    fig.tight_layout()
+    save_figure(fig, out)
+    plt.close(fig)
+    return "each stage's best WNS (solid) and TNS (dashed)"
+
+
+def pareto(s: StudyState, out: Path, x: str = "wns_ps", y: str = "tns_ps") -> str:
+    """Every finished trial on two metrics; the first non-dominated front highlighted."""
+    from noodle2.engine.policy.ranking import Candidate, rank
+    from noodle2.engine.study.models import Ranking
+
+    plt = _plt()
+    trials = [t for t in _done(s) if isinstance(t.metrics.get(y), (int, float))]
+    r = Ranking(kind="pareto", objectives=[x, y])
+    _, front = rank([Candidate(t.case_id, t.metrics) for t in trials], r) if trials else ([], [])
+    on = [t for t in trials if t.case_id in front]
+    off = [t for t in trials if t.case_id not in front]
+    scale = {"wns_ps": 1e-3, "tns_ps": 1e-3, "power_total_w": 1e3}
+    unit = {"wns_ps": "WNS (ns)", "tns_ps": "TNS (ns)", "power_total_w": "power (mW)", "area_um2": "area (µm²)"}
+    fx, fy = scale.get(x, 1), scale.get(y, 1)
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.scatter([t.metrics[x] * fx for t in off], [t.metrics[y] * fy for t in off], marker="o", s=14,
+               facecolors="none", edgecolors="0.5", label="trials")
+    pts = sorted((t.metrics[x] * fx, t.metrics[y] * fy) for t in on)
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], "k*-", ms=9, lw=1, label="Pareto front")
+    ax.set_xlabel(unit.get(x, x))
+    ax.set_ylabel(unit.get(y, y))
+    ax.set_title(f"{s.name}: {x} against {y}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, out)
+    plt.close(fig)
+    return f"{len(trials)} trials on {x} and {y}; stars: the non-dominated front ({len(on)})"
+
+
+def eco_success(s: StudyState, out: Path) -> str:
+    """Per ECO: trials that improved on their parent, that did not, that failed."""
+    plt = _plt()
+    rows = [r for r in s.eco_stats if r["trials"]]  # the leaderboard as journaled at the study's end
+    names = [r["eco"] for r in rows]
+    ok = [r["successes"] for r in rows]
+    failed = [r["failures"] for r in rows]
+    other = [r["trials"] - r["successes"] - r["failures"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.2))
+    ys = range(len(rows))
+    ax.barh(ys, ok, color="0.15", label="improved on its parent")
+    ax.barh(ys, other, left=ok, color="0.6", hatch="//", label="no gain")
+    ax.barh(ys, failed, left=[a + b for a, b in zip(ok, other)], color="white", edgecolor="0.2", hatch="xx",
+            label="failed")
+    ax.set_yticks(list(ys))
+    ax.set_yticklabels(names)
+    ax.set_xlabel("trials")
+    ax.set_title(f"{s.name}: ECO success")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    save_figure(fig, out)
+    plt.close(fig)
+    return "per ECO, trials that improved on their parent (dark), gained nothing (hatched) or failed (crossed)"
+
+
+def params(s: StudyState, out: Path) -> str | None:
+    """ΔWNS against each swept numeric parameter, one panel per ECO parameter with variation."""
+    plt = _plt()
+    series: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for t in _done(s):
+        parent = s.trials.get(t.parent or "")
+        pw = (parent.metrics or {}).get("wns_ps") if parent else None
+        if not isinstance(pw, (int, float)):
+            continue
+        for k, v in t.params.items():
+            if isinstance(v, (int, float)):
+                series.setdefault((t.eco, k), []).append((float(v), (t.metrics["wns_ps"] - pw)))
+    swept = {k: v for k, v in series.items() if len({x for x, _ in v}) > 1}
+    if not swept:
+        return None
+    n = len(swept)
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, ((eco, k), pts) in zip([a for row in axes for a in row], sorted(swept.items())):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", color="0.2", ms=3)
+        ax.axhline(0, color="0.5", lw=0.8, ls=":")
+        ax.set_title(f"{eco}", fontsize=8)
+        ax.set_xlabel(k)
+        ax.set_ylabel("ΔWNS vs parent (ps)")
+    for ax in [a for row in axes for a in row][n:]:
+        ax.axis("off")
+    fig.suptitle(f"{s.name}: swept parameters against the WNS gain", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, out)
+    plt.close(fig)
+    return f"ΔWNS against the parent for {n} swept parameter(s); above the dotted line is a gain"
+
+
+def render_all(s: StudyState, out: Path) -> tuple[list[tuple[str, str]], str | None]:
+    """[(file, caption)] written into `out`, and why plots were skipped (None when drawn)."""
+    try:
+        _plt()
+    except ImportError:
+        return [], SKIPPED
+    out.mkdir(parents=True, exist_ok=True)
+    made = []
+    for name, fn in (("trajectory.png", trajectory), ("progression.png", progression), ("pareto.png", pareto),
+                     ("eco_success.png", eco_success), ("params.png", params)):
+        if not _done(s):
+            break
+        caption = fn(s, out / name)
+        if caption is not None:
+            made.append((name, caption))
+    return made, None

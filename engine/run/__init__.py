@@ -1,0 +1,1 @@
+"""The scheduler: the engine coordinates stages, trials, control, proofs and notifications."""

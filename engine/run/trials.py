@@ -1,0 +1,235 @@
+"""One trial: its context, its tool run through the executor, its outputs collected and sealed,
+its outcome journaled durably.  Failures are classified here; a fault of the machine (a full
+disk, a changed input) is raised as EnvironmentFault and never charged to the trial's ECO."""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from noodle2.engine.catalog.metrics import check_metrics
+from noodle2.engine.errors import EnvironmentFault, env_fault
+from noodle2.engine.executors.base import Command, ExecResult, Executor, Job
+from noodle2.engine.executors.contain import MARKER
+from noodle2.engine.fsutil import sha256_file
+from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.state import TrialState
+from noodle2.engine.policy.failures import RETRYABLE, classify, failure
+from noodle2.engine.run.control import Controls
+from noodle2.engine.run.host import Host
+from noodle2.engine.run.proofs import Prover, counterexample
+from noodle2.engine.tools.base import TrialContext, TrialFailure, tail
+from noodle2.engine.tools.custom_metrics import ExtractError, extract_custom
+
+DISK_MIN_FREE = 1 << 20  # a failed trial on a disk with less free space than this is the disk's fault
+LOGS = {"stdout.log", "stderr.log"}
+
+
+@dataclass
+class Collected:
+    metrics: dict[str, Any] | None
+    failure: dict[str, Any] | None
+    outputs: dict[str, str]
+    proof: dict[str, Any] | None = None  # equivalence with the parent, when checked here
+
+
+@dataclass
+class Slots:
+    tools: anyio.CapacityLimiter  # running tools (and a cluster's queue)
+    collectors: anyio.CapacityLimiter  # output parsing and proofs, after the tool
+
+
+class TrialRunner:
+    def __init__(self, host: Host, executor: Executor, controls: Controls, slots: Slots, prover: Prover,
+                 required: set[str]) -> None:
+        self.host = host
+        self.executor = executor
+        self.controls = controls
+        self.slots = slots
+        self.prover = prover
+        self.required = required  # metrics the ranking needs: a trial without them is a parse_failure
+        self._verified: dict[str, tuple[int, int, int]] = {}  # path -> (size, mtime_ns, inode) hashed ok
+
+    async def run(self, t: TrialState, mode: str) -> None:
+        """The tool slots bound running tools only: parsing outputs and the durable journal append
+        happen after the slot is free, so the next tool starts at once."""
+        h = self.host
+        try:
+            while h.stop_reason is None:
+                await self.controls.wait_unpaused()
+                async with self.slots.tools:
+                    if self.controls.paused:
+                        continue
+                    ran = await self._run_tool(t, mode)
+                if ran is None:
+                    return
+                h.emit(ev.TrialToolExited(case_id=t.case_id))
+                async with self.slots.collectors:
+                    got = await anyio.to_thread.run_sync(self._collect, *ran)
+                if not await self._record(t, ran[0], ran[1], got):
+                    return
+        except EnvironmentFault as f:
+            h.machine_fault(f)  # the trial stays in flight in the journal: it runs again on resume
+
+    def context(self, t: TrialState, mode: str) -> TrialContext:
+        h, x = self.host, self.host.spec.execution
+        parent = h.state.trials.get(t.parent) if t.parent else None
+        parent_dir = (h.dir / "trials" / t.parent) if t.parent else h.dir / "snapshot"
+        expect = {str(h.dir / rel): sha for rel, sha in h.state.inputs.items() if sha}
+        if parent is not None:
+            expect.update({str(parent_dir / rel): sha for rel, sha in parent.outputs.items()})
+        return TrialContext(
+            study_dir=h.dir, case_id=t.case_id, trial_dir=h.dir / "trials" / t.case_id,
+            parent_dir=parent_dir, parent_metrics=parent.metrics if parent else None, eco=t.eco, params=t.params,
+            mode=mode, soft_timeout_s=x.soft_timeout_s, hard_timeout_s=x.hard_timeout_s or x.soft_timeout_s * 1.25 + 5,
+            memory_limit_mb=x.memory_limit_mb, expect=expect, attempt=t.attempt + 1)
+
+    async def _run_tool(self, t: TrialState, mode: str) -> tuple[TrialContext, ExecResult] | None:
+        """Prepare and run one attempt (one executor job: directory set-up rides with the tool, as
+        metadata syscalls must not stall the loop).  None when the attempt ended here."""
+        h = self.host
+        ctx = self.context(t, mode)
+        h.emit(ev.TrialStarted(case_id=t.case_id, attempt=t.attempt + 1))
+        result = None
+        with self.controls.cancellable(t.case_id) as scope:
+            try:
+                reads = getattr(h.tool, "reads", lambda c: [])(ctx)
+                result, _ = await self.executor.run(Job(partial(self._prepare, ctx), None, ctx.soft_timeout_s,
+                                                        ctx.hard_timeout_s, inputs=sorted(ctx.expect) + list(map(str, reads))))
+            except TrialFailure as f:
+                await self._failed(t, f.failure, {}, retry=False)
+                return None
+        if scope.cancelled_caught or result is None:
+            h.emit(ev.TrialCancelled(case_id=t.case_id, reason="cancelled by operator"))
+            await h.sync()
+            return None
+        return ctx, result
+
+    async def _record(self, t: TrialState, ctx: TrialContext, result: ExecResult, got: Collected) -> bool:
+        """Journal the outcome durably.  True when a retry follows."""
+        h = self.host
+        if got.proof is not None:
+            self.prover.record(t.case_id, t.parent or "", got.proof)
+        if got.failure is not None:
+            retry = got.failure["type"] in RETRYABLE and t.attempt <= h.spec.execution.retries
+            return await self._failed(t, got.failure, result.resources(), retry)
+        h.emit(ev.TrialFinished(case_id=t.case_id, metrics=got.metrics or {}, resources=result.resources(),
+                                artifacts=str(ctx.trial_dir.relative_to(h.dir)), outputs=got.outputs))
+        await h.sync()
+        return False
+
+    async def _failed(self, t: TrialState, fail: dict, resources: dict, retry: bool) -> bool:
+        self.host.emit(ev.TrialFailed(case_id=t.case_id, failure=fail, resources=resources, retry=retry))
+        await self.host.sync()
+        return retry
+
+    def _prepare(self, ctx: TrialContext) -> Command:
+        """Executor side: the inputs checked, a clean trial directory, the tool's inputs in it."""
+        try:
+            self._verify(ctx.expect)
+            _clean_dir(ctx.trial_dir)
+            cmd = self.host.tool.prepare(ctx)
+        except OSError as e:
+            raise env_fault(e, f"preparing {ctx.case_id}") or e from None
+        cmd.env = {**(cmd.env or os.environ), MARKER: str(ctx.trial_dir)}
+        cmd.contain_key = f"{ctx.case_id}.{ctx.attempt}"
+        cmd.log_cap_bytes = self.host.spec.execution.max_log_mb << 20
+        return cmd
+
+    def _verify(self, expect: dict[str, str]) -> None:
+        """Files a trial reads must be the ones the journal recorded: a changed or missing input
+        stops the study (N2-E209) instead of being charged to the trial's ECO."""
+        for path, sha in expect.items():
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                raise EnvironmentFault("N2-E209", f"input {path} is missing") from None
+            key = (st.st_size, st.st_mtime_ns, st.st_ino)
+            if self._verified.get(path) == key:
+                continue
+            try:
+                same = sha256_file(Path(path)) == sha
+            except ValueError as e:
+                raise EnvironmentFault("N2-E209", f"input {path} {e}") from None
+            if not same:
+                raise EnvironmentFault("N2-E209", f"input {path} changed since it was recorded (sha256 differs)")
+            self._verified[path] = key
+
+    def _collect(self, ctx: TrialContext, result: ExecResult) -> Collected:
+        """Worker thread: classify the run, parse and validate the tool's outputs, seal the
+        directory.  A failure on a full disk is the disk's, not the ECO's."""
+        cmd = result.command
+        assert cmd is not None
+        fail = classify(result.outcome, lambda: tail(cmd.stderr) or tail(cmd.stdout))
+        if fail is None:
+            try:
+                return self._outputs(ctx, result)
+            except TrialFailure as f:
+                fail = f.failure
+            except OSError as e:
+                if (fault := env_fault(e, f"collecting {ctx.case_id}")) is not None:
+                    raise fault from None
+                fail = failure("parse_failure", f"cannot read the tool's outputs: {e}")
+            except Exception as e:  # an adapter bug must not take the study down; say what it was
+                fail = failure("parse_failure", f"adapter error: {type(e).__name__}: {e}")
+        if fail["type"] != "cancelled" and (_disk_nearly_full(ctx.trial_dir)
+                                            or "No space left on device" in fail.get("excerpt", "")):
+            raise EnvironmentFault("N2-E208", f"no space left on the study's disk: {ctx.case_id} failed "
+                                   f"({fail['type']}: {fail['reason'][:120]}) on a full disk")
+        return Collected(None, fail, {})
+
+    def _outputs(self, ctx: TrialContext, result: ExecResult) -> Collected:
+        h = self.host
+        metrics = h.tool.collect(ctx, result)
+        if h.spec.custom.metrics:
+            try:
+                metrics = {**metrics, **extract_custom(h.spec.custom.metrics, ctx.trial_dir)}
+            except ExtractError as e:
+                raise TrialFailure("parse_failure", str(e)) from None
+        if (why := check_metrics(metrics, self.required)) is not None:
+            raise TrialFailure("parse_failure", f"the tool's metrics are not usable: {why}")
+        outputs = {rel: sha256_file(ctx.trial_dir / rel) for rel in h.tool.outputs(ctx)}
+        _read_only(ctx.trial_dir)
+        proof = None
+        if h.spec.verify.equivalence == "all" and ctx.case_id != h.state.base_case:
+            proof = h.tool.prove(ctx.trial_dir, ctx.parent_dir)
+            if proof is not None and not proof["proven"]:
+                return Collected(None, failure("not_equivalent", f"not proven equivalent to its parent: "
+                                               f"{proof['detail']}", counterexample(ctx.trial_dir)), {}, proof)
+        return Collected(metrics, None, outputs, proof)
+
+
+def _clean_dir(tdir: Path) -> None:
+    """An attempt starts in an empty directory of its own; a symlink there is removed, not followed."""
+    try:
+        st = os.lstat(tdir)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(tdir)
+        else:
+            tdir.unlink()
+    tdir.mkdir(parents=True)
+
+
+def _disk_nearly_full(path: Path) -> bool:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < DISK_MIN_FREE
+
+
+def _read_only(tdir: Path) -> None:
+    """A finished trial's artifacts are its children's inputs: make them read-only."""
+    with os.scandir(tdir) as entries:
+        for e in entries:
+            if e.name not in LOGS and e.is_file(follow_symlinks=False):
+                os.chmod(e.path, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)

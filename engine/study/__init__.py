@@ -1,0 +1,1 @@
+"""The study file: models, loading, validation, templates, the plan and its docs."""

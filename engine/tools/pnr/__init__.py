@@ -1,0 +1,1 @@
+"""qflow place and route (graywolf, qrouter), DEF/physical data and heatmaps."""

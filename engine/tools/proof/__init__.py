@@ -1,0 +1,1 @@
+"""Equivalence of a child netlist with its parent."""

@@ -1,0 +1,1 @@
+"""Yosys: synthesis of the base design and cone re-synthesis."""

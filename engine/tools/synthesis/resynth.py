@@ -1,0 +1,161 @@
+"""resynth_cone: re-synthesise the fan-in cone of the worst endpoints for delay.
+
+One trial runs, in its own directory and process group:
+
+1. `sta select.tcl`: the combinational cells within `depth` levels before the worst `paths`
+   endpoints (objects walked in sta; their names are written to cone.txt for this driver);
+2. the cone becomes a module of its own (cone.v), its boundary nets its ports;
+3. Yosys maps it again with ABC for delay (a balancing and rewriting script, then gate sizing);
+4. the new cone is spliced back in place of the old one (spliced.v), its nets renamed apart;
+5. `sta` times the spliced netlist; it is kept only if WNS/TNS improve and it is proven
+   equivalent to the parent (engine.tools.equiv), else the parent netlist goes on unchanged;
+6. `sta run.tcl`, the ordinary trial script, measures the result; this driver exits with its rc.
+
+    python -m engine.tools.resynth resynth.json
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from noodle2.engine.tools.netlist import Bit, Netlist, parse_netlist, write_netlist
+from noodle2.engine.tools.tech.liberty import Library, load_set
+
+ABC_SCRIPT = ("+strash;dc2;balance -l;rewrite -l;refactor -l;balance -l;rewrite -z -l;balance -l;dch -f;"
+              "map -D {d};topo;buffer;upsize -D {d};dnsize -D {d}")
+
+
+def cone_module(n: Netlist, lib: Library, cone: set[str]) -> tuple[Netlist, dict[str, Bit]]:
+    """The cone's instances as a module: inputs are the nets it reads but does not drive,
+    outputs the nets it drives that anything outside reads.  Returns it and port -> bit."""
+    driven: set[Bit] = set()
+    read: set[Bit] = set()
+    for i in cone:
+        cell, pins = n.insts[i]
+        c = lib.cells[cell]
+        for p, b in pins.items():
+            if isinstance(b, tuple):
+                (driven if p in c.outputs else read).add(b)
+    outside: set[Bit] = {b for b in n.outputs if b in driven}
+    outside |= {rhs for _, rhs in n.assigns if isinstance(rhs, tuple) and rhs in driven}
+    for i, (cell, pins) in n.insts.items():
+        if i not in cone:
+            outside |= {b for b in pins.values() if isinstance(b, tuple) and b in driven}
+    ins = sorted(read - driven, key=str)
+    outs = sorted(outside, key=str)
+    port = {b: f"i{k}" for k, b in enumerate(ins)} | {b: f"o{k}" for k, b in enumerate(outs)}
+    m = Netlist("cone", inputs=[(port[b], None) for b in ins], outputs=[(port[b], None) for b in outs])
+
+    def bit(b):
+        if not isinstance(b, tuple):
+            return b
+        return (port[b], None) if b in port else (f"w.{b[0]}" + ("" if b[1] is None else f"[{b[1]}]"), None)
+    for i in sorted(cone):
+        cell, pins = n.insts[i]
+        m.insts[i] = (cell, {p: bit(b) for p, b in pins.items()})
+    return m, {p: b for b, p in port.items()}
+
+
+def splice(parent: Netlist, cone: set[str], new: Netlist, ports: dict[str, Bit], lib: Library, tag: str) -> Netlist:
+    """The parent with the cone's instances replaced by `new`'s.  The new cone drives the
+    original output nets itself (no assign statements); an output that is an input, a constant,
+    or another output again gets a buffer."""
+    out = Netlist(parent.module, list(parent.inputs), list(parent.outputs), dict(parent.widths),
+                  {i: v for i, v in parent.insts.items() if i not in cone}, list(parent.assigns))
+    alias = {lhs: rhs for lhs, rhs in new.assigns}
+    renamed: dict[Bit, Bit] = {}  # a new-cone net -> the original output net it becomes
+    feeds: list[tuple[Bit, Bit | int]] = []  # an original output net -> what a buffer copies into it
+
+    def outer(b: Bit | int) -> Bit | int:  # a new-cone net as the parent knows it, if it does
+        if isinstance(b, int):
+            return b
+        if b[0].startswith("i") and b[0] in ports:
+            return ports[b[0]]
+        return renamed.get(b, (f"{tag}_{re.sub(r'[^A-Za-z0-9_]', '_', b[0])}", None))
+
+    for (name, _) in new.outputs:
+        orig, src = ports[name], (name, None)
+        while isinstance(src, tuple) and src in alias:
+            src = alias[src]
+        if isinstance(src, int) or (src[0].startswith("i") and src[0] in ports) or src in renamed:
+            feeds.append((orig, outer(src)))
+        else:
+            renamed[src] = orig
+    for k, (i, (cell, pins)) in enumerate(sorted(new.insts.items())):
+        out.insts[f"{tag}_{k}"] = (cell, {p: outer(b) for p, b in pins.items()})
+    if feeds and not lib.buffers:
+        raise ValueError("the new cone needs a buffer and the Liberty has none")
+    for k, (orig, src) in enumerate(feeds):
+        buf = lib.cells[lib.buffers[-1]]
+        out.insts[f"{tag}_feed{k}"] = (buf.name, {buf.inputs[0]: src, buf.outputs[0]: orig})
+    return out
+
+
+def _sta(script: str, cwd: Path, log: str) -> str:
+    r = subprocess.run(["sta", "-no_init", "-no_splash", script], cwd=cwd, capture_output=True, text=True)
+    (cwd / log).write_text(r.stdout + r.stderr)
+    return r.stdout
+
+
+def _slack(text: str) -> tuple[float, float] | None:
+    w = re.search(r"^wns\s+(-?[\d.]+)", text, re.M)
+    t = re.search(r"^tns\s+(-?[\d.]+)", text, re.M)
+    return (float(w.group(1)), float(t.group(1))) if w and t else None
+
+
+def main(config: Path) -> int:
+    from noodle2.engine.quote import yosys_word
+    from noodle2.engine.tools.proof.equiv import prove
+    from noodle2.engine.tools.synthesis.yosys import run_yosys
+
+    cfg = json.loads(config.read_text())
+    here = config.parent
+    libs = [here / p for p in cfg["libs"]]
+    lib = load_set(libs, tuple(cfg.get("dont_use", ())))
+    parent = here / cfg["parent"]
+    notes: list[str] = []
+    kept = 0
+    before = _slack(_sta("select.tcl", here, "select.log"))
+    cone = set((here / "cone.txt").read_text().split()) if (here / "cone.txt").exists() else set()
+    net = parse_netlist(parent.read_text())
+    cone &= {i for i, (cell, _) in net.insts.items() if cell in lib.cells and not lib.cells[cell].sequential}
+    if not cone or before is None:
+        notes.append(f"no cone to re-synthesise ({len(cone)} cells)")
+    else:
+        module, ports = cone_module(net, lib, cone)
+        (here / "cone.v").write_text(write_netlist(module))
+        d = cfg["delay_target_ps"]
+        lib_rel = yosys_word(cfg.get("yosys_lib", cfg["libs"][0]))
+        script = (f"read_liberty -ignore_miss_func {lib_rel}\nread_verilog cone.v\nhierarchy -top cone\nflatten\nopt\n"
+                  f"abc -liberty {lib_rel} -script \"{ABC_SCRIPT.format(d=d)}\"\nopt_clean -purge\n"
+                  "write_verilog -noattr -noexpr cone_new.v\n")
+        try:
+            run_yosys(script, here, "resynth", cfg["timeout_s"])
+            new = parse_netlist((here / "cone_new.v").read_text())
+            spliced = splice(net, cone, new, ports, lib, f"n2r_{cfg['case_id']}")
+            (here / "spliced.v").write_text(write_netlist(spliced))
+            after = _slack(_sta("time.tcl", here, "time.log"))
+            notes.append(f"cone {len(cone)} cells -> {len(new.insts)}; WNS/TNS {before} -> {after}")
+            if after is not None and (after[0] > before[0] + 1e-6 and after[1] >= before[1] - 1e-6
+                                      or after[0] >= before[0] - 1e-6 and after[1] > before[1] + 1e-6):
+                proof = prove(parent, here / "spliced.v", libs, lib, here / "equiv")
+                notes.append(f"proof: {proof.proven} ({proof.method}, {proof.seconds:.2f} s) {proof.detail}")
+                if proof.proven:
+                    kept = len(new.insts)
+            else:
+                notes.append("timing did not improve: the parent goes on unchanged")
+        except Exception as e:  # noqa: BLE001 - any failure of the rewrite leaves the parent as it was
+            notes.append(f"re-synthesis failed, parent kept: {type(e).__name__}: {e}")
+    shutil.copyfile(here / "spliced.v" if kept else parent, here / "resynth.v")
+    (here / "resynth.count").write_text(str(kept))
+    (here / "resynth.log").write_text("\n".join(notes) + "\n")
+    print("\n".join(f"N2RESYNTH {n}" for n in notes), flush=True)
+    return subprocess.call(["sta", "-no_init", "-no_splash", "run.tcl"], cwd=here)
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))
