@@ -120,6 +120,7 @@ def test_an_unproven_survivor_fails_and_the_next_proven_case_is_promoted(tmp_pat
     text = (ROOT / "sample_studies/quickstart.toml").read_text()
     text = text[:text.index("[[stages]]")] + ('[[stages]]\nname = "only"\nmode = "sta"\ntrials = 4\nsurvivors = 1\n'
                                               'ecos = ["pin_swap", "noop"]\n')
+    text = text.replace("[execution]", "[execution]\nwarm = false  # the fake wraps each sta as it starts", 1)
     study = parse_study(text, ROOT / "sample_studies/quickstart.toml")
     d = new_study_dir(study, tmp_path / "studies")
     eng = Engine(d, study, make_tool(study, d))

@@ -75,6 +75,8 @@ exec {shutil.which('sta')} "$@"
 """)
     (bindir / "sta").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    # the wrapper looks at run.tcl as sta starts, so each trial must start its own sta (tests/test_warm.py
+    # crashes warm workers)
     f = study_file(tmp_path, "crashy", """
 [abort]
 eco_failure_limit = 3
@@ -90,6 +92,7 @@ trials = 4
 survivors = 1
 ecos = ["clone_driver", "buffer_fanout"]
 """)
+    f.write_text(f.read_text().replace("[execution]", "[execution]\nwarm = false", 1))
     eng = run(f, tmp_path / "studies")
     s = eng.state
     assert s.status == "complete", s.reason

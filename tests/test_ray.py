@@ -165,6 +165,9 @@ def test_with_a_shared_dir_workers_run_in_place_and_equal_a_local_run(cluster, l
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert outcome(d) == local_run
     assert (d / "trials" / "mac8_2_0" / "pnr").is_dir()  # the routed trial's files, written where it ran
+    # a Ray worker process keeps its warm OpenSTA workers from one task to the next
+    warm = [e["resources"].get("warm_trial", 0) for e in events(d) if e["type"] == "trial_finished"]
+    assert max(warm) >= 2, warm
     import ray
 
     from noodle2.engine.executors.base import Command, Job

@@ -8,6 +8,15 @@ from typing import Any, Callable, Protocol
 from noodle2.engine.policy.failures import Outcome
 
 
+@dataclass(frozen=True)
+class Warm:
+    """A command a long-lived worker may run instead of a fresh process (executors/warm.py):
+    `argv` starts the worker; commands with the same `key` share workers."""
+
+    key: str
+    argv: tuple[str, ...]
+
+
 @dataclass
 class Command:
     argv: list[str]
@@ -18,6 +27,7 @@ class Command:
     memory_limit_mb: int | None = None
     log_cap_bytes: int | None = None  # stdout/stderr beyond this: killed, classified output_flood
     contain_key: str | None = None  # set for trials: contained in a cgroup (or by marker); None runs plainly
+    warm: Warm | None = None  # a warm worker may run it (when the executor keeps them)
 
 
 @dataclass
@@ -29,6 +39,7 @@ class ExecResult:
     maxrss_kb: int = 0
     command: Command | None = None
     node: str = ""  # where it ran, for executors that run elsewhere
+    warm_trial: int = 0  # on a warm worker: which of its trials this was (1: it started for it)
 
     @property
     def wall_s(self) -> float:
@@ -41,6 +52,8 @@ class ExecResult:
             "wall_s": round(self.wall_s, 6), "cpu_s": round(self.cpu_s, 6), "maxrss_kb": self.maxrss_kb}
         if self.node:
             out["node"] = self.node
+        if self.warm_trial:
+            out["warm_trial"] = self.warm_trial
         return out
 
 

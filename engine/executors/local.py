@@ -3,19 +3,18 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anyio
 
 from noodle2.engine.executors.base import Command, ExecResult, Job
-from noodle2.engine.executors.contain import MARKER, TrialCgroups, kill_marked
+from noodle2.engine.executors.contain import MARKER, TrialCgroups, contained_argv, kill_marked
+from noodle2.engine.executors.warm import WarmLimits, WarmPool
 from noodle2.engine.policy.failures import Outcome
 
 WATCH_TICK_S = 0.25  # how often a running tool's log sizes are checked against the cap
@@ -57,9 +56,10 @@ class LocalExecutor:
     """Runs the tool in its own session (process group), blocking in a worker thread: a
     Popen + wait4 in a thread costs ~0.4 ms where anyio's process API costs ~3 ms."""
 
-    def __init__(self, max_parallel: int) -> None:
+    def __init__(self, max_parallel: int, warm: WarmLimits | None = None) -> None:
         self.threads = anyio.CapacityLimiter(max_parallel + 2)
         self.cgroups = TrialCgroups.create()
+        self.warm = WarmPool(warm, self.cgroups) if warm is not None and hasattr(os, "pidfd_open") else None
 
     @property
     def containment(self) -> str:
@@ -75,7 +75,11 @@ class LocalExecutor:
                         return None
                     proc.started = True
                 cmd = job.prepare()
-                result = run_command(cmd, proc, (job.soft_timeout_s, job.hard_timeout_s), self.cgroups)
+                timeouts = (job.soft_timeout_s, job.hard_timeout_s)
+                if cmd.warm is not None and self.warm is not None:
+                    result = self.warm.run(cmd, proc, timeouts)
+                else:
+                    result = run_command(cmd, proc, timeouts, self.cgroups)
                 return result, (job.collect(cmd, result) if job.collect else None)
             finally:
                 proc.done.set()
@@ -92,25 +96,10 @@ class LocalExecutor:
         return out
 
     def close(self) -> None:
+        if self.warm is not None:
+            self.warm.close()
         if self.cgroups is not None:
             self.cgroups.close()
-
-
-def _contained(cmd: Command, cg: Path | None) -> list[str]:
-    """argv that first joins the trial's cgroup and caps its memory, then execs the tool, so the
-    tool and all it forks start contained.  A shell prologue keeps Popen on its vfork path (a
-    preexec_fn forks the whole engine: ~3 ms a trial) and, unlike joining from the parent after
-    exec, cannot lose a race with a tool that forks at once."""
-    steps = []
-    if cg is not None:
-        steps.append('{ echo 0 > "$0"; } 2>/dev/null')
-    if cmd.memory_limit_mb:
-        steps.append(f"ulimit -v {cmd.memory_limit_mb << 10} 2>/dev/null")
-    if not steps:
-        return cmd.argv
-    if shutil.which(cmd.argv[0], path=(cmd.env or os.environ).get("PATH")) is None:
-        raise FileNotFoundError(2, "No such file or directory")  # say so before a shell hides it as rc 127
-    return ["/bin/sh", "-c", "; ".join(steps) + '; exec "$@"', str(cg / "cgroup.procs") if cg else "sh", *cmd.argv]
 
 
 def run_command(cmd: Command, proc: _Proc | None = None, timeouts: tuple[float, float] | None = None,
@@ -125,7 +114,7 @@ def run_command(cmd: Command, proc: _Proc | None = None, timeouts: tuple[float, 
             if cgroups is not None and cmd.contain_key:
                 cg = cgroups.open()
             try:
-                p = subprocess.Popen(_contained(cmd, cg), cwd=cmd.cwd, env=cmd.env, stdin=subprocess.DEVNULL, stdout=out,
+                p = subprocess.Popen(contained_argv(cmd.argv, cmd.memory_limit_mb, cg, cmd.env), cwd=cmd.cwd, env=cmd.env, stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=err, start_new_session=True, close_fds=True)
             except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
                 if cg is not None:

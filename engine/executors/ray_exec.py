@@ -36,9 +36,10 @@ from typing import Any
 import anyio
 
 from noodle2.engine.errors import env_fault
-from noodle2.engine.executors.base import Command, ExecResult, Job
+from noodle2.engine.executors.base import Command, ExecResult, Job, Warm
 from noodle2.engine.executors.contain import MARKER
 from noodle2.engine.executors.local import _Proc, run_command
+from noodle2.engine.executors.warm import WarmLimits, WarmPool
 from noodle2.engine.policy.failures import Outcome
 
 LOCAL = "local"
@@ -77,8 +78,10 @@ def connect(address: str) -> Any:
 
 
 class RayExecutor:
-    def __init__(self, study_dir: Path, address: str = LOCAL, shared_dir: bool = False) -> None:
+    def __init__(self, study_dir: Path, address: str = LOCAL, shared_dir: bool = False,
+                 warm: WarmLimits | None = None) -> None:
         self.dir = study_dir
+        self.warm = warm  # each Ray worker process keeps its own warm workers
         self.address = address
         self.shared_dir = shared_dir
         self.ray = connect(address)
@@ -155,7 +158,10 @@ class RayExecutor:
             "env": {k: v for k, v in (cmd.env or {}).items() if k != MARKER and os.environ.get(k) != v},
             "marker": (cmd.env or {}).get(MARKER, str(cmd.cwd)), "memory_limit_mb": cmd.memory_limit_mb,
             "log_cap_bytes": cmd.log_cap_bytes, "timeouts": (job.soft_timeout_s, job.hard_timeout_s),
-            "shared_root": str(self.dir) if self.shared_dir else None, "files": {}}
+            "shared_root": str(self.dir) if self.shared_dir else None, "files": {},
+            "warm": None if cmd.warm is None or self.warm is None else
+            {"key": cmd.warm.key, "argv": [_portable(a) for a in cmd.warm.argv],
+             "limits": [self.warm.max_trials, self.warm.max_rss_mb]}}
         if self.shared_dir:
             return spec
         for p in sorted(Path(x) for x in job.inputs):
@@ -182,7 +188,7 @@ class RayExecutor:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(zlib.decompress(data))
         return ExecResult(Outcome(**back["outcome"]), back["started"], back["ended"], back["cpu_s"], back["maxrss_kb"],
-                          cmd, node=back["node"])
+                          cmd, node=back["node"], warm_trial=back.get("warm_trial", 0))
 
     def _lost(self, cmd: Command, e: BaseException) -> ExecResult:
         now = time.time()
@@ -279,14 +285,19 @@ def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
         cwd.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **spec["env"], MARKER: spec["marker"]}  # the trial's path: a resume on this host finds it
         argv = [sys.executable if a == PYTHON else a for a in spec["argv"]]
+        warm = spec.get("warm")
         cmd = Command(argv, cwd, root / spec["stdout"], root / spec["stderr"], env, spec["memory_limit_mb"],
-                      spec["log_cap_bytes"], contain_key="ray")
+                      spec["log_cap_bytes"], contain_key="ray",
+                      warm=Warm(warm["key"], tuple(_local(a) for a in warm["argv"])) if warm else None)
         proc = _Proc()
         box: dict[str, Any] = {}
 
         def body() -> None:
             try:
-                box["result"] = run_command(cmd, proc, tuple(spec["timeouts"]))
+                if warm:
+                    box["result"] = _warm_pool(WarmLimits(*warm["limits"])).run(cmd, proc, tuple(spec["timeouts"]))
+                else:
+                    box["result"] = run_command(cmd, proc, tuple(spec["timeouts"]))
             except BaseException as e:  # noqa: BLE001 - reported to the driver below
                 box["error"] = e
                 proc.done.set()
@@ -312,11 +323,34 @@ def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
                         break
                     files[str(p.relative_to(cwd))] = _pack(p.read_bytes())
         return {"outcome": asdict(res.outcome), "started": res.started, "ended": res.ended, "cpu_s": res.cpu_s,
-                "maxrss_kb": res.maxrss_kb, "files": files,
+                "maxrss_kb": res.maxrss_kb, "files": files, "warm_trial": res.warm_trial,
                 "node": f"{socket.gethostname()}:{ray.get_runtime_context().get_node_id()[:8]}"}
     finally:
         if not spec["shared_root"]:
             shutil.rmtree(root, ignore_errors=True)
+
+
+_POOL: WarmPool | None = None  # this Ray worker process's warm workers: they outlive its tasks
+
+
+def _warm_pool(limits: WarmLimits) -> WarmPool:
+    global _POOL
+    if _POOL is None or _POOL.limits != limits:
+        _POOL = WarmPool(limits, None)
+    return _POOL
+
+
+PACKAGE = str(Path(__file__).resolve().parents[1])  # noodle2.engine's folder on this machine
+
+
+def _portable(arg: str) -> str:
+    """A file of the package in a command: named relative to the package, for a node whose
+    installation is elsewhere."""
+    return "{noodle2-engine}" + arg[len(PACKAGE):] if arg.startswith(PACKAGE + os.sep) else arg
+
+
+def _local(arg: str) -> str:
+    return PACKAGE + arg[len("{noodle2-engine}"):] if arg.startswith("{noodle2-engine}") else arg
 
 
 def _tools_here(tools: list[str]) -> dict[str, str | None]:

@@ -27,6 +27,7 @@ from noodle2.engine.errors import EnvironmentFault, N2Error, env_fault
 from noodle2.engine.executors.base import Executor
 from noodle2.engine.executors.contain import kill_marked
 from noodle2.engine.executors.local import LocalExecutor, usable_cpus
+from noodle2.engine.executors.warm import WORKER_MARK, WarmLimits
 from noodle2.engine.fsutil import StudyLock, atomic_write, refuse_symlink, remove_stale_tmp
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import TERMINAL, StudyState, fold, from_snapshot
@@ -209,7 +210,7 @@ class Engine:
                 self._amend()
             # tools of the dead engine (synthesis included) may still run; they must not write into re-runs
             marks = {str(self.dir / "trials" / c) for c in requeued} | {str(self.dir / "snapshot")}
-            if pids := kill_marked(marks):
+            if pids := kill_marked(marks, prefixes=(f"{self.dir / 'trials'}/{WORKER_MARK}",)):
                 self.log("warning", f"killed {len(pids)} orphaned tool process(es) of the previous engine")
         for w in warnings:
             self.log("warning", w)
@@ -274,12 +275,13 @@ class Engine:
 
 def make_executor(study: Study, study_dir: Path, max_parallel: int) -> Executor:
     x = study.spec.execution
+    warm = WarmLimits(x.warm_max_trials, x.warm_max_mb) if x.warm else None
     if x.executor == "ray":
         from noodle2.engine.executors.ray_exec import RayExecutor  # Ray is an extra: imported when asked for
 
         try:
-            return RayExecutor(study_dir, x.address, x.shared_dir)
+            return RayExecutor(study_dir, x.address, x.shared_dir, warm)
         except Exception as e:  # noqa: BLE001 - Ray's connection errors: the cluster, not the study
             raise N2Error.one("N2-E211", f"cannot reach the Ray cluster at {x.address}: {type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}", "execution.address") from None
-    return LocalExecutor(max_parallel)
+    return LocalExecutor(max_parallel, warm)

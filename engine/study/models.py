@@ -161,6 +161,15 @@ class Execution(_Strict):
     """A trial whose stdout or stderr grows past this is killed (output_flood)."""
     synth_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 1800.0
     """Time limit of the snapshot's synthesis."""
+    warm: bool = True
+    """OpenSTA trials run in worker processes that keep the technology's Liberty (every corner)
+    loaded from one trial to the next; the results are the same as one `sta` per trial (false),
+    which stays for comparison and as a fallback.  Trials that run a study's own Tcl (custom or
+    plugin ECOs) and the route modes always start a fresh process."""
+    warm_max_trials: Annotated[int, Field(ge=1, le=1_000_000)] = 500
+    """A warm worker is replaced by a fresh one after this many trials."""
+    warm_max_mb: Annotated[int, Field(ge=64, le=1 << 22)] = 4096
+    """...or once its resident memory passes this many MB."""
 
 
 class Ranking(_Strict):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from noodle2.engine.executors.base import Command, ExecResult
 from noodle2.engine.policy.failures import failure
@@ -62,9 +62,9 @@ class LogScan:
 
 
 def scan_lines(path: Path, prefixes: tuple[str, ...], keep: int = 20, max_bytes: int = 256 << 20,
-               anywhere: bool = False) -> LogScan:
+               anywhere: bool = False, ignore: Callable[[str], bool] | None = None) -> LogScan:
     """Lines of a log that start with each prefix (`anywhere`: that hold it), read line by line:
-    a flooded log costs time, not memory."""
+    a flooded log costs time, not memory.  Lines `ignore` accepts are neither kept nor counted."""
     found = LogScan({p: [] for p in prefixes}, dict.fromkeys(prefixes, 0))
     firsts = {p.encode()[:1] for p in prefixes}
     try:
@@ -78,7 +78,7 @@ def scan_lines(path: Path, prefixes: tuple[str, ...], keep: int = 20, max_bytes:
                     continue
                 line = raw[:400].decode(errors="replace").rstrip()
                 for p in prefixes:
-                    if (p in line) if anywhere else line.startswith(p):
+                    if ((p in line) if anywhere else line.startswith(p)) and not (ignore and ignore(line)):
                         found.counts[p] += 1
                         if len(found.lines[p]) < keep:
                             found.lines[p].append(line)

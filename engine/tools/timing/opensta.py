@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from noodle2.engine.catalog.ecos import CATALOG, ROUTE_MODES, EcoDef, catalog
-from noodle2.engine.executors.base import Command, ExecResult
+from noodle2.engine.executors.base import Command, ExecResult, Warm
 from noodle2.engine.quote import tcl_word
 from noodle2.engine.study.models import Study
 from noodle2.engine.tools.base import TrialContext
@@ -25,6 +25,8 @@ from noodle2.engine.tools.tech.liberty import Library
 from noodle2.engine.tools.timing.collect import artifact_index, collect
 from noodle2.engine.tools.timing.design import StaDesign
 from noodle2.engine.tools.timing.scripts import ECO_LIB, quoter, trial_script
+
+WORKER_TCL = Path(__file__).with_name("worker.tcl")
 
 
 class OpenSTATool:
@@ -80,7 +82,17 @@ class OpenSTATool:
             return prepare_route(self.design, ctx, self.eco(ctx.eco), self.study.spec.physical)
         (t / "run.tcl").write_text(self.script(ctx))
         return Command(["sta", "-no_init", "-no_splash", "run.tcl"], t, t / "stdout.log", t / "stderr.log", None,
-                       ctx.memory_limit_mb)
+                       ctx.memory_limit_mb, warm=self._warm(ctx))
+
+    def _warm(self, ctx: TrialContext) -> Warm | None:
+        """A warm worker runs the trial unless its Tcl is the study's own (a custom or plugin
+        ECO can change what OpenSTA keeps from one design to the next: units, dont_use, power
+        activity), which starts a fresh `sta`.  `set_power_activity -global` outlives a
+        re-link, but every sta_power trial sets it before it reads power and no other trial
+        reads power, so both modes share workers."""
+        if not self.study.spec.execution.warm or self.eco(ctx.eco).tcl is not None:
+            return None
+        return Warm(f"opensta:{self.design.dir}", ("sta", "-no_init", "-no_splash", str(WORKER_TCL)))
 
     def _prepare_resynth(self, ctx: TrialContext) -> Command:
         """Re-synthesis is a driver (tools/synthesis/resynth.py) around two sta runs and Yosys;

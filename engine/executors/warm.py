@@ -1,0 +1,277 @@
+"""Warm workers: a tool process that runs one trial after another, so what it loads once (an
+OpenSTA worker: the Liberty of every corner) is not loaded again per trial.
+
+The protocol is the worker program's (tools/timing/worker.tcl): one line per trial on its
+stdin, the trial's directory; it runs the same script a cold run would, with its output in the
+directory's stdout.log, and answers `n2-done <rc>` (or `n2-error <why>`) on the pipe named by
+N2_REPLY_FD.  Safety is the cold path's: the worker is a session leader in a cgroup (or
+marked), under the trial's memory limit; a timeout, a crash, a cancel or a log flood ends the
+worker's whole group and the trial is classified from the same Outcome a cold run gives; the
+next trial gets a fresh worker.  A worker is also replaced after `max_trials` trials, beyond
+`max_rss_mb` of memory, and when a trial left any other process behind.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from noodle2.engine.executors.base import Command, ExecResult
+from noodle2.engine.executors.contain import MARKER, TrialCgroups, contained_argv, kill_marked, marked_pids
+from noodle2.engine.policy.failures import Outcome
+
+WORKER_MARK = ".warm-"  # a worker's marker: <trials folder>/.warm-<engine pid>.<n>
+TICK_S = 0.25  # how often log sizes are checked against the cap while a trial runs
+STRAY_BYTES = 64 << 10  # of the worker's own stdout/stderr, what one trial's stderr.log gets
+
+
+@dataclass(frozen=True)
+class WarmLimits:
+    max_trials: int = 500
+    max_rss_mb: int = 4096
+
+
+@dataclass
+class _Worker:
+    popen: subprocess.Popen[bytes]
+    reply: IO[str]
+    log: IO[bytes]  # the worker's own stdout and stderr: what no trial redirect caught
+    key: tuple[str, int | None]
+    marker: str
+    cgroup: Path | None
+    trials: int = 0
+    dead: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def cpu_s(self) -> float:
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def rss_kb(self) -> int:
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                return next((int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")), 0)
+        except (OSError, ValueError):
+            return 0
+
+
+@dataclass
+class WarmPool:
+    limits: WarmLimits
+    cgroups: TrialCgroups | None
+    _idle: dict[tuple[str, int | None], list[_Worker]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    started: int = 0  # workers started: benchmarks and tests read it
+
+    def run(self, cmd: Command, proc, timeouts: tuple[float, float] | None) -> ExecResult:
+        """One trial on a worker, in this thread; `proc` is the executor's _Proc (signals), whose
+        `done` is set on return, as run_command sets it."""
+        try:
+            return self._run(cmd, proc, timeouts)
+        finally:
+            proc.done.set()
+
+    def _run(self, cmd: Command, proc, timeouts: tuple[float, float] | None) -> ExecResult:
+        assert cmd.warm is not None
+        started = time.time()
+        for log in (cmd.stdout, cmd.stderr):
+            open(log, "wb").close()
+        try:
+            w = self._take(cmd)
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
+            return ExecResult(Outcome(spawn_error=f"cannot start {cmd.warm.argv[0]!r}: {e.strerror}"), started,
+                              time.time(), command=cmd)
+        cpu0, mark = w.cpu_s(), os.fstat(w.log.fileno()).st_size
+        with proc.lock:
+            proc.pid = w.pid
+            if proc.pending is not None:
+                os.killpg(w.pid, proc.pending)
+        answer = self._ask(w, cmd, proc, timeouts)
+        with proc.lock:
+            proc.exited = True  # from here on the worker is not this trial's to signal
+        cpu = w.cpu_s() - cpu0
+        _copy_tail(w.log, mark, cmd.stderr)
+        if answer is None:  # the worker died: reap it and read how, as a cold run would
+            status = self._end(w)
+            sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+            rc = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+            outcome = Outcome(rc=rc, signal=sig, timed_out=proc.timed_out, killed_by_us=proc.killed_by_us,
+                              cancelled=proc.cancelled, flooded=proc.flooded)
+            if proc.flooded and cmd.log_cap_bytes is not None:
+                _truncate((cmd.stdout, cmd.stderr), cmd.log_cap_bytes)
+            return ExecResult(outcome, started, time.time(), cpu, w.rss_kb(), cmd, warm_trial=w.trials + 1)
+        rss = w.rss_kb()
+        if answer.startswith("n2-error "):
+            self._give_back(w, rss)
+            return ExecResult(Outcome(spawn_error=f"cannot run the trial: {answer[9:]}"), started, time.time(),
+                              command=cmd)
+        word = answer.split()[1:2]
+        rc = int(word[0]) if word and word[0].lstrip("-").isdigit() else 1
+        self._give_back(w, rss)
+        outcome = Outcome(rc=rc, timed_out=proc.timed_out, killed_by_us=proc.killed_by_us, cancelled=proc.cancelled,
+                          flooded=proc.flooded)
+        return ExecResult(outcome, started, time.time(), cpu, rss, cmd, warm_trial=w.trials)
+
+    def _take(self, cmd: Command) -> _Worker:
+        key = (cmd.warm.key, cmd.memory_limit_mb)  # type: ignore[union-attr]
+        with self._lock:
+            idle = self._idle.get(key, [])
+            if idle:
+                return idle.pop()
+        return self._spawn(cmd, key)
+
+    def _spawn(self, cmd: Command, key: tuple[str, int | None]) -> _Worker:
+        env = dict(cmd.env or os.environ)
+        self.started += 1
+        # under the folder of the trials it serves: a resume finds a dead engine's workers by prefix
+        marker = f"{Path(env.get(MARKER, str(cmd.cwd))).parent}/{WORKER_MARK}{os.getpid()}.{self.started}"
+        r, wfd = os.pipe()
+        env.update({MARKER: marker, "N2_REPLY_FD": str(wfd)})
+        cg = self.cgroups.open() if self.cgroups is not None and cmd.contain_key else None
+        log = tempfile.TemporaryFile()
+        try:
+            popen = subprocess.Popen(contained_argv(list(cmd.warm.argv), cmd.memory_limit_mb, cg, env),  # type: ignore[union-attr]
+                                     cwd=cmd.cwd.parent, env=env, stdin=subprocess.PIPE, stdout=log, stderr=log,
+                                     start_new_session=True, close_fds=True, pass_fds=(wfd,))
+        except BaseException:
+            os.close(r)
+            log.close()
+            if cg is not None:
+                self.cgroups.release(cg)  # type: ignore[union-attr]
+            raise
+        finally:
+            os.close(wfd)
+        return _Worker(popen, os.fdopen(r, "r"), log, key, marker, cg)
+
+    def _ask(self, w: _Worker, cmd: Command, proc, timeouts: tuple[float, float] | None) -> str | None:
+        """Send the trial, wait for the answer or the worker's death; time out and cap logs as
+        the cold path does.  None: the worker died."""
+        try:
+            w.popen.stdin.write(os.fsencode(cmd.cwd) + b"\n")  # type: ignore[union-attr]
+            w.popen.stdin.flush()  # type: ignore[union-attr]
+        except (BrokenPipeError, OSError):
+            return None
+        soft, hard = timeouts or (float("inf"), float("inf"))
+        t0, termed = time.monotonic(), False
+        pidfd = os.pidfd_open(w.pid)
+        try:
+            poller = select.poll()
+            poller.register(w.reply.fileno(), select.POLLIN)
+            poller.register(pidfd, select.POLLIN)
+            while True:
+                wait = min((hard if termed else soft) - (time.monotonic() - t0), TICK_S)
+                ready = {fd for fd, _ in poller.poll(max(wait, 0.0) * 1000)}
+                if w.reply.fileno() in ready:
+                    line = w.reply.readline()
+                    if line:
+                        return line.strip()
+                    return None
+                if pidfd in ready:
+                    return None
+                elapsed = time.monotonic() - t0
+                cap = cmd.log_cap_bytes
+                if cap is not None and not proc.flooded and _too_big((cmd.stdout, cmd.stderr), cap):
+                    proc.send(signal.SIGKILL, flood=True)
+                elif not termed and elapsed >= soft:
+                    proc.send(signal.SIGTERM, timeout=True)
+                    termed = True
+                elif termed and elapsed >= hard:
+                    proc.send(signal.SIGKILL, timeout=True)
+                    hard = float("inf")
+        finally:
+            os.close(pidfd)
+
+    def _give_back(self, w: _Worker, rss_kb: int) -> None:
+        """Back to the pool, unless the trial left a process behind, the worker is old or big,
+        or it ended itself (a dirty worker answers, then exits)."""
+        w.trials += 1
+        strays = self._strays(w)
+        if strays or w.trials >= self.limits.max_trials or rss_kb > self.limits.max_rss_mb << 10 \
+                or w.popen.poll() is not None:
+            self._end(w)
+            return
+        with self._lock:
+            self._idle.setdefault(w.key, []).append(w)
+
+    def _strays(self, w: _Worker) -> list[int]:
+        if w.cgroup is not None:
+            try:
+                pids = [int(x) for x in (w.cgroup / "cgroup.procs").read_text().split()]
+            except (OSError, ValueError):
+                return []
+        else:
+            pids = marked_pids({w.marker})
+        return [p for p in pids if p != w.pid]
+
+    def _end(self, w: _Worker) -> int:
+        """Stop a worker and everything it started; its wait status."""
+        try:
+            w.popen.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+        try:
+            os.killpg(w.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        _, status = os.waitpid(w.pid, 0)
+        w.popen.returncode = os.waitstatus_to_exitcode(status)
+        if w.cgroup is not None:
+            self.cgroups.release(w.cgroup)  # type: ignore[union-attr]
+        else:
+            kill_marked({w.marker})
+        w.reply.close()
+        w.log.close()
+        return status
+
+    def close(self) -> None:
+        with self._lock:
+            workers = [w for ws in self._idle.values() for w in ws]
+            self._idle.clear()
+        for w in workers:
+            self._end(w)
+
+
+def _too_big(logs: tuple[Path, ...], cap: int) -> bool:
+    for p in logs:
+        try:
+            if os.stat(p).st_size > cap:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def _truncate(logs: tuple[Path, ...], cap: int) -> None:
+    for p in logs:
+        try:
+            if os.stat(p).st_size > cap:
+                os.truncate(p, cap)
+        except OSError:
+            pass
+
+
+def _copy_tail(log: IO[bytes], mark: int, dest: Path) -> None:
+    """What the worker printed outside any trial redirect while this trial ran (a crash
+    message, say) goes to the trial's stderr.log, as a cold run's would.  pread: the worker
+    shares the file's offset."""
+    try:
+        data = os.pread(log.fileno(), STRAY_BYTES, mark)
+        if data:
+            with open(dest, "ab") as f:
+                f.write(data)
+    except OSError:
+        pass

@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+# Fault injection for warm workers (executors/warm.py): speaks the worker protocol (a trial
+# directory per line on stdin, "n2-done <rc>" on the N2_REPLY_FD pipe) and does what the
+# directory's `do` file says: ok, rc3, hang, ignore_term, crash, flood, stray (leaves a child).
+import os
+import signal
+import subprocess
+import sys
+import time
+
+reply = os.fdopen(int(os.environ["N2_REPLY_FD"]), "w", buffering=1)
+for line in sys.stdin:
+    d = line.rstrip("\n")
+    do = open(os.path.join(d, "do")).read().strip()
+    with open(os.path.join(d, "stdout.log"), "a") as out:
+        out.write(f"pid {os.getpid()} ran {do}\n")
+    if do == "hang":
+        time.sleep(3600)
+    elif do == "ignore_term":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(3600)
+    elif do == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif do == "flood":
+        with open(os.path.join(d, "stdout.log"), "a") as out:
+            while True:
+                out.write("x" * 65536)
+                out.flush()
+    elif do == "stray":
+        subprocess.Popen(["sleep", "3600"], start_new_session=True)
+    reply.write(f"n2-done {3 if do == 'rc3' else 0}\n")

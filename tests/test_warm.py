@@ -1,0 +1,206 @@
+"""Warm OpenSTA workers (executors/warm.py, tools/timing/worker.tcl): the same results as one
+`sta` per trial, and the same containment when a trial goes wrong."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from noodle2.engine.executors.base import Command, Job, Warm
+from noodle2.engine.executors.contain import MARKER, kill_marked, marked_pids
+from noodle2.engine.executors.local import LocalExecutor
+from noodle2.engine.executors.warm import WORKER_MARK, WarmLimits
+from noodle2.engine.policy.failures import classify
+from noodle2.engine.run.engine import Engine
+from noodle2.engine.run.studydir import new_study_dir
+from noodle2.engine.study.load import load_study
+from noodle2.engine.tools import make_tool
+from noodle2.engine.tools.netlist import declare_wires
+from tests.conftest import ROOT
+from tests.waiting import wait_until
+
+FAKE = (sys.executable, str(ROOT / "tests" / "fake_tools" / "warm_worker.py"))
+REPORTS = ("sta.wns.rpt", "sta.timing.rpt", "sta.hold.rpt", "sta.electrical.rpt", "sta.power.rpt")
+
+
+# --- the protocol's safety, with a fake worker (fault injection) ------------------------------------
+
+def _job(trials: Path, name: str, do: str, soft: float = 30.0, hard: float = 40.0, cap: int | None = None) -> Job:
+    d = trials / name
+
+    def prepare() -> Command:
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "do").write_text(do)
+        return Command(list(FAKE), d, d / "stdout.log", d / "stderr.log", {**os.environ, MARKER: str(d)},
+                       log_cap_bytes=cap, contain_key=name, warm=Warm("fake", FAKE))
+    return Job(prepare, None, soft, hard)
+
+
+def _pid(trials: Path, name: str) -> int:
+    return int((trials / name / "stdout.log").read_text().split()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.anyio
+async def test_trials_share_a_worker_and_every_fault_ends_it_and_is_classified_as_cold(tmp_path):
+    trials = tmp_path / "trials"
+    ex = LocalExecutor(1, WarmLimits())
+    try:
+        got = {}
+        for name, do, kw in [("a", "ok", {}), ("b", "rc3", {}), ("c", "ok", {}), ("d", "crash", {}), ("e", "ok", {}),
+                             ("f", "hang", {"soft": 0.3, "hard": 30}), ("g", "ignore_term", {"soft": 0.3, "hard": 0.6}),
+                             ("h", "flood", {"cap": 1 << 20}), ("i", "ok", {})]:
+            res, _ = await ex.run(_job(trials, name, do, **kw))
+            got[name] = classify(res.outcome, "")
+        assert ex.warm is not None
+        assert got["a"] is None and got["c"] is None and got["e"] is None and got["i"] is None
+        assert got["b"]["type"] == "nonzero_exit" and "rc 3" in got["b"]["reason"]
+        assert got["d"]["type"] == "tool_crash" and "SIGSEGV" in got["d"]["reason"]
+        assert got["f"]["type"] == "timeout" and "SIGKILL" not in got["f"]["reason"]
+        assert got["g"]["type"] == "timeout" and "then SIGKILL" in got["g"]["reason"]
+        assert got["h"]["type"] == "output_flood"
+        assert (trials / "h" / "stdout.log").stat().st_size <= 1 << 20
+        # a, b, c on one worker; each fault's worker is gone and the next trial has a fresh one
+        assert _pid(trials, "a") == _pid(trials, "b") == _pid(trials, "c") == _pid(trials, "d")
+        assert _pid(trials, "e") == _pid(trials, "f")  # e passed: f runs on its worker
+        assert len({_pid(trials, n) for n in "dfghi"}) == 5
+        assert not any(_alive(_pid(trials, n)) for n in "dfgh")
+        assert ex.warm.started == 5
+    finally:
+        ex.close()
+
+
+@pytest.mark.anyio
+async def test_a_worker_is_replaced_after_max_trials_and_when_a_trial_leaves_a_process(tmp_path):
+    trials = tmp_path / "trials"
+    ex = LocalExecutor(1, WarmLimits(max_trials=2))
+    try:
+        for i in range(5):
+            res, _ = await ex.run(_job(trials, f"t{i}", "ok"))
+            assert res.outcome.rc == 0
+        assert [_pid(trials, f"t{i}") for i in range(5)].count(_pid(trials, "t0")) == 2
+        assert ex.warm is not None and ex.warm.started == 3
+        res, _ = await ex.run(_job(trials, "s", "stray"))
+        assert res.outcome.rc == 0
+        assert not _alive(_pid(trials, "s"))  # retired, with the child it left
+        assert not [p for p in marked_pids(set(), prefixes=(f"{trials}/{WORKER_MARK}",)) if _alive(p)]
+    finally:
+        ex.close()
+
+
+@pytest.mark.anyio
+async def test_cancel_kills_the_worker_of_a_running_trial(tmp_path):
+    trials = tmp_path / "trials"
+    ex = LocalExecutor(1, WarmLimits())
+    try:
+        async with anyio.create_task_group() as tg:
+            async def run_it() -> None:
+                await ex.run(_job(trials, "h", "hang"))
+
+            tg.start_soon(run_it)
+            log = trials / "h" / "stdout.log"
+            await anyio.to_thread.run_sync(lambda: wait_until(lambda: log.is_file() and "ran hang" in log.read_text(),
+                                                              what="the hanging trial to start"))
+            tg.cancel_scope.cancel()
+        assert not _alive(_pid(trials, "h"))
+    finally:
+        ex.close()
+
+
+def test_a_resume_finds_the_workers_a_dead_engine_left(tmp_path):
+    """A worker's marker is under the trials folder, so the resume's sweep (by prefix) finds it."""
+    trials = tmp_path / "trials"
+    (trials / "x").mkdir(parents=True)
+    (trials / "x" / "do").write_text("hang")
+    mark = f"{trials}/{WORKER_MARK}999.1"
+    p = subprocess.Popen(list(FAKE), stdin=subprocess.PIPE, env={**os.environ, MARKER: mark, "N2_REPLY_FD": "1"},
+                         stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert kill_marked({str(trials / "y")}) == []  # a trial's exact marker does not match it
+        assert p.pid in kill_marked(set(), prefixes=(f"{trials}/{WORKER_MARK}",))
+        assert p.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+# --- real OpenSTA: a warm trial is a cold trial ---------------------------------------------------
+
+def _replay_cold(trial: Path) -> Path:
+    """The trial's own run.tcl, run by a fresh `sta` in a sibling directory (same relative paths)."""
+    cold = trial.with_name(trial.name + ".cold")
+    cold.mkdir()
+    shutil.copy(trial / "run.tcl", cold / "run.tcl")
+    subprocess.run(["sta", "-no_init", "-no_splash", "run.tcl"], cwd=cold, stdin=subprocess.DEVNULL,
+                   stdout=open(cold / "stdout.log", "wb"), stderr=open(cold / "stderr.log", "wb"), check=True)
+    return cold
+
+
+def _n2m(p: Path) -> list[str]:
+    return [ln for ln in p.read_text().splitlines() if " phase_" not in ln]  # phases are clock times
+
+
+def _warnings(d: Path) -> list[str]:
+    return sorted(ln for f in ("stdout.log", "stderr.log") for ln in (d / f).read_text().splitlines()
+                  if ln.startswith(("Warning:", "Error:")) and "Creating black box" not in ln)
+
+
+@pytest.mark.parametrize("sample", ["quickstart", "gcd_sky130hd", "gcd_nangate45", "gcd_asap7"])
+def test_warm_trials_equal_cold_ones_byte_for_byte(sample, tmp_path):
+    """The study runs warm (the default); a trial of each ECO is replayed cold from its run.tcl:
+    every metric line, report and netlist byte is the same, and so are sta's messages."""
+    st = load_study(ROOT / "sample_studies" / f"{sample}.toml")
+    assert st.spec.execution.warm
+    d = new_study_dir(st, tmp_path / "studies")
+    eng = Engine(d, st, make_tool(st, d))
+    assert anyio.run(eng.run) == "complete", eng.state.reason
+    assert eng.executor.warm is not None and 0 < eng.executor.warm.started < len(eng.state.trials)
+    top = st.spec.design.top
+    picked: dict[str, str] = {}
+    for t in sorted(eng.state.trials.values(), key=lambda t: t.case_id, reverse=True):
+        if t.status == "done" and t.stage >= 0 and t.eco != "resynth_cone":
+            picked.setdefault(t.eco, t.case_id)  # the latest trial of each ECO: the longest warm history
+    assert len(picked) >= 2
+    for case in picked.values():
+        warm = d / "trials" / case
+        cold = _replay_cold(warm)
+        assert _n2m(cold / "n2m.txt") == _n2m(warm / "n2m.txt"), case
+        assert declare_wires((cold / f"{top}.raw.v").read_text()) == (warm / f"{top}.v").read_text(), case
+        for r in REPORTS:
+            assert (cold / r).is_file() == (warm / r).is_file(), (case, r)
+            if (cold / r).is_file():
+                assert (cold / r).read_bytes() == (warm / r).read_bytes(), (case, r)
+        assert _warnings(cold) == _warnings(warm), case
+
+
+def test_warm_false_runs_one_process_per_trial(tmp_path):
+    from noodle2.engine.run.engine import make_executor
+    from noodle2.engine.study.load import parse_study
+
+    path = ROOT / "sample_studies" / "quickstart.toml"
+    text = path.read_text()
+    text = text.replace("[execution]", "[execution]\nwarm = false") if "[execution]" in text else text + "\n[execution]\nwarm = false\n"
+    st = parse_study(text, path)
+    ex = make_executor(st, tmp_path, 1)
+    try:
+        assert ex.warm is None
+    finally:
+        ex.close()
+    ex = make_executor(load_study(path), tmp_path, 1)
+    try:
+        assert ex.warm is not None and ex.warm.limits == WarmLimits(500, 4096)
+    finally:
+        ex.close()
