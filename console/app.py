@@ -94,6 +94,10 @@ class Noodle2App(App):
                 yield SystemCommand(f"Studies: {action}", text, lambda a=action: self.run_action(a, screen))
 
 
+    async def action_quit(self) -> None:
+        self.goodbye = self.farewell()  # read now: once the app has exited its screens are gone
+        self.exit()
+
     def farewell(self) -> str:
         """What to tell the operator when the console closes while engines run on."""
         from noodle2.engine.fsutil import lock_holder
@@ -119,6 +123,6 @@ def run_console(root: Path, *, theme: str | None = None, open_study: Path | None
         app.run(headless=True)
     else:
         app.run()
-    if (text := app.farewell()):
+    if (text := getattr(app, "goodbye", "")):
         print(text, file=sys.stderr)
     return 0

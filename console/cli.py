@@ -1,6 +1,6 @@
 """`noodle2` command line.  User mistakes end in a coded message and exit 2, never a traceback.
 
-Options common to every command (`--theme`) work before or after the command name.  Every
+`--theme` (the commands that open the console) works before or after the command name.  Every
 example below is run by tests/test_cli_examples.py.
 """
 from __future__ import annotations
@@ -47,6 +47,9 @@ def _techs() -> list[str]:
     return names()
 
 
+CONSOLE_COMMANDS = ("console", "run", "resume")
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     common = argparse.ArgumentParser(add_help=False)
@@ -58,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def command(name: str, help_: str, examples: list[str]) -> argparse.ArgumentParser:
         epilog = "examples:\n" + "".join(f"  {e}\n" for e in examples)
+        # --theme only where a console can open: console, run, resume
         return sub.add_parser(name, help=help_, description=help_, formatter_class=fmt, epilog=epilog,
-                              parents=[common])
+                              parents=[common] if name in CONSOLE_COMMANDS else [])
 
     _run_commands(command)
     _view_commands(command)
@@ -209,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except OSError as e:  # a path the user named that cannot be read or written
         where = f" {e.filename}" if e.filename else ""
-        print(f"noodle2: N2-E214 cannot use{where}: {e.strerror or e}\n"
-              f"        hint: {HINTS['N2-E214']}", file=sys.stderr)
+        hint = (f"check the path: {os.path.abspath(e.filename)} does not exist"
+                if isinstance(e, FileNotFoundError) and e.filename else HINTS["N2-E214"])
+        print(f"noodle2: N2-E214 cannot use{where}: {e.strerror or e}\n        hint: {hint}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -255,9 +260,23 @@ def _dispatch(args: argparse.Namespace) -> int:
     return EXIT_USAGE
 
 
+def _has_terminal() -> bool:
+    """The full-screen console needs a terminal on both ends; cron, CI, nohup and pipes get none.
+    The smoke mode of the tests of --help examples draws nothing (headless) and needs none."""
+    if os.environ.get("NOODLE2_CONSOLE_SMOKE"):
+        return True
+    return sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM", "") not in ("", "dumb")
+
+
 def _console(root: Path, theme: str | None, **kw) -> int:
     from noodle2.console.app import run_console
     from noodle2.console.themes import UnknownTheme
+    from noodle2.engine.errors import N2Error
+
+    if not _has_terminal():
+        raise N2Error.one("N2-E215", "the console needs a terminal: stdin or stdout is not a tty, or TERM is dumb",
+                          hint=f"run it in a terminal; without one: `{invocation()} run FILE --unattended`, "
+                               f"`{invocation()} status DIR` or `{invocation()} watch DIR`")
 
     try:
         return run_console(root, theme=theme, **kw)
@@ -277,6 +296,7 @@ def cmd_validate(file: Path) -> int:
 
 def cmd_ecos(file: Path | None = None) -> int:
     from noodle2.engine.catalog.ecos import CATALOG, catalog, definitions
+    from noodle2.engine.fmt import fmt_num
     from noodle2.engine.study.plugins import broken, plugin_ecos, plugin_metrics
 
     shown = {**definitions(plugin_ecos()), **CATALOG}
@@ -291,7 +311,8 @@ def cmd_ecos(file: Path | None = None) -> int:
         origin = "" if e.source == "built-in" else f"  [{e.source}]"
         print(f"{e.name:<22} {e.eco_class.value:<18} {e.description}{origin}")
         for p in e.params:
-            print(f"    {p.name:<16} {p.kind.__name__:<5} [{p.lo:g}, {p.hi:g}] default {p.default:g}  {p.doc}")
+            r = f"[{fmt_num(p.lo)}, {fmt_num(p.hi)}] default {fmt_num(p.default, p.kind is int)}"
+            print(f"    {p.name:<16} {p.kind.__name__:<5} {r}  {p.doc}")
     if metrics:
         print("\ncustom metrics:")
         for m in metrics:
@@ -332,16 +353,16 @@ def cmd_schema() -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from noodle2.engine.errors import N2Error
-    from noodle2.engine.study.load import load_study
+    from noodle2.engine.study.load import parse_study
     from noodle2.engine.study.template import study_file
 
     if args.file.exists() and not args.force:
         raise N2Error.one("N2-E206", f"{args.file} exists", hint="pick another name, or add --force to overwrite it")
     text = study_file(args.file.parent.resolve(), rtl=args.rtl, netlist=args.netlist, top=args.top, sdc=args.sdc,
                       tech=args.tech)
+    parse_study(text, args.file.resolve())  # it must validate before it is written: a failed init leaves nothing
     args.file.parent.mkdir(parents=True, exist_ok=True)
     args.file.write_text(text)
-    load_study(args.file)  # it must validate as written; a problem here is a bad --rtl/--sdc given
     print(f"wrote {args.file}: it validates as it is.  Next:\n  {invocation()} validate {shlex.quote(str(args.file))}\n"
           f"  {invocation()} run {shlex.quote(str(args.file))}")
     return EXIT_OK
@@ -364,8 +385,12 @@ def cmd_run(args: argparse.Namespace, theme: str | None) -> int:
         except UnknownTheme as e:
             print(f"noodle2: N2-E117 {e}", file=sys.stderr)
             return EXIT_USAGE
+    headless = args.unattended or args.json or not _has_terminal()
+    if not (args.unattended or args.json) and headless:
+        print("noodle2: no terminal (stdin or stdout is not a tty, or TERM=dumb): running headless, as with "
+              "--unattended", file=sys.stderr)
     study_dir = new_study_dir(study, args.root, args.study_dir)
-    if not (args.unattended or args.json):
+    if not headless:
         return _console(study_dir.parent, theme, open_study=study_dir, start_engine=True)
     from noodle2.console.headless import say
 
@@ -393,8 +418,10 @@ def cmd_resume(args: argparse.Namespace, theme: str | None = None) -> int:
                               hint=f"{invocation()} resume {shlex.quote(str(args.study_dir))} --amend "
                                    f"{shlex.quote(str(args.amend))}")
         return run_engine(args.study_dir, json=args.json, amend=args.amend)
-    if args.console:
+    if args.console and _has_terminal():
         return _console(args.study_dir.parent, theme, open_study=args.study_dir.resolve(), start_engine=True)
+    if args.console:
+        print("noodle2: no terminal: resuming headless", file=sys.stderr)
     return run_engine(args.study_dir, json=args.json)
 
 

@@ -6,7 +6,7 @@ import sys
 from typing import TextIO
 
 from noodle2.console.view import plural
-from noodle2.engine.fmt import fmt_ns
+from noodle2.engine.fmt import decision_text, fmt_ns
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import StudyState
 from noodle2.engine.reports.files import agreement_line
@@ -70,7 +70,7 @@ class Printer:
                     f"best WNS {fmt_ns(best.get('wns_ps'))} ns")
             return line + (f"\n  {agreement_line(st.agreement)}" if st.agreement else "")
         if isinstance(e, ev.PolicyDecision):
-            return f"! {e.scope} {e.action} {e.subject}: {e.reason}"
+            return f"! {decision_text(e.action, e.subject)}: {e.reason}"
         if isinstance(e, ev.ControlAck):
             return f"» {e.request} {e.target} {'accepted' if e.accepted else 'refused'} {e.detail}".rstrip()
         if isinstance(e, ev.Log) and e.level in ("warning", "error"):

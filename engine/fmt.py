@@ -8,3 +8,21 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 
 def fmt_ns(ps: float | None) -> str:
     return "—" if ps is None else f"{ps / 1000:+.3f}"
+
+
+def fmt_num(v: float, integer: bool = False) -> str:
+    """A parameter or limit as a person writes it: 1000000 (not 1e+06), 2000 (not 2000.0), 0.25."""
+    if integer or (float(v).is_integer() and abs(v) < 1e15):
+        return str(int(v))
+    return f"{v:.6g}"
+
+
+# a policy decision as a person says it (the journal keeps the action's name)
+DECISIONS = {"disable_eco": "ECO {subject} disabled", "disable_class": "ECO class {subject} disabled",
+             "skip_eco": "ECO {subject} skipped", "abort_stage": "stage {subject} aborted",
+             "block_study": "study blocked by {subject}", "plateau": "study ends early ({subject})",
+             "order_ecos": "ECOs ordered by their priors: {subject}"}
+
+
+def decision_text(action: str, subject: str) -> str:
+    return DECISIONS.get(action, action.replace("_", " ") + " {subject}").format(subject=subject)

@@ -84,3 +84,42 @@ def test_watch_follows_another_process_and_sigterm_resumes(tmp_path):
 def test_resume_of_non_study_dir_is_coded(tmp_path):
     r = sh("resume", str(tmp_path))
     assert r.returncode == 2 and r.stderr.startswith("N2-E203")
+
+
+def test_without_a_terminal_run_goes_headless_and_the_console_refuses(tmp_path):
+    """cron, CI, nohup, `> out.txt < /dev/null`: no full-screen UI, no escape codes, no hang (#22.1, #22.10)."""
+    path = fake_study(tmp_path)
+    r = subprocess.run([*NOODLE2, "run", str(path), "--study-dir", str(tmp_path / "s")], cwd=ROOT, env=cli_env(),
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "running headless" in r.stderr and "\x1b[" not in r.stdout + r.stderr
+    assert "complete" in r.stdout
+    r = subprocess.run([*NOODLE2, "console", str(tmp_path)], cwd=ROOT, env=cli_env(TERM="dumb"),
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith("N2-E215") and "\x1b[" not in r.stderr
+    assert "--unattended" in r.stderr  # the hint says what to do instead
+
+
+def test_init_refuses_a_wrong_top_rtl_as_netlist_and_an_unknown_tech_and_writes_nothing(tmp_path):
+    """#22.5, #22.6: each used to print "it validates as it is" (or leave the file behind),
+    then block on the base case or refuse the retry with N2-E206."""
+    mac8 = ROOT / "sample_studies" / "designs" / "mac8"
+    cases = [(["--top", "foo", "--rtl", str(mac8 / "mac8.v")], "N2-E125", 'top = "mac8"'),
+             (["--netlist", str(mac8 / "mac8.v")], "N2-E125", "is RTL, not a gate-level netlist"),
+             (["--tech", "osu99", "--rtl", str(mac8 / "mac8.v"), "--top", "mac8"], "N2-E301", "use one of"),
+             (["--rtl", str(mac8 / "mac8.v")], "N2-E101", "the RTL defines mac8")]
+    for i, (extra, code, needle) in enumerate(cases):
+        out = tmp_path / f"c{i}.toml"
+        r = sh("init", str(out), *extra, "--sdc", str(mac8 / "mac8.sdc"))
+        assert r.returncode == 2 and code in r.stderr and needle in r.stderr, (extra, r.stderr)
+        assert "Traceback" not in r.stderr and not out.exists(), extra
+    r = sh("init", str(tmp_path / "ok.toml"), "--rtl", str(mac8 / "mac8.v"), "--top", "mac8", "--sdc", str(mac8 / "mac8.sdc"))
+    assert r.returncode == 0 and "validates as it is" in r.stdout and (tmp_path / "ok.toml").is_file()
+
+
+def test_theme_is_offered_only_where_a_console_opens():
+    """#22.24: --theme was listed on every subcommand, schema and compare included."""
+    for cmd in ("console", "run", "resume"):
+        assert "--theme" in sh(cmd, "--help").stdout, cmd
+    for cmd in ("schema", "compare", "status", "validate", "report", "ecos", "init", "ci", "watch", "techs"):
+        assert "--theme" not in sh(cmd, "--help").stdout, cmd

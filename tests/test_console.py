@@ -308,3 +308,45 @@ async def test_a_local_study_has_no_cluster_panel_and_no_node_column(tmp_path):
         assert not pilot.app.screen.query_one("#cluster").display
         assert "ray" not in str(pilot.app.screen.query_one("#study-header").render())
         assert "node" not in [label for label, _ in trials.cols]
+
+
+async def test_cells_that_grow_widen_their_column_never_cut_digits():
+    """#22.9: a stage's time was drawn `5` for 5.5 s and a trial `⊘ cancell`: the first rows set
+    the width (empty time, `▶ running`) and updates kept it."""
+    from textual.app import App
+
+    from noodle2.console.widgets.tables import StageTable
+    from noodle2.engine.journal import events as ev
+    from noodle2.engine.journal.state import StudyState, fold
+
+    s = StudyState()
+    for e in [ev.StudyStarted(name="w", spec_hash="0" * 64, spec={}, base_case="b", max_parallel=1, safety_domain="guarded",
+                              stages=[{"name": "s", "mode": "sta", "trials": 1, "survivors": 1, "after": []}]),
+              ev.TrialStarted(case_id="b"), ev.TrialFinished(case_id="b", metrics={"wns_ps": -1.0}, resources={}),
+              ev.StageStarted(stage=0, parents=["b"], plan=[{"case_id": "b_0_0", "index": 0, "parent": "b",
+                                                              "eco": "noop", "params": {}}]),
+              ev.TrialStarted(case_id="b_0_0")]:
+        fold(s, e)
+
+    class Tables(App):
+        def compose(self):
+            yield StageTable(id="st")
+            yield TrialTable(id="tt")
+
+    async with Tables().run_test(size=(160, 20)) as pilot:
+        st, tt = pilot.app.query_one(StageTable), pilot.app.query_one(TrialTable)
+        st.show(s, True)
+        tt.show(list(s.trials.values()))
+        await pilot.pause()
+        fold(s, ev.TrialCancelled(case_id="b_0_0", reason="operator"))
+        t = s.trials["b_0_0"]
+        t.started_at, t.ended_at = 100.0, 105.5
+        s.stages[0].started_at, s.stages[0].ended_at = 100.0, 129.5
+        st.show(s, True)
+        tt.show(list(s.trials.values()))
+        await pilot.pause()
+        assert tt.get_cell("b_0_0", "status").plain == "⊘ cancelled"
+        assert tt.columns["status"].get_render_width(tt) - 2 * tt.cell_padding >= len("⊘ cancelled")
+        assert tt.columns["time"].get_render_width(tt) - 2 * tt.cell_padding >= len("5.5s")
+        assert str(st.get_cell("0", "time")) == "29.5s"
+        assert st.columns["time"].get_render_width(st) - 2 * st.cell_padding >= len("29.5s")

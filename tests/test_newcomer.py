@@ -184,9 +184,11 @@ async def test_quitting_while_the_engine_runs_says_it_goes_on(tmp_path):
     lock = StudyLock(d)
     lock.acquire()
     try:
-        async with app_at(tmp_path).run_test(size=(120, 36)) as pilot:
+        app = app_at(tmp_path)
+        async with app.run_test(size=(120, 36)) as pilot:
             await open_view(pilot, d)
-            text = pilot.app.farewell()
+            await pilot.press("q")  # the key, not the method: the screens are gone once the app exits
+        text = app.goodbye
         assert f"the engine goes on (PID {os.getpid()})" in text and f"noodle2 watch {d}" in text
     finally:
         lock.release()
@@ -328,3 +330,22 @@ async def test_new_run_from_any_study_file_with_path_completion(tmp_path, monkey
         d = pilot.app.screen.dir
     wait_until(lambda: b"study_finished" in (d / "journal.jsonl").read_bytes(), "the spawned engine to finish")
     assert d.parent == root and d.name.startswith("mine-") and str(study) in (d / "provenance.json").read_text()
+
+
+async def test_follow_off_then_on_follows_the_engine_log_again(tmp_path):
+    """#22.4: f (off), lines arrive, f (on): the pane is at the end and stays there as lines come."""
+    from textual.widgets import Log
+
+    d = synthetic_study(tmp_path)
+    async with app_at(tmp_path).run_test(size=(120, 36)) as pilot:
+        screen = await open_view(pilot, d)
+        log = screen.query_one("#engine-log", Log)
+        await pilot.press("f")
+        log.write_lines([f"while off {i}" for i in range(200)])
+        await pilot.pause()
+        assert not log.is_vertical_scroll_end
+        await pilot.press("f")
+        await pilot.pause()
+        log.write_lines([f"after on {i}" for i in range(50)])
+        await settle(pilot, lambda: log.is_vertical_scroll_end and log.max_scroll_y > 0, "the log at its end")
+        assert log.scroll_y == log.max_scroll_y

@@ -106,7 +106,7 @@ ecos = ["clone_driver", "buffer_fanout"]
     assert gate[0]["result"] == "fail" and gate[0]["values"] == {"failures": 3, "limit": 3}
     assert "✗ FAIL" in (eng.dir / "safety_trace.md").read_text()
     status = subprocess.run([*NOODLE2, "status", str(eng.dir)], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
-    assert "! eco disable_eco clone_driver: failed 3 times" in status.stdout
+    assert "! ECO clone_driver disabled: failed 3 times" in status.stdout
     board = orjson.loads((eng.dir / "eco_leaderboard.json").read_bytes())
     assert board[-1]["eco"] == "clone_driver" and board[-1]["failures"] == 3
 

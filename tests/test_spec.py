@@ -202,3 +202,30 @@ def test_physical_ecos_and_route_modes_are_checked_before_any_compute(tmp_path):
     ps = problems(own, tmp_path)
     assert ("N2-E118", "stages[1].mode") in {(p.code, p.path) for p in ps}
     assert "design.tech" in next(p for p in ps if p.code == "N2-E118").render()
+
+
+def test_an_objective_opensta_does_not_measure_is_refused_with_a_suggestion(tmp_path):
+    """`objective = "wns"` with the hint's own directions used to validate, then block the base case (#22.5)."""
+    path = ROOT / "sample_studies" / "quickstart.toml"
+    text = path.read_text().replace('objective = "wns_ps"', 'objective = "wns"\ndirections = { wns = "max" }')
+    with pytest.raises(N2Error) as ei:
+        parse_study(text, path)
+    [p] = [p for p in ei.value.problems if p.code == "N2-E113"]
+    assert "'wns' is not one OpenSTA trials measure" in p.message and "did you mean 'wns_ps'" in p.hint
+    # a command tool's metrics file may hold any name: there, directions are enough
+    cmd = GOOD + '\n[ranking]\nobjective = "my_score"\ndirections = { my_score = "max" }\n'
+    assert parse_study(cmd, tmp_path / "s.toml").spec.ranking.objective == "my_score"
+
+
+def test_typos_get_a_did_you_mean(tmp_path):
+    """#22.21: `survivers`, `executon`, `clone_drivr` name the key or ECO they meant."""
+    path = ROOT / "sample_studies" / "quickstart.toml"
+    hints = {}
+    for text in (path.read_text().replace("survivors = 3", "survivers = 3", 1).replace("[execution]", "[executon]"),
+                 path.read_text().replace('"clone_driver"', '"clone_drivr"', 1)):
+        with pytest.raises(N2Error) as ei:
+            parse_study(text, path)
+        hints.update({p.message: p.hint for p in ei.value.problems})
+    assert hints["unknown key 'survivers'"] == "did you mean 'survivors'?"
+    assert hints["unknown key 'executon'"] == "did you mean 'execution'?"
+    assert hints["unknown ECO 'clone_drivr'"].startswith("did you mean 'clone_driver'?")

@@ -85,4 +85,6 @@ class LogPanes(Vertical):
         on = not self.query_one("#engine-log", Log).auto_scroll
         for log in self.query(Log):
             log.auto_scroll = on
+            if on:  # Log follows only from the end: lines written while off left it above
+                log.scroll_end(animate=False, immediate=True, x_axis=False)
         return on

@@ -23,7 +23,7 @@ def status_cell(status: str, detail: str = "", theme: Any = None) -> Text:
 
 
 def _dur(a: float | None, b: float | None) -> str:
-    return f"{b - a:6.1f}s" if a is not None and b is not None else ""
+    return f"{b - a:.1f}s" if a is not None and b is not None else ""
 
 
 def plain(cell: Any) -> Any:
@@ -78,7 +78,7 @@ class StageTable(PlainTable):
         for key, cells in rows:
             if key in self.rows:
                 for (_, col), v in zip(self.COLUMNS, cells):
-                    self.update_cell(key, col, v)
+                    self.update_cell(key, col, v, update_width=True)  # "5.5s" never shows as "5"
             else:
                 self.add_row(*cells, key=key)
 
@@ -154,7 +154,7 @@ class TrialTable(SortableTable):
         for t in wanted:
             if changed is None or t.case_id in changed:
                 for (_, col), v in zip(self.cols, self.row(t)):
-                    self.update_cell(t.case_id, col, v)
+                    self.update_cell(t.case_id, col, v, update_width=True)  # "⊘ cancelled", not "⊘ cancell"
 
     def matches(self, t: TrialState) -> bool:
         if not self.filter:

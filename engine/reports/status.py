@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from noodle2.engine.catalog.ecos import ROUTE_MODES
-from noodle2.engine.fmt import fmt_ns
+from noodle2.engine.fmt import decision_text, fmt_ns
 from noodle2.engine.journal.state import TERMINAL, StageState, StudyState, TrialState
 from noodle2.engine.policy.ranking import Candidate, rank
 from noodle2.engine.study.models import Ranking
@@ -131,7 +131,7 @@ def status_text(s: StudyState, holder: int | None, now: float | None = None, res
     if shown:
         lines.append("")
         lines.append("policy decisions (latest):")
-        lines += [f"  ! {d['scope']} {d['action']} {d['subject']}: {d['reason']}" for d in shown]
+        lines += [f"  ! {decision_text(d['action'], d['subject'])}: {d['reason']}" for d in shown]
     best = best_case(s)
     if best is not None and best.metrics:
         lines.append("")

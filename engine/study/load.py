@@ -1,13 +1,16 @@
 """Reading a study file: TOML (tomllib) into the models, every problem at once with its line."""
 from __future__ import annotations
 
+import difflib
+import functools
 import os
 import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from noodle2.engine.catalog.ecos import CATALOG
 from noodle2.engine.errors import N2Error, Problem
@@ -193,13 +196,41 @@ def _problem_from_pydantic(err: dict[str, Any], lines: dict[tuple, int]) -> Prob
     t = err["type"]
     code = _TYPE_CODES.get(t) or ("N2-E103" if t.startswith(_RANGE_TYPES) else "N2-E102")
     msg = err["msg"]
+    hint = None
     if t == "extra_forbidden":
         msg = f"unknown key {loc[-1]!r}"
+        if near := difflib.get_close_matches(str(loc[-1]), _known_keys(), n=1, cutoff=0.75):
+            hint = f"did you mean {near[0]!r}?"
     elif t == "missing":
         msg = f"required key {loc[-1]!r} is missing"
     elif "input" in err and t != "missing":
         msg = f"{msg} (got {_short(err['input'])})"
-    return Problem(code, msg, _dotted(loc), _lookup_line(loc, lines))
+    return Problem(code, msg, _dotted(loc), _lookup_line(loc, lines), hint)
+
+
+@functools.cache
+def _known_keys() -> tuple[str, ...]:
+    """Every key any table of a study file may hold, for "did you mean"."""
+    seen: set[type] = set()
+    keys: set[str] = set()
+
+    def walk(model: type[BaseModel]) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, f in model.model_fields.items():
+            keys.add(f.alias or name)
+            for t in _types_in(f.annotation):
+                walk(t)
+
+    walk(StudySpec)
+    return tuple(sorted(keys))
+
+
+def _types_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [t for a in typing.get_args(annotation) for t in _types_in(a)]
 
 
 def _with_line(p: Problem, lines: dict[tuple, int]) -> Problem:

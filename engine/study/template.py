@@ -60,12 +60,17 @@ def _inputs(rtl: list[Path] | None, netlist: Path | None, top: str | None, sdc: 
         sdc = sdc or SAMPLES / "designs" / "mac16" / "mac16.sdc"
         top = top or "mac16"
     if sdc is None:
-        raise N2Error.one("N2-E101", "give --sdc with your design: without a clock there is no timing to close")
+        raise N2Error.one("N2-E101", "give --sdc with your design: without a clock there is no timing to close",
+                          hint="add --sdc FILE: the design's constraints (create_clock at least)")
     if top is None and netlist is not None:
         m = re.search(r"^\s*module\s+(\\?\S+?)\s*[(;]", netlist.read_text(errors="replace"), re.M)
         top = m.group(1) if m else None
     if top is None:
-        raise N2Error.one("N2-E101", "give --top: the top module of your RTL")
+        found = [m for r in rtl or [] if r.is_file()
+                 for m in re.findall(r"^\s*module\s+\\?([^\s(#;]+)", r.read_text(errors="replace"), re.M)]
+        raise N2Error.one("N2-E101", "give --top: the top module of your RTL",
+                          hint=f"add --top NAME; the RTL defines {', '.join(found[:8])}" if found
+                          else "add --top NAME: the module the design's ports are on")
     for p in [*(rtl or []), *([netlist] if netlist else []), sdc]:
         if not p.is_file():
             raise N2Error.one("N2-E109", f"{p} does not exist")

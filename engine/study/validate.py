@@ -2,17 +2,20 @@
 the design's files and technology, the tool, the ranking."""
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 import re
 from pathlib import Path
 
 from noodle2.engine.catalog.ecos import CATALOG, ROUTE_MODES, EcoDef, catalog
+from noodle2.engine.catalog.metrics import RANGES
 from noodle2.engine.errors import N2Error, Problem
 from noodle2.engine.policy.safety import legality_problems
 from noodle2.engine.study.imports import import_problems
 from noodle2.engine.study.models import (
     MAX_STAGES,
+    MAXIMISE,
     Custom,
     Execution,
     Notify,
@@ -42,7 +45,7 @@ def check_semantics(study: Study) -> list[Problem]:
     if spec.priors is not None:
         out += import_problems(study)
     if spec.ranking is not None:
-        out += _ranking_problems(spec.ranking)
+        out += _ranking_problems(spec.ranking, spec)
     out += _notify_problems(spec.notify) if spec.notify is not None else []
     out += _metric_name_problems(spec)
     out += _execution_problems(spec.execution) if spec.execution is not None else []
@@ -91,7 +94,9 @@ def _stage_eco_problems(at: str, s: Stage, known: dict[str, EcoDef]) -> list[Pro
     out, route = [], s.mode in ROUTE_MODES
     for j, e in enumerate(s.ecos):
         if e not in known:
-            out.append(Problem("N2-E106", f"unknown ECO {e!r}", f"{at}.ecos[{j}]"))
+            near = difflib.get_close_matches(e, sorted(known), n=1, cutoff=0.7)
+            out.append(Problem("N2-E106", f"unknown ECO {e!r}", f"{at}.ecos[{j}]",
+                               hint=f"did you mean {near[0]!r}? (`noodle2 ecos` lists them all)" if near else None))
         elif known[e].physical and not route:
             out.append(Problem("N2-E118", f"{e} acts in place and route; stage mode {s.mode!r} never places",
                                f"{at}.ecos[{j}]", hint='use it in a stage with mode = "route" or "route_power"'))
@@ -303,7 +308,9 @@ def _tech_problems(study: Study) -> list[Problem]:
                                "SPEF for every corner (its read_spef has no -corner)", f"design.corners[{i}].parasitics",
                                hint="give the SPEF once as design.parasitics; to time a corner with other "
                                     "parasitics, run it as a study of its own"))
-    if d.netlist and (unknown := unknown_cells(study.resolve(d.netlist), tech)):
+    shape = _top_and_level_problems(study)
+    out += shape
+    if d.netlist and not shape and (unknown := unknown_cells(study.resolve(d.netlist), tech)):
         out.append(Problem("N2-E124", f"the netlist uses {len(unknown)} cell(s) that {tech.name}'s Liberty does not "
                            f"have: {', '.join(unknown[:8])}" + (" ..." if len(unknown) > 8 else ""), "design.netlist",
                            hint="pick the technology the netlist was made for (design.tech), or give its Liberty "
@@ -321,6 +328,38 @@ def _tech_problems(study: Study) -> list[Problem]:
         out.append(Problem("N2-E118", f"route stages place and route with qflow, which has no {tech.name} technology",
                            f"stages[{route[0]}].mode", hint="use mode = \"sta\" or \"sta_power\" on this "
                            "technology, or an OSU one (osu018, osu035, osu050) to place and route"))
+    return out
+
+
+_MODULE = re.compile(r"^\s*module\s+\\?([^\s(#;]+)", re.M)
+_RTL = re.compile(r"^\s*(always|initial)\b|^\s*assign\s+\S+\s*=\s*[^;]*[-+*&|^~?<>]", re.M)
+
+
+def _top_and_level_problems(study: Study) -> list[Problem]:
+    """The top module is in the design's files, and a netlist is gate level, not RTL: both
+    used to pass and then block the base case."""
+    from noodle2.engine.fsutil import read_capped
+
+    d = study.spec.design
+    key, files = ("design.netlist", [d.netlist]) if d.netlist else ("design.rtl", list(d.rtl))
+    modules: list[str] = []
+    out: list[Problem] = []
+    for given in files:
+        try:
+            text = read_capped(study.resolve(given), 2 << 30, follow=True).decode(errors="replace")
+        except (OSError, ValueError):
+            return []  # the path check reports it
+        modules += _MODULE.findall(text)
+        if d.netlist and (m := _RTL.search(text)):
+            line = text.count("\n", 0, m.start()) + 1
+            out.append(Problem("N2-E125", f"{given} is RTL, not a gate-level netlist (line {line}: "
+                               f"{m.group(0).strip()[:40]!r})", key,
+                               hint="give it as rtl = [\"...\"] (noodle2 init --rtl): Yosys synthesises it"))
+    if modules and d.top not in modules:
+        near = difflib.get_close_matches(d.top, modules, n=1)
+        out.append(Problem("N2-E125", f"top module {d.top!r} is not in {', '.join(files)} (it has: "
+                           f"{', '.join(modules[:8])}{' ...' if len(modules) > 8 else ''})", "design.top",
+                           hint=f'top = "{near[0] if near else modules[-1]}"'))
     return out
 
 
@@ -353,16 +392,35 @@ def _tool_problems(study: Study) -> list[Problem]:
     return out
 
 
-def _ranking_problems(r: Ranking) -> list[Problem]:
+def _ranking_problems(r: Ranking, spec: StudySpec) -> list[Problem]:
     out: list[Problem] = []
     metrics = [r.objective] if r.kind == "single" else (list(r.weights) if r.kind == "weighted" else r.objectives)
     if r.kind != "single" and not metrics:
         out.append(Problem("N2-E113", f"kind = {r.kind!r} needs objectives (or weights)", "ranking"))
+    measured = _measured_metrics(spec)
     for m in metrics:
-        if maximised(m) is None and m not in r.directions:
+        base = m.split("@", 1)[0]
+        if measured is not None and base not in measured and not base.startswith(("congestion_", "post_")):
+            near = difflib.get_close_matches(m, sorted(measured), n=1, cutoff=0.5)
+            out.append(Problem("N2-E113", f"metric {m!r} is not one OpenSTA trials measure", "ranking",
+                               hint=(f"did you mean {near[0]!r}? " if near else "") + "`noodle2 ecos` lists the "
+                               "custom metrics; the built-in ones are in docs/study-file.md ([ranking])"))
+        elif maximised(m) is None and m not in r.directions:
             out.append(Problem("N2-E113", f"metric {m!r} has no known direction", "ranking.directions",
                                hint=f'add directions = {{ {m} = "max" }} (or "min")'))
     return out
+
+
+def _measured_metrics(spec: StudySpec) -> set[str] | None:
+    """The metrics an OpenSTA study's trials can give: built-in, custom and plugin ones; None for
+    a command tool, whose metrics file may hold anything."""
+    if spec.tool is not None and spec.tool.kind != "opensta":
+        return None
+    from noodle2.engine.study.plugins import plugin_metrics
+
+    custom = [m.name for m in spec.custom.metrics] if spec.custom is not None else []
+    return (set(MAXIMISE) | set(RANGES) | {"sta_warnings", "estimated_nets", "physical_cells"} | set(custom)
+            | {m.name for m in plugin_metrics()})
 
 
 def _setting_values(setting: ParamSetting) -> list[float]:
