@@ -6,6 +6,7 @@ example below is run by tests/test_cli_examples.py.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import shlex
@@ -187,6 +188,15 @@ def _catalog_commands(command: Command) -> None:
             "places and routes them", ["noodle2 techs"])
     command("schema", "print the study file's JSON Schema (for Taplo, VS Code's Even Better TOML)", [
         "noodle2 schema > noodle2.schema.json"])
+    ex = command("explain", "what an error code means and how to fix it (all of them: docs/errors.md)", [
+        "noodle2 explain N2-E113", "noodle2 explain E104"])
+    ex.add_argument("code", help="an error code, e.g. N2-E113")
+    co = command("completion", "print a shell completion script: bash reads it from "
+                 "~/.local/share/bash-completion/completions/noodle2, zsh as _noodle2 in a folder of $fpath, fish "
+                 "from ~/.config/fish/completions/noodle2.fish", [
+                     "noodle2 completion bash > noodle2.bash", "noodle2 completion zsh > _noodle2",
+                     "noodle2 completion fish > noodle2.fish"])
+    co.add_argument("shell", choices=["bash", "zsh", "fish"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,6 +265,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_ci(args)
     if args.cmd == "compare":
         return cmd_compare(args)
+    if args.cmd == "explain":
+        return cmd_explain(args.code)
+    if args.cmd == "completion":
+        from noodle2.console.completion import script
+
+        print(script(args.shell, _parser()), end="")
+        return EXIT_OK
     if args.cmd == "ray-check":
         return cmd_ray_check(args.address, [t for t in args.tools.split(",") if t])
     return EXIT_USAGE
@@ -283,6 +300,18 @@ def _console(root: Path, theme: str | None, **kw) -> int:
     except UnknownTheme as e:
         print(f"noodle2: N2-E117 {e}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def cmd_explain(code: str) -> int:
+    from noodle2.engine.errors import MEANINGS, N2Error, explain
+
+    text = explain(code)
+    if text is None:
+        near = difflib.get_close_matches(code.upper(), list(MEANINGS), n=1, cutoff=0.6)
+        raise N2Error.one("N2-E101", f"no error code {code!r}",
+                          hint=(f"did you mean {near[0]}? " if near else "") + "docs/errors.md lists every code")
+    print(text)
+    return EXIT_OK
 
 
 def cmd_validate(file: Path) -> int:

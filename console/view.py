@@ -2,10 +2,10 @@
 one word per status, plurals, and what a trial is when no engine runs it any more."""
 from __future__ import annotations
 
-from noodle2.engine.catalog.ecos import ROUTE_MODES
 from noodle2.engine.fmt import fmt_ns as ns
 from noodle2.engine.fmt import plural
 from noodle2.engine.journal.state import StageState, StudyState, TrialState
+from noodle2.engine.reports.status import best_case
 from noodle2.engine.reports.status import stage_best as running_best
 
 __all__ = ["active_stage", "mw", "ns", "plural", "running_best", "stage_counts", "trial_status", "um2"]
@@ -32,12 +32,14 @@ def stage_counts(s: StudyState, st: StageState) -> dict[str, int]:
 
 
 def study_best(s: StudyState) -> tuple[float | None, bool]:
-    """The study's best WNS so far and whether it is post-route: once a stage routes, only
-    routed numbers count (a pre-route number is not comparable with them)."""
-    routed = [b for st in s.stages if st.mode in ROUTE_MODES and (b := running_best(s, st)) is not None]
-    if routed:
-        return max(routed), True
-    return max((b for st in s.stages if (b := running_best(s, st)) is not None), default=None), False
+    """The study's best WNS and whether it is post-route: the best survivor the journal records
+    (reports/status.best_case), the one `status`, the picker and the report show too.  A stage
+    still running shows its own best in the stage table, not here."""
+    best = best_case(s)
+    if best is None:
+        return None, False
+    m = best.metrics or {}
+    return m.get("wns_ps"), "pre_wns_ps" in m
 
 
 def active_stage(s: StudyState) -> int:

@@ -53,10 +53,81 @@ HINTS: dict[str, str] = {
     "N2-E215": "open the console in a terminal; headless: `noodle2 run FILE --unattended`, `noodle2 status DIR`",
     "N2-E214": "pick a path you can write (a folder that exists, on a disk with space), then run the command again",
     "N2-E212": "replace it with the file noodle2 wrote (from a backup), or start the study again with `noodle2 run FILE`",
-    "N2-E301": "install the technology",
+    "N2-E301": "use a technology `noodle2 techs` lists, or give your own liberty = [\"...\"]",
     "N2-E302": "install the tool, or fix [tool].command",
     "N2-E303": "check the RTL and the top module name; the Yosys log is shown above",
 }
+
+
+# What each code means: docs/errors.md and `noodle2 explain CODE` are made from this and HINTS.
+MEANINGS: dict[str, str] = {
+    "N2-E100": "The study file is not valid TOML.",
+    "N2-E101": "A required key, option or section is missing.",
+    "N2-E102": "A value has the wrong type.",
+    "N2-E103": "A value is out of its allowed range.",
+    "N2-E104": "A stage keeps more survivors than it runs trials.",
+    "N2-E105": "An unknown key: a typo, or a key of another table.",
+    "N2-E106": "An unknown ECO name.",
+    "N2-E107": "An ECO parameter that does not exist or is outside its legal range.",
+    "N2-E108": "A stage's `after` names a stage that does not come earlier, or makes a cycle.",
+    "N2-E109": "An input file or folder is missing or unusable.",
+    "N2-E110": "Two stages share a name.",
+    "N2-E111": "An ECO's class is not allowed in the study's safety domain.",
+    "N2-E112": "An ECO the configured tool does not implement.",
+    "N2-E113": "The ranking (or a rail or CI threshold) names a metric that cannot be used.",
+    "N2-E114": "The Ray executor is asked for but Ray is not installed.",
+    "N2-E115": "The SDC calls a command that is not SDC, in a domain that reads SDC only.",
+    "N2-E116": "A command tool's argument uses an unknown placeholder.",
+    "N2-E117": "An unknown console theme.",
+    "N2-E118": "A physical ECO or route stage where it cannot run.",
+    "N2-E119": "`noodle2 ci` has no baseline to compare with.",
+    "N2-E120": "A [notify] section that notifies nothing.",
+    "N2-E121": "A custom or plugin ECO or metric that cannot be loaded.",
+    "N2-E122": "A locked study runs code (notify, custom ECOs, plugins) it has not allowed.",
+    "N2-E123": "A design corner the technology does not have, or cannot be timed as asked.",
+    "N2-E124": "The netlist uses cells the technology's Liberty does not have.",
+    "N2-E125": "The top module is not in the design's files, or RTL was given as a netlist.",
+    "N2-E201": "Another engine is running this study.",
+    "N2-E202": "A resume cannot take the change asked for.",
+    "N2-E203": "Not a study directory.",
+    "N2-E204": "The study has already ended.",
+    "N2-E205": "The journal is damaged before its last line.",
+    "N2-E206": "The file or study directory exists already.",
+    "N2-E207": "The study directory has no ECO leaderboard to import.",
+    "N2-E208": "The study's disk is full; the engine stopped with a checkpoint.",
+    "N2-E209": "An input a trial reads changed or disappeared since it was recorded.",
+    "N2-E210": "A symlink where noodle2 writes or reads study files.",
+    "N2-E211": "The Ray cluster cannot be reached.",
+    "N2-E212": "A state file (checkpoint, provenance) fails its check and is not trusted.",
+    "N2-E213": "The journal is missing while a checkpoint exists.",
+    "N2-E214": "A path named on the command line cannot be read or written.",
+    "N2-E215": "The console needs a terminal.",
+    "N2-E301": "An unknown technology, or one whose files are missing.",
+    "N2-E302": "A tool noodle2 needs is not installed.",
+    "N2-E303": "Synthesis of the RTL failed.",
+}
+
+
+def explain(code: str) -> str | None:
+    """A code's meaning and fix, as `noodle2 explain` prints it; None for an unknown code."""
+    code = code.strip().upper()
+    if not code.startswith("N2-"):
+        code = "N2-" + code
+    if code not in MEANINGS:
+        return None
+    return f"{code}: {MEANINGS[code]}\n  fix: {HINTS.get(code, '(see the message)')}"
+
+
+def errors_markdown() -> str:
+    """docs/errors.md (tests/test_docs.py keeps the file in step)."""
+    out = ["# Error codes", "",
+           "Every coded message noodle2 prints, what it means and how to fix it; `noodle2 explain CODE` prints "
+           "one.  Generated from `engine/errors.py`: `.venv/bin/python -m noodle2.engine.errors > docs/errors.md`.",
+           "", "| code | meaning | fix |", "|---|---|---|"]
+    for code in sorted(MEANINGS):
+        fix = HINTS.get(code, "").replace("|", "\\|")
+        out.append(f"| {code} | {MEANINGS[code]} | {fix} |")
+    return "\n".join(out) + "\n"
 
 
 @dataclass(frozen=True)
@@ -130,3 +201,7 @@ class N2Error(Exception):
 
     def render(self) -> str:
         return "\n".join(p.render() for p in self.problems)
+
+
+if __name__ == "__main__":
+    print(errors_markdown(), end="")

@@ -350,3 +350,25 @@ async def test_cells_that_grow_widen_their_column_never_cut_digits():
         assert tt.columns["time"].get_render_width(tt) - 2 * tt.cell_padding >= len("5.5s")
         assert str(st.get_cell("0", "time")) == "29.5s"
         assert st.columns["time"].get_render_width(st) - 2 * st.cell_padding >= len("29.5s")
+
+
+def test_header_picker_and_status_show_the_same_best_wns(tmp_path):
+    """#22.8: status showed `—`, the picker the base and the header a running trial's WNS for
+    one study: all three now read the best survivor the journal records."""
+    import re
+
+    from noodle2.console.view import ns
+    from noodle2.console.widgets.header import StudyHeader
+    from noodle2.engine.journal.store import recover
+    from noodle2.engine.reports.status import best_case, best_vs_base, status_text
+
+    d = running_study(tmp_path, interrupted=True)
+    s = recover(d).state
+    best = best_case(s)
+    assert best is not None and s.stages[1].status == "running"
+    want = ns(best.metrics["wns_ps"])
+    header = StudyHeader.text(s, d.name, None, T0 + 60, 160)
+    assert re.search(r"→(\S+)", header).group(1) == want
+    assert best_vs_base(s).startswith(want)
+    text = status_text(s, None, now=T0 + 60)
+    assert f"WNS {want} ns" in text and " interrupted " in text and " running " not in text

@@ -33,3 +33,46 @@ def test_schema_command_prints_a_json_schema_editors_can_use():
     assert set(schema["required"]) == {"study", "design", "stages"}
     stage = schema["$defs"]["Stage"]["properties"]
     assert stage["repeat"]["maximum"] == 1000 and "chain" in stage["repeat"]["description"]
+
+
+def test_every_error_code_is_documented_and_docs_errors_md_is_in_step():
+    """Each N2-E code the code raises has a meaning and a fix; docs/errors.md is generated from them."""
+    import re
+
+    from noodle2.engine.errors import HINTS, MEANINGS, errors_markdown
+
+    used = set()
+    for part in ("engine", "console"):
+        for p in (ROOT / part).rglob("*.py"):
+            used |= set(re.findall(r"N2-E\d{3}", p.read_text()))
+    assert used and used <= set(MEANINGS), sorted(used - set(MEANINGS))
+    assert set(MEANINGS) <= set(HINTS), sorted(set(MEANINGS) - set(HINTS))
+    assert (ROOT / "docs" / "errors.md").read_text() == errors_markdown()
+
+
+def test_explain_prints_a_code_and_suggests_a_near_one():
+    r = subprocess.run([*NOODLE2, "explain", "n2-e113"], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("N2-E113: The ranking") and "fix: " in r.stdout
+    r = subprocess.run([*NOODLE2, "explain", "N2-E1133"], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+    assert r.returncode == 2 and "did you mean N2-E113" in r.stderr
+
+
+def test_bash_completion_completes_commands_and_options(tmp_path):
+    script = tmp_path / "noodle2.bash"
+    r = subprocess.run([*NOODLE2, "completion", "bash"], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+    assert r.returncode == 0
+    script.write_text(r.stdout)
+
+    def complete(*words: str) -> list[str]:
+        w = " ".join(f"'{x}'" for x in words)
+        out = subprocess.run(["bash", "-c", f"source {script}; COMP_WORDS=({w}); COMP_CWORD={len(words) - 1}; _noodle2; "
+                              'printf "%s\\n" "${COMPREPLY[@]}"'], capture_output=True, text=True, check=True)
+        return out.stdout.split()
+
+    assert sorted(complete("noodle2", "re")) == ["report", "resume"]
+    assert complete("noodle2", "run", "--un") == ["--unattended"]
+    assert "--json" in complete("noodle2", "status", "--")
+    assert "completion" in complete("noodle2", "")
+    for shell, needle in (("zsh", "#compdef noodle2"), ("fish", "__fish_seen_subcommand_from run' -l unattended")):
+        r = subprocess.run([*NOODLE2, "completion", shell], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+        assert r.returncode == 0 and needle in r.stdout, shell

@@ -119,14 +119,15 @@ def status_text(s: StudyState, holder: int | None, now: float | None = None, res
     elif base is not None and base.failure:
         lines.append(f"base      {base.case_id}  ✗ {base.failure.get('type')}: {base.failure.get('reason')}")
     lines.append("")
-    lines.append(f"  {'#':>2} {'stage':<14} {'status':<9} {'done':>9} {'fail':>5}  {'best WNS ns':>11}  survivors")
+    lines.append(f"  {'#':>2} {'stage':<14} {'status':<11} {'done':>9} {'fail':>5}  {'best WNS ns':>11}  survivors")
     for st in s.stages:
         ts = [s.trials[c] for c in st.cases]
         fin = sum(t.status in TERMINAL for t in ts)
         failed = sum(t.status == "failed" for t in ts)
         best = s.trials[st.survivors[0]].metrics.get("wns_ps") if st.survivors and s.trials[st.survivors[0]].metrics else None
         surv = ", ".join(st.survivors[:3]) + (" …" if len(st.survivors) > 3 else "")
-        lines.append(f"  {st.index:>2} {st.name:<14} {st.status:<9} {fin:>4}/{st.budget:<4} {failed:>5}  {fmt_ns(best):>11}  {surv}")
+        shown = st.status if holder is not None or st.status != "running" else "interrupted"  # no engine runs it
+        lines.append(f"  {st.index:>2} {st.name:<14} {shown:<11} {fin:>4}/{st.budget:<4} {failed:>5}  {fmt_ns(best):>11}  {surv}")
     shown = [d for d in s.decisions if d["action"] != "order_ecos"][-5:]
     if shown:
         lines.append("")
