@@ -372,3 +372,31 @@ def test_header_picker_and_status_show_the_same_best_wns(tmp_path):
     assert best_vs_base(s).startswith(want)
     text = status_text(s, None, now=T0 + 60)
     assert f"WNS {want} ns" in text and " interrupted " in text and " running " not in text
+
+
+def test_eta_goes_by_the_running_stages_own_mode():
+    """#22.14: a route stage showed ETA 0:00:00 while its 29 s trials ran (the mean was the sta trials')."""
+    from noodle2.console.widgets.header import _eta
+    from noodle2.engine.journal import events as ev
+    from noodle2.engine.journal.state import StudyState, fold
+
+    s = StudyState()
+    evs = [ev.StudyStarted(name="r", spec_hash="0" * 64, spec={}, base_case="b", max_parallel=2, safety_domain="guarded",
+                           stages=[{"name": "t", "mode": "sta", "trials": 2, "survivors": 1, "after": []},
+                                   {"name": "r", "mode": "route", "trials": 3, "survivors": 1, "after": [0]}]),
+           ev.TrialStarted(case_id="b"), ev.TrialFinished(case_id="b", metrics={"wns_ps": -1.0}, resources={"wall_s": 0.2}),
+           ev.StageStarted(stage=0, parents=["b"], plan=[{"case_id": f"b_0_{i}", "index": i, "parent": "b", "eco": "noop",
+                                                          "params": {}} for i in range(2)])]
+    evs += [x for i in range(2) for x in (ev.TrialStarted(case_id=f"b_0_{i}"),
+                                           ev.TrialFinished(case_id=f"b_0_{i}", metrics={"wns_ps": -1.0},
+                                                            resources={"wall_s": 0.2}))]
+    evs += [ev.SurvivorsChosen(stage=0, survivors=["b_0_0"], ranking=["b_0_0", "b_0_1"]),
+            ev.StageFinished(stage=0, status="done"),
+            ev.StageStarted(stage=1, parents=["b_0_0"], plan=[{"case_id": f"b_1_{i}", "index": i, "parent": "b_0_0",
+                                                               "eco": "noop", "params": {}} for i in range(3)]),
+            ev.TrialStarted(case_id="b_1_0"), ev.TrialStarted(case_id="b_1_1")]
+    for e in evs:
+        fold(s, e)
+    assert _eta(s) is None  # no route trial has finished: unknown, not 0
+    fold(s, ev.TrialFinished(case_id="b_1_0", metrics={"wns_ps": -1.0}, resources={"wall_s": 29.0}))
+    assert _eta(s) == 2 * 29.0 / 2  # two route trials left, two workers

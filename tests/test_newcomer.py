@@ -349,3 +349,54 @@ async def test_follow_off_then_on_follows_the_engine_log_again(tmp_path):
         log.write_lines([f"after on {i}" for i in range(50)])
         await settle(pilot, lambda: log.is_vertical_scroll_end and log.max_scroll_y > 0, "the log at its end")
         assert log.scroll_y == log.max_scroll_y
+
+
+async def test_w_twice_writes_one_report_and_the_toast_stays_until_it_is_written(tmp_path, monkeypatch):
+    """#22.18: two writers raced, and "writing the report…" vanished after 2 s while it was still written."""
+    import threading
+
+    from noodle2.engine.reports import summary
+
+    gate, calls = threading.Event(), []
+
+    def slow_write(d, s):
+        calls.append(d)
+        gate.wait(60)
+        return {"out": str(d / "report"), "notes": []}
+
+    monkeypatch.setattr(summary, "write", slow_write)
+    d = synthetic_study(tmp_path)
+    async with app_at(tmp_path).run_test(size=(120, 36)) as pilot:
+        screen = await open_view(pilot, d)
+        seen = []
+        real = screen.notify
+        screen.notify = lambda msg, **kw: (seen.append((msg, kw.get("timeout"))), real(msg, **kw))
+        await pilot.press("w")
+        await settle(pilot, lambda: calls, "the writer to start")
+        await pilot.press("w")
+        await pilot.pause()
+        assert len(calls) == 1 and seen[1][0] == "the report is still being written…"
+        assert seen[0] == ("writing the report…", 3600)
+        gate.set()
+        await settle(pilot, lambda: not screen.reporting, "the report written")
+        assert seen[-1][0] == f"report written: {d / 'report' / 'summary.html'}"
+        await pilot.press("w")  # once written, w writes again
+        await settle(pilot, lambda: len(calls) == 2, "a second report")
+
+
+async def test_the_header_widens_with_the_window_and_elapsed_never_goes_back(tmp_path):
+    """#22.15: after 80 -> 160 columns the header stayed compact; after kill -9 elapsed went 0:00:04 -> 0:00:03."""
+    from noodle2.console.widgets.header import StudyHeader, clock_text
+
+    d = synthetic_study(tmp_path)
+    async with app_at(tmp_path).run_test(size=(80, 24)) as pilot:
+        screen = await open_view(pilot, d)
+        narrow = str(screen.query_one(StudyHeader).render())
+        await pilot.resize_terminal(160, 48)
+        await settle(pilot, lambda: str(screen.query_one(StudyHeader).render()) != narrow, "the header to redraw")
+        assert "workers" in str(screen.query_one(StudyHeader).render()) and "workers" not in narrow
+        s = screen.state
+        screen.elapsed_shown = (s.last_event_at - s.started_at) + 1.0  # the clock had run past the last event
+        shown = screen.elapsed_shown
+        assert f"elapsed {clock_text(shown)}" in screen.header_text()  # not the shorter span to the last event
+        assert screen.elapsed_shown == (s.last_event_at - s.started_at) + 1.0  # kept, not lowered

@@ -51,6 +51,8 @@ class StudyScreen(Screen):
         self.stage = active_stage(self.follower.state)  # attaching shows the stage that runs
         self.redraws = 0
         self.last_report: Path | None = None
+        self.reporting = False  # a report writer runs
+        self.elapsed_shown = 0.0
         self.dirty = True
         self.changed: set[str] = set()  # case ids touched since the last redraw
         self.engine_alive = self.follower.engine_pid() is not None
@@ -74,6 +76,7 @@ class StudyScreen(Screen):
         footer = self.query_one(Footer)
         footer.compact = self.app.size.width < 120
         footer.show_command_palette = self.app.size.width >= 100
+        self.show_header()  # its words depend on the width; a finished study has no tick to redraw it
 
     def on_mount(self) -> None:
         self.on_resize()
@@ -132,8 +135,11 @@ class StudyScreen(Screen):
                               + ("  ★ front" if st.front else "") + "  [ ] stage  / filter  o sort")
 
     def header_text(self) -> str:
-        return StudyHeader.text(self.state, self.dir.name, self.follower.engine_pid(), self.app.clock(),
-                                self.app.size.width)
+        pid = self.follower.engine_pid()
+        e = StudyHeader.elapsed(self.state, pid is not None, self.app.clock())
+        if e is not None:  # the clock ran to now; after a kill -9 only the last event counts: never go back
+            self.elapsed_shown = e = max(e, self.elapsed_shown)
+        return StudyHeader.text(self.state, self.dir.name, pid, self.app.clock(), self.app.size.width, e)
 
     def show_header(self) -> None:
         self.query_one(StudyHeader).update(self.header_text())
@@ -260,10 +266,14 @@ class StudyScreen(Screen):
               ("⏸", "interrupted (r resumes)")]
 
     def action_report(self) -> None:
-        self.notify("writing the report…", timeout=2, markup=False)
+        if self.reporting:  # a thread cannot be cancelled: a second writer would race the first
+            self.notify("the report is still being written…", timeout=3, markup=False)
+            return
+        self.reporting = True
+        self.notify("writing the report…", timeout=3600, markup=False)  # until it is written
         self.write_report()
 
-    @work(thread=True, exclusive=True, group="report")
+    @work(thread=True, group="report")
     def write_report(self) -> None:
         """Off the event loop: plots and Graphviz take seconds on a large study."""
         from noodle2.engine.reports import summary
@@ -271,11 +281,16 @@ class StudyScreen(Screen):
         try:
             got = summary.write(self.dir, self.state)
         except OSError as e:
-            self.app.call_from_thread(self.notify, f"report not written: {e}", severity="error")
+            self.app.call_from_thread(self._reported, f"report not written: {e}", "error")
             return
         self.last_report = Path(got["out"]) / "summary.html"
         note = f" ({'; '.join(got['notes'])})" if got["notes"] else ""
-        self.app.call_from_thread(self.notify, f"report written: {self.last_report}{note}", timeout=12)
+        self.app.call_from_thread(self._reported, f"report written: {self.last_report}{note}", "information")
+
+    def _reported(self, text: str, severity: str) -> None:
+        self.reporting = False
+        self.app.clear_notifications()
+        self.notify(text, severity=severity, timeout=12, markup=False)
 
     def action_help(self) -> None:
         self.app.show_help(self, self.LEGEND)

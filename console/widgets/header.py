@@ -7,7 +7,7 @@ import time
 from textual.widgets import Label
 
 from noodle2.console.view import ns, plural, study_best
-from noodle2.engine.journal.state import StudyState
+from noodle2.engine.journal.state import TERMINAL, StudyState
 from noodle2.engine.reports.status import effective_status
 
 
@@ -19,13 +19,22 @@ def clock_text(seconds: float | None) -> str:
 
 
 def _eta(s: StudyState) -> float | None:
-    """Mean trial wall time × trials left ÷ workers, once a trial has finished."""
-    done_ts = [t for t in s.trials.values() if t.stage >= 0 and t.resources and t.resources.get("wall_s")]
-    if not done_ts:
-        return None
-    done, total = s.counts()
-    mean = sum(t.resources["wall_s"] for t in done_ts) / len(done_ts)
-    return mean * (total - done) / max(s.max_parallel, 1)
+    """Trials left in each unfinished stage × the mean wall time of finished trials of that
+    stage's mode (a route trial takes seconds where an sta trial takes tenths) ÷ workers.  None
+    until every mode still to run has a finished trial to go by."""
+    walls: dict[str, list[float]] = {}
+    for t in s.trials.values():
+        if t.stage >= 0 and t.status == "done" and (t.resources or {}).get("wall_s"):
+            walls.setdefault(s.stages[t.stage].mode, []).append(t.resources["wall_s"])
+    work = 0.0
+    for st in s.stages:
+        left = st.budget - sum(s.trials[c].status in TERMINAL for c in st.cases)
+        if st.status in ("done", "aborted", "skipped") or left <= 0:
+            continue
+        if st.mode not in walls:
+            return None
+        work += left * sum(walls[st.mode]) / len(walls[st.mode])
+    return work / max(s.max_parallel, 1)
 
 
 class StudyHeader(Label):
@@ -33,15 +42,24 @@ class StudyHeader(Label):
         super().__init__("", markup=False, **kw)
 
     @staticmethod
-    def text(s: StudyState, name: str, engine_pid: int | None, now: float, width: int) -> str:
+    def elapsed(s: StudyState, alive: bool, now: float) -> float | None:
+        """Since the study started: to now while its engine runs, else to its last event."""
+        if not (s.started_at and s.last_event_at):
+            return None
+        return (now if s.status == "running" and alive else s.last_event_at) - s.started_at
+
+    @staticmethod
+    def text(s: StudyState, name: str, engine_pid: int | None, now: float, width: int,
+             elapsed: float | None = None) -> str:
+        """`elapsed`: what the caller shows (a view keeps it from going back when the engine dies
+        between two ticks); computed when not given."""
         alive = engine_pid is not None
         status = effective_status(s, engine_pid)
         since = s.paused_since() if status == "running" else None
         if since is not None:
             status = f"paused since {time.strftime('%H:%M:%S', time.localtime(since))}"
         busy = s.busy() if alive else 0
-        elapsed = ((now if s.status == "running" and alive else s.last_event_at) - s.started_at
-                   if s.started_at and s.last_event_at else None)
+        elapsed = StudyHeader.elapsed(s, alive, now) if elapsed is None else elapsed
         done, total = s.counts()
         eta = _eta(s) if status == "running" else None
         base = s.base()
