@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from noodle2.engine.reports.ci import Check, compare, junit
-from tests.conftest import ROOT, cli_env, fake_study
+from tests.conftest import NOODLE2, ROOT, cli_env, fake_study
 
 
 def ci(*args, cwd):
@@ -100,3 +100,25 @@ def test_compare_two_studies_colours_better_and_worse(tmp_path):
     plain = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "compare", *map(str, dirs)], cwd=ROOT, env=cli_env(),
                            capture_output=True, text=True).stdout
     assert "\033[" not in plain  # not a terminal: no colour codes
+
+
+def test_compare_shows_whole_names_and_warns_when_the_designs_differ(tmp_path):
+    """#22.13: names were cut from the left (`kstart-2026…`) and two designs compared silently."""
+    dirs = []
+    for name, top in (("a-very-long-study-directory-name-20261202-101500", "fake"),
+                      ("another-long-study-directory-name-20261202-101501", "other")):
+        (tmp_path / name).mkdir()
+        path = fake_study(tmp_path / name)
+        path.write_text(path.read_text().replace('top = "fake"', f'top = "{top}"'))
+        dirs.append(tmp_path / "studies" / name)
+        r = subprocess.run([*NOODLE2, "run", str(path), "--unattended", "--study-dir", str(dirs[-1])], cwd=ROOT,
+                           env=cli_env(), capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    out = subprocess.run([*NOODLE2, "compare", *map(str, dirs)], cwd=ROOT, env=cli_env(), capture_output=True,
+                         text=True).stdout
+    assert out.startswith("warning: A and B are different designs (fake on ")
+    dir_line = next(ln for ln in out.splitlines() if ln.startswith("study dir"))
+    assert dirs[0].name in dir_line and dirs[1].name in dir_line and f"{dirs[0].name}  " in dir_line
+    same = subprocess.run([*NOODLE2, "compare", str(dirs[0]), str(dirs[0])], cwd=ROOT, env=cli_env(),
+                          capture_output=True, text=True).stdout
+    assert "warning" not in same

@@ -3,6 +3,7 @@ terminal), ECO effectiveness from each study's journaled leaderboard, and the wi
 lists against their base netlists."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,28 @@ def _changes(d: Path, s: StudyState) -> Changes | None:
         return None
 
 
+def _short(name: str, most: int = 64) -> str:
+    return name if len(name) <= most else name[:most - 1] + "…"
+
+
+def _different_designs(a: tuple[Path, StudyState], b: tuple[Path, StudyState]) -> str | None:
+    """Why two studies do not time the same design (top, technology, base netlist), or None."""
+    def ident(d: Path, s: StudyState) -> tuple[str, str, str]:
+        design = s.spec.get("design") or {}
+        top = design.get("top", "")
+        try:
+            sha = hashlib.sha256((d / "snapshot" / f"{top}.v").read_bytes()).hexdigest()
+        except OSError:
+            sha = ""
+        return top, str(design.get("tech") or design.get("liberty") or ""), sha
+    (ta, xa, ha), (tb, xb, hb) = ident(*a), ident(*b)
+    if (ta, xa) != (tb, xb):
+        return f"{ta} on {xa} against {tb} on {xb}"
+    if ha and hb and ha != hb:
+        return f"{ta} on {xa} in both, from different base netlists"
+    return None
+
+
 def compare(a: tuple[Path, StudyState], b: tuple[Path, StudyState], colour: bool) -> str:
     (da, sa), (db, sb) = a, b
 
@@ -39,11 +62,16 @@ def compare(a: tuple[Path, StudyState], b: tuple[Path, StudyState], colour: bool
     ba, bb = best_case(sa), best_case(sb)
     ma, mb = (ba.metrics or {}) if ba else {}, (bb.metrics or {}) if bb else {}
     w = 24
-    out = [f"{'':{w}} {'A: ' + sa.name:>22} {'B: ' + sb.name:>22}   B against A",
-           f"{'study dir':{w}} {da.resolve().name[-22:]:>22} {db.resolve().name[-22:]:>22}",
-           f"{'status':{w}} {sa.status:>22} {sb.status:>22}",
-           f"{'best case':{w}} {(ba.case_id if ba else '—'):>22} {(bb.case_id if bb else '—'):>22}",
-           f"{'trials finished':{w}} {sa.counts()[0]:>22} {sb.counts()[0]:>22}"]
+    names = [f"A: {sa.name}", f"B: {sb.name}", _short(da.resolve().name), _short(db.resolve().name)]
+    c = max(22, *(len(x) + 2 for x in names))  # never cut a name: the column grows (two spaces between)
+    out = [f"{'':{w}} {names[0]:>{c}} {names[1]:>{c}}   B against A",
+           f"{'study dir':{w}} {names[2]:>{c}} {names[3]:>{c}}",
+           f"{'status':{w}} {sa.status:>{c}} {sb.status:>{c}}",
+           f"{'best case':{w}} {(ba.case_id if ba else '—'):>{c}} {(bb.case_id if bb else '—'):>{c}}",
+           f"{'trials finished':{w}} {sa.counts()[0]:>{c}} {sb.counts()[0]:>{c}}"]
+    if (why := _different_designs((da, sa), (db, sb))) is not None:
+        out.insert(0, f"{paint('warning:', False)} A and B are different designs ({why}): the rows below are not "
+                      "like for like")
     for key, label, scale, digits in HEADLINE:
         va, vb = ma.get(key), mb.get(key)
         if not isinstance(va, (int, float)) and not isinstance(vb, (int, float)):
@@ -56,7 +84,7 @@ def compare(a: tuple[Path, StudyState], b: tuple[Path, StudyState], colour: bool
             verdict = f"{(vb - va) * scale:+,.{digits}f} {'better' if better else 'worse'}"
         elif isinstance(va, (int, float)) and va == vb:
             verdict = "same"
-        out.append(f"{label:{w}} {fa:>22} {paint(f'{fb:>22}', better)}   {paint(verdict, better)}")
+        out.append(f"{label:{w}} {fa:>{c}} {paint(f'{fb:>{c}}', better)}   {paint(verdict, better)}")
     if ("pre_wns_ps" in ma) != ("pre_wns_ps" in mb):
         out.append(f"  note: {'A' if 'pre_wns_ps' in ma else 'B'}'s best was timed after routing, the other's before: "
                    "the timing rows are not like for like")
@@ -74,7 +102,7 @@ def compare(a: tuple[Path, StudyState], b: tuple[Path, StudyState], colour: bool
         if ra and rb and ra.get("mean_dwns") is not None and rb.get("mean_dwns") is not None \
                 and ra["mean_dwns"] != rb["mean_dwns"]:
             better = rb["mean_dwns"] > ra["mean_dwns"]
-        out.append(f"  {eco:{w - 2}} {cell(ra):>22} {paint(f'{cell(rb):>22}', better)}")
+        out.append(f"  {eco:{w - 2}} {cell(ra):>{c}} {paint(f'{cell(rb):>{c}}', better)}")
     out += ["", "the winners' changes against their base netlists"]
     for tag, d, s in (("A", da, sa), ("B", db, sb)):
         c = _changes(d, s)
