@@ -186,3 +186,28 @@ def test_replay_of_each_kind_of_edit_in_sta(bench, design, eco, params):
     assert replayed == child  # the replay is the child's netlist: timing equal to the femtosecond
     # the trial measured in the session that made the edits (incremental delay calculation): within 1 ps
     assert abs(replayed[0] - m["wns_ps"]) <= 1 and abs(replayed[1] - m["tns_ps"]) <= 1
+
+
+def test_a_large_study_draws_its_decisions_not_every_trial(tmp_path):
+    """#22.12 and 100k-trial reports: every trial's lineage is unreadable in a page and Graphviz
+    ran past its 2-minute limit (a traceback); above 60 cases the SVG keeps the survivors and
+    their ancestors, and lineage.dot keeps every case."""
+    from noodle2.engine.journal.store import recover
+    from noodle2.engine.reports import summary
+    from tests.conftest import fake_study
+
+    stages = "".join(f'[[stages]]\nname = "s{i}"\ntrials = 30\nsurvivors = 2\necos = ["resize_critical"]\n\n' for i in range(3))
+    path = fake_study(tmp_path, stages=stages)
+    d = tmp_path / "big"
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
+                       cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-1500:]
+    s = recover(d).state
+    got = summary.write(d, s)
+    out = d / "report"
+    assert (out / "lineage.dot").read_text().count(" -> ") == 90  # every trial from its parent
+    svg = (out / "lineage.svg").read_text()
+    drawn = set(re.findall(r"<title>(fake(?:_\d+_\d+)?)</title>", svg))
+    survivors = {c for st in s.stages for c in st.survivors}
+    assert survivors <= drawn and len(drawn) < 20 and "fake" in drawn
+    assert any("survivors and their ancestors" in n for n in got["notes"])

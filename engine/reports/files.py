@@ -15,12 +15,14 @@ from noodle2.engine.reports.status import best_case, eco_call, lineage, wns_delt
 from noodle2.engine.study.models import StudySpec
 
 
-def lineage_dot(s: StudyState) -> str:
-    """Every case from its parent, with its ECO and ΔWNS; the winner's path bold, failures dashed."""
+def lineage_dot(s: StudyState, only: set[str] | None = None) -> str:
+    """Every case (or those in `only`) from its parent, with its ECO and ΔWNS; the winner's path
+    bold, failures dashed."""
     best = best_case(s)
     path = {t.case_id for t in lineage(s, best.case_id)} if best else set()
     out = ["digraph lineage {", "  rankdir=LR; node [shape=box, fontname=Helvetica, fontsize=10];"]
-    for t in sorted(s.trials.values(), key=lambda t: (t.stage, t.index)):
+    shown = [t for t in s.trials.values() if only is None or t.case_id in only]
+    for t in sorted(shown, key=lambda t: (t.stage, t.index)):
         m = t.metrics or {}
         pm = (s.trials[t.parent].metrics or {}) if t.parent else {}
         dw = wns_delta(m.get("wns_ps"), pm.get("wns_ps")) if t.parent else ""
@@ -33,6 +35,16 @@ def lineage_dot(s: StudyState) -> str:
             out.append(f'  "{t.parent}" -> "{t.case_id}"{edge};')
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def decision_cases(s: StudyState) -> set[str]:
+    """The cases a drawing of a large study keeps: every stage's survivors and all their
+    ancestors (the winner's path among them), back to the base."""
+    keep = {s.base_case} if s.base_case else set()
+    for st in s.stages:
+        for c in st.survivors:
+            keep |= {t.case_id for t in lineage(s, c)}
+    return keep
 
 
 def write_reports(d: Path, spec: StudySpec, s: StudyState) -> None:

@@ -23,7 +23,7 @@ import orjson
 from noodle2.engine.fmt import fmt_ns
 from noodle2.engine.fsutil import atomic_write, study_subdir
 from noodle2.engine.journal.state import StudyState
-from noodle2.engine.reports.files import agreement_line, lineage_dot
+from noodle2.engine.reports.files import agreement_line, decision_cases, lineage_dot
 from noodle2.engine.reports.status import best_case, eco_call, lineage, stage_best, wns_delta
 
 
@@ -200,7 +200,8 @@ def _winner(doc: Doc, s: StudyState, changes_md: str | None, lineage_svg: bool) 
         doc.pre(changes_md if len(changes_md) < 6000 else changes_md[:6000] + "\n… (winner_changes.md has the rest)")
     if lineage_svg:
         doc.h("Lineage")
-        doc.img("lineage.svg", "every case from its parent, labelled with its ECO and ΔWNS; the winner's path in bold")
+        what = "every case" if len(s.trials) <= DRAW_ALL else "every stage's survivors and their ancestors (lineage.dot has every case)"
+        doc.img("lineage.svg", f"{what} from its parent, labelled with its ECO and ΔWNS; the winner's path in bold")
 
 
 def _ecos_and_safety(doc: Doc, s: StudyState) -> None:
@@ -243,11 +244,17 @@ def trials_csv(s: StudyState) -> str:
     return buf.getvalue()
 
 
+DRAW_ALL = 60  # cases: above this the report draws the decisions, not every trial
+
+
 def render_svg(dot_text: str, out: Path) -> str | None:
     """lineage.svg with Graphviz; why not, when it is not installed or fails."""
     if shutil.which("dot") is None:
         return "Graphviz `dot` is not installed (sudo apt-get install graphviz): lineage.dot only"
-    r = subprocess.run(["dot", "-Tsvg"], input=dot_text.encode(), capture_output=True, timeout=120)
+    try:
+        r = subprocess.run(["dot", "-Tsvg"], input=dot_text.encode(), capture_output=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return "dot took over 120 s: lineage.dot only"
     if r.returncode:
         return f"dot failed: {r.stderr.decode(errors='replace')[:300]}"
     atomic_write(out, r.stdout)
@@ -275,6 +282,11 @@ def write(d: Path, s: StudyState, out: Path | None = None) -> dict[str, Any]:
     dot = lineage_dot(s)
     put(out / "lineage.dot", dot)
     written.append("lineage.dot")
+    if len(s.trials) > DRAW_ALL:  # unreadable in a page, and Graphviz takes minutes: the decisions only
+        keep = decision_cases(s)
+        dot = lineage_dot(s, keep)
+        notes.append(f"lineage.svg draws the survivors and their ancestors ({len(keep)} of {len(s.trials)} cases); "
+                     "lineage.dot has every case")
     if (why := render_svg(dot, out / "lineage.svg")) is None:
         written.append("lineage.svg")
     else:
