@@ -201,6 +201,6 @@ def test_warm_false_runs_one_process_per_trial(tmp_path):
         ex.close()
     ex = make_executor(load_study(path), tmp_path, 1)
     try:
-        assert ex.warm is not None and ex.warm.limits == WarmLimits(500, 4096)
+        assert ex.warm is not None and ex.warm.limits == WarmLimits(200, 2048)
     finally:
         ex.close()

@@ -34,8 +34,8 @@ STRAY_BYTES = 64 << 10  # of the worker's own stdout/stderr, what one trial's st
 
 @dataclass(frozen=True)
 class WarmLimits:
-    max_trials: int = 500
-    max_rss_mb: int = 4096
+    max_trials: int = 200
+    max_rss_mb: int = 2048
 
 
 @dataclass
