@@ -108,7 +108,7 @@ def main(n: int) -> None:
         assert rec.from_checkpoint and len(rec.state.trials) == n // STAGES * STAGES + 1
         del rec, state
         # what an engine resuming the study holds: a fresh process, the state folded from the checkpoint
-        probe = ("import resource, sys; from noodle2.engine.journal.store import recover; r = recover(sys.argv[1]); "
+        probe = ("import resource, sys; from noodle2.engine.journal.store import recover; r = recover(__import__(\"pathlib\").Path(sys.argv[1])); "
                  "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
         rss0 = int(subprocess.run([sys.executable, "-c", "import resource, noodle2.engine.journal.store; "
                                    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],

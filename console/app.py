@@ -19,6 +19,38 @@ from noodle2.console.screens.study import StudyScreen
 from noodle2.engine import DATA
 from noodle2.engine.errors import N2Error
 
+MIN_SIZE = (80, 24)
+
+
+class TooSmallScreen(Screen):
+    """Shown while the terminal is below MIN_SIZE: nothing else is drawn cut."""
+
+    BINDINGS = [Binding("q", "app.quit", "quit")]
+
+    def compose(self):
+        from textual.widgets import Static
+
+        yield Static(id="too-small")
+
+    def on_mount(self) -> None:
+        self.refresh_text()
+
+    def on_resize(self) -> None:
+        w, h = self.app.size
+        if w >= MIN_SIZE[0] and h >= MIN_SIZE[1]:
+            if self.app.screen is self:
+                self.app.pop_screen()
+        else:
+            self.refresh_text()
+
+    def refresh_text(self) -> None:
+        from textual.widgets import Static
+
+        w, h = self.app.size
+        self.query_one("#too-small", Static).update(
+            f"noodle2 needs a window of at least {MIN_SIZE[0]}x{MIN_SIZE[1]}; this one is {w}x{h}.\n"
+            "Make it larger (the study goes on), or press q to quit.")
+
 
 class Noodle2App(App):
     CSS_PATH = str(DATA / "themes" / "noodle2.tcss")
@@ -42,6 +74,14 @@ class Noodle2App(App):
         self.push_screen(PickerScreen(self.root, self.samples))
         if self.initial is not None:
             self.open_study(self.initial)
+        self.check_size()
+
+    def check_size(self) -> None:
+        """Below 80x24 columns would drop digits: say so instead, until the window grows.  The
+        screens call it on resize (the app's own Resize does not reach a handler here)."""
+        small = self.size.width < MIN_SIZE[0] or self.size.height < MIN_SIZE[1]
+        if small and len(self.screen_stack) > 1 and not isinstance(self.screen, TooSmallScreen):  # after on_mount
+            self.push_screen(TooSmallScreen())  # it pops itself once the window is large enough
 
     def watch_theme(self, theme: str) -> None:
         if getattr(self, "_remember", False):

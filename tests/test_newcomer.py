@@ -400,3 +400,19 @@ async def test_the_header_widens_with_the_window_and_elapsed_never_goes_back(tmp
         shown = screen.elapsed_shown
         assert f"elapsed {clock_text(shown)}" in screen.header_text()  # not the shorter span to the last event
         assert screen.elapsed_shown == (s.last_event_at - s.started_at) + 1.0  # kept, not lowered
+
+
+async def test_below_80x24_the_console_says_the_window_is_too_small(tmp_path):
+    """#22.11: at 60x20 the picker showed `18/1` and `100/` and the header `WNS -2.6`: cut digits."""
+    from noodle2.console.app import TooSmallScreen
+
+    synthetic_study(tmp_path)
+    async with app_at(tmp_path).run_test(size=(60, 20)) as pilot:
+        await settle(pilot, lambda: isinstance(pilot.app.screen, TooSmallScreen), "the too-small notice")
+        text = str(pilot.app.screen.query_one("#too-small").render())
+        assert "at least 80x24; this one is 60x20" in text
+        await pilot.resize_terminal(100, 30)
+        await settle(pilot, lambda: not isinstance(pilot.app.screen, TooSmallScreen), "the picker back")
+        assert type(pilot.app.screen).__name__ == "PickerScreen"
+        await pilot.resize_terminal(70, 30)
+        await settle(pilot, lambda: isinstance(pilot.app.screen, TooSmallScreen), "the notice again on shrinking")

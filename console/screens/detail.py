@@ -68,6 +68,9 @@ class TrialDetail(Screen):
             yield Static(self.tcl(), id="detail-tcl", markup=False)
         yield Footer()
 
+    def on_resize(self) -> None:
+        self.app.check_size()  # type: ignore[attr-defined]
+
     def on_mount(self) -> None:
         t = self.s.trials[self.case]
         m = t.metrics or {}

@@ -39,6 +39,9 @@ class LeaderboardScreen(Screen):
         yield Label(LEGEND, classes="hint", id="board-legend")
         yield Footer()
 
+    def on_resize(self) -> None:
+        self.app.check_size()  # type: ignore[attr-defined]
+
     def on_mount(self) -> None:
         t = self.query_one(Board)
         t.add_sort_columns()

@@ -105,6 +105,9 @@ class PickerScreen(Screen):
         yield Label("", id="picker-empty", markup=False)
         yield Footer()
 
+    def on_resize(self) -> None:
+        self.app.check_size()  # type: ignore[attr-defined]
+
     def on_mount(self) -> None:
         t = self.query_one(StudyList)
         t.add_sort_columns()

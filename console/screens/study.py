@@ -77,6 +77,7 @@ class StudyScreen(Screen):
         footer.compact = self.app.size.width < 120
         footer.show_command_palette = self.app.size.width >= 100
         self.show_header()  # its words depend on the width; a finished study has no tick to redraw it
+        self.app.check_size()  # type: ignore[attr-defined]
 
     def on_mount(self) -> None:
         self.on_resize()
