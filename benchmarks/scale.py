@@ -108,10 +108,10 @@ def main(n: int) -> None:
         assert rec.from_checkpoint and len(rec.state.trials) == n // STAGES * STAGES + 1
         del rec, state
         # what an engine resuming the study holds: a fresh process, the state folded from the checkpoint
-        probe = ("import resource, sys; from noodle2.engine.journal.store import recover; r = recover(__import__(\"pathlib\").Path(sys.argv[1])); "
-                 "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-        rss0 = int(subprocess.run([sys.executable, "-c", "import resource, noodle2.engine.journal.store; "
-                                   "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+        # (VmHWM: ru_maxrss survives exec, so a child would report this process's peak)
+        hwm = "print(next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')))"
+        probe = f"import sys, pathlib; from noodle2.engine.journal.store import recover; r = recover(pathlib.Path(sys.argv[1])); {hwm}"
+        rss0 = int(subprocess.run([sys.executable, "-c", f"import noodle2.engine.journal.store; {hwm}"],
                                   capture_output=True, text=True, check=True).stdout)
         rss = int(subprocess.run([sys.executable, "-c", probe, str(d)], capture_output=True, text=True,
                                  check=True).stdout)

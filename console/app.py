@@ -114,7 +114,8 @@ class Noodle2App(App):
 
         rows = [(keys(b), b.tooltip or b.description) for b in screen.BINDINGS if isinstance(b, Binding)]
         rows += [("ctrl+p", "command palette: actions and themes"), ("enter", "open the highlighted row")]
-        self.push_screen(HelpScreen(rows, type(screen).__name__.replace("Screen", ""), legend or []))
+        title = getattr(screen, "HELP_TITLE", "") or type(screen).__name__.replace("Screen", "")
+        self.push_screen(HelpScreen(rows, title, legend or []))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         # Textual's own "Theme" command would offer its 20 themes beside noodle2's three

@@ -113,9 +113,14 @@ async def test_help_lists_every_binding_of_the_screen(tmp_path):
         await settle(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), "the help screen")
         table = pilot.app.screen.query_one("#help-table")
         keys = {cells(table, i)[0] for i in range(table.row_count)}
-        assert {"p", "r", "s", "c", "/", "o", "f", "l", "esc", "?", "q", "[", "]"} <= keys
+        assert {"p", "r", "s", "c", "/", "o", "f", "l", "esc", "?", "q", "[", "]", "t"} <= keys
+        assert str(pilot.app.screen.query_one("#help-title").render()).startswith("Keys — the live study view")
         await pilot.press("escape")
         assert isinstance(pilot.app.screen, StudyScreen)
+        tabs = pilot.app.screen.query_one("TabbedContent")
+        assert tabs.active == "tab-engine"
+        await pilot.press("t")  # #22.20: the output tab has a key, and the help names it
+        assert tabs.active == "tab-trial"
 
 
 async def test_theme_choice_order_and_memory(tmp_path, monkeypatch):

@@ -38,6 +38,7 @@ def delta(a: object, b: object, scale: float = 1, digits: int = 3) -> str:
 
 
 class TrialDetail(Screen):
+    HELP_TITLE = "a trial's details"
     BINDINGS = [Binding("escape,q", "app.pop_screen", "back"), Binding("question_mark", "help", "help"),
                 Binding("m", "map('next_map')", "map", tooltip="next heatmap: density, RUDY, congestion, diffs"),
                 Binding("y", "map('next_layer')", "layer", tooltip="next metal layer of the heatmap")]

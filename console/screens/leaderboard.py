@@ -25,6 +25,7 @@ class Board(SortableTable):
 
 
 class LeaderboardScreen(Screen):
+    HELP_TITLE = "the ECO leaderboard"
     BINDINGS = [Binding("escape,q", "app.pop_screen", "back", tooltip="back to the study"),
                 Binding("o", "sort", "sort", tooltip="sort by the next column (or click a header)"),
                 Binding("question_mark", "help", "help", tooltip="this help")]

@@ -80,6 +80,7 @@ class StudyList(SortableTable):
 
 
 class PickerScreen(Screen):
+    HELP_TITLE = "the study picker"
     BINDINGS = [
         Binding("question_mark", "help", "help", tooltip="this help"),
         Binding("q", "app.quit", "quit", tooltip="quit the console; engines go on"),

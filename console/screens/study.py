@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Footer, Input, TabbedContent
 
 from noodle2.console.follow import StudyFollower, send_control, spawn_engine
 from noodle2.console.screens.detail import TrialDetail
@@ -27,6 +27,7 @@ TICK_S = 0.1
 
 
 class StudyScreen(Screen):
+    HELP_TITLE = "the live study view"
     BINDINGS = [
         Binding("question_mark", "help", "help", tooltip="this help"),
         Binding("q", "app.quit", "quit", tooltip="quit the console; the engine goes on"),
@@ -37,6 +38,8 @@ class StudyScreen(Screen):
         Binding("slash", "filter", "filter", tooltip="filter trials by ECO, status, failure type or case"),
         Binding("o", "sort", "sort", tooltip="sort by the next column (or click a header)"),
         Binding("f", "follow", "follow", show=False, tooltip="follow the logs on or off"),
+        Binding("t", "log_tab", "output", show=False,
+                tooltip="switch the log pane: the engine log, or the selected trial's output (stdout, stderr)"),
         Binding("l", "leaderboard", "ECOs", tooltip="the ECO leaderboard"),
         Binding("w", "report", "report", tooltip="write the report (summary.html, plots, change list) and say where"),
         Binding("escape", "back", "back", show=False, tooltip="clear the filter, or back to the picker"),
@@ -211,6 +214,10 @@ class StudyScreen(Screen):
             self.query_one(TrialTable).focus()
         elif len(self.app.screen_stack) > 2:
             self.app.pop_screen()
+
+    def action_log_tab(self) -> None:
+        tabs = self.query_one(LogPanes).query_one(TabbedContent)
+        tabs.active = "tab-trial" if tabs.active == "tab-engine" else "tab-engine"
 
     def action_follow(self) -> None:
         self.notify("log follow " + ("on" if self.query_one(LogPanes).toggle_follow() else "off"), timeout=1.5)

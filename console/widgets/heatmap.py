@@ -160,6 +160,10 @@ class Heatmap(Widget, can_focus=True):
             return
         cur = self.maps[self.index]
         layers = [j for j, x in enumerate(self.maps) if x.name == cur.name]
+        if len(layers) < 2:  # density and RUDY are one map for the whole die
+            self.notify(f"{cur.title} has no layers: m shows the next map (congestion has one per layer)",
+                        timeout=4, markup=False)
+            return
         self.index = layers[(layers.index(self.index) + 1) % len(layers)]
 
     def render(self) -> Text:
