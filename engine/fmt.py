@@ -26,3 +26,10 @@ DECISIONS = {"disable_eco": "ECO {subject} disabled", "disable_class": "ECO clas
 
 def decision_text(action: str, subject: str) -> str:
     return DECISIONS.get(action, action.replace("_", " ") + " {subject}").format(subject=subject)
+
+
+def fmt_seconds(x: float | None) -> str:
+    """A duration as every view prints it: 0.4s, 5.5s, 29.5s, 312s."""
+    if x is None:
+        return ""
+    return f"{x:.1f}s" if x < 100 else f"{x:.0f}s"

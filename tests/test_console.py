@@ -405,3 +405,23 @@ def test_eta_goes_by_the_running_stages_own_mode():
     assert _eta(s) is None  # no route trial has finished: unknown, not 0
     fold(s, ev.TrialFinished(case_id="b_1_0", metrics={"wns_ps": -1.0}, resources={"wall_s": 29.0}))
     assert _eta(s) == 2 * 29.0 / 2  # two route trials left, two workers
+
+
+async def test_a_trials_time_reads_the_same_in_the_table_and_the_log(tmp_path):
+    """#22.17: one trial showed 1.7 s in the table and 1.60 s in the log (two different clocks)."""
+    from noodle2.engine.journal.store import recover
+    from noodle2.engine.reports.status import trial_line
+
+    d = running_study(tmp_path)
+    s = recover(d).state
+    t = next(t for t in s.trials.values() if t.status == "done" and t.stage == 0)
+    t.started_at, t.ended_at = 100.0, 101.66
+    t.resources = {**(t.resources or {}), "wall_s": 1.6}
+    async with app_for(tmp_path).run_test(size=(160, 48)) as pilot:
+        table = pilot.app.screen.mount(TrialTable())
+        await table
+        tt = pilot.app.screen.query_one(TrialTable)
+        tt.show([t])
+        await pilot.pause()
+        assert str(tt.get_cell(t.case_id, "time")) == "1.7s"
+    assert trial_line(t).endswith("  1.7s")

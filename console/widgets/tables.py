@@ -7,7 +7,9 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from noodle2.console.view import mw, ns, running_best, stage_counts, trial_status, um2
+from noodle2.engine.fmt import fmt_seconds
 from noodle2.engine.journal.state import StageState, StudyState, TrialState
+from noodle2.engine.reports.status import trial_seconds
 
 SYMBOL = {"done": "✓", "failed": "✗", "running": "▶", "planned": "·", "cancelled": "⊘", "aborted": "✗",
           "skipped": "⊘", "pending": "·", "timeout": "⏱", "interrupted": "⏸"}
@@ -23,7 +25,7 @@ def status_cell(status: str, detail: str = "", theme: Any = None) -> Text:
 
 
 def _dur(a: float | None, b: float | None) -> str:
-    return f"{b - a:.1f}s" if a is not None and b is not None else ""
+    return fmt_seconds(b - a) if a is not None and b is not None else ""
 
 
 def plain(cell: Any) -> Any:
@@ -171,7 +173,7 @@ class TrialTable(SortableTable):
         return [f"{mark} {t.case_id}", status_cell(status, detail, self.app.current_theme), ns(m.get("wns_ps")),
                 ns(m.get("tns_ps")), f"{t.eco}({params})" if params else t.eco, t.parent or "—",
                 mw(m.get("power_total_w")), um2(m.get("area_um2")),
-                _dur(t.started_at, t.ended_at) if t.ended_at else ("…" if status == "running" else ""),
+                fmt_seconds(trial_seconds(t)) if t.ended_at else ("…" if status == "running" else ""),
                 *([str((t.resources or {}).get("node", ""))] if len(self.cols) > len(self.COLUMNS) else [])]
 
 

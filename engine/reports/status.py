@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from noodle2.engine.catalog.ecos import ROUTE_MODES
-from noodle2.engine.fmt import decision_text, fmt_ns
+from noodle2.engine.fmt import decision_text, fmt_ns, fmt_seconds
 from noodle2.engine.journal.state import TERMINAL, StageState, StudyState, TrialState
 from noodle2.engine.policy.ranking import Candidate, rank
 from noodle2.engine.study.models import Ranking
@@ -37,11 +37,19 @@ def stage_best(s: StudyState, st: StageState, metric: str = "wns_ps") -> float |
     return max(vals) if vals else None
 
 
+def trial_seconds(t: TrialState) -> float | None:
+    """A trial's time as the views show it: from its start to its result in the journal (the
+    tool's run and the reading of its outputs), else the tool's own wall time."""
+    if t.started_at is not None and t.ended_at is not None:
+        return t.ended_at - t.started_at
+    wall = (t.resources or {}).get("wall_s")
+    return wall if isinstance(wall, (int, float)) else None
+
+
 def trial_line(t: TrialState) -> str:
     """One line per finished trial: case, ECO, key metrics, status."""
     eco = eco_call(t)
-    wall = (t.resources or {}).get("wall_s")
-    took = f"{wall:6.2f}s" if isinstance(wall, (int, float)) else "      "
+    took = f"{fmt_seconds(trial_seconds(t)):>6}"
     if t.status == "done":
         m = t.metrics or {}
         parts = []
