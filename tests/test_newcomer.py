@@ -420,3 +420,21 @@ async def test_below_80x24_the_console_says_the_window_is_too_small(tmp_path):
         assert type(pilot.app.screen).__name__ == "PickerScreen"
         await pilot.resize_terminal(70, 30)
         await settle(pilot, lambda: isinstance(pilot.app.screen, TooSmallScreen), "the notice again on shrinking")
+
+
+async def test_tab_with_nothing_to_complete_says_so_and_stays(tmp_path, monkeypatch):
+    """#22.19: Tab left the path box silently when nothing matched; the prompt read `from  (type…`."""
+    from noodle2.console.screens.choose import ChooseStudyFile
+
+    (tmp_path / "studies").mkdir()
+    monkeypatch.chdir(tmp_path)
+    async with Noodle2App(tmp_path / "studies", theme="dark").run_test(size=(120, 36)) as pilot:
+        await pilot.press("n")
+        chooser = await settle(pilot, lambda: isinstance(pilot.app.screen, ChooseStudyFile) and pilot.app.screen,
+                               "the chooser")
+        assert str(chooser.query_one("#choose-title").render()).startswith("Start a new run from: a study file.")
+        box = chooser.query_one("#choose-path")
+        await pilot.press(*"zz", "tab")
+        await pilot.pause()
+        assert box.has_focus and box.value == "zz"
+        assert "nothing to complete" in str(chooser.query_one("#choose-error").render())

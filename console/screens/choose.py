@@ -51,8 +51,8 @@ class ChooseStudyFile(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="choose-box"):
-            yield Label(f"{self.purpose}  (type a path, tab completes; or pick below; esc cancels)", id="choose-title",
-                        markup=False)
+            yield Label(f"{self.purpose[:1].upper()}{self.purpose[1:]}: a study file.  Type its path (tab completes) "
+                        "or pick it below; esc cancels.", id="choose-title", markup=False)
             yield Input(placeholder="path/to/study.toml", id="choose-path", suggester=PathSuggester())
             yield Label("", id="choose-error", markup=False)
             yield StudyFiles(self.start, id="choose-tree")
@@ -62,11 +62,17 @@ class ChooseStudyFile(ModalScreen[Path | None]):
 
     def on_key(self, event) -> None:  # tab takes the suggestion, as shells do
         box = self.query_one("#choose-path", Input)
-        if event.key == "tab" and box.has_focus and box._suggestion:
+        if event.key != "tab" or not box.has_focus:
+            return
+        event.stop()
+        event.prevent_default()
+        if box._suggestion:
             box.value = box._suggestion
             box.cursor_position = len(box.value)
-            event.stop()
-            event.prevent_default()
+            self.query_one("#choose-error", Label).update("")
+        else:  # say why nothing happened instead of leaving the box (shift+tab reaches the tree)
+            self.query_one("#choose-error", Label).update(
+                f"nothing to complete: no folder or .toml file starts with {box.value or 'that'!r} (shift+tab: the tree)")
 
     @on(Input.Submitted, "#choose-path")
     def typed(self, event: Input.Submitted) -> None:
