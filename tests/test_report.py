@@ -75,8 +75,13 @@ def test_every_report_file_and_a_self_contained_html(study):
                     "ECO leaderboard", "Safety trace", "Failures by class", "Plots"]
     assert p.imgs and all(src.startswith("data:image/") for src in p.imgs)  # nothing fetched when it opens
     assert not re.search(r'(src|href)="(?!data:)', page)
-    assert p.tables >= 7
+    assert p.tables >= 8
+    # #22.12: the change list is a table in both, not Markdown inside <pre> or a code block
+    changes = page.split("changes against the base netlist</h2>", 1)[1].split("<h2", 1)[0]
+    assert "<table" in changes and "<pre" not in changes and "| change |" not in changes
     md = (rep / "summary.md").read_text()
+    md_changes = md.split("The winner's changes against the base netlist", 1)[1].split("\n## ", 1)[0]
+    assert "| change | where | what |" in md_changes and "```" not in md_changes
     assert "![" in md and "(trajectory.png)" in md and "| explore | sta_power | done | 8 |" in md
 
 

@@ -70,18 +70,24 @@ def diff(base: Netlist, win: Netlist) -> Changes:
     return c
 
 
+def rows(c: Changes) -> tuple[str, list[list[str]]]:
+    """The change list: a one-line count, and one [change, where, what] row per edit."""
+    out = [["resize", i, f"{a} → {b}"] for i, a, b in c.resized]
+    out += [["add", i, f"{cell}: " + ", ".join(f"{p}={n}" for p, n in pins.items())] for i, cell, pins in c.added]
+    out += [["swap pins", i, f"{cell}: {' ↔ '.join(ps)}"] for i, cell, ps in c.swapped]  # ps: pins, in order
+    out += [["reconnect", f"{i}/{p}", f"{a} → {b}"] for i, p, a, b in c.reconnected]
+    out += [["remove", i, cell] for i, cell in c.removed]
+    head = (f"{len(c.resized)} resized, {len(c.added)} added ({len(c.new_nets)} new nets), {len(c.swapped)} pin swaps, "
+            f"{len(c.reconnected)} reconnected pins, {len(c.removed)} removed")
+    return head, out
+
+
 def table_md(c: Changes) -> str:
     """The change list as a Markdown table, one row per edit."""
-    rows = [f"| resize | {i} | {a} → {b} |" for i, a, b in c.resized]
-    rows += [f"| add | {i} | {cell}: " + ", ".join(f"{p}={n}" for p, n in pins.items()) + " |" for i, cell, pins in c.added]
-    rows += [f"| swap pins | {i} | {cell}: {' ↔ '.join(ps)} |" for i, cell, ps in c.swapped]  # ps: pins, in order
-    rows += [f"| reconnect | {i}/{p} | {a} → {b} |" for i, p, a, b in c.reconnected]
-    rows += [f"| remove | {i} | {cell} |" for i, cell in c.removed]
-    if not rows:
+    head, body = rows(c)
+    if not body:
         return "The winner's netlist is the base netlist: no change.\n"
-    head = (f"{len(c.resized)} resized, {len(c.added)} added ({len(c.new_nets)} new nets), {len(c.swapped)} pin swaps, "
-            f"{len(c.reconnected)} reconnected pins, {len(c.removed)} removed\n\n")
-    return head + "| change | where | what |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+    return head + "\n\n| change | where | what |\n|---|---|---|\n" + "\n".join(f"| {' | '.join(r)} |" for r in body) + "\n"
 
 
 def replay_tcl(c: Changes, header: str = "", footer: str = "") -> str:

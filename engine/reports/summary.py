@@ -121,13 +121,13 @@ def _v(m: dict[str, Any], key: str, scale: float, digits: int) -> str:
 
 
 def build(d: Path, s: StudyState, images: list[tuple[str, str]], skipped: str | None,
-          changes_md: str | None, lineage_svg: bool = False) -> Doc:
+          changes: tuple[str, list[list[str]]] | None, lineage_svg: bool = False) -> Doc:
     """The summary of the study in `d`; image paths are relative to where the report goes."""
     doc = Doc(f"noodle2 study {s.name}")
     _study(doc, d, s)
     _result(doc, s)
     _stages(doc, s)
-    _winner(doc, s, changes_md, lineage_svg)
+    _winner(doc, s, changes, lineage_svg)
     _ecos_and_safety(doc, s)
     doc.h("Plots")
     if skipped:
@@ -183,7 +183,10 @@ def _stages(doc: Doc, s: StudyState) -> None:
             doc.p(f"{st.name}: {agreement_line(st.agreement)}")
 
 
-def _winner(doc: Doc, s: StudyState, changes_md: str | None, lineage_svg: bool) -> None:
+SHOW_CHANGES = 200  # rows of the change list in the report page; the file has them all
+
+
+def _winner(doc: Doc, s: StudyState, changes: tuple[str, list[list[str]]] | None, lineage_svg: bool) -> None:
     best = best_case(s)
     if best is not None:
         doc.h("The winner's lineage")
@@ -194,10 +197,15 @@ def _winner(doc: Doc, s: StudyState, changes_md: str | None, lineage_svg: bool) 
                     wns_delta((t.metrics or {}).get("wns_ps"), (s.trials[t.parent].metrics or {}).get("wns_ps")) if t.parent else "",
                     _ns((t.metrics or {}).get("tns_ps")),
                     ("proven" if t.proof["proven"] else "NOT proven") if t.proof else ""] for t in chain])
-    if changes_md:
+    if changes is not None:
+        head, body = changes
         doc.h("The winner's changes against the base netlist")
-        doc.p("winner_changes.md lists them; winner_replay.tcl applies them to the base netlist in sta.")
-        doc.pre(changes_md if len(changes_md) < 6000 else changes_md[:6000] + "\n… (winner_changes.md has the rest)")
+        doc.p(f"{head}.  winner_changes.md lists them; winner_replay.tcl applies them to the base netlist in sta."
+              if body else "The winner's netlist is the base netlist: no change.")
+        if body:
+            doc.table(["change", "where", "what"], body[:SHOW_CHANGES])
+        if len(body) > SHOW_CHANGES:
+            doc.p(f"… {len(body) - SHOW_CHANGES} more in winner_changes.md")
     if lineage_svg:
         doc.h("Lineage")
         what = "every case" if len(s.trials) <= DRAW_ALL else "every stage's survivors and their ancestors (lineage.dot has every case)"
@@ -291,7 +299,7 @@ def write(d: Path, s: StudyState, out: Path | None = None) -> dict[str, Any]:
         written.append("lineage.svg")
     else:
         notes.append(why)
-    changes_md = None
+    change_rows = None
     best = best_case(s)
     top = (s.spec.get("design") or {}).get("top", "")
     base_v, win_v = d / "snapshot" / f"{top}.v", d / "trials" / (best.case_id if best else "") / f"{top}.v"
@@ -299,15 +307,15 @@ def write(d: Path, s: StudyState, out: Path | None = None) -> dict[str, Any]:
         try:
             base_n, win_n = parse_netlist(base_v.read_text()), parse_netlist(win_v.read_text())
             c = changes.diff(base_n, win_n)
-            changes_md = changes.table_md(c)
-            put(out / "winner_changes.md", f"# {best.case_id}: changes against the base netlist\n\n" + changes_md)
+            change_rows = changes.rows(c)
+            put(out / "winner_changes.md", f"# {best.case_id}: changes against the base netlist\n\n" + changes.table_md(c))
             put(out / "winner_replay.tcl", changes.replay_tcl(c, *replay_frame(d, out, s, top)))
             written += ["winner_changes.md", "winner_replay.tcl"]
         except (NetlistError, ValueError) as e:
             notes.append(f"no change list: {e}")
     images, skipped = plots.render_all(s, out)
     written += [p for p, _ in images]
-    doc = build(d, s, images, skipped, changes_md, "lineage.svg" in written)
+    doc = build(d, s, images, skipped, change_rows, "lineage.svg" in written)
     if skipped:
         notes.append(skipped)
     if notes:
