@@ -216,3 +216,19 @@ def test_a_large_study_draws_its_decisions_not_every_trial(tmp_path):
     survivors = {c for st in s.stages for c in st.survivors}
     assert survivors <= drawn and len(drawn) < 20 and "fake" in drawn
     assert any("survivors and their ancestors" in n for n in got["notes"])
+
+
+def test_a_netlist_study_records_its_snapshot_hash_and_the_report_shows_it(tmp_path):
+    """#22.12: for a netlist study the page read `sha256 ` with no hash and `OpenSTA 2.0.17; `."""
+    d = tmp_path / "net"
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", "sample_studies/gcd_sky130hd.toml",
+                        "--unattended", "--study-dir", str(d)], cwd=ROOT, env=cli_env(), capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-1500:]
+    h = orjson.loads((d / "provenance.json").read_bytes())["snapshot"]["snapshot_hash"]
+    assert re.fullmatch(r"[0-9a-f]{64}", h)
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "report", str(d)], cwd=ROOT, env=cli_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-1500:]
+    page = (d / "report" / "summary.html").read_text()
+    assert f"sha256 {h[:16]}" in page and "OpenSTA 2.0.17;" not in page and "OpenSTA 2.0.17" in page

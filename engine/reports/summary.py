@@ -149,8 +149,9 @@ def _study(doc: Doc, d: Path, s: StudyState) -> None:
         ["safety domain", s.safety_domain], ["stages", len(s.stages)],
         ["trials", f"{s.counts()[0]} finished of {s.counts()[1]} planned, {s.resumes} resume(s)"],
         ["design", f"{spec.get('design', {}).get('top', '?')} on {spec.get('design', {}).get('tech', 'custom Liberty')}"],
-        ["tools", f"OpenSTA {snap.get('sta', '?')}; {snap.get('yosys', '')}"],
-        ["snapshot", f"{snap.get('cells', '?')} cells, sha256 {snap.get('snapshot_hash', '')[:16]}"],
+        ["tools", "; ".join(x for x in (f"OpenSTA {snap.get('sta', '?')}", snap.get("yosys", "")) if x)],
+        ["snapshot", f"{snap.get('cells', '?')} cells" + (f", sha256 {snap['snapshot_hash'][:16]}"
+                                                           if snap.get("snapshot_hash") else "")],
         ["created", f"{prov.get('created', '')} on {prov.get('host', '')}, from {prov.get('source_study', '')}"],
         ["study directory", str(d)]])
 

@@ -2,9 +2,11 @@
 technology's files), its files hashed and journaled so each use can check them."""
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import anyio
+import orjson
 
 from noodle2.engine.errors import env_fault
 from noodle2.engine.fsutil import sha256_file
@@ -28,6 +30,8 @@ async def prepare(h: Host, base: TrialState) -> bool:
         return False
     except OSError as e:
         raise env_fault(e, "preparing the snapshot") or e from None
+    if prov and "snapshot_hash" not in prov:  # a netlist study: the digest of the files every trial reads
+        prov["snapshot_hash"] = hashlib.sha256(orjson.dumps(files, option=orjson.OPT_SORT_KEYS)).hexdigest()
     if prov:
         await anyio.to_thread.run_sync(update_provenance, h.dir, {"snapshot": prov})
     info = {k: prov[k] for k in ("cells", "cache_hit", "snapshot_hash") if k in prov} if prov else {}
