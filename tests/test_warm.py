@@ -204,3 +204,29 @@ def test_warm_false_runs_one_process_per_trial(tmp_path):
         assert ex.warm is not None and ex.warm.limits == WarmLimits(200, 2048)
     finally:
         ex.close()
+
+
+def test_a_real_sta_worker_that_hangs_times_out_and_the_next_trial_gets_a_fresh_one(bench):
+    """The fault paths above with the real worker.tcl: a trial stuck in Tcl is a timeout, its
+    worker is killed, and the next trial (a fresh worker) measures what a cold run measures."""
+    from noodle2.engine.executors.local import _Proc
+    from noodle2.engine.tools.base import TrialContext
+
+    b = bench("mac16")
+    base, _ = b.base()
+    tdir = b.dir / "trials" / "hangs"
+    tdir.mkdir(parents=True)
+    ctx = TrialContext(b.dir, "hangs", tdir, b.dir / "snapshot", None, "noop", {}, "sta", 1, 2, None)
+    cmd = b.tool.prepare(ctx)
+    assert cmd.warm is not None
+    with open(tdir / "run.tcl", "a") as f:
+        f.write("\nwhile {1} {}\n")  # after the whole trial: the worker is warm and busy when the timeout comes
+    proc = _Proc()
+    res = b.pool.run(cmd, proc, (1.0, 2.0))
+    fail = classify(res.outcome, "")
+    assert fail is not None and fail["type"] == "timeout", res.outcome
+    assert res.warm_trial >= 1 and not _alive(proc.pid)  # the worker that ran it is gone
+    after = b.pool.started
+    again, _ = b.trial("after_hang", "noop", mode="sta_power")
+    assert b.pool.started == after + 1  # a fresh worker
+    assert again["wns_ps"] == base["wns_ps"] and again["tns_ps"] == base["tns_ps"]

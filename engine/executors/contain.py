@@ -184,3 +184,18 @@ def contained_argv(argv: list[str], memory_limit_mb: int | None, cg: Path | None
     if shutil.which(argv[0], path=(env or os.environ).get("PATH")) is None:
         raise FileNotFoundError(2, "No such file or directory")  # say so before a shell hides it as rc 127
     return ["/bin/sh", "-c", "; ".join(steps) + '; exec "$@"', str(cg / "cgroup.procs") if cg else "sh", *argv]
+
+
+def escalate(proc, elapsed: float, soft: float, hard: float, termed: bool, flooding: bool) -> tuple[bool, float]:
+    """One look at a running tool (`proc`: the executor's _Proc): SIGKILL when its logs outgrow
+    their cap, SIGTERM at the soft timeout, SIGKILL at the hard one.  Returns (termed, hard):
+    after the SIGKILL the hard deadline is gone and the caller only waits for the exit."""
+    if flooding and not proc.flooded:
+        proc.send(signal.SIGKILL, flood=True)
+    elif not termed and elapsed >= soft:
+        proc.send(signal.SIGTERM, timeout=True)
+        termed = True
+    elif termed and elapsed >= hard:
+        proc.send(signal.SIGKILL, timeout=True)
+        hard = float("inf")
+    return termed, hard

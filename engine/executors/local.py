@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from noodle2.engine.executors.base import Command, ExecResult, Job
-from noodle2.engine.executors.contain import MARKER, TrialCgroups, contained_argv, kill_marked
+from noodle2.engine.executors.contain import MARKER, TrialCgroups, contained_argv, escalate, kill_marked
 from noodle2.engine.executors.warm import WarmLimits, WarmPool
 from noodle2.engine.policy.failures import Outcome
 
@@ -179,15 +179,8 @@ def _watch(pid: int, proc: _Proc, timeouts: tuple[float, float] | None, logs: tu
                 wait = min(wait, WATCH_TICK_S)
             if poller.poll(None if wait == float("inf") else max(wait, 0.0) * 1000):
                 return
-            elapsed = time.monotonic() - t0
-            if cap is not None and not proc.flooded and any(os.fstat(f).st_size > cap for f in logs):
-                proc.send(signal.SIGKILL, flood=True)
-            elif not termed and elapsed >= soft:
-                proc.send(signal.SIGTERM, timeout=True)
-                termed = True
-            elif termed and elapsed >= hard:
-                proc.send(signal.SIGKILL, timeout=True)
-                termed, hard = True, float("inf")  # now just wait for the exit
+            flooding = cap is not None and not proc.flooded and any(os.fstat(f).st_size > cap for f in logs)
+            termed, hard = escalate(proc, time.monotonic() - t0, soft, hard, termed, flooding)
     finally:
         os.close(fd)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from noodle2.engine.executors.base import Command, ExecResult
-from noodle2.engine.executors.contain import MARKER, TrialCgroups, contained_argv, kill_marked, marked_pids
+from noodle2.engine.executors.contain import MARKER, TrialCgroups, contained_argv, escalate, kill_marked, marked_pids
 from noodle2.engine.policy.failures import Outcome
 
 WORKER_MARK = ".warm-"  # a worker's marker: <trials folder>/.warm-<engine pid>.<n>
@@ -182,16 +182,9 @@ class WarmPool:
                     return None
                 if pidfd in ready:
                     return None
-                elapsed = time.monotonic() - t0
                 cap = cmd.log_cap_bytes
-                if cap is not None and not proc.flooded and _too_big((cmd.stdout, cmd.stderr), cap):
-                    proc.send(signal.SIGKILL, flood=True)
-                elif not termed and elapsed >= soft:
-                    proc.send(signal.SIGTERM, timeout=True)
-                    termed = True
-                elif termed and elapsed >= hard:
-                    proc.send(signal.SIGKILL, timeout=True)
-                    hard = float("inf")
+                flooding = cap is not None and not proc.flooded and _too_big((cmd.stdout, cmd.stderr), cap)
+                termed, hard = escalate(proc, time.monotonic() - t0, soft, hard, termed, flooding)
         finally:
             os.close(pidfd)
 

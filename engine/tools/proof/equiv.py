@@ -590,12 +590,18 @@ def sat_cones(gold: Netlist, gate: Netlist, lib_paths: list[Path], lib: Library,
 def _abc_cec(aig: bytes, workdir: Path, timeout_s: float) -> bool | None:
     """ABC &cec on a miter AIG: True equivalent, False not, None when ABC is missing or stuck."""
     import shutil
-    import subprocess
 
     abc = shutil.which("yosys-abc")
     if abc is None:
         return None
     (workdir / "miter.aig").write_bytes(aig)
+    return _abc_miter(abc, workdir, timeout_s)
+
+
+def _abc_miter(abc: str, workdir: Path, timeout_s: float) -> bool | None:
+    """ABC's verdict on <workdir>/miter.aig, its log kept in cec.log."""
+    import subprocess
+
     try:
         r = subprocess.run([abc, "-c", "&r miter.aig; &cec -m"], cwd=workdir, capture_output=True, text=True,
                            timeout=timeout_s)
@@ -613,7 +619,6 @@ def _cec(lib_paths: list[Path], workdir: Path, timeout_s: float) -> bool | None:
     """The same through Yosys (a cone with a cell whose function only Yosys's Liberty reader
     models): True equivalent, False not, None when the tools failed or ran out of time."""
     import shutil
-    import subprocess
 
     from noodle2.engine.quote import yosys_word
     from noodle2.engine.tools.base import TrialFailure
@@ -627,19 +632,7 @@ def _cec(lib_paths: list[Path], workdir: Path, timeout_s: float) -> bool | None:
     except TrialFailure:
         return None
     abc = shutil.which("yosys-abc")
-    if abc is None:
-        return None
-    try:
-        r = subprocess.run([abc, "-c", "&r miter.aig; &cec -m"], cwd=workdir, capture_output=True, text=True,
-                           timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return None
-    (workdir / "cec.log").write_text(r.stdout + r.stderr)
-    if "Networks are equivalent" in r.stdout:
-        return True
-    if "NOT EQUIVALENT" in r.stdout:
-        return False
-    return None
+    return None if abc is None else _abc_miter(abc, workdir, timeout_s)
 
 
 def _counterexample(lib_paths: list[Path], workdir: Path, ports: dict[str, str], timeout_s: float) -> str:

@@ -179,37 +179,30 @@ def _list_words(s: str, line: int) -> list[tuple[str, int]]:
 
 
 def _close_bracket(s: str, i: int) -> int:
-    depth, j = 0, i
-    while j < len(s):
-        c = s[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == "[":
-            depth += 1
-        elif c == "]":
-            depth -= 1
-            if depth == 0:
-                return j
-        elif c == "{":
-            j = _close_brace(s, j)
-        j += 1
-    return len(s)
+    return _close(s, i, "[", "]")
 
 
 def _close_brace(s: str, i: int) -> int:
+    return _close(s, i, "{", "}")
+
+
+def _close(s: str, i: int, opening: str, closing: str) -> int:
+    """Index of what closes s[i] (backslashes escape; a braced word inside brackets is skipped
+    whole), or len(s) when nothing does."""
     depth, j = 0, i
     while j < len(s):
         c = s[j]
         if c == "\\":
             j += 2
             continue
-        if c == "{":
+        if c == opening:
             depth += 1
-        elif c == "}":
+        elif c == closing:
             depth -= 1
             if depth == 0:
                 return j
+        elif c == "{" and opening == "[":
+            j = _close(s, j, "{", "}")
         j += 1
     return len(s)
 
