@@ -145,3 +145,18 @@ def test_a_stage_abort_and_the_failed_study_both_notify(tmp_path, server):
     assert sorted(p["trigger"] for p in s.payloads) == ["failed", "stage_aborted"]
     aborted = next(p for p in s.payloads if p["trigger"] == "stage_aborted")
     assert aborted["reason"].startswith("stage one aborted:")
+
+
+def test_a_notify_command_that_never_reads_its_stdin_is_delivered_not_a_crash():
+    """Under load a notify command that exits before reading the payload made the write fail
+    (BrokenResourceError) and took the engine down with a traceback.  A payload larger than a
+    pipe makes that happen every time."""
+    import anyio
+
+    from noodle2.engine.run.notify import run_command
+
+    payload = {"trigger": "study_finished", "status": "complete", "study_dir": "/x", "pad": "x" * (1 << 20)}
+    got = anyio.run(run_command, ["true"], payload, 30.0)
+    assert got.ok and got.detail == "exit 0"
+    got = anyio.run(run_command, ["sh", "-c", "exit 4"], payload, 30.0)
+    assert not got.ok and got.detail.startswith("exit 4") and got.retry
