@@ -40,7 +40,7 @@ def test_a_passing_and_a_regressing_run_against_the_baseline(tmp_path):
     base.write_bytes(orjson.dumps(recorded))
     r = ci(study, "--baseline", base, "--junit", tmp_path / "fail.xml", "--root", tmp_path / "s", cwd=tmp_path)
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "✗ metric wns_ps  REGRESSION" in r.stdout and "50 behind, threshold 0" in r.stdout
+    assert "✗ metric wns_ps  REGRESSION" in r.stdout and "0.050 ns behind, threshold 0.000 ns" in r.stdout  # #22.12: ns, labelled
     assert "ci: REGRESSION: 4/6 checks passed" in r.stdout
     suite = ET.parse(tmp_path / "fail.xml").getroot().find("testsuite")
     failed = {c.get("name"): c.find("failure").get("message") for c in suite.findall("testcase")

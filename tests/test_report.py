@@ -232,3 +232,50 @@ def test_a_netlist_study_records_its_snapshot_hash_and_the_report_shows_it(tmp_p
     assert r.returncode == 0, r.stderr[-1500:]
     page = (d / "report" / "summary.html").read_text()
     assert f"sha256 {h[:16]}" in page and "OpenSTA 2.0.17;" not in page and "OpenSTA 2.0.17" in page
+
+
+def _drawn(monkeypatch, fn, s, tmp_path):
+    """The matplotlib figure a plot function draws, captured before it is closed."""
+    from noodle2.engine.reports import plots
+
+    figs = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: (fig.canvas.draw(), figs.append(fig)))
+    caption = fn(s, tmp_path / "x.png")
+    return figs[0], caption
+
+
+def test_one_unit_rule_in_plots_summary_and_compare(study, monkeypatch, tmp_path):
+    """#22.12: slacks in ns everywhere, always labelled; the Pareto plot on the study's own objectives;
+    the ECO-success legend clear of every bar; integer parameters on integer ticks."""
+    from matplotlib.patches import Rectangle
+
+    from noodle2.engine.journal.store import recover
+    from noodle2.engine.reports import plots
+
+    s = recover(study).state
+    fig, _ = _drawn(monkeypatch, plots.trajectory, s, tmp_path)
+    assert [a.get_ylabel() for a in fig.axes] == ["WNS (ns)", "TNS (ns)"]
+    wns = [t.metrics["wns_ps"] for t in plots._done(s)]
+    ys = fig.axes[0].collections[0].get_offsets()[:, 1]
+    assert min(ys) >= min(wns) / 1000 - 1e-9 and max(ys) <= max(wns) / 1000 + 1e-9  # drawn in ns, not ps
+    fig, caption = _drawn(monkeypatch, plots.pareto, s, tmp_path)
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("WNS (ns)", "TNS (ns)") and "_ps" not in ax.get_title() + caption
+    s.spec = {**s.spec, "ranking": {"kind": "pareto", "objectives": ["area_um2", "power_total_w"]}}
+    fig, caption = _drawn(monkeypatch, plots.pareto, s, tmp_path)
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("area (µm²)", "power (mW)")
+    assert ax.get_title().endswith("area against power")
+    fig, _ = _drawn(monkeypatch, plots.eco_success, s, tmp_path)
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    bars = [p.get_window_extent() for p in ax.patches if isinstance(p, Rectangle) and p.get_width() > 0]
+    assert bars and not any(legend.overlaps(b) for b in bars)
+    assert all(float(x).is_integer() for x in ax.get_xticks())
+    fig, _ = _drawn(monkeypatch, plots.params, s, tmp_path)
+    for ax in fig.axes:
+        if ax.get_xlabel() in ("paths", "max_cells", "depth", "min_fanout", "max_nets"):
+            assert all(float(x).is_integer() for x in ax.get_xticks()), ax.get_xlabel()
+            assert ax.get_ylabel() == "ΔWNS (ns) vs parent"
+    md = (study / "report" / "summary.md").read_text()
+    assert "mean ΔWNS ns" in md and "ΔWNS ps" not in md and "| WNS ns |" in md

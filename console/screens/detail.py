@@ -12,19 +12,11 @@ from textual.widgets import Footer, Label, Static
 
 from noodle2.console.widgets.heatmap import Heatmap, load_maps
 from noodle2.console.widgets.tables import PlainTable
+from noodle2.engine.fmt import UNITS, metric_axis
 from noodle2.engine.journal.state import StudyState
 
-# metric, label, scale from the stored unit to the one people read, digits
-METRICS = [("wns_ps", "WNS ns", 1e-3, 3), ("pre_wns_ps", "WNS pre-route ns", 1e-3, 3), ("tns_ps", "TNS ns", 1e-3, 3),
-           ("pre_tns_ps", "TNS pre-route ns", 1e-3, 3), ("failing_endpoints", "failing endpoints", 1, 0),
-           ("hold_worst_ps", "hold slack ns", 1e-3, 3), ("hold_violations", "hold violations", 1, 0),
-           ("slew_violations", "max-transition violations", 1, 0), ("cap_violations", "max-capacitance violations", 1, 0),
-           ("power_total_w", "power mW", 1e3, 3), ("power_leakage_w", "leakage mW", 1e3, 5),
-           ("area_um2", "area µm²", 1, 0), ("instances", "instances", 1, 0), ("eco_changes", "ECO changes", 1, 0),
-           ("hot_ratio", "hot bins (share)", 1, 4), ("congestion_max", "congestion max", 1, 3),
-           ("rudy_max", "RUDY max", 1, 3), ("wirelength_um", "wirelength mm", 1e-3, 2), ("vias", "vias", 1, 0),
-           ("utilisation", "utilisation", 1, 3), ("route_failed_nets", "unrouted nets", 1, 0),
-           ("sta_warnings", "sta warnings", 1, 0)]
+# metric, label, scale from the stored unit to the one people read, digits: the one unit rule
+METRICS = [(k, metric_axis(k, column=True), scale, digits) for k, (_, _, scale, digits) in UNITS.items()]
 
 
 def value(v: object, scale: float, digits: int) -> str:

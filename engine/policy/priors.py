@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
+from noodle2.engine.fmt import fmt_metric
 from noodle2.engine.journal.state import StudyState, TrialState
 from noodle2.engine.policy.failures import charged
 from noodle2.engine.study.models import Priors, Ranking
@@ -107,7 +108,7 @@ def order(ecos: list[str], effects: dict[str, Effect], domain: str) -> tuple[lis
 
 def _why(e: Effect) -> str:
     return (f"prior suspicious: {e.failures}/{e.trials} failed, {e.successes} improved"
-            + (f", mean ΔWNS {e.mean_dwns:+.1f} ps" if e.mean_dwns is not None else ""))
+            + (f", mean ΔWNS {fmt_metric('wns_ps', e.mean_dwns, sign=True)}" if e.mean_dwns is not None else ""))
 
 
 def leaderboard(effects: dict[str, Effect]) -> list[dict[str, Any]]:
@@ -118,10 +119,10 @@ def leaderboard(effects: dict[str, Effect]) -> list[dict[str, Any]]:
 
 
 def leaderboard_md(rows: list[dict[str, Any]]) -> str:
-    out = ["| # | ECO | prior | trials | ok↑ | failed | mean ΔWNS ps | best ΔWNS ps | mean ΔTNS ps |",
+    out = ["| # | ECO | prior | trials | ok↑ | failed | mean ΔWNS ns | best ΔWNS ns | mean ΔTNS ns |",
            "|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows, 1):
-        f = (lambda v: "—" if v is None else f"{v:+.1f}")
+        f = (lambda v: fmt_metric("wns_ps", v, sign=True, unit=False))
         out.append(f"| {i} | {r['eco']} | {r['prior']} | {r['trials']} | {r['successes']} | {r['failures']} | "
                    f"{f(r['mean_dwns'])} | {f(r['best_dwns'])} | {f(r['mean_dtns'])} |")
     return "\n".join(out) + "\n"

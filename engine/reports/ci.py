@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from noodle2.engine.fmt import fmt_metric
 from noodle2.engine.journal.state import StudyState
 from noodle2.engine.reports.status import best_case
 
@@ -42,15 +43,16 @@ def compare(base: dict[str, Any], cur: dict[str, Any], thresholds: dict[str, flo
     for m, tol in sorted(thresholds.items()):
         b, c = bm.get(m), cm.get(m)
         if not isinstance(b, (int, float)):
-            out.append(Check("metric", m, True, f"not in the baseline: {c!r} recorded only"))
+            out.append(Check("metric", m, True, f"not in the baseline: {fmt_metric(m, c)} recorded only"))
             continue
         if not isinstance(c, (int, float)):
-            out.append(Check("metric", m, False, f"missing from this run (baseline {b:g})"))
+            out.append(Check("metric", m, False, f"missing from this run (baseline {fmt_metric(m, b)})"))
             continue
         behind = (b - c) if maximise.get(m, False) else (c - b)
         ok = behind <= tol
-        out.append(Check("metric", m, ok, f"{c:g} against baseline {b:g}: "
-                         + (f"{behind:g} behind, threshold {tol:g}" if behind > 0 else "not behind")))
+        out.append(Check("metric", m, ok, f"{fmt_metric(m, c)} against baseline {fmt_metric(m, b)}: "
+                         + (f"{fmt_metric(m, behind)} behind, threshold {fmt_metric(m, tol)}" if behind > 0
+                            else "not behind")))
     if stage_gates:
         for name, st in base.get("stages", {}).items():
             now = cur.get("stages", {}).get(name)

@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from noodle2.engine.fmt import fmt_metric
 from noodle2.engine.journal.state import StudyState
 from noodle2.engine.reports.changes import Changes, diff
 from noodle2.engine.reports.status import best_case
@@ -88,14 +89,14 @@ def compare(a: tuple[Path, StudyState], b: tuple[Path, StudyState], colour: bool
     if ("pre_wns_ps" in ma) != ("pre_wns_ps" in mb):
         out.append(f"  note: {'A' if 'pre_wns_ps' in ma else 'B'}'s best was timed after routing, the other's before: "
                    "the timing rows are not like for like")
-    out += ["", "ECO effectiveness (each study's leaderboard: trials, improved, mean ΔWNS ps)"]
+    out += ["", "ECO effectiveness (each study's leaderboard: trials, improved, mean ΔWNS ns)"]
     rows_a = {r["eco"]: r for r in sa.eco_stats}
     rows_b = {r["eco"]: r for r in sb.eco_stats}
     for eco in sorted(set(rows_a) | set(rows_b)):
         def cell(r: dict[str, Any] | None) -> str:
             if r is None:
                 return "—"
-            mean = "—" if r.get("mean_dwns") is None else f"{r['mean_dwns']:+.1f}"
+            mean = fmt_metric("wns_ps", r.get("mean_dwns"), sign=True, unit=False)
             return f"{r['trials']:>3} {r['successes']:>3} {mean:>8}"
         ra, rb = rows_a.get(eco), rows_b.get(eco)
         better = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from noodle2.engine.fmt import metric_axis, metric_unit
 from noodle2.engine.fsutil import save_figure
 from noodle2.engine.journal.state import StudyState
 
@@ -24,6 +25,15 @@ def _plt() -> Any:
     return plt
 
 
+NS = metric_unit("wns_ps")[2]  # slacks are stored in ps and drawn in ns, as every view shows them
+
+
+def _integer_ticks() -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
 def _done(s: StudyState) -> list:
     return [t for t in sorted(s.trials.values(), key=lambda t: (t.stage, t.index))
             if t.stage >= 0 and t.status == "done" and isinstance((t.metrics or {}).get("wns_ps"), (int, float))]
@@ -37,7 +47,7 @@ def trajectory(s: StudyState, out: Path) -> str:
     best_w = best_t = None
     bw, bt = [], []
     for k, t in enumerate(trials):
-        w, tn = t.metrics["wns_ps"] / 1000, (t.metrics.get("tns_ps") or 0) / 1000
+        w, tn = t.metrics["wns_ps"] * NS, (t.metrics.get("tns_ps") or 0) * NS
         best_w = w if best_w is None else max(best_w, w)
         best_t = tn if best_t is None else max(best_t, tn)
         bw.append(best_w)
@@ -47,21 +57,19 @@ def trajectory(s: StudyState, out: Path) -> str:
         if not xs:
             continue
         m = MARKERS[i % len(MARKERS)]
-        a1.scatter(xs, [trials[k].metrics["wns_ps"] / 1000 for k in xs], marker=m, s=16, label=st.name)
-        a2.scatter(xs, [(trials[k].metrics.get("tns_ps") or 0) / 1000 for k in xs], marker=m, s=16, label=st.name)
+        a1.scatter(xs, [trials[k].metrics["wns_ps"] * NS for k in xs], marker=m, s=16, label=st.name)
+        a2.scatter(xs, [(trials[k].metrics.get("tns_ps") or 0) * NS for k in xs], marker=m, s=16, label=st.name)
     a1.plot(range(len(bw)), bw, "k-", lw=1.2, label="best so far")
     a2.plot(range(len(bt)), bt, "k-", lw=1.2, label="best so far")
     base = (s.base().metrics or {}) if s.base() else {}
     if "wns_ps" in base:
-        a1.axhline(base["wns_ps"] / 1000, color="0.4", ls="--", lw=1, label="base")
+        a1.axhline(base["wns_ps"] * NS, color="0.4", ls="--", lw=1, label="base")
     if "tns_ps" in base:
-        a2.axhline(base["tns_ps"] / 1000, color="0.4", ls="--", lw=1, label="base")
-    a1.set_ylabel("WNS (ns)")
-    a2.set_ylabel("TNS (ns)")
+        a2.axhline(base["tns_ps"] * NS, color="0.4", ls="--", lw=1, label="base")
+    a1.set_ylabel(metric_axis("wns_ps"))
+    a2.set_ylabel(metric_axis("tns_ps"))
     a2.set_xlabel("finished trial (in stage order)")
-    from matplotlib.ticker import MaxNLocator
-
-    a2.xaxis.set_major_locator(MaxNLocator(integer=True))
+    a2.xaxis.set_major_locator(_integer_ticks())
     a1.set_title(f"{s.name}: WNS and TNS over the trials")
     a1.legend(fontsize=7, ncol=3, loc="best")
     fig.tight_layout()
@@ -80,11 +88,12 @@ def progression(s: StudyState, out: Path) -> str:
     w = [stage_best(s, st, "wns_ps") for st in s.stages]
     t = [stage_best(s, st, "tns_ps") for st in s.stages]
     xs = [i for i, v in enumerate(w) if v is not None]
-    a1.plot(xs, [w[i] / 1000 for i in xs], "o-", color="0.1", label="best WNS (ns)")
-    a1.set_ylabel("best WNS (ns)")
+    a1.plot(xs, [w[i] * NS for i in xs], "o-", color="0.1", label="best " + metric_axis("wns_ps"))
+    a1.set_ylabel("best " + metric_axis("wns_ps"))
     a2 = a1.twinx()
-    a2.plot(xs, [t[i] / 1000 for i in xs if t[i] is not None], "s--", color="0.5", label="best TNS (ns)")
-    a2.set_ylabel("best TNS (ns)")
+    ts = [i for i in xs if t[i] is not None]
+    a2.plot(ts, [t[i] * NS for i in ts], "s--", color="0.5", label="best " + metric_axis("tns_ps"))
+    a2.set_ylabel("best " + metric_axis("tns_ps"))
     a2.grid(False)
     a1.set_xticks(range(len(names)))
     a1.set_xticklabels(names, rotation=30 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
@@ -98,33 +107,44 @@ def progression(s: StudyState, out: Path) -> str:
     return "each stage's best WNS (solid) and TNS (dashed)"
 
 
-def pareto(s: StudyState, out: Path, x: str = "wns_ps", y: str = "tns_ps") -> str:
-    """Every finished trial on two metrics; the first non-dominated front highlighted."""
+def objectives(s: StudyState) -> list[str]:
+    """The metrics the study ranks on (its own Pareto or lexicographic objectives), else WNS and TNS."""
+    r = s.spec.get("ranking") or {}
+    objs = [o for o in (r.get("objectives") or list(r.get("weights") or {})) if isinstance(o, str)]
+    if len(objs) < 2:
+        objs = [r.get("objective") or "wns_ps"] if r.get("kind", "single") == "single" else objs
+        objs += [m for m in ("wns_ps", "tns_ps") if m not in objs]
+    return objs[:2]
+
+
+def pareto(s: StudyState, out: Path, x: str | None = None, y: str | None = None) -> str:
+    """Every finished trial on the study's two first objectives; the non-dominated front highlighted."""
     from noodle2.engine.policy.ranking import Candidate, rank
     from noodle2.engine.study.models import Ranking
 
+    x, y = (x, y) if x and y else objectives(s)
     plt = _plt()
-    trials = [t for t in _done(s) if isinstance(t.metrics.get(y), (int, float))]
-    r = Ranking(kind="pareto", objectives=[x, y])
+    trials = [t for t in _done(s) if all(isinstance(t.metrics.get(m), (int, float)) for m in (x, y))]
+    directions = {k: v for k, v in ((s.spec.get("ranking") or {}).get("directions") or {}).items() if k in (x, y)}
+    r = Ranking(kind="pareto", objectives=[x, y], directions=directions)
     _, front = rank([Candidate(t.case_id, t.metrics) for t in trials], r) if trials else ([], [])
     on = [t for t in trials if t.case_id in front]
     off = [t for t in trials if t.case_id not in front]
-    scale = {"wns_ps": 1e-3, "tns_ps": 1e-3, "power_total_w": 1e3}
-    unit = {"wns_ps": "WNS (ns)", "tns_ps": "TNS (ns)", "power_total_w": "power (mW)", "area_um2": "area (µm²)"}
-    fx, fy = scale.get(x, 1), scale.get(y, 1)
+    fx, fy = metric_unit(x)[2], metric_unit(y)[2]
     fig, ax = plt.subplots(figsize=(6, 4.2))
     ax.scatter([t.metrics[x] * fx for t in off], [t.metrics[y] * fy for t in off], marker="o", s=14,
                facecolors="none", edgecolors="0.5", label="trials")
     pts = sorted((t.metrics[x] * fx, t.metrics[y] * fy) for t in on)
     ax.plot([p[0] for p in pts], [p[1] for p in pts], "k*-", ms=9, lw=1, label="Pareto front")
-    ax.set_xlabel(unit.get(x, x))
-    ax.set_ylabel(unit.get(y, y))
-    ax.set_title(f"{s.name}: {x} against {y}")
+    ax.set_xlabel(metric_axis(x))
+    ax.set_ylabel(metric_axis(y))
+    ax.set_title(f"{s.name}: {metric_unit(x)[0]} against {metric_unit(y)[0]}")
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, out)
     plt.close(fig)
-    return f"{len(trials)} trials on {x} and {y}; stars: the non-dominated front ({len(on)})"
+    return (f"{len(trials)} trials on {metric_axis(x)} and {metric_axis(y)}; "
+            f"stars: the non-dominated front ({len(on)})")
 
 
 def eco_success(s: StudyState, out: Path) -> str:
@@ -135,7 +155,7 @@ def eco_success(s: StudyState, out: Path) -> str:
     ok = [r["successes"] for r in rows]
     failed = [r["failures"] for r in rows]
     other = [r["trials"] - r["successes"] - r["failures"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.2))
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.6))
     ys = range(len(rows))
     ax.barh(ys, ok, color="0.15", label="improved on its parent")
     ax.barh(ys, other, left=ok, color="0.6", hatch="//", label="no gain")
@@ -144,8 +164,10 @@ def eco_success(s: StudyState, out: Path) -> str:
     ax.set_yticks(list(ys))
     ax.set_yticklabels(names)
     ax.set_xlabel("trials")
-    ax.set_title(f"{s.name}: ECO success")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.set_title(f"{s.name}: ECO success", pad=22)
+    # above the axes, never over a bar
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     fig.tight_layout()
     save_figure(fig, out)
     plt.close(fig)
@@ -156,6 +178,7 @@ def params(s: StudyState, out: Path) -> str | None:
     """ΔWNS against each swept numeric parameter, one panel per ECO parameter with variation."""
     plt = _plt()
     series: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    integer: dict[tuple[str, str], bool] = {}
     for t in _done(s):
         parent = s.trials.get(t.parent or "")
         pw = (parent.metrics or {}).get("wns_ps") if parent else None
@@ -163,7 +186,9 @@ def params(s: StudyState, out: Path) -> str | None:
             continue
         for k, v in t.params.items():
             if isinstance(v, (int, float)):
-                series.setdefault((t.eco, k), []).append((float(v), (t.metrics["wns_ps"] - pw)))
+                series.setdefault((t.eco, k), []).append((float(v), (t.metrics["wns_ps"] - pw) * NS))
+                integer.setdefault((t.eco, k), True)
+                integer[(t.eco, k)] &= float(v).is_integer()
     swept = {k: v for k, v in series.items() if len({x for x, _ in v}) > 1}
     if not swept:
         return None
@@ -177,7 +202,9 @@ def params(s: StudyState, out: Path) -> str | None:
         ax.axhline(0, color="0.5", lw=0.8, ls=":")
         ax.set_title(f"{eco}", fontsize=8)
         ax.set_xlabel(k)
-        ax.set_ylabel("ΔWNS vs parent (ps)")
+        if integer[(eco, k)]:
+            ax.xaxis.set_major_locator(_integer_ticks())
+        ax.set_ylabel(metric_axis("wns_ps", delta=True) + " vs parent")
     for ax in [a for row in axes for a in row][n:]:
         ax.axis("off")
     fig.suptitle(f"{s.name}: swept parameters against the WNS gain", fontsize=9)

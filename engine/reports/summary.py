@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from noodle2.engine.fmt import fmt_ns
+from noodle2.engine.fmt import fmt_metric, fmt_ns, metric_axis, metric_unit
 from noodle2.engine.fsutil import atomic_write, study_subdir
 from noodle2.engine.journal.state import StudyState
 from noodle2.engine.reports.files import agreement_line, decision_cases, lineage_dot
@@ -109,10 +109,9 @@ def _ns(v: Any) -> str:
     return fmt_ns(v) if isinstance(v, (int, float)) else "—"
 
 
-HEADLINE = [("wns_ps", "WNS ns", 1e-3, 3), ("tns_ps", "TNS ns", 1e-3, 3), ("failing_endpoints", "failing endpoints", 1, 0),
-            ("power_total_w", "power mW", 1e3, 3), ("area_um2", "area µm²", 1, 0), ("instances", "instances", 1, 0),
-            ("hold_worst_ps", "hold slack ns", 1e-3, 3), ("cap_violations", "max-cap violations", 1, 0),
-            ("hot_ratio", "hot bins", 1, 4), ("wirelength_um", "wirelength mm", 1e-3, 2)]
+HEADLINE = [(k, metric_axis(k, column=True), metric_unit(k)[2], metric_unit(k)[3])
+            for k in ("wns_ps", "tns_ps", "failing_endpoints", "power_total_w", "area_um2", "instances", "hold_worst_ps",
+                      "cap_violations", "hot_ratio", "wirelength_um")]
 
 
 def _v(m: dict[str, Any], key: str, scale: float, digits: int) -> str:
@@ -215,10 +214,10 @@ def _winner(doc: Doc, s: StudyState, changes: tuple[str, list[list[str]]] | None
 
 def _ecos_and_safety(doc: Doc, s: StudyState) -> None:
     doc.h("ECO leaderboard")
-    doc.table(["ECO", "prior", "trials", "improved", "failed", "mean ΔWNS ps", "best ΔWNS ps"],
+    doc.table(["ECO", "prior", "trials", "improved", "failed", "mean ΔWNS ns", "best ΔWNS ns"],
               [[r["eco"], r["prior"], r["trials"], r["successes"], r["failures"],
-                "—" if r.get("mean_dwns") is None else f"{r['mean_dwns']:+.1f}",
-                "—" if r.get("best_dwns") is None else f"{r['best_dwns']:+.1f}"] for r in s.eco_stats])
+                fmt_metric("wns_ps", r.get("mean_dwns"), sign=True, unit=False),
+                fmt_metric("wns_ps", r.get("best_dwns"), sign=True, unit=False)] for r in s.eco_stats])
     doc.h("Safety trace")
     gates = Counter((g["gate"], g["result"]) for g in s.gates)
     names = sorted({g for g, _ in gates})
