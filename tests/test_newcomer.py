@@ -438,3 +438,44 @@ async def test_tab_with_nothing_to_complete_says_so_and_stays(tmp_path, monkeypa
         await pilot.pause()
         assert box.has_focus and box.value == "zz"
         assert "nothing to complete" in str(chooser.query_one("#choose-error").render())
+
+
+async def test_long_log_lines_wrap_at_the_pane_width_and_again_on_resize(tmp_path):
+    """#22.17: a long line was cut at the pane's edge; now it wraps (continuations indented), whole."""
+    d = synthetic_study(tmp_path)
+    long = "N2M " + " ".join(f"word{i:03d}" for i in range(60))  # 483 characters
+    with open(d / "trials" / "mac16_0_0" / "stdout.log", "a") as f:
+        f.write(long + "\nlast line without its newline")
+    async with app_at(tmp_path).run_test(size=(80, 24)) as pilot:
+        screen = await open_view(pilot, d)
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        table = screen.query_one(TrialTable)
+        await settle(pilot, lambda: table.row_count == 8, "stage 0's trials")
+        table.move_cursor(row=[str(k.value) for k in table.rows].index("mac16_0_0"))
+        log = screen.query_one("#trial-log")
+        await pilot.press("t")
+        await settle(pilot, lambda: any("without its newline" in x for x in log.lines) and log.size.width,
+                     "the output tab shown, last line too")
+        width = log.scrollable_content_region.width
+
+        def whole(lines):
+            text = "\n".join(lines)
+            return text[text.index("N2M word000"):].split("\nlast line")[0].replace("\n  ", " ")
+
+        assert max(len(x) for x in log.lines) < width and whole(log.lines) == long
+        assert str(screen.query_one("TabbedContent").get_tab("tab-trial").label) == "output: mac16_0_0"
+        assert "── stdout.log ──" in log.lines  # the file's name, not the case again under its own tab
+        await pilot.resize_terminal(140, 30)
+        await settle(pilot, lambda: log.scrollable_content_region.width > width + 40, "the wider pane")
+        await settle(pilot, lambda: max(len(x) for x in log.lines) > width, "the lines wrapped again, wider")
+        assert max(len(x) for x in log.lines) < log.scrollable_content_region.width and whole(log.lines) == long
+
+
+def test_setup_leaves_the_tests_example_plugin_out_of_the_users_noodle2():
+    """#22.22: `noodle2 ecos` listed the tests' example ECO and metric as if they were the product."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the user's shell, not the tests'
+    r = subprocess.run([str(ROOT / ".venv" / "bin" / "noodle2"), "ecos"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "resize_critical" in r.stdout, r.stderr
+    assert "upsize_first_driver" not in r.stdout and "example" not in r.stdout
+    with_tests = sh("ecos")  # the tests' environment has it on its path
+    assert "upsize_first_driver" in with_tests.stdout

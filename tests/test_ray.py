@@ -323,3 +323,17 @@ def test_an_address_nobody_answers_is_a_coded_error_at_once(tmp_path):
     r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "ray-check", f"127.0.0.1:{port}"], cwd=ROOT, env=cli_env(),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "N2-E211" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_local_instance_started_by_noodle2_keeps_rays_notices_out_of_the_output(tmp_path):
+    """#22.17: headless output carried Ray's token-authentication notice; a local instance (the
+    default address) runs the study and prints only the study."""
+    from tests.test_real_hardening import small_study
+
+    path = small_study(tmp_path / "s", trials=(2,), extra='executor = "ray"')
+    env = {**cli_env(), "HOME": str(tmp_path)}  # Ray's token goes to this test's ~/.ray
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir",
+                        str(tmp_path / "d")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "execute  ray" in r.stdout and "✓ study small complete" in r.stdout
+    assert "Token authentication" not in r.stdout + r.stderr and r.stderr.strip() == "", r.stderr[-2000:]

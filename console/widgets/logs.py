@@ -16,6 +16,64 @@ from noodle2.engine.journal.store import JOURNAL, read_events
 
 REPLAY_LINES = 2000
 READ_CHUNK = 256_000
+INDENT = "  "  # marks a wrapped line's continuation
+
+
+class WrapLog(Log):
+    """A Log that wraps long lines at its width instead of cutting them, and wraps again on a
+    resize.  `write` holds a trailing partial line until its newline or the next `flush`."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.raw: deque[str] = deque(maxlen=self.max_lines)
+        self._partial = ""
+        self._wrapped_at = 0
+
+    def _width_now(self) -> int:
+        return max(20, self.scrollable_content_region.width - 1) if self.size.width else 200
+
+    def _wrap(self, lines: list[str]) -> list[str]:
+        w = self._width_now()
+        out: list[str] = []
+        for line in lines:
+            line = line.expandtabs()
+            while len(line) > w:
+                cut = line.rfind(" ", len(INDENT) + 1, w)
+                cut = cut if cut > w // 2 else w
+                out.append(line[:cut])
+                line = INDENT + line[cut:].lstrip(" ")
+            out.append(line)
+        return out
+
+    def write_lines(self, lines, scroll_end: bool | None = None) -> "WrapLog":  # type: ignore[override]
+        lines = [part for line in lines for part in (line.splitlines() or [""])]
+        self.raw.extend(lines)
+        return super().write_lines(self._wrap(lines), scroll_end)
+
+    def write(self, data: str, scroll_end: bool | None = None) -> "WrapLog":  # type: ignore[override]
+        *done, self._partial = (self._partial + data).split("\n")
+        if done:
+            self.write_lines(done, scroll_end)
+        return self
+
+    def flush(self) -> None:
+        if self._partial:
+            line, self._partial = self._partial, ""
+            self.write_lines([line])
+
+    def clear(self) -> "WrapLog":
+        self.raw.clear()
+        self._partial = ""
+        return super().clear()
+
+    def on_resize(self) -> None:
+        if self._width_now() != self._wrapped_at and self.raw:
+            raw = list(self.raw)
+            Log.clear(self)
+            super().write_lines(self._wrap(raw), scroll_end=False)
+            if self.auto_scroll:  # once the new height is laid out
+                self.call_after_refresh(self.scroll_end, animate=False, x_axis=False)
+        self._wrapped_at = self._width_now()
 
 
 class LogPanes(Vertical):
@@ -31,13 +89,13 @@ class LogPanes(Vertical):
     def compose(self) -> ComposeResult:
         with TabbedContent():
             with TabPane("engine log", id="tab-engine"):
-                yield Log(id="engine-log", max_lines=5000)
+                yield WrapLog(id="engine-log", max_lines=5000)
             with TabPane("trial output", id="tab-trial"):
-                yield Log(id="trial-log", max_lines=5000)
+                yield WrapLog(id="trial-log", max_lines=5000)
 
     def replay(self, warnings: list[str]) -> None:
         """The journal so far, folded from the start: lines need their context."""
-        log = self.query_one("#engine-log", Log)
+        log = self.query_one("#engine-log", WrapLog)
         log.write_lines([f"! {w}" for w in warnings])
         s = StudyState()
         lines: deque[str] = deque(maxlen=REPLAY_LINES)
@@ -64,7 +122,8 @@ class LogPanes(Vertical):
         """Append what the trial's stdout/stderr gained since the last look."""
         if self.case is None:
             return
-        log = self.query_one("#trial-log", Log)
+        log = self.query_one("#trial-log", WrapLog)
+        grew = False
         for name in ("stdout.log", "stderr.log"):
             p = self.dir / "trials" / self.case / name
             off = self.offsets.get(name, 0)
@@ -75,10 +134,14 @@ class LogPanes(Vertical):
             except OSError:
                 continue
             if data:
+                grew = True
                 if off == 0:
-                    log.write_line(f"── {self.case}/{name} ──")
+                    log.flush()
+                    log.write_line(f"── {name} ──")  # the tab names the case
                 self.offsets[name] = off + len(data)
                 log.write(data.decode(errors="replace"))
+        if not grew:
+            log.flush()  # a last line without its newline: show it once the file stops growing
 
     def toggle_follow(self) -> bool:
         """Auto-scroll on or off for both panes; True when now on."""

@@ -19,6 +19,7 @@ next worker to start on that node removes their scratch roots.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -71,6 +72,10 @@ def connect(address: str) -> Any:
         _probe(address)
         kw: dict[str, Any] = {"namespace": "noodle2", "log_to_driver": False, "configure_logging": False}
         if address == LOCAL:
+            # Ray's default for a local instance (a token in ~/.ray) is right; its notice about it is
+            # not the operator's business in the engine's output (#22.17)
+            logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+                lambda r: not r.getMessage().startswith("Token authentication is enabled for this Ray cluster"))
             ray.init(address="local", include_dashboard=False, **kw)  # a new instance, never a stale one
         else:
             ray.init(address=address, **kw)
