@@ -8,6 +8,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = ROOT / "tests" / "fake_tools"
+# The example plugin (one ECO, one metric, through entry points): on the tests' path only, never
+# installed into the user's venv (#22.22).  Its dist-info makes importlib.metadata find it.
+PLUGIN = ROOT / "tests" / "plugin"
+sys.path.insert(0, str(PLUGIN))
 NOODLE2 = [sys.executable, "-m", "noodle2.console.cli"]
 
 
@@ -64,7 +68,7 @@ soft_timeout_s = 20
 
 def cli_env(**extra: str) -> dict[str, str]:
     """The environment of a CLI run: noodle2 comes from the installed package, as for a user."""
-    return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **extra}
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHONPATH": str(PLUGIN), **extra}
 
 
 @pytest.fixture

@@ -174,8 +174,6 @@ tcl = """
     assert "downsize_one" in {e.name for e in again.spec.custom.ecos}
 
 
-@pytest.mark.skipif(not any(True for _ in __import__("importlib.metadata").metadata.entry_points(group="noodle2.ecos")),
-                    reason="the example plugin (tests/plugin) is not installed; .ci/setup installs it")
 def test_a_plugin_package_adds_an_eco_and_a_metric(tmp_path):
     text = STUDY.replace("{objective}", "wns_ps").replace('ecos = ["upsize_worst_drivers"]', 'ecos = ["upsize_first_driver"]')
     text = text.replace("[stages.params.upsize_worst_drivers]\npaths = [1, 3]\n", "")
