@@ -341,7 +341,8 @@ def cmd_ecos(file: Path | None = None) -> int:
         print(f"{e.name:<22} {e.eco_class.value:<18} {e.description}{origin}")
         for p in e.params:
             r = f"[{fmt_num(p.lo)}, {fmt_num(p.hi)}] default {fmt_num(p.default, p.kind is int)}"
-            print(f"    {p.name:<16} {p.kind.__name__:<5} {r}  {p.doc}")
+            span = f" (sampled up to the base case's {p.span} when a stage sets no range)" if p.span else ""
+            print(f"    {p.name:<16} {p.kind.__name__:<5} {r}  {p.doc}{span}")
     if metrics:
         print("\ncustom metrics:")
         for m in metrics:

@@ -267,3 +267,31 @@ def test_quickstart_study_chains_survivors_and_improves(tmp_path):
     assert "child netlist" in idx and "run.tcl" in idx
     prov = read_provenance(sd)["snapshot"]
     assert prov["snapshot_hash"] and "Yosys" in prov["yosys"] and "abc" in prov["script"]
+
+
+def test_the_base_run_measures_the_slack_span_and_margins_are_drawn_from_it(bench):
+    """#22.23: downsize_noncritical sampled margins (2922 ps on a 2.5 ns design) that no cell has.
+    The no-op run measures the largest cell slack; a margin just below it downsizes, one above it
+    cannot, and an unset margin is drawn from [0, that slack]."""
+    from noodle2.engine.policy.planning import plan_stage
+    from noodle2.engine.study.load import parse_study
+
+    b = bench("alu32")
+    base, base_dir = b.base()
+    span = base["slack_max_ps"]
+    period = 1000 * float(re.search(r"-period\s+([\d.]+)", next(base_dir.parent.parent.glob("snapshot/*.sdc"))
+                                    .read_text()).group(1))
+    assert 0 < span < period, (span, period)  # a real slack, not the catalog's 5000 ps
+    _, up_dir = b.trial("span_up", "upsize_all", {"margin_ps": 5000}, parent=base_dir)  # cells that can shrink
+    up, _ = b.trial("span_up_noop", "noop", parent=up_dir)
+    below, _ = b.trial("span_below", "downsize_noncritical", {"margin_ps": up["slack_max_ps"] / 2, "max_cells": 200},
+                       parent=up_dir)
+    above, _ = b.trial("span_above", "downsize_noncritical", {"margin_ps": up["slack_max_ps"] + 1, "max_cells": 200},
+                       parent=up_dir)
+    assert below["eco_changes"] >= 1 and above["eco_changes"] == 0
+    text = (ROOT / "sample_studies" / "alu32.toml").read_text()
+    study = parse_study(text, ROOT / "sample_studies" / "alu32.toml").spec
+    study = study.model_copy(update={"stages": [study.stages[0].model_copy(update={"trials": 40, "params": {}})]})
+    drawn = [t["params"]["margin_ps"] for t in plan_stage(study, 0, ["alu32"], ["downsize_noncritical"], base)]
+    legal = [t["params"]["margin_ps"] for t in plan_stage(study, 0, ["alu32"], ["downsize_noncritical"], {})]
+    assert drawn and max(drawn) <= span and max(legal) > span  # without the span: the whole legal range

@@ -26,6 +26,7 @@ class ParamSpec:
     hi: float
     default: float
     doc: str
+    span: str | None = None  # a base-case metric that bounds sampling when the stage sets no range
 
     def check(self, value: object) -> str | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -75,7 +76,7 @@ CATALOG: dict[str, EcoDef] = {
             EcoClass.TOPOLOGY_NEUTRAL,
             "Downsize cells whose output slack exceeds a margin: recovers area and power.",
             (
-                _P("margin_ps", float, 0, 5000, 500, "only cells with slack above this"),
+                _P("margin_ps", float, 0, 5000, 500, "only cells with slack above this", "slack_max_ps"),
                 _P("max_cells", int, 1, 2000, 200, "cap on resized cells"),
             ),
         ),
@@ -130,7 +131,8 @@ CATALOG: dict[str, EcoDef] = {
             (
                 _P("paths", int, 0, 50, 5, "worst paths whose drivers may speed up (0: only recover leakage)"),
                 _P("max_cells", int, 1, 5000, 50, "cap on swapped cells"),
-                _P("margin_ps", float, 0, 5000, 100, "cells with slack above this may slow down to leak less"),
+                _P("margin_ps", float, 0, 5000, 100, "cells with slack above this may slow down to leak less",
+                   "slack_max_ps"),
             ),
         ),
         EcoDef(

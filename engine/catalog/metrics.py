@@ -16,7 +16,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "failing_endpoints": (0, 1e9, True), "instances": (0, 1e9, True), "eco_changes": (0, 1e9, True),
     "unconstrained_endpoints": (0, 1e9, True), "area_um2": (0, 1e15, False),
     "power_total_w": (0, 1e6, False), "power_leakage_w": (0, 1e6, False), "power_internal_w": (0, 1e6, False),
-    "power_switching_w": (0, 1e6, False), "hold_worst_ps": (-1e9, 1e9, False), "hold_violations": (0, 1e9, True),
+    "power_switching_w": (0, 1e6, False), "hold_worst_ps": (-1e9, 1e9, False), "slack_max_ps": (0, 1e9, False), "hold_violations": (0, 1e9, True),
     "slew_violations": (0, 1e9, True), "cap_violations": (0, 1e9, True),
     # place and route (route modes)
     "hot_ratio": (0, 1, False), "congestion_max": (0, 1e6, False), "utilisation": (0, 100, False),

@@ -17,8 +17,11 @@ def case_id(base: str, stage: int, index: int) -> str:
     return f"{base}_{stage}_{index}"
 
 
-def plan_stage(spec: StudySpec, stage: int, parents: list[str], ecos: list[str]) -> list[dict[str, Any]]:
-    """`ecos`: the stage's usable ECOs in budget order (after containment and priors)."""
+def plan_stage(spec: StudySpec, stage: int, parents: list[str], ecos: list[str],
+               design: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """`ecos`: the stage's usable ECOs in budget order (after containment and priors); `design`:
+    the base case's journaled metrics, which bound a parameter with a span (a slack margin is
+    drawn from the slacks the design has, not from the catalog's whole legal range)."""
     st = spec.stages[stage]
     if not ecos or not parents:
         return []
@@ -40,7 +43,8 @@ def plan_stage(spec: StudySpec, stage: int, parents: list[str], ecos: list[str])
         else:
             parent = parents[k % len(parents)]
             for _ in range(20):  # avoid repeating an identical trial when the space allows
-                params = {p.name: _sample(p, st.params.get(eco, {}).get(p.name), rng) for p in known[eco].params}
+                params = {p.name: _sample(p, st.params.get(eco, {}).get(p.name), rng, design or {})
+                          for p in known[eco].params}
                 if (parent, eco, tuple(sorted(params.items()))) not in seen:
                     break
         seen.add((parent, eco, tuple(sorted(params.items()))))
@@ -49,9 +53,9 @@ def plan_stage(spec: StudySpec, stage: int, parents: list[str], ecos: list[str])
     return plan
 
 
-def _sample(p: ParamSpec, setting: ParamSetting | None, rng: random.Random) -> float:
+def _sample(p: ParamSpec, setting: ParamSetting | None, rng: random.Random, design: dict[str, Any]) -> float:
     if setting is None:
-        lo, hi = p.lo, p.hi
+        lo, hi = span(p, design)
     elif isinstance(setting, dict):
         lo, hi = setting["min"], setting["max"]
     elif isinstance(setting, list):
@@ -59,6 +63,14 @@ def _sample(p: ParamSpec, setting: ParamSetting | None, rng: random.Random) -> f
     else:
         return _typed(p, setting)
     return rng.randint(int(lo), int(hi)) if p.kind is int else round(rng.uniform(lo, hi), 3)
+
+
+def span(p: ParamSpec, design: dict[str, Any]) -> tuple[float, float]:
+    """The range an unset parameter is sampled from: the legal range, cut to the design's span."""
+    v = design.get(p.span) if p.span else None
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return p.lo, min(p.hi, max(p.lo, float(v)))
+    return p.lo, p.hi
 
 
 def _typed(p: ParamSpec, v: float) -> float:

@@ -100,7 +100,9 @@ class StageScheduler:
         h.emit(ev.GatesChecked(stage=i, gates=gates))
         for d in decisions:
             h.emit(d)
-        plan = await anyio.to_thread.run_sync(plan_stage, h.spec, i, parents, ecos)  # pure; 0.1 s at 10k
+        base = h.state.base()
+        plan = await anyio.to_thread.run_sync(plan_stage, h.spec, i, parents, ecos,  # pure; 0.1 s at 10k
+                                              (base.metrics or {}) if base else {})
         h.emit(ev.StageStarted(stage=i, parents=parents, plan=plan))
 
     async def _finish(self, i: int, stages: anyio.CancelScope) -> None:

@@ -51,7 +51,8 @@ def collect(design: StaDesign, ctx: TrialContext, eco: EcoDef) -> dict[str, Any]
     _check_integrity(ctx, eco, n2m, logs, usage, design.top)
     m.update({k: int(n2m[k]) for k in COUNTS if k in n2m})
     # to the digits report_wns prints (3 in the Liberty's unit), so wns_ps@slow and wns_ps agree
-    m.update({k: round(round(v / unit, 3) * unit, 3) for k, v in n2m.items() if k in ("hold_worst_ps", "ws_ps") or "@" in k})
+    m.update({k: round(round(v / unit, 3) * unit, 3) for k, v in n2m.items()
+              if k in ("hold_worst_ps", "ws_ps", "slack_max_ps") or "@" in k})
     m.update(_cells(design, usage, text, t))
     m["worst_paths"] = paths
     m.update(_warnings(logs))

@@ -174,6 +174,12 @@ proc n2_by_slack {order} {
   return [lsort -real $order -index 0 [lsort -index 1 $cands]]
 }
 
+# The largest finite output slack of any cell, in ps: the span a slack margin is drawn from.
+proc n2_slack_max {} {
+  set c [lindex [n2_by_slack -decreasing] 0]
+  return [expr {$c eq "" ? 0.0 : max(0.0, [lindex $c 0] * 1e12)}]
+}
+
 proc n2_eco_downsize_noncritical {margin_ps max_cells} {
   set n 0
   foreach c [n2_by_slack -decreasing] {

@@ -58,6 +58,7 @@ n2_integrity
 n2_metric failing_endpoints [n2_failing_endpoints]
 n2_report sta {WORST_PATHS} {int(power)}
 n2_corner_metrics
+{"n2_metric slack_max_ps [n2_slack_max]" if eco.name == "noop" else ""}
 n2_electrical sta
 n2_hold sta {WORST_PATHS}
 n2_phase timing
