@@ -107,7 +107,8 @@ def test_init_refuses_a_wrong_top_rtl_as_netlist_and_an_unknown_tech_and_writes_
     cases = [(["--top", "foo", "--rtl", str(mac8 / "mac8.v")], "N2-E125", 'top = "mac8"'),
              (["--netlist", str(mac8 / "mac8.v")], "N2-E125", "is RTL, not a gate-level netlist"),
              (["--tech", "osu99", "--rtl", str(mac8 / "mac8.v"), "--top", "mac8"], "N2-E301", "use one of"),
-             (["--rtl", str(mac8 / "mac8.v")], "N2-E101", "the RTL defines mac8")]
+             (["--rtl", str(mac8 / "mac8.v")], "N2-E101", "the RTL defines mac8"),
+             (["--netlist", str(tmp_path / "my chip" / "nonexist.v")], "N2-E214", "my chip/nonexist.v does not exist")]  # 22.2
     for i, (extra, code, needle) in enumerate(cases):
         out = tmp_path / f"c{i}.toml"
         r = sh("init", str(out), *extra, "--sdc", str(mac8 / "mac8.sdc"))

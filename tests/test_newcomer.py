@@ -479,3 +479,21 @@ def test_setup_leaves_the_tests_example_plugin_out_of_the_users_noodle2():
     assert "upsize_first_driver" not in r.stdout and "example" not in r.stdout
     with_tests = sh("ecos")  # the tests' environment has it on its path
     assert "upsize_first_driver" in with_tests.stdout
+
+
+async def test_a_wide_report_scrolls_sideways_instead_of_wrapping_into_column_0(tmp_path):
+    """#22.19: the plan's stage table wrapped into column 0 in the `d` dialog at 80x24."""
+    from noodle2.console.screens.modals import TextScreen
+    from noodle2.engine.study.load import load_study
+    from noodle2.engine.study.plan import format_plan
+
+    text = format_plan(load_study(ROOT / "sample_studies" / "quickstart.toml"))
+    widest = max(len(line) for line in text.splitlines())
+    async with Noodle2App(tmp_path, theme="dark").run_test(size=(80, 24)) as pilot:
+        pilot.app.push_screen(TextScreen("plan", text))
+        scroll = await settle(pilot, lambda: isinstance(pilot.app.screen, TextScreen)
+                              and pilot.app.screen.query_one("#text-scroll"), "the report")
+        body = pilot.app.screen.query_one("#text-body")
+        await settle(pilot, lambda: body.size.width, "the report laid out")
+        assert widest > 76 and body.size.width >= widest and body.size.height <= len(text.splitlines()) + 1  # no line wrapped
+        assert scroll.max_scroll_x >= widest - scroll.size.width

@@ -4,7 +4,7 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, ScrollableContainer, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
@@ -75,7 +75,7 @@ class TextScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="text-box"):
             yield Label(self.title_text, id="text-title")
-            with VerticalScroll():
+            with ScrollableContainer(id="text-scroll"):  # wide tables scroll sideways, never wrap into column 0
                 yield Static(self.text, id="text-body", markup=False)
 
     def action_close(self) -> None:
