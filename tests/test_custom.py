@@ -184,3 +184,37 @@ def test_a_plugin_package_adds_an_eco_and_a_metric(tmp_path):
     assert all(m["worst_arrival_ns"] == pytest.approx(m["worst_paths"][0]["arrival_ns"]) for m in done)
     spec = parse_study(text, tmp_path / "p.toml").spec
     assert next(e for e in spec.custom.ecos if e.name == "upsize_first_driver").source == "plugin:noodle2-example-plugin"
+
+
+def test_a_trial_that_writes_outside_its_directory_fails_as_escaped_write(tmp_path):
+    """#23: an ECO whose Tcl writes into the snapshot and the study directory is caught by the
+    manifest after it runs: `escaped_write`, never ranked; its sibling runs as usual, and the
+    snapshot and inputs are read-only to trials."""
+    text = STUDY.replace("{objective}", "wns_ps").replace('ecos = ["upsize_worst_drivers"]',
+                                                         'ecos = ["escape", "upsize_worst_drivers"]')
+    text = text.replace("[[custom.metrics]]", """[[custom.ecos]]
+name = "escape"
+eco_class = "topology_neutral"
+description = "Writes where no trial may"
+tcl = '''
+  foreach f {../../snapshot/extra.txt ../../escaped.txt} { set ch [open $f w]; puts $ch x; close $ch }
+  return 0
+'''
+
+[[custom.metrics]]""", 1)
+    text = text.replace("[stages.params.upsize_worst_drivers]\npaths = [1, 3]\n", "")
+    r, events = run(tmp_path, text)
+    d = tmp_path / "s"
+    failed = {e["case_id"]: e["failure"] for e in events if e["type"] == "trial_failed" and not e.get("retry")}
+    plan = next(e["plan"] for e in events if e["type"] == "stage_started")
+    escaper = next(p["case_id"] for p in plan if p["eco"] == "escape")
+    assert failed[escaper]["type"] == "escaped_write", failed
+    # both trials ran at once and both saw the writes; each ran again alone, and only the writer wrote again
+    warned = [e["msg"] for e in events if e["type"] == "log" and "runs again alone" in e["msg"]]
+    assert len(warned) == 2 and "snapshot/extra.txt" in failed[escaper]["reason"]
+    assert set(failed) == {escaper}, failed
+    survivors = next(e["survivors"] for e in events if e["type"] == "survivors_chosen")
+    assert escaper not in survivors and survivors, survivors
+    assert r.returncode == 0 and "escaped_write" in r.stdout
+    for f in [*(d / "snapshot").glob("*.v"), *(d / "snapshot").glob("*.sdc"), d / "inputs" / "study.toml"]:
+        assert not f.stat().st_mode & 0o222, f  # read-only to trials

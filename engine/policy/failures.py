@@ -11,7 +11,7 @@ SEVERITY = {
     "tool_missing": "critical", "tool_crash": "error", "oom": "error", "timeout": "warning",
     "nonzero_exit": "error", "tool_error": "error", "snapshot_failed": "critical", "missing_output": "error", "parse_failure": "error",
     "eco_integrity": "warning", "cancelled": "info", "eco_not_applicable": "info", "output_flood": "error", "not_equivalent": "error",
-    "route_failed": "warning", "place_failed": "error", "worker_lost": "warning",
+    "route_failed": "warning", "place_failed": "error", "worker_lost": "warning", "escaped_write": "error",
 }
 RETRYABLE = {"timeout", "oom", "tool_crash", "worker_lost"}
 NOT_THE_ECOS = {"worker_lost"}  # the machine failed, not the ECO: never counted against it or its prior

@@ -40,6 +40,7 @@ from noodle2.engine.reports.status import final_summary
 from noodle2.engine.run import snapshot
 from noodle2.engine.run.cluster import ClusterWatch
 from noodle2.engine.run.control import CONTROL_DIR, STOP_SIGNALS, Controls
+from noodle2.engine.run.isolation import WRITTEN_FILES
 from noodle2.engine.run.notify import Notifier
 from noodle2.engine.run.proofs import Prover
 from noodle2.engine.run.stages import StageScheduler, leaf_fault
@@ -50,9 +51,6 @@ from noodle2.engine.study.models import Study
 from noodle2.engine.tools.base import ToolAdapter
 
 Listener = Callable[[ev.Event, StudyState], None]
-# files the engine (re)writes in the study directory, always with atomic_write
-WRITTEN_FILES = ("checkpoint.json", "provenance.json", "eco_leaderboard.json", "eco_leaderboard.md", "safety_trace.jsonl",
-                 "safety_trace.md", "lineage.dot", "postroute.md")
 
 
 class Engine:

@@ -12,8 +12,9 @@ from noodle2.engine.errors import env_fault
 from noodle2.engine.fsutil import sha256_file
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import TrialState
+from noodle2.engine.run import isolation
 from noodle2.engine.run.host import Host
-from noodle2.engine.run.studydir import update_provenance
+from noodle2.engine.run.studydir import INPUTS, update_provenance
 from noodle2.engine.tools.base import TrialFailure
 
 
@@ -43,5 +44,8 @@ async def prepare(h: Host, base: TrialState) -> bool:
 
 
 def _hashes(h: Host) -> dict[str, Any]:
-    out = {str(p.relative_to(h.dir)): sha256_file(p) for p in sorted(h.tool.snapshot_files())}
+    """The snapshot's files hashed, then they and the study's inputs made read-only to trials."""
+    snap = sorted(h.tool.snapshot_files())
+    out = {str(p.relative_to(h.dir)): sha256_file(p) for p in snap}
+    isolation.seal([*snap, *(p for p in (h.dir / INPUTS).rglob("*") if p.is_file())])
     return out or {"(none)": ""}

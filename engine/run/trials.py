@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import anyio
 
@@ -21,6 +22,7 @@ from noodle2.engine.fsutil import sha256_file
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import TrialState
 from noodle2.engine.policy.failures import RETRYABLE, classify, failure
+from noodle2.engine.run import isolation
 from noodle2.engine.run.control import Controls
 from noodle2.engine.run.host import Host
 from noodle2.engine.run.proofs import Prover, counterexample
@@ -55,6 +57,9 @@ class TrialRunner:
         self.prover = prover
         self.required = required  # metrics the ranking needs: a trial without them is a parse_failure
         self._verified: dict[str, tuple[int, int, int]] = {}  # path -> (size, mtime_ns, inode) hashed ok
+        self.watch = isolation.Watch(host.dir)
+        self._alone: set[str] = set()  # cases that saw an escaped write beside others: they run again alone
+        self._alone_lock = anyio.Lock()
 
     async def run(self, t: TrialState, mode: str) -> None:
         """The tool slots bound running tools only: parsing outputs and the durable journal append
@@ -63,7 +68,7 @@ class TrialRunner:
         try:
             while h.stop_reason is None:
                 await self.controls.wait_unpaused()
-                async with self.slots.tools:
+                async with (self._every_slot() if t.case_id in self._alone else self.slots.tools):
                     if self.controls.paused:
                         continue
                     ran = await self._run_tool(t, mode)
@@ -76,6 +81,21 @@ class TrialRunner:
                     return
         except EnvironmentFault as f:
             h.machine_fault(f)  # the trial stays in flight in the journal: it runs again on resume
+
+    @asynccontextmanager
+    async def _every_slot(self) -> AsyncIterator[None]:
+        """Every tool slot at once, one such holder at a time: no other tool runs meanwhile."""
+        async with self._alone_lock:
+            lim, held = self.slots.tools, []
+            try:
+                for _ in range(int(lim.total_tokens)):
+                    b = object()
+                    await lim.acquire_on_behalf_of(b)
+                    held.append(b)
+                yield
+            finally:
+                for b in held:
+                    lim.release_on_behalf_of(b)
 
     def context(self, t: TrialState, mode: str) -> TrialContext:
         h, x = self.host, self.host.spec.execution
@@ -116,6 +136,12 @@ class TrialRunner:
         h = self.host
         if got.proof is not None:
             self.prover.record(t.case_id, t.parent or "", got.proof)
+        if got.failure is not None and got.failure["type"] == "escaped_write" and got.failure.get("overlapped"):
+            self._alone.add(t.case_id)  # which of the trials beside it wrote: each runs again alone
+            h.log("warning", f"{t.case_id} saw a write outside its directory while other trials ran: "
+                             "it runs again alone to tell which trial wrote")
+            return await self._failed(t, got.failure, result.resources(), retry=True)
+        self._alone.discard(t.case_id)
         if got.failure is not None:
             retry = got.failure["type"] in RETRYABLE and t.attempt <= h.spec.execution.retries
             return await self._failed(t, got.failure, result.resources(), retry)
@@ -137,6 +163,7 @@ class TrialRunner:
             cmd = self.host.tool.prepare(ctx)
         except OSError as e:
             raise env_fault(e, f"preparing {ctx.case_id}") or e from None
+        self.watch.start(ctx.case_id, ctx.parent_dir)  # last: just before the tool
         cmd.env = {**(cmd.env or os.environ), MARKER: str(ctx.trial_dir)}
         cmd.contain_key = f"{ctx.case_id}.{ctx.attempt}"
         cmd.log_cap_bytes = self.host.spec.execution.max_log_mb << 20
@@ -167,6 +194,12 @@ class TrialRunner:
         cmd = result.command
         assert cmd is not None
         fail = classify(result.outcome, lambda: tail(cmd.stderr) or tail(cmd.stdout))
+        esc, overlapped = self.watch.end(ctx.case_id)
+        if esc and (fail or {}).get("type") != "cancelled":
+            more = f" (+{len(esc) - 5} more)" if len(esc) > 5 else ""
+            fail = failure("escaped_write", f"the trial wrote outside its directory: {'; '.join(esc[:5])}{more}"
+                           + (" (seen while other trials ran)" if overlapped else ""), "\n".join(esc[:50]))
+            return Collected(None, {**fail, "overlapped": True} if overlapped else fail, {})
         if fail is None:
             try:
                 return self._outputs(ctx, result)
