@@ -152,6 +152,17 @@ def _view_commands(command: Command) -> None:
     rp.add_argument("study_dir", type=Path, help="the study directory")
     rp.add_argument("--out", type=Path, help="where to write (default: STUDY_DIR/report)")
 
+    pv = command("provenance", "how a case was made: every input and output with its hash, the tools and command "
+                 "lines, the chain of ECOs from the base with proofs and journal lines (JSON and Markdown); --verify "
+                 "re-checks the hashes and replays the chain in sta", [
+                     f"noodle2 provenance {EXAMPLE_DIR}",
+                     f"noodle2 provenance {EXAMPLE_DIR} --verify",
+                     f"noodle2 provenance {EXAMPLE_DIR} quickstart_1_2 --out review/"])
+    pv.add_argument("study_dir", type=Path, help="the study directory")
+    pv.add_argument("case", nargs="?", help="the case (default: the winner)")
+    pv.add_argument("--out", type=Path, help="where to write (default: STUDY_DIR/report)")
+    pv.add_argument("--verify", action="store_true", help="re-check every hash and replay the chain; exit 1 on a mismatch")
+
     ci = command("ci", "run a study for CI and compare its result with a baseline "
                  "(exit 0 pass, 1 regression, 2 usage, 3 interrupted)", [
                      "noodle2 ci sample_studies/quickstart.toml --baseline baseline.json --update-baseline",
@@ -263,6 +274,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_report(args.study_dir, args.out)
     if args.cmd == "ci":
         return cmd_ci(args)
+    if args.cmd == "provenance":
+        return cmd_provenance(args.study_dir, args.case, args.out, args.verify)
     if args.cmd == "compare":
         return cmd_compare(args)
     if args.cmd == "explain":
@@ -528,6 +541,28 @@ def cmd_report(study_dir: Path, out: Path | None) -> int:
     for n in got["notes"]:
         print(f"  note: {n}")
     return EXIT_OK
+
+
+def cmd_provenance(study_dir: Path, case: str | None, out: Path | None, verify: bool) -> int:
+    """Reads the study (no lock) and writes provenance-<case>.json and .md; --verify checks them."""
+    from noodle2.engine.journal.store import recover
+    from noodle2.engine.reports import provenance
+    from noodle2.engine.run.studydir import require_study_dir
+
+    require_study_dir(study_dir)
+    d = study_dir.resolve()
+    s = recover(d).state
+    t = provenance.pick_case(s, case)
+    doc = provenance.write(d, s, t, out)
+    print(f"provenance of {t.case_id}: {doc['json']} and {doc['md']}")
+    if not verify:
+        return EXIT_OK
+    checks = provenance.verify(d, s, doc["doc"])
+    for name, ok, detail in checks:
+        print(f"  {'✓' if ok else '✗'} {name}: {detail}")
+    bad = sum(not ok for _, ok, _ in checks)
+    print(f"verify: {len(checks) - bad}/{len(checks)} checks match" + ("" if not bad else f"; {bad} do not"))
+    return EXIT_OK if not bad else EXIT_FAILED
 
 
 def cmd_ray_check(address: str, tools: list[str]) -> int:

@@ -16,7 +16,7 @@ import pytest
 
 from noodle2.engine.reports.changes import diff, replay_tcl, table_md
 from noodle2.engine.tools.netlist import parse_netlist
-from tests.conftest import ROOT, cli_env
+from tests.conftest import NOODLE2, ROOT, cli_env
 
 pytestmark = pytest.mark.skipif(shutil.which("sta") is None or shutil.which("yosys") is None,
                                 reason="needs OpenSTA and Yosys (bash .ci/setup installs them)")
@@ -279,3 +279,40 @@ def test_one_unit_rule_in_plots_summary_and_compare(study, monkeypatch, tmp_path
             assert ax.get_ylabel() == "ΔWNS (ns) vs parent"
     md = (study / "report" / "summary.md").read_text()
     assert "mean ΔWNS ns" in md and "ΔWNS ps" not in md and "| WNS ns |" in md
+
+
+def test_provenance_of_the_winner_and_verify_catches_a_changed_file(study, tmp_path):
+    """#23: the report writes the winner's provenance; `provenance --verify` re-checks every hash and
+    replays the chain in sta, edit for edit and to the picosecond; a changed netlist fails it."""
+    from noodle2.engine.journal.store import recover
+    from noodle2.engine.reports.status import best_case, lineage
+
+    s = recover(study).state
+    best = best_case(s)
+    doc = orjson.loads((study / "report" / f"provenance-{best.case_id}.json").read_bytes())
+    chain = lineage(s, best.case_id)
+    assert [st["case"] for st in doc["chain"]] == [t.case_id for t in chain] and doc["case"] == best.case_id
+    assert all(st["proof"]["proven"] for st in doc["chain"][1:]) and doc["chain"][0]["eco"] == "noop"
+    assert all(st["command"].startswith("sta ") and st["journal_seq"][0] <= st["journal_seq"][1] for st in doc["chain"])
+    assert doc["tools"]["sta"] == "2.0.17" and doc["study_file"]["sha256"] and doc["snapshot"]
+    assert f"provenance-{best.case_id}.json" in (study / "report" / "summary.html").read_text()
+    md = (study / "report" / f"provenance-{best.case_id}.md").read_text()
+    assert f"| {len(chain) - 1} | {best.case_id} |" in md and "WNS" in md
+    r = subprocess.run([*NOODLE2, "provenance", str(study), "--verify", "--out", str(tmp_path / "p")], cwd=ROOT,
+                       env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "✗" not in r.stdout and re.search(r"verify: (\d+)/\1 checks match", r.stdout), r.stdout
+    assert r.stdout.count("edit for edit") == len(chain) - 1 and "replay timing: WNS" in r.stdout
+    # a copy of the study with one step's netlist changed: that hash and that replay fail, exit 1
+    bad = tmp_path / "bad"
+    shutil.copytree(study, bad)
+    step = chain[-1].case_id
+    v = bad / "trials" / step / "mac16.v"
+    v.chmod(0o644)
+    v.write_text(v.read_text().replace("\n", "\n// edited\n", 1))
+    r = subprocess.run([*NOODLE2, "provenance", str(bad), step, "--verify"], cwd=ROOT, env=cli_env(),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and f"✗ hash trials/{step}/mac16.v" in r.stdout, r.stdout
+    r = subprocess.run([*NOODLE2, "provenance", str(study), "nosuch_9_9"], cwd=ROOT, env=cli_env(), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "N2-E216" in r.stderr and "Traceback" not in r.stderr

@@ -1,6 +1,7 @@
 """The executor contract: a Job in, an ExecResult out.  Executors know nothing about studies."""
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -54,6 +55,8 @@ class ExecResult:
             out["node"] = self.node
         if self.warm_trial:
             out["warm_trial"] = self.warm_trial
+        if self.command is not None:  # the exact command line, run in the trial's directory (provenance)
+            out["command"] = shlex.join(self.command.argv)
         return out
 
 

@@ -197,6 +197,9 @@ def _winner(doc: Doc, s: StudyState, changes: tuple[str, list[list[str]]] | None
                     wns_delta((t.metrics or {}).get("wns_ps"), (s.trials[t.parent].metrics or {}).get("wns_ps")) if t.parent else "",
                     _ns((t.metrics or {}).get("tns_ps")),
                     ("proven" if t.proof["proven"] else "NOT proven") if t.proof else ""] for t in chain])
+        doc.p(f"How it was made, from which inputs, by which tools and commands: provenance-{best.case_id}.json "
+              f"(and .md) beside this page; `noodle2 provenance {s.name}-DIR {best.case_id} --verify` re-checks every "
+              "hash and replays the chain in sta.")
     if changes is not None:
         head, body = changes
         doc.h("The winner's changes against the base netlist")
@@ -313,6 +316,11 @@ def write(d: Path, s: StudyState, out: Path | None = None) -> dict[str, Any]:
             written += ["winner_changes.md", "winner_replay.tcl"]
         except (NetlistError, ValueError) as e:
             notes.append(f"no change list: {e}")
+    if best is not None:  # how the winner was made, linked from the page
+        from noodle2.engine.reports import provenance
+
+        got = provenance.write(d, s, best, out)
+        written += [got["json"].name, got["md"].name]
     images, skipped = plots.render_all(s, out)
     written += [p for p, _ in images]
     doc = build(d, s, images, skipped, change_rows, "lineage.svg" in written)
