@@ -157,7 +157,7 @@ def _view_commands(command: Command) -> None:
                  "re-checks the hashes and replays the chain in sta", [
                      f"noodle2 provenance {EXAMPLE_DIR}",
                      f"noodle2 provenance {EXAMPLE_DIR} --verify",
-                     f"noodle2 provenance {EXAMPLE_DIR} quickstart_1_2 --out review/"])
+                     f"noodle2 provenance {EXAMPLE_DIR} mac16_1_2 --out review/"])
     pv.add_argument("study_dir", type=Path, help="the study directory")
     pv.add_argument("case", nargs="?", help="the case (default: the winner)")
     pv.add_argument("--out", type=Path, help="where to write (default: STUDY_DIR/report)")
