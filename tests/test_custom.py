@@ -186,10 +186,8 @@ def test_a_plugin_package_adds_an_eco_and_a_metric(tmp_path):
     assert next(e for e in spec.custom.ecos if e.name == "upsize_first_driver").source == "plugin:noodle2-example-plugin"
 
 
-def test_a_trial_that_writes_outside_its_directory_fails_as_escaped_write(tmp_path):
-    """#23: an ECO whose Tcl writes into the snapshot and the study directory is caught by the
-    manifest after it runs: `escaped_write`, never ranked; its sibling runs as usual, and the
-    snapshot and inputs are read-only to trials."""
+def escape_study(execution: str = "") -> str:
+    """A study whose `escape` ECO writes into the snapshot and the study directory, beside an honest one."""
     text = STUDY.replace("{objective}", "wns_ps").replace('ecos = ["upsize_worst_drivers"]',
                                                          'ecos = ["escape", "upsize_worst_drivers"]')
     text = text.replace("[[custom.metrics]]", """[[custom.ecos]]
@@ -203,6 +201,14 @@ tcl = '''
 
 [[custom.metrics]]""", 1)
     text = text.replace("[stages.params.upsize_worst_drivers]\npaths = [1, 3]\n", "")
+    return text.replace("[ranking]", f"{execution}\n[ranking]", 1) if execution else text
+
+
+def test_a_trial_that_writes_outside_its_directory_fails_as_escaped_write(tmp_path):
+    """#23: an ECO whose Tcl writes into the snapshot and the study directory is caught by the
+    manifest after it runs: `escaped_write`, never ranked; its sibling runs as usual, and the
+    snapshot and inputs are read-only to trials."""
+    text = escape_study()
     r, events = run(tmp_path, text)
     d = tmp_path / "s"
     failed = {e["case_id"]: e["failure"] for e in events if e["type"] == "trial_failed" and not e.get("retry")}

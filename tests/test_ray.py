@@ -337,3 +337,74 @@ def test_a_local_instance_started_by_noodle2_keeps_rays_notices_out_of_the_outpu
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "execute  ray" in r.stdout and "✓ study small complete" in r.stdout
     assert "Token authentication" not in r.stdout + r.stderr and r.stderr.strip() == "", r.stderr[-2000:]
+
+
+def test_ray_tasks_are_named_counted_per_study_and_an_impossible_request_is_refused(cluster, tmp_path):
+    """#23: a memory request no node meets is refused before anything runs (N2-E217, the largest
+    node's figures); while another driver's tasks hold every CPU, this study's tasks count as
+    queued, not running; each task carries its case's name into the workers' logs."""
+    import ray
+
+    from tests.test_real_hardening import small_study
+
+    c, _ = cluster
+    too_big = small_study(tmp_path / "big", trials=(2,), extra=f'executor = "ray"\naddress = "{c.address}"\n'
+                                                                 'memory_limit_mb = 1000000')
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(too_big), "--unattended", "--study-dir",
+                        str(tmp_path / "bigd")], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "N2-E217" in r.stderr and "1000000 MB" in r.stderr and "largest node" in r.stderr
+    assert not (tmp_path / "bigd" / "trials").exists() or not any((tmp_path / "bigd" / "trials").iterdir())
+
+    flag = tmp_path / "release"
+    ray.init(address=c.address, namespace="other-study", log_to_driver=False)
+    try:
+        @ray.remote(num_cpus=1)
+        def hog(path: str) -> None:  # another study's task holding a CPU until released
+            import os
+            import time
+            while not os.path.exists(path):
+                time.sleep(0.05)
+
+        held = [hog.remote(str(flag)) for _ in range(2)]
+        wait_until(lambda: ray.available_resources().get("CPU", 0) == 0, "the other driver holding every CPU")
+        path = small_study(tmp_path / "s", trials=(3,), extra=f'executor = "ray"\naddress = "{c.address}"')
+        d = tmp_path / "d"
+        p = subprocess.Popen([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended",
+                              "--study-dir", str(d)], cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        queued = lambda: [e for e in (events(d) if (d / "journal.jsonl").exists() else [])  # noqa: E731
+                          if e["type"] == "cluster_status" and e["queued"] >= 1]
+        wait_until(lambda: queued() or p.poll() is not None, "this study's trials waiting behind the other's")
+        assert p.poll() is None and all(e["running"] == 0 and e["cpus_busy"] == 2 for e in queued())  # not its own
+        flag.touch()
+        ray.get(held)
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, out[-2000:] + err[-2000:]
+    finally:
+        flag.touch()
+        ray.shutdown()
+    plan = [t for e in events(d) if e["type"] == "stage_started" for t in e["plan"]]
+    logs = "".join(open(f, errors="replace").read() for f in glob.glob(f"{c.head_node.get_logs_dir_path()}/worker-*.out"))
+    for t in plan:
+        assert f":task_name:{t['case_id']} {t['eco']}\n" in logs, t["case_id"]  # Ray's own name for the task
+        assert f"[noodle2 {t['case_id']} {t['eco']}] rc=0" in logs, t["case_id"]  # its outcome under that name
+
+
+def test_an_escaped_write_on_a_workers_scratch_copy_is_caught_there(cluster, tmp_path):
+    """#23: under Ray a trial runs in a scratch copy on its worker; a write outside its directory
+    there is caught by the worker's own manifest and charged to that trial alone."""
+    from tests.test_custom import escape_study
+
+    c, _ = cluster
+    path = tmp_path / "esc.toml"
+    path.write_text(escape_study(f'[execution]\nexecutor = "ray"\naddress = "{c.address}"\n'))
+    d = tmp_path / "d"
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir",
+                        str(d)], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    evs = events(d)
+    escaper = next(t["case_id"] for e in evs if e["type"] == "stage_started" for t in e["plan"] if t["eco"] == "escape")
+    failed = {e["case_id"]: e["failure"] for e in evs if e["type"] == "trial_failed"}
+    assert set(failed) == {escaper} and failed[escaper]["type"] == "escaped_write", failed
+    assert "snapshot/extra.txt" in failed[escaper]["reason"] and "other trials" not in failed[escaper]["reason"]
+    assert not (d / "snapshot" / "extra.txt").exists()  # the scratch copy took the write, not the study

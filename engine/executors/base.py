@@ -41,6 +41,7 @@ class ExecResult:
     command: Command | None = None
     node: str = ""  # where it ran, for executors that run elsewhere
     warm_trial: int = 0  # on a warm worker: which of its trials this was (1: it started for it)
+    escaped: tuple[str, ...] = ()  # writes outside the trial's directory seen where it ran (a remote scratch copy)
 
     @property
     def wall_s(self) -> float:
@@ -71,6 +72,7 @@ class Job:
     soft_timeout_s: float
     hard_timeout_s: float
     inputs: list[str] = field(default_factory=list)  # files besides its directory the command reads
+    name: str = ""  # what a cluster calls the work: the case and its ECO
 
 class Executor(Protocol):
     async def run(self, job: Job) -> tuple[ExecResult, Any]: ...

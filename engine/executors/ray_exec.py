@@ -91,6 +91,10 @@ class RayExecutor:
         self.shared_dir = shared_dir
         self.ray = connect(address)
         self.task = self.ray.remote(run_remote)  # options go in one .options() call per submission
+        # which of this study's tasks a worker has started: Ray's own counts mix every study's
+        self.counter_name = "noodle2-running-" + hashlib.sha256(str(study_dir.resolve()).encode()).hexdigest()[:16]
+        self.counter = self.ray.remote(num_cpus=0)(_Running).options(
+            name=self.counter_name, namespace="noodle2", get_if_exists=True).remote()
         self._puts: dict[tuple[str, int, int], Any] = {}  # snapshot file -> its object, put once
         self.containment = "Ray worker process groups (environment marker)"
 
@@ -100,7 +104,8 @@ class RayExecutor:
         spec = await anyio.to_thread.run_sync(self._bundle, cmd, job)
         # retries are the engine's, journaled; SPREAD: trials share the cluster's nodes out instead
         # of Ray's default, which packs one node to half its CPUs before using the next
-        opts: dict[str, Any] = {"num_cpus": 1, "max_retries": 0, "scheduling_strategy": "SPREAD"}
+        opts: dict[str, Any] = {"num_cpus": 1, "max_retries": 0, "scheduling_strategy": "SPREAD",
+                                "name": job.name or cmd.cwd.name}  # Ray's dashboard and `ray list tasks` say which trial
         if cmd.memory_limit_mb:
             opts["memory"] = cmd.memory_limit_mb << 20
         ref = self.task.options(**opts).remote(spec)
@@ -135,6 +140,22 @@ class RayExecutor:
     def close(self) -> None:
         self._puts.clear()
 
+    def infeasible(self, memory_limit_mb: int | None, cpus: float = 1.0) -> str | None:
+        """Why no node can run a trial (its CPU and memory request), with the largest node's
+        figures; None when one can.  Ray would keep such a task queued forever."""
+        nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
+        if not nodes:
+            return "the cluster has no live node"
+        most_cpu = max(r.get("CPU", 0.0) for r in nodes)
+        most_mem = max(r.get("memory", 0.0) for r in nodes)
+        want = (memory_limit_mb or 0) << 20
+        if most_cpu < cpus:
+            return f"a trial asks for {cpus:g} CPU and the largest node has {most_cpu:g}"
+        if want and not any(r.get("CPU", 0.0) >= cpus and r.get("memory", 0.0) >= want for r in nodes):
+            return (f"a trial asks for {memory_limit_mb} MB ([execution] memory_limit_mb) and the largest node "
+                    f"offers {int(most_mem) >> 20} MB to Ray tasks ({most_cpu:g} CPUs)")
+        return None
+
     # --- cluster facts for the console and the journal ------------------------------------------
     def status(self) -> dict[str, Any]:
         ray = self.ray
@@ -145,7 +166,11 @@ class RayExecutor:
             url = ray._private.worker.global_worker.node.webui_url or ""  # noqa: SLF001 - no public API
         except Exception:  # noqa: BLE001
             url = ""
-        return {"address": self.address, "nodes": len(nodes),
+        try:
+            here = int(ray.get(self.counter.running.remote(), timeout=5))
+        except Exception:  # noqa: BLE001 - without the count the watcher falls back to Ray's CPU figures
+            here = None
+        return {"address": self.address, "nodes": len(nodes), "running_here": here,
                 "cpus": total.get("CPU", 0.0), "cpus_busy": total.get("CPU", 0.0) - free.get("CPU", 0.0),
                 "memory_gb": round(total.get("memory", 0.0) / 2**30, 1), "dashboard": url,
                 "node_list": [{"id": n["NodeID"][:8], "host": n.get("NodeManagerAddress", ""),
@@ -164,6 +189,7 @@ class RayExecutor:
             "marker": (cmd.env or {}).get(MARKER, str(cmd.cwd)), "memory_limit_mb": cmd.memory_limit_mb,
             "log_cap_bytes": cmd.log_cap_bytes, "timeouts": (job.soft_timeout_s, job.hard_timeout_s),
             "shared_root": str(self.dir) if self.shared_dir else None, "files": {},
+            "name": job.name or cmd.cwd.name, "counter": self.counter_name,
             "warm": None if cmd.warm is None or self.warm is None else
             {"key": cmd.warm.key, "argv": [_portable(a) for a in cmd.warm.argv],
              "limits": [self.warm.max_trials, self.warm.max_rss_mb]}}
@@ -193,7 +219,8 @@ class RayExecutor:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(zlib.decompress(data))
         return ExecResult(Outcome(**back["outcome"]), back["started"], back["ended"], back["cpu_s"], back["maxrss_kb"],
-                          cmd, node=back["node"], warm_trial=back.get("warm_trial", 0))
+                          cmd, node=back["node"], warm_trial=back.get("warm_trial", 0),
+                          escaped=tuple(back.get("escaped") or ()))
 
     def _lost(self, cmd: Command, e: BaseException) -> ExecResult:
         now = time.time()
@@ -288,6 +315,8 @@ def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
                 dest.write_bytes(zlib.decompress(data))
         cwd = root / spec["cwd"]
         cwd.mkdir(parents=True, exist_ok=True)
+        before = None if spec["shared_root"] else _scratch_manifest(root, cwd)  # shared: the driver's manifest
+        _count(ray, spec, "start")
         env = {**os.environ, **spec["env"], MARKER: spec["marker"]}  # the trial's path: a resume on this host finds it
         argv = [sys.executable if a == PYTHON else a for a in spec["argv"]]
         warm = spec.get("warm")
@@ -318,6 +347,8 @@ def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
         if "error" in box:
             raise box["error"]
         res: ExecResult = box["result"]
+        escaped = [] if before is None else _scratch_escapes(before, _scratch_manifest(root, cwd))
+        _log_trial(spec, res, root, escaped)
         files = None
         if not spec["shared_root"]:
             files, size = {}, 0
@@ -328,11 +359,82 @@ def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
                         break
                     files[str(p.relative_to(cwd))] = _pack(p.read_bytes())
         return {"outcome": asdict(res.outcome), "started": res.started, "ended": res.ended, "cpu_s": res.cpu_s,
-                "maxrss_kb": res.maxrss_kb, "files": files, "warm_trial": res.warm_trial,
+                "maxrss_kb": res.maxrss_kb, "files": files, "warm_trial": res.warm_trial, "escaped": escaped,
                 "node": f"{socket.gethostname()}:{ray.get_runtime_context().get_node_id()[:8]}"}
     finally:
+        _count(ray, spec, "end")
         if not spec["shared_root"]:
             shutil.rmtree(root, ignore_errors=True)
+
+
+class _Running:
+    """A named actor per study (no CPU): the keys of its tasks a worker is running."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+
+    def start(self, key: str) -> None:
+        self.keys.add(key)
+
+    def end(self, key: str) -> None:
+        self.keys.discard(key)
+
+    def running(self) -> int:
+        return len(self.keys)
+
+
+def _count(ray: Any, spec: dict[str, Any], what: str) -> None:
+    """Tell the study's counter a task started or ended (fire and forget; a lost count only
+    makes the status fall back to Ray's CPU figures)."""
+    if not spec.get("counter"):
+        return
+    try:
+        actor = ray.get_actor(spec["counter"], namespace="noodle2")
+        getattr(actor, what).remote(f"{spec['name']}@{spec['marker']}")
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _log_trial(spec: dict[str, Any], res: ExecResult, root: Path, escaped: list[str]) -> None:
+    """The trial's outcome and its tool's last lines, in this worker's log under the trial's name."""
+    name = spec.get("name") or spec["cwd"]
+    o = res.outcome
+    print(f"[noodle2 {name}] rc={o.rc} signal={o.signal} timed_out={o.timed_out} wall={res.ended - res.started:.2f}s"
+          + (f" escaped={escaped}" if escaped else ""), flush=True)
+    for log in (spec["stdout"], spec["stderr"]):
+        try:
+            with open(root / log, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 4096))
+                lines = f.read().decode(errors="replace").splitlines()[-20:]
+        except OSError:
+            continue
+        for line in lines:
+            print(f"[noodle2 {name}] {Path(log).name}: {line}", flush=True)
+
+
+def _scratch_manifest(root: Path, cwd: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of everything in a scratch root but the trial's own directory; snapshot
+    links are followed, so a write through one into the node's cache shows."""
+    out: dict[str, tuple[int, int]] = {}
+    skip = str(cwd)
+    for dirpath, dirnames, filenames in os.walk(root):
+        if dirpath == skip or dirpath.startswith(skip + os.sep):
+            dirnames[:] = []
+            continue
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _scratch_escapes(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[str]:
+    out = [f"{p} {'removed' if p not in after else 'changed'}" for p, st in before.items() if after.get(p) != st]
+    return sorted(out + [f"{p} created" for p in after if p not in before])
 
 
 _POOL: WarmPool | None = None  # this Ray worker process's warm workers: they outlive its tasks

@@ -21,8 +21,12 @@ class ClusterWatch:
     def record(self, got: dict[str, Any], force: bool = False) -> None:
         s = self.host.state
         planned = sum(1 for x in s.stages if x.status == "running" for c in x.cases if s.trials[c].status == "planned")
-        running = min(s.in_flight(), round(got["cpus_busy"]))  # the rest wait in the cluster's queue
-        st = {**got, "running": running, "queued": planned + s.in_flight() - running}
+        # this study's tasks a worker started (the executor counts them); else bounded by busy CPUs,
+        # which count every study's tasks
+        here = got.get("running_here")
+        running = min(s.in_flight(), here if isinstance(here, int) else round(got["cpus_busy"]))
+        st = {**{k: v for k, v in got.items() if k != "running_here"}, "running": running,
+              "queued": planned + s.in_flight() - running}
         key = tuple(st[k] for k in ("nodes", "cpus", "cpus_busy", "running", "queued"))
         if force or key != self._seen:
             self._seen = key

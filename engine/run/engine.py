@@ -278,8 +278,13 @@ def make_executor(study: Study, study_dir: Path, max_parallel: int) -> Executor:
         from noodle2.engine.executors.ray_exec import RayExecutor  # Ray is an extra: imported when asked for
 
         try:
-            return RayExecutor(study_dir, x.address, x.shared_dir, warm)
+            ray = RayExecutor(study_dir, x.address, x.shared_dir, warm)
         except Exception as e:  # noqa: BLE001 - Ray's connection errors: the cluster, not the study
             raise N2Error.one("N2-E211", f"cannot reach the Ray cluster at {x.address}: {type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}", "execution.address") from None
+        if (why := ray.infeasible(x.memory_limit_mb)) is not None:  # Ray would queue such a task forever
+            ray.close()
+            raise N2Error.one("N2-E217", f"no node of the Ray cluster at {x.address} can run a trial: {why}",
+                              "execution.memory_limit_mb")
+        return ray
     return LocalExecutor(max_parallel, warm)

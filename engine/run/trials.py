@@ -121,7 +121,8 @@ class TrialRunner:
             try:
                 reads = getattr(h.tool, "reads", lambda c: [])(ctx)
                 result, _ = await self.executor.run(Job(partial(self._prepare, ctx), None, ctx.soft_timeout_s,
-                                                        ctx.hard_timeout_s, inputs=sorted(ctx.expect) + list(map(str, reads))))
+                                                        ctx.hard_timeout_s, inputs=sorted(ctx.expect) + list(map(str, reads)),
+                                                        name=f"{t.case_id} {t.eco}"))
             except TrialFailure as f:
                 await self._failed(t, f.failure, {}, retry=False)
                 return None
@@ -195,6 +196,8 @@ class TrialRunner:
         assert cmd is not None
         fail = classify(result.outcome, lambda: tail(cmd.stderr) or tail(cmd.stdout))
         esc, overlapped = self.watch.end(ctx.case_id)
+        if result.escaped:  # on a remote worker's own scratch copy: no other trial shares it
+            esc, overlapped = sorted({*esc, *result.escaped}), False
         if esc and (fail or {}).get("type") != "cancelled":
             more = f" (+{len(esc) - 5} more)" if len(esc) > 5 else ""
             fail = failure("escaped_write", f"the trial wrote outside its directory: {'; '.join(esc[:5])}{more}"
