@@ -72,6 +72,23 @@ def decision_text(action: str, subject: str) -> str:
     return DECISIONS.get(action, action.replace("_", " ") + " {subject}").format(subject=subject)
 
 
+def fmt_local(ts: float | None, seconds: bool = False, date: bool = True, zone: bool = True) -> str:
+    """A journal timestamp (UTC seconds) as people read it: local time with its zone (a table
+    without `zone` names it once in its heading: local_zone())."""
+    import time
+
+    if ts is None:
+        return "—"
+    fmt = ("%Y-%m-%d " if date else "") + ("%H:%M:%S" if seconds else "%H:%M") + (" %Z" if zone else "")
+    return time.strftime(fmt, time.localtime(ts))
+
+
+def local_zone() -> str:
+    import time
+
+    return time.strftime("%Z")
+
+
 def fmt_seconds(x: float | None) -> str:
     """A duration as every view prints it: 0.4s, 5.5s, 29.5s, 312s."""
     if x is None:

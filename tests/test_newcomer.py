@@ -497,3 +497,15 @@ async def test_a_wide_report_scrolls_sideways_instead_of_wrapping_into_column_0(
         await settle(pilot, lambda: body.size.width, "the report laid out")
         assert widest > 76 and body.size.width >= widest and body.size.height <= len(text.splitlines()) + 1  # no line wrapped
         assert scroll.max_scroll_x >= widest - scroll.size.width
+
+
+def test_status_shows_local_time_with_its_zone(tmp_path):
+    """#23: the journal keeps UTC seconds; people read local time, zone named."""
+    import time
+
+    d = synthetic_study(tmp_path)
+    for tz, name, hours in (("UTC", "UTC", 0), ("Asia/Tokyo", "JST", 9)):
+        r = subprocess.run([*NOODLE2, "status", str(d)], cwd=ROOT, env=cli_env(TZ=tz), capture_output=True, text=True,
+                           timeout=60)
+        want = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(T0 + hours * 3600))
+        assert r.returncode == 0 and f"started {want} {name}" in r.stdout, r.stdout

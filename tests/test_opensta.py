@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import anyio
+import orjson
 import pytest
 
 from noodle2.engine.errors import N2Error
@@ -263,8 +264,10 @@ def test_quickstart_study_chains_survivors_and_improves(tmp_path):
     assert f"read_verilog ../{s.trials[best.case_id].parent}/mac16.v" in tcl
     assert "read_liberty ../../snapshot/tech/osu018_stdcells.lib" in tcl
     assert str(sd) not in tcl  # the script never holds the study's location
-    idx = (sd / "trials" / best.case_id / "artifact_index.json").read_text()
-    assert "child netlist" in idx and "run.tcl" in idx
+    idx = orjson.loads((sd / "trials" / best.case_id / "artifact_index.json").read_bytes())
+    assert {e["label"] for e in idx} >= {"child netlist", "script run by sta"}
+    # #23: every file says which case, stage and ECO made it
+    assert {(e["case"], e["stage"], e["eco"]) for e in idx} == {(best.case_id, s.stages[best.stage].name, best.eco)}
     prov = read_provenance(sd)["snapshot"]
     assert prov["snapshot_hash"] and "Yosys" in prov["yosys"] and "abc" in prov["script"]
 

@@ -337,6 +337,12 @@ def test_a_local_instance_started_by_noodle2_keeps_rays_notices_out_of_the_outpu
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "execute  ray" in r.stdout and "✓ study small complete" in r.stdout
     assert "Token authentication" not in r.stdout + r.stderr and r.stderr.strip() == "", r.stderr[-2000:]
+    # #23: its dashboard when ray[default] is installed (on 127.0.0.1), else what to install for it
+    from noodle2.engine.executors.ray_exec import NO_DASHBOARD, dashboard_installed
+
+    url = next(e["dashboard"] for e in events(tmp_path / "d") if e["type"] == "cluster_status")
+    assert url.startswith("http://127.0.0.1:") if dashboard_installed() else url == NO_DASHBOARD
+    assert f"dashboard {url}" in r.stdout
 
 
 def test_ray_tasks_are_named_counted_per_study_and_an_impossible_request_is_refused(cluster, tmp_path):

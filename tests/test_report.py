@@ -316,3 +316,20 @@ def test_provenance_of_the_winner_and_verify_catches_a_changed_file(study, tmp_p
     r = subprocess.run([*NOODLE2, "provenance", str(study), "nosuch_9_9"], cwd=ROOT, env=cli_env(), capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "N2-E216" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_study_directory_explains_itself(study):
+    """#23: a README written at creation names every file; each stage has its summary.json with its
+    plan, outcome, survivors and timing, as journaled."""
+    from noodle2.engine.journal.store import recover
+
+    readme = (study / "README.md").read_text()
+    for name in ("journal.jsonl", "checkpoint.json", "provenance.json", "inputs/", "snapshot/", "trials/<case>/",
+                 "stages/<n>-<name>/", "report/"):
+        assert f"`{name}`" in readme, name
+    s = recover(study).state
+    for st in s.stages:
+        got = orjson.loads((study / "stages" / f"{st.index}-{st.name}" / "summary.json").read_bytes())
+        assert got["survivors"] == st.survivors and [p["case"] for p in got["plan"]] == st.cases
+        assert got["status"] == st.status and got["trials_run"] == len(st.cases) and got["timing"]["wall_s"] > 0
+        assert sum(o == "done" for o in got["outcome"].values()) >= len(st.survivors)

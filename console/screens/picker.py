@@ -1,7 +1,6 @@
 """The study picker: every study under the root with its state, progress and best WNS."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from noodle2.console.screens.modals import TextScreen
 from noodle2.console.view import active_stage
 from noodle2.console.widgets.tables import SortableTable
 from noodle2.engine.errors import N2Error
+from noodle2.engine.fmt import fmt_local, local_zone
 from noodle2.engine.fsutil import lock_holder
 from noodle2.engine.journal.store import is_study_dir, recover
 from noodle2.engine.reports.status import best_vs_base, effective_status
@@ -75,7 +75,7 @@ def study_row(d: Path) -> Row | None:
 
 class StudyList(SortableTable):
     COLUMNS = [("study", "key"), ("state", "state"), ("stage", "stage"), ("trials", "done"),
-               ("WNS ns (Δ base)", "best"), ("active", "last"), ("created", "created"), ("author", "author"),
+               ("WNS ns (Δ base)", "best"), ("active", "last"), (f"created {local_zone()}", "created"), ("author", "author"),
                ("tags", "tags")]
 
 
@@ -127,7 +127,7 @@ class PickerScreen(Screen):
         cursor = t.cursor_row
         t.clear()
         for r in rows:
-            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)) if r.created else "—"
+            created = fmt_local(r.created, zone=False) if r.created else "—"
             t.add_row(r.key, f"{STATE_SYMBOL.get(r.state, '?')} {r.state}", r.stage, f"{r.done}/{r.total}", r.best,
                       ago(r.last, now), created, r.author or "—", r.tags or "—", key=r.key)
         if t.row_count:

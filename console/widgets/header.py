@@ -2,11 +2,10 @@
 safety domain, and WNS base → best.  At 80 columns it keeps the essentials in short words."""
 from __future__ import annotations
 
-import time
-
 from textual.widgets import Label
 
 from noodle2.console.view import ns, plural, study_best
+from noodle2.engine.fmt import fmt_local
 from noodle2.engine.journal.state import TERMINAL, StudyState
 from noodle2.engine.reports.status import effective_status
 
@@ -57,7 +56,7 @@ class StudyHeader(Label):
         status = effective_status(s, engine_pid)
         since = s.paused_since() if status == "running" else None
         if since is not None:
-            status = f"paused since {time.strftime('%H:%M:%S', time.localtime(since))}"
+            status = f"paused since {fmt_local(since, seconds=True, date=False)}"
         busy = s.busy() if alive else 0
         elapsed = StudyHeader.elapsed(s, alive, now) if elapsed is None else elapsed
         done, total = s.counts()

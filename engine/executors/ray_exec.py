@@ -57,6 +57,16 @@ def ray_module() -> Any:
     return ray
 
 
+def dashboard_installed() -> bool:
+    """Whether Ray's dashboard can start here (the `ray-dashboard` extra: ray[default])."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("aiohttp", "aiohttp_cors", "opencensus"))
+
+
+NO_DASHBOARD = "not running (pip install 'noodle2[ray-dashboard]' for it)"
+
+
 def _probe(address: str, timeout_s: float = 5.0) -> None:
     """A cluster address that does not answer fails at once (OSError), not after the minutes
     Ray spends retrying it."""
@@ -76,7 +86,8 @@ def connect(address: str) -> Any:
             # not the operator's business in the engine's output (#22.17)
             logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
                 lambda r: not r.getMessage().startswith("Token authentication is enabled for this Ray cluster"))
-            ray.init(address="local", include_dashboard=False, **kw)  # a new instance, never a stale one
+            # a new instance, never a stale one; its dashboard (ray[default]) on this machine only
+            ray.init(address="local", include_dashboard=dashboard_installed(), dashboard_host="127.0.0.1", **kw)
         else:
             ray.init(address=address, **kw)
     return ray
@@ -166,6 +177,10 @@ class RayExecutor:
             url = ray._private.worker.global_worker.node.webui_url or ""  # noqa: SLF001 - no public API
         except Exception:  # noqa: BLE001
             url = ""
+        if url and not url.startswith("http"):
+            url = f"http://{url}"
+        if not url and not dashboard_installed():
+            url = NO_DASHBOARD
         try:
             here = int(ray.get(self.counter.running.remote(), timeout=5))
         except Exception:  # noqa: BLE001 - without the count the watcher falls back to Ray's CPU figures

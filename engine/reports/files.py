@@ -57,6 +57,10 @@ def write_reports(d: Path, spec: StudySpec, s: StudyState) -> None:
     atomic_write(d / "safety_trace.md", trace.trace_md(s.gates).encode())
     atomic_write(d / "lineage.dot", lineage_dot(s).encode())
     for st in s.stages:
+        summary = d / "stages" / f"{st.index}-{st.name}" / "summary.json"
+        if st.status in ("done", "aborted", "skipped") and not summary.exists():  # final: written once
+            atomic_write(study_subdir(d, "stages", f"{st.index}-{st.name}") / "summary.json",
+                         orjson.dumps(stage_summary(s, st), option=orjson.OPT_INDENT_2))
         if st.status == "done":
             sd = study_subdir(d, "stages", f"{st.index}-{st.name}")
             atomic_write(sd / "pareto.json", orjson.dumps(
@@ -69,6 +73,22 @@ def write_reports(d: Path, spec: StudySpec, s: StudyState) -> None:
                                                                       option=orjson.OPT_INDENT_2))
     if any(st.agreement is not None for st in s.stages):
         atomic_write(d / "postroute.md", postroute_md(s).encode())
+
+
+def stage_summary(s: StudyState, st: Any) -> dict[str, Any]:
+    """A stage as journaled: its plan, outcome, survivors, why it ended, and its timing."""
+    trials = [s.trials[c] for c in st.cases if c in s.trials]
+    tool_s = sum((t.resources or {}).get("wall_s") or 0 for t in trials)
+    wall = (st.ended_at - st.started_at) if st.started_at and st.ended_at else None
+    return {"stage": st.index, "name": st.name, "mode": st.mode, "status": st.status, "reason": st.reason,
+            "after": [s.stages[i].name for i in st.after], "parents": st.parents,
+            "plan": [{"case": t.case_id, "parent": t.parent, "eco": t.eco, "params": t.params} for t in trials],
+            "outcome": {t.case_id: (t.status if t.status != "failed" else f"failed: {(t.failure or {}).get('type')}")
+                        for t in trials},
+            "survivors": st.survivors, "ranking": st.ranking, "excluded_by_rails": st.excluded,
+            "budget": st.budget, "trials_run": sum(t.status in ("done", "failed") for t in trials),
+            "timing": {"started": st.started_at, "ended": st.ended_at, "wall_s": round(wall, 3) if wall else None,
+                       "tool_s": round(tool_s, 3)}}
 
 
 def agreement_line(a: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from noodle2.engine.catalog.ecos import ROUTE_MODES
-from noodle2.engine.fmt import decision_text, fmt_ns, fmt_seconds
+from noodle2.engine.fmt import decision_text, fmt_local, fmt_ns, fmt_seconds
 from noodle2.engine.journal.state import TERMINAL, StageState, StudyState, TrialState
 from noodle2.engine.policy.ranking import Candidate, rank
 from noodle2.engine.study.models import Ranking
@@ -118,7 +118,9 @@ def status_text(s: StudyState, holder: int | None, now: float | None = None, res
     done, total = s.counts()
     lines = [f"study     {s.name}   [{state}]" + (f"  engine PID {holder}" if holder else ""),
              f"domain    {s.safety_domain}   max_parallel {s.max_parallel}   resumes {s.resumes}",
-             f"trials    {done}/{total} finished"]
+             f"trials    {done}/{total} finished"
+             + (f"   started {fmt_local(s.started_at, seconds=True)}" if s.started_at else "")
+             + (f", last event {fmt_local(s.last_event_at, seconds=True)}" if s.last_event_at else "")]
     if s.reason:
         lines.append(f"reason    {s.reason}")
     base = s.base()

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from noodle2.engine.fmt import fmt_metric, fmt_ns, metric_axis, metric_unit
+from noodle2.engine.fmt import fmt_local, fmt_metric, fmt_ns, metric_axis, metric_unit
 from noodle2.engine.fsutil import atomic_write, study_subdir
 from noodle2.engine.journal.state import StudyState
 from noodle2.engine.reports.files import agreement_line, decision_cases, lineage_dot
@@ -151,7 +151,8 @@ def _study(doc: Doc, d: Path, s: StudyState) -> None:
         ["tools", "; ".join(x for x in (f"OpenSTA {snap.get('sta', '?')}", snap.get("yosys", "")) if x)],
         ["snapshot", f"{snap.get('cells', '?')} cells" + (f", sha256 {snap['snapshot_hash'][:16]}"
                                                            if snap.get("snapshot_hash") else "")],
-        ["created", f"{prov.get('created', '')} on {prov.get('host', '')}, from {prov.get('source_study', '')}"],
+        ["created", f"{fmt_local(s.started_at, seconds=True) if s.started_at else prov.get('created', '')} on "
+                    f"{prov.get('host', '')}, from {prov.get('source_study', '')}"],
         ["study directory", str(d)]])
 
 

@@ -90,8 +90,37 @@ def _fill(study: Study, d: Path) -> None:
     if study.spec.priors.import_from:
         prov["priors_imported"] = imported_provenance(study)
     write_provenance(d, prov)
+    atomic_write(d / "README.md", readme(study.spec.study.name, str(study.path)).encode())
     atomic_write(d / "legality_report.md", legality_report(study.spec, study.outside_inputs()).encode())
     atomic_write(inputs / "study.toml", study.source.encode("utf-8"))  # last: a study dir is whole once it is here
+
+
+def readme(name: str, source: str) -> str:
+    """What each file of a study directory is, for whoever opens the folder."""
+    return f"""# Study directory: {name}
+
+Made by noodle2 from `{source}`.  The journal is the record; everything else is derived from it
+or from the inputs, and is rewritten whole (atomically) as the study runs.
+
+| file or folder | what it is |
+|---|---|
+| `journal.jsonl` | every fact, one JSON event per line, fsynced: the source of truth |
+| `checkpoint.json` | the journal folded up to a line, so a resume reads only the rest |
+| `provenance.json` | where the study came from: inputs with their sha256, host, tool versions |
+| `legality_report.md` | which ECO classes the safety domain allows, checked before anything ran |
+| `inputs/` | a copy of the study file and every input it names (read-only) |
+| `snapshot/` | the design every trial starts from: netlist, SDC, technology files (read-only) |
+| `trials/<case>/` | one folder per case (`<base>_<stage>_<index>`): its Tcl, logs, reports, netlist, `metrics.json`, and `artifact_index.json` naming each file with its case, stage and ECO |
+| `stages/<n>-<name>/` | each stage's `summary.json` (plan, survivors, why it ended, timing) and its ranking (`pareto.json`) |
+| `eco_leaderboard.md`, `.json` | each ECO's trials, gains and failures |
+| `safety_trace.md`, `.jsonl` | every gate the policy checked, in order |
+| `lineage.dot` | the case DAG (Graphviz) |
+| `control/` | requests to a running engine (pause, stop, cancel) |
+| `report/` | `noodle2 report` and `noodle2 provenance` output |
+
+`noodle2 status DIR` summarises it, `noodle2 resume DIR` continues it, `noodle2 report DIR` writes
+the report, `noodle2 provenance DIR --verify` re-checks how the winner was made.
+"""
 
 
 def _fresh_dir(study: Study, root: Path, explicit: Path | None) -> tuple[Path, bool]:

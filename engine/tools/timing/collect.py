@@ -138,8 +138,9 @@ def _warnings(logs: list[LogScan]) -> dict[str, Any]:
     return out
 
 
-def artifact_index(t: Path, top: str) -> list[dict[str, str]]:
-    """Every file a trial left that a person may open, with its type and what it is."""
+def artifact_index(t: Path, top: str, case: str = "", stage: str = "", eco: str = "") -> list[dict[str, str]]:
+    """Every file a trial left that a person may open, with its type and what it is, labelled with
+    the case, stage and ECO that made it (a file found on its own still says where it is from)."""
     pnr = t / "pnr" / top
     files = [
         (t / "run.tcl", "text/x-tcl", "script run by sta"), (t / "stdout.log", "text/plain", "sta stdout"),
@@ -167,7 +168,9 @@ def artifact_index(t: Path, top: str) -> list[dict[str, str]]:
     files += [(t / "maps" / e[k], "text/csv" if k == "csv" else "image/png",
                f"{e['name']}{' ' + e['layer'] if e.get('layer') else ''} ({e['unit']})")
               for e in maps for k in ("csv", "png") if isinstance(e.get(k), str)]
-    return [{"path": str(p.relative_to(t)), "type": kind, "label": label} for p, kind, label in files if p.exists()]
+    made = {k: v for k, v in (("case", case), ("stage", stage), ("eco", eco)) if v}
+    return [{"path": str(p.relative_to(t)), "type": kind, "label": label, **made}
+            for p, kind, label in files if p.exists()]
 
 
 def read_json(p: Path) -> dict[str, Any]:

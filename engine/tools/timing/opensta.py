@@ -117,13 +117,23 @@ class OpenSTATool:
         return Command([sys.executable, "-m", "noodle2.engine.tools.synthesis.resynth", "resynth.json"], t,
                        t / "stdout.log", t / "stderr.log", None, ctx.memory_limit_mb)
 
+    def _stage_name(self, case: str) -> str:
+        """`<base>_<stage>_<index>` names its stage; the base case is `base`."""
+        parts = case.rsplit("_", 2)
+        stages = self.study.spec.stages
+        if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) < len(stages) and case.startswith(
+                self.study.spec.base_case + "_"):
+            return stages[int(parts[1])].name
+        return "base"
+
     def collect(self, ctx: TrialContext, result: ExecResult) -> dict[str, Any]:
         t = ctx.trial_dir
         m = collect(self.design, ctx, self.eco(ctx.eco))
         if ctx.mode in ROUTE_MODES:
             m = collect_route(self.design, ctx, m)
         (t / "metrics.json").write_bytes(orjson.dumps(m, option=orjson.OPT_INDENT_2))
-        (t / "artifact_index.json").write_bytes(orjson.dumps(artifact_index(t, self.top), option=orjson.OPT_INDENT_2))
+        index = artifact_index(t, self.top, ctx.case_id, self._stage_name(ctx.case_id), ctx.eco)
+        (t / "artifact_index.json").write_bytes(orjson.dumps(index, option=orjson.OPT_INDENT_2))
         return m
 
     def prove(self, trial_dir: Path, parent_dir: Path) -> dict[str, Any]:
