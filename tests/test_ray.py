@@ -131,6 +131,17 @@ def test_a_worker_node_lost_mid_stage_and_the_study_still_equals_a_local_run(clu
     status = [e for e in evs if e["type"] == "cluster_status"]
     assert status and status[0]["nodes"] == 3 and status[0]["cpus"] == 2
     assert out.count("◎ Ray ") == 1 and "3 nodes" in out and "CPUs" in out
+    # #23: the report says, per node, trials run, busy time, utilisation, and which node was lost
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "report", str(d)], cwd=ROOT, env=cli_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = (d / "report" / "summary.md").read_text().split("## Ray nodes", 1)[1].split("\n## ", 1)[0]
+    rows = [ln.split("|")[1:-1] for ln in md.splitlines() if ln.startswith("| 127.0.0.1/")]
+    ran = {n.split(":")[-1] for n in nodes}
+    assert len(rows) == 2 and {r[0].strip().split("/")[1] for r in rows} == ran, md  # the two CPU nodes
+    assert sum(int(r[1]) for r in rows) == len([e for e in evs if e["type"] == "trial_finished"])
+    assert [r[4].strip() for r in rows].count("lost") == 1 and all(r[3].strip().endswith("%") for r in rows)
+    assert "1 trial attempt(s) lost their worker" in md
     c.add_node(num_cpus=1)  # back to two workers for the next test
     c.wait_for_nodes()
 

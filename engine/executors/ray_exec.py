@@ -429,8 +429,9 @@ def _log_trial(spec: dict[str, Any], res: ExecResult, root: Path, escaped: list[
 
 
 def _scratch_manifest(root: Path, cwd: Path) -> dict[str, tuple[int, int]]:
-    """(size, mtime_ns) of everything in a scratch root but the trial's own directory; snapshot
-    links are followed, so a write through one into the node's cache shows."""
+    """What each file of a scratch root but the trial's own directory is: (size, mtime_ns) of a
+    file, (size, inode) of a snapshot link's target in the node's cache (other tasks touch its
+    mtime to keep it; a write into it shows as a new size or, replaced, a new inode)."""
     out: dict[str, tuple[int, int]] = {}
     skip = str(cwd)
     for dirpath, dirnames, filenames in os.walk(root):
@@ -440,10 +441,11 @@ def _scratch_manifest(root: Path, cwd: Path) -> dict[str, tuple[int, int]]:
         for name in filenames:
             p = os.path.join(dirpath, name)
             try:
+                link = os.path.islink(p)
                 st = os.stat(p)
             except OSError:
                 continue
-            out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns)
+            out[os.path.relpath(p, root)] = (st.st_size, st.st_ino if link else st.st_mtime_ns)
     return out
 
 

@@ -128,6 +128,7 @@ def build(d: Path, s: StudyState, images: list[tuple[str, str]], skipped: str | 
     _stages(doc, s)
     _winner(doc, s, changes, lineage_svg)
     _ecos_and_safety(doc, s)
+    _nodes(doc, d, s)
     doc.h("Plots")
     if skipped:
         doc.p(skipped)
@@ -214,6 +215,42 @@ def _winner(doc: Doc, s: StudyState, changes: tuple[str, list[list[str]]] | None
         doc.h("Lineage")
         what = "every case" if len(s.trials) <= DRAW_ALL else "every stage's survivors and their ancestors (lineage.dot has every case)"
         doc.img("lineage.svg", f"{what} from its parent, labelled with its ECO and ΔWNS; the winner's path in bold")
+
+
+def node_rows(s: StudyState, seen: list[dict[str, Any]]) -> list[list[Any]]:
+    """Per Ray node: trials run, busy time, utilisation of its CPUs over the study, and whether
+    it was lost (in one journaled cluster status, missing from a later one)."""
+    by: dict[str, list[float]] = {}
+    for t in s.trials.values():
+        node = (t.resources or {}).get("node")
+        if node and t.status in ("done", "failed"):
+            by.setdefault(node.split(":")[-1], []).append((t.resources or {}).get("wall_s") or 0.0)
+    cpus = {n["id"]: n.get("cpus", 0) for c in seen for n in c.get("node_list", [])}
+    host = {n["id"]: n.get("host", "") for c in seen for n in c.get("node_list", [])}
+    lost = {n["id"] for i, c in enumerate(seen) for n in c.get("node_list", [])
+            if any(n["id"] not in {m["id"] for m in later.get("node_list", [])} for later in seen[i + 1:])}
+    span = (s.last_event_at or 0) - (s.started_at or 0)
+    rows = []
+    for node in sorted(set(by) | {k for k, v in cpus.items() if v}):
+        busy = sum(by.get(node, []))
+        util = f"{100 * busy / (span * cpus[node]):.0f}%" if span > 0 and cpus.get(node) else "—"
+        rows.append([f"{host.get(node, '')}/{node}", len(by.get(node, [])), f"{busy:.1f}", util,
+                     "lost" if node in lost else ""])
+    return rows
+
+
+def _nodes(doc: Doc, d: Path, s: StudyState) -> None:
+    if s.cluster is None:
+        return
+    from noodle2.engine.journal.store import JOURNAL, read_events
+
+    events = read_events(d / JOURNAL, 0, final=False).events
+    seen = [{"node_list": e.node_list} for e in events if e.type == "cluster_status"]
+    lost_trials = sum(1 for e in events if e.type == "trial_failed" and e.failure.get("type") == "worker_lost")
+    doc.h("Ray nodes")
+    doc.table(["node", "trials run", "busy s", "utilisation", "lost"], node_rows(s, seen))
+    doc.p(f"{lost_trials} trial attempt(s) lost their worker and ran again" if lost_trials else
+          "No trial lost its worker.")
 
 
 def _ecos_and_safety(doc: Doc, s: StudyState) -> None:
