@@ -4,12 +4,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import anyio
 import orjson
 import pytest
 
+from noodle2.engine.errors import N2Error
 from noodle2.engine.run.engine import Engine
 from noodle2.engine.run.studydir import new_study_dir, read_provenance
 from noodle2.engine.study.load import load_study
@@ -188,3 +190,70 @@ def test_priors_import_is_explicit_and_recorded(tmp_path, monkeypatch):
             own[t.eco] = own.get(t.eco, 0) + 1
     assert b == {e: a.get(e, 0) + own.get(e, 0) for e in set(a) | set(own)}
     assert a and all(a[e] > 0 for e in a)
+
+
+MIXED = f"""
+[study]
+name = "mixed"
+safety_domain = "guarded"
+seed = 9
+
+[design]
+top = "mac8"
+tech = "osu018"
+rtl = ["{ROOT / 'sample_studies' / 'designs' / 'mac8' / 'mac8.v'}"]
+sdc = "{ROOT / 'sample_studies' / 'designs' / 'mac8' / 'mac8.sdc'}"
+
+[execution]
+max_parallel = 2
+soft_timeout_s = 300
+
+[ranking]
+kind = "lexicographic"
+objectives = ["wns_ps", "hot_ratio"]
+
+[[stages]]
+name = "timing"
+mode = "sta"
+trials = 3
+survivors = 2
+ecos = ["resize_critical", "pin_swap", "buffer_fanout"]
+{{timing_ranking}}
+
+[[stages]]
+name = "route"
+mode = "route"
+trials = 2
+survivors = 1
+ecos = ["noop"]
+[stages.ranking]
+objective = "hot_ratio"
+"""
+
+
+@pytest.mark.skipif(shutil.which("qflow") is None, reason="needs qflow (bash .ci/setup installs it)")
+def test_a_timing_stage_ranked_on_congestion_is_a_validate_error_and_per_stage_ranking_runs(tmp_path):
+    """#21: ranking on wns_ps and hot_ratio passed validate, then the unrouted base case 'lacked'
+    hot_ratio and blocked the study.  Now validate names the timing-only stage; with its own
+    [stages.ranking] the study runs: timing ranked on WNS, the route stage on congestion."""
+    from noodle2.engine.study.load import parse_study
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MIXED.replace("{timing_ranking}", ""))
+    with pytest.raises(N2Error) as ei:
+        parse_study(bad.read_text(), bad)
+    [p] = [p for p in ei.value.problems if p.code == "N2-E126"]
+    assert "stage 'timing' (mode sta) ranks on 'hot_ratio'" in p.message and "[stages.ranking]" in p.hint
+    good = tmp_path / "good.toml"
+    good.write_text(MIXED.replace("{timing_ranking}", '[stages.ranking]\nobjective = "wns_ps"'))
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(good), "--unattended", "--study-dir",
+                        str(tmp_path / "d")], cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    evs = [orjson.loads(x) for x in (tmp_path / "d" / "journal.jsonl").read_bytes().splitlines()]
+    done = {e["case_id"]: e["metrics"] for e in evs if e["type"] == "trial_finished"}
+    chosen = {e["stage"]: e for e in evs if e["type"] == "survivors_chosen"}
+    timing = chosen[0]["ranking"]
+    assert [done[c]["wns_ps"] for c in timing] == sorted((done[c]["wns_ps"] for c in timing), reverse=True)
+    route = chosen[1]["ranking"]
+    assert all("hot_ratio" in done[c] for c in route)
+    assert [done[c]["hot_ratio"] for c in route] == sorted(done[c]["hot_ratio"] for c in route)  # least congested first

@@ -64,9 +64,10 @@ def write_reports(d: Path, spec: StudySpec, s: StudyState) -> None:
         if st.status == "done":
             sd = study_subdir(d, "stages", f"{st.index}-{st.name}")
             atomic_write(sd / "pareto.json", orjson.dumps(
-                {"stage": st.name, "ranking_kind": spec.ranking.kind, "front": st.front, "survivors": st.survivors,
+                {"stage": st.name, "ranking_kind": spec.stage_ranking(st.index).kind, "front": st.front,
+                 "survivors": st.survivors,
                  "on_front": [c for c in st.survivors if c in st.front], "excluded_by_rails": st.excluded,
-                 "points": {c: {m: (s.trials[c].metrics or {}).get(m) for m in metrics_of(spec.ranking)}
+                 "points": {c: {m: (s.trials[c].metrics or {}).get(m) for m in metrics_of(spec.stage_ranking(st.index))}
                             for c in st.ranking}}, option=orjson.OPT_INDENT_2))
             if st.agreement is not None:
                 atomic_write(sd / "rank_agreement.json", orjson.dumps({"stage": st.name, **st.agreement},

@@ -33,7 +33,6 @@ from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import TERMINAL, StudyState, fold, from_snapshot
 from noodle2.engine.journal.store import CHECKPOINT, JOURNAL, JournalWriter, checkpoint_bytes, recover
 from noodle2.engine.policy import priors, safety
-from noodle2.engine.policy.ranking import metrics_of
 from noodle2.engine.policy.trace import gate
 from noodle2.engine.reports.files import write_reports
 from noodle2.engine.reports.status import final_summary
@@ -75,12 +74,12 @@ class Engine:
 
         ahead = getattr(self.executor, "queue_ahead", lambda n: 0)(self.max_parallel)
         slots = Slots(anyio.CapacityLimiter(self.max_parallel + ahead), anyio.CapacityLimiter(self.max_parallel))
-        required = set(metrics_of(self.spec.ranking)) if getattr(tool, "reports_metrics", True) else set()
         self.imported_priors = load_imported_priors(self.study)
         self.controls = Controls(self)
         self.notifier = Notifier(self)
         self.prover = Prover(self, slots.collectors)
-        self.trials = TrialRunner(self, self.executor, self.controls, slots, self.prover, required)
+        self.trials = TrialRunner(self, self.executor, self.controls, slots, self.prover,
+                                  getattr(tool, "reports_metrics", True))
         self.stages = StageScheduler(self, self.trials, self.prover, self.imported_priors, self.max_parallel)
         status = getattr(self.executor, "status", None)
         self.cluster = ClusterWatch(self, status) if status is not None else None

@@ -140,7 +140,7 @@ class StageScheduler:
         if h.spec.stages[i].keep_parents:  # the parents compete too: a stage never loses ground
             cands += [Candidate(p, h.state.trials[p].metrics or {}, None, output_key(h.state.trials[p]))
                       for p in st.parents if h.state.trials[p].status == "done"]
-        select = partial(select_survivors, r=h.spec.ranking, count=st.survivor_count,
+        select = partial(select_survivors, r=h.spec.stage_ranking(i), count=st.survivor_count,
                          base=base.metrics if base else None,
                          max_wns_regression_ps=h.spec.rails.max_wns_regression_vs_parent_ps, stage=i,
                          limits=rail_limits(h.spec.rails))
@@ -149,7 +149,7 @@ class StageScheduler:
             sel = await self.prover.survivors(i, sel, cands, select)
         if sel.gates:
             h.emit(ev.GatesChecked(stage=i, gates=sel.gates))
-        if st.mode in ROUTE_MODES and (agree := rank_agreement(cands, sel.ranking, h.spec.ranking,
+        if st.mode in ROUTE_MODES and (agree := rank_agreement(cands, sel.ranking, h.spec.stage_ranking(i),
                                                                 base.metrics if base else None)):
             h.emit(ev.RankAgreement(stage=i, **agree))
         h.emit(ev.SurvivorsChosen(stage=i, survivors=sel.survivors, ranking=sel.ranking,

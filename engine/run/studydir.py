@@ -189,7 +189,7 @@ def open_for_resume(d: Path, *, ignore_original: bool = False) -> Study:
     rec = recover(d)
     recorded = rec.state.spec
     problems: list[Problem] = []
-    if recorded and study.spec_hash() != rec.state.spec_hash:
+    if recorded and study.spec_hash() != rec.state.spec_hash and current(recorded) != study.spec.model_dump():
         problems += _changes("inputs/study.toml", recorded, study.spec.model_dump())
     prov = read_provenance(d)
     for rel, h in prov.get("inputs", {}).items():
@@ -202,7 +202,8 @@ def open_for_resume(d: Path, *, ignore_original: bool = False) -> Study:
             original = load_study(src)
         except N2Error:
             original = None  # a broken original cannot be what the study runs; the copy is
-        if original is not None and original.spec_hash() != rec.state.spec_hash:
+        if original is not None and original.spec_hash() != rec.state.spec_hash \
+                and current(recorded) != original.spec.model_dump():
             changed = _changes(str(src), recorded, original.spec.model_dump())
             _, refused = amendable(recorded, original.spec.model_dump(), rec.state)
             if not refused:
@@ -300,6 +301,17 @@ def _hash_or_none(p: Path) -> str | None:
         return sha256_file(p)
     except (OSError, ValueError):
         return None
+
+
+def current(recorded: dict) -> dict:
+    """A journaled spec as this version's models write it: a key added since (with its default)
+    is not a change to the study."""
+    from noodle2.engine.study.models import StudySpec
+
+    try:
+        return StudySpec.model_validate(recorded).model_dump()
+    except ValueError:
+        return recorded
 
 
 def _changes(where: str, before: dict, after: dict) -> list[Problem]:

@@ -14,7 +14,8 @@ from typing import Any, AsyncIterator
 
 import anyio
 
-from noodle2.engine.catalog.metrics import check_metrics
+from noodle2.engine.catalog.ecos import ROUTE_MODES
+from noodle2.engine.catalog.metrics import check_metrics, post_route_only
 from noodle2.engine.errors import EnvironmentFault, env_fault
 from noodle2.engine.executors.base import Command, ExecResult, Executor, Job
 from noodle2.engine.executors.contain import MARKER
@@ -22,6 +23,7 @@ from noodle2.engine.fsutil import sha256_file
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import TrialState
 from noodle2.engine.policy.failures import RETRYABLE, classify, failure
+from noodle2.engine.policy.ranking import metrics_of
 from noodle2.engine.run import isolation
 from noodle2.engine.run.control import Controls
 from noodle2.engine.run.host import Host
@@ -49,13 +51,13 @@ class Slots:
 
 class TrialRunner:
     def __init__(self, host: Host, executor: Executor, controls: Controls, slots: Slots, prover: Prover,
-                 required: set[str]) -> None:
+                 check_ranked: bool = True) -> None:
         self.host = host
         self.executor = executor
         self.controls = controls
         self.slots = slots
         self.prover = prover
-        self.required = required  # metrics the ranking needs: a trial without them is a parse_failure
+        self.check_ranked = check_ranked  # a trial without the metrics its stage ranks on is a parse_failure
         self._verified: dict[str, tuple[int, int, int]] = {}  # path -> (size, mtime_ns, inode) hashed ok
         self.watch = isolation.Watch(host.dir)
         self._alone: set[str] = set()  # cases that saw an escaped write beside others: they run again alone
@@ -156,6 +158,19 @@ class TrialRunner:
         await self.host.sync()
         return retry
 
+    def required(self, ctx: TrialContext) -> set[str]:
+        """The metrics the trial's stage ranks on that its mode produces (the base case: the
+        study's ranking, as far as a timing run measures it)."""
+        if not self.check_ranked:
+            return set()
+        h = self.host
+        t = h.state.trials.get(ctx.case_id)
+        stage = t.stage if t is not None else -1
+        need = set(metrics_of(h.spec.stage_ranking(stage) if stage >= 0 else h.spec.ranking))
+        if ctx.mode not in ROUTE_MODES:
+            need = {m for m in need if not post_route_only(m.split("@", 1)[0])}
+        return need
+
     def _prepare(self, ctx: TrialContext) -> Command:
         """Executor side: the inputs checked, a clean trial directory, the tool's inputs in it."""
         try:
@@ -228,7 +243,7 @@ class TrialRunner:
                 metrics = {**metrics, **extract_custom(h.spec.custom.metrics, ctx.trial_dir)}
             except ExtractError as e:
                 raise TrialFailure("parse_failure", str(e)) from None
-        if (why := check_metrics(metrics, self.required)) is not None:
+        if (why := check_metrics(metrics, self.required(ctx))) is not None:
             raise TrialFailure("parse_failure", f"the tool's metrics are not usable: {why}")
         outputs = {rel: sha256_file(ctx.trial_dir / rel) for rel in h.tool.outputs(ctx)}
         _read_only(ctx.trial_dir)

@@ -33,6 +33,7 @@ EXAMPLES: dict[str, str] = {
     "stages.after": 'after = ["explore"]', "stages.max_wns_regression_ps": "max_wns_regression_ps = 100",
     "stages.eco_classes": 'eco_classes = ["topology_neutral"]', "stages.repeat": "repeat = 20",
     "stages.keep_parents": "keep_parents = true",
+    "stages.ranking": 'ranking = { objective = "hot_ratio" }',
 }
 
 

@@ -391,6 +391,9 @@ class Stage(_Strict):
     """Run N copies of the stage in a chain, named name.1 ... name.N."""
     keep_parents: bool = False
     """The stage's parents compete with its trials for survival, so it never loses ground."""
+    ranking: Ranking | None = None
+    """This stage's own ranking ([stages.ranking]); the study's [ranking] otherwise.  A route stage
+    may rank on congestion (hot_ratio) after timing-only stages ranked on wns_ps."""
 
     @field_validator("ecos")
     @classmethod
@@ -433,6 +436,10 @@ class StudySpec(_Strict):
     """ECO priors."""
     stages: Annotated[list[Stage], Field(min_length=1, max_length=MAX_STAGES)]
     """The stages, in order."""
+
+    def stage_ranking(self, i: int) -> Ranking:
+        """How stage i chooses its survivors: its own [stages.ranking], else the study's."""
+        return self.stages[i].ranking or self.ranking
 
     def stage_deps(self) -> list[list[int]]:
         """Indices each stage waits for: `after` if given, otherwise the previous stage."""

@@ -9,8 +9,9 @@ import re
 from pathlib import Path
 
 from noodle2.engine.catalog.ecos import CATALOG, ROUTE_MODES, EcoDef, catalog
-from noodle2.engine.catalog.metrics import RANGES
+from noodle2.engine.catalog.metrics import RANGES, post_route_only
 from noodle2.engine.errors import N2Error, Problem
+from noodle2.engine.policy.ranking import metrics_of
 from noodle2.engine.policy.safety import legality_problems
 from noodle2.engine.study.imports import import_problems
 from noodle2.engine.study.models import (
@@ -71,6 +72,25 @@ def _stages_problems(spec: StudySpec) -> list[Problem]:
             out += _stage_eco_problems(f"stages[{i}]", s, known)
             out += _stage_route_problems(spec, i, s, names)
             out += _stage_param_problems(f"stages[{i}]", s, known)
+            out += _stage_ranking_problems(spec, i, s)
+    return out
+
+
+def _stage_ranking_problems(spec: StudySpec, i: int, s: Stage) -> list[Problem]:
+    """A stage's own ranking is checked as the study's is; and no stage may rank on a metric its
+    mode cannot produce (it would fail every trial, or block the study at its base case)."""
+    out = [Problem(p.code, p.message, f"stages[{i}].{p.path}", hint=p.hint)
+           for p in (_ranking_problems(s.ranking, spec) if s.ranking is not None else [])]
+    r = s.ranking or spec.ranking
+    if r is None or s.mode in ROUTE_MODES:
+        return out
+    for m in metrics_of(r):
+        if post_route_only(m.split("@", 1)[0]):
+            where = f"stages[{i}].ranking" if s.ranking is not None else "ranking"
+            out.append(Problem("N2-E126", f"stage {s.name!r} (mode {s.mode}) ranks on {m!r}, which only a route stage "
+                               "measures", where,
+                               hint=f"give stage {s.name!r} its own [stages.ranking] (e.g. objective = \"wns_ps\"), or "
+                                    "make it a route stage"))
     return out
 
 
