@@ -65,7 +65,8 @@ def fmt_num(v: float, integer: bool = False) -> str:
 DECISIONS = {"disable_eco": "ECO {subject} disabled", "disable_class": "ECO class {subject} disabled",
              "skip_eco": "ECO {subject} skipped", "abort_stage": "stage {subject} aborted",
              "block_study": "study blocked by {subject}", "plateau": "study ends early ({subject})",
-             "order_ecos": "ECOs ordered by their priors: {subject}"}
+             "order_ecos": "ECOs ordered by their priors: {subject}", "goal_met": "study ends early: goal met by {subject}",
+             "stop_early": "stage {subject} stops early"}
 
 
 def decision_text(action: str, subject: str) -> str:

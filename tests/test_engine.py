@@ -294,3 +294,83 @@ ecos = ["pin_swap"]
     assert "is above the rail max 100" in r.stdout and "stage two skipped" in r.stdout
     gates = [orjson.loads(x) for x in (tmp_path / "s" / "safety_trace.jsonl").read_bytes().splitlines()]
     assert {g["gate"] for g in gates} >= {"rail_area_um2", "rail_wns_ps"}
+
+
+async def test_the_study_ends_when_its_goal_is_met_and_says_what_it_saved(tmp_path):
+    """#21: [study] goal = { wns_ps = … }: met by a stage's survivor, the study ends there; the
+    decision is journaled with the case and the trials not run."""
+    _, ref = await run(fake_study(tmp_path, name="all"), tmp_path / "ref")
+    first = ref.state.trials[ref.state.stages[0].survivors[0]].metrics["wns_ps"]
+    goal = f'[study]\nname = "goal"\nseed = 11\ngoal = {{ wns_ps = {first - 1:g} }}'
+    f = fake_study(tmp_path, name="goal")
+    f.write_text(f.read_text().replace('[study]\nname = "goal"\nseed = 11', goal, 1))
+    status, eng = await run(f, tmp_path / "goal")
+    s = eng.state
+    assert status == "complete" and s.stages[0].status == "done"
+    assert [st.status for st in s.stages[1:]] == ["skipped", "skipped"]
+    [d] = [d for d in s.decisions if d["action"] == "goal_met"]
+    saved = sum(st.budget for st in s.stages[1:])
+    assert d["subject"] == ref.state.stages[0].survivors[0] and f"{saved} trial(s) of 2 stage(s) not run" in d["reason"]
+    assert s.reason == d["reason"] and len(s.trials) == 1 + s.stages[0].budget  # nothing later ran
+    # a goal no case meets changes nothing
+    f.write_text(f.read_text().replace(f"wns_ps = {first - 1:g}", "wns_ps = 1000000"))
+    _, far = await run(f, tmp_path / "far")
+    assert not [d for d in far.state.decisions if d["action"] == "goal_met"] and len(far.state.trials) == len(ref.state.trials)
+
+
+async def test_a_stage_stops_early_once_timing_is_met_and_flat_whatever_the_concurrency(tmp_path):
+    """#21: timing met (WNS 0) and the objective flat for 3 trials in plan order: the stage runs no
+    more trials, journals why and how many it saved, and chooses the same survivors at any
+    concurrency (a trial past the stop that finished anyway never counts)."""
+    stages = '''
+[[stages]]
+name = "explore"
+trials = 10
+survivors = 2
+stop_when_flat = 3
+ecos = ["resize_critical", "buffer_fanout"]
+
+[[stages]]
+name = "refine"
+trials = 4
+survivors = 1
+ecos = ["pin_swap"]
+'''
+    got = []
+    for n, delay in ((1, "0"), (4, "0.02")):
+        _, eng = await run(fake_study(tmp_path, name=f"flat{n}", stages=stages, max_parallel=n), tmp_path / f"p{n}",
+                           N2_FAKE_BASE_WNS="100", N2_FAKE_DELAY=delay)
+        s = eng.state
+        [d] = [d for d in s.decisions if d["action"] == "stop_early"]
+        not_run = [c for c in s.stages[0].cases if s.trials[c].status == "cancelled"]
+        got.append((s.stages[0].survivors, d["reason"], s.stages[1].survivors, s.status))
+        assert "timing met and wns_ps flat for 3 trials" in d["reason"] and "the 6 later trials of 10" in d["reason"]
+        # the tools already running when the stop was decided finish, uncounted (the pipeline: one per slot)
+        assert 6 - n - 1 <= len(not_run) <= 6 and all("stopped early" in s.trials[c].failure["reason"] for c in not_run)
+        assert all(s.trials[c].index < 4 for c in s.stages[0].survivors) and s.status == "complete"
+    assert got[0] == got[1]
+    # a resume from the journal as it stood just after the stop: the same survivors, and no trial
+    # past the stop runs on the resume
+    import shutil
+
+    d = next((tmp_path / "p4").iterdir())
+    cut = tmp_path / "cut"
+    shutil.copytree(d, cut)
+    lines = (cut / JOURNAL).read_bytes().splitlines(keepends=True)
+    at = next(i for i, x in enumerate(lines) if b'"stop_early"' in x)
+    (cut / JOURNAL).write_bytes(b"".join(lines[:at + 1]))
+    (cut / "checkpoint.json").unlink()
+    before = recover(cut).state
+    t0 = time.time()
+    os.environ["N2_FAKE_BASE_WNS"] = "100"
+    try:
+        eng = Engine(cut, open_for_resume(cut), make_tool(load_study(cut / "inputs" / "study.toml", stored=True), cut))
+        assert await eng.run() == "complete"
+    finally:
+        os.environ.pop("N2_FAKE_BASE_WNS")
+    ran = {e.case_id for e in read_events(cut / JOURNAL).events if isinstance(e, ev.TrialStarted) and e.t >= t0}
+    stop = int(next(d for d in eng.state.decisions if d["action"] == "stop_early")["reason"].split(" to ")[1]
+               .split(")")[0].rsplit("_", 1)[1]) + 1
+    assert not {c for c in ran if eng.state.trials[c].stage == 0 and eng.state.trials[c].index >= stop}
+    assert (eng.state.stages[0].survivors, eng.state.stages[1].survivors) == (got[1][0], got[1][2])
+    assert len([d for d in eng.state.decisions if d["action"] == "stop_early"]) == 1 and before.status == "running"

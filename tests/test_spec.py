@@ -217,6 +217,18 @@ def test_an_objective_opensta_does_not_measure_is_refused_with_a_suggestion(tmp_
     assert parse_study(cmd, tmp_path / "s.toml").spec.ranking.objective == "my_score"
 
 
+def test_a_goal_on_a_metric_trials_do_not_measure_is_refused(tmp_path):
+    """#21: [study] goal names metrics the way [ranking] does, checked the same way."""
+    path = ROOT / "sample_studies" / "quickstart.toml"
+    text = path.read_text().replace("[study]\n", "[study]\ngoal = { wns = 0 }\n", 1)
+    with pytest.raises(N2Error) as ei:
+        parse_study(text, path)
+    [p] = [p for p in ei.value.problems if p.path == "study.goal"]
+    assert "goal metric 'wns'" in p.message and "did you mean 'wns_ps'" in p.hint
+    ok = parse_study(path.read_text().replace("[study]\n", "[study]\ngoal = { wns_ps = 0 }\n", 1), path)
+    assert ok.spec.study.goal == {"wns_ps": 0}
+
+
 def test_typos_get_a_did_you_mean(tmp_path):
     """#22.21: `survivers`, `executon`, `clone_drivr` name the key or ECO they meant."""
     path = ROOT / "sample_studies" / "quickstart.toml"

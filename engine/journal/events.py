@@ -212,7 +212,7 @@ class PolicyDecision(Event):
 
     type: ClassVar[str] = "policy_decision"
     scope: str  # eco | eco_class | stage | study
-    action: str  # disable_eco | disable_class | skip_eco | abort_stage | block_study | plateau
+    action: str  # disable_eco | disable_class | skip_eco | abort_stage | block_study | plateau | goal_met | stop_early
     subject: str
     reason: str
     stage: int | None = None

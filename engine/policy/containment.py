@@ -13,6 +13,7 @@ from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import StudyState, TrialState
 from noodle2.engine.policy import priors, safety
 from noodle2.engine.policy.failures import charged
+from noodle2.engine.policy.ranking import maximise, metrics_of
 from noodle2.engine.policy.trace import gate
 from noodle2.engine.study.models import StudySpec
 
@@ -185,4 +186,55 @@ def plateau(spec: StudySpec, state: StudyState, stage: int) -> str | None:
     if len(chain) == p and all(g is not None and g < need for g in gains):
         shown = ", ".join(f"{spec.stages[s].name} {g:+.1f} ps" for s, g in zip(chain, gains))
         return f"plateau: {p} stage(s) without a WNS gain of ≥ {need:g} ps ({shown})"
+    return None
+
+
+def goal_met(spec: StudySpec, state: StudyState, stage: int) -> ev.PolicyDecision | None:
+    """The study's goal, checked on a stage's survivors once chosen: met by one of them, the
+    study ends early, and the decision says which case met it and what was saved."""
+    goal = spec.study.goal
+    if not goal:
+        return None
+    for c in state.stages[stage].survivors:
+        m = state.trials[c].metrics or {}
+        if all(isinstance(m.get(k), (int, float)) and (m[k] >= v if maximise(k, spec.stage_ranking(stage)) else m[k] <= v)
+               for k, v in goal.items()):
+            waiting = [st for st in state.stages if st.status == "pending"]
+            saved = sum(st.budget for st in waiting)
+            met = ", ".join(f"{k} {m[k]:g} {'≥' if maximise(k, spec.stage_ranking(stage)) else '≤'} {v:g}"
+                            for k, v in goal.items())
+            return ev.PolicyDecision(scope="study", action="goal_met", subject=c, stage=stage,
+                                     reason=f"goal met by {c} ({met}) after stage {spec.stages[stage].name}: "
+                                            f"{saved} trial(s) of {len(waiting)} stage(s) not run")
+    return None
+
+
+def flat_stop(spec: StudySpec, state: StudyState, stage: int) -> tuple[int, str] | None:
+    """Where a stage stops early, as a plan index, and why: the first k such that trials [0, k)
+    have all ended, one of them met timing (WNS ≥ 0), and the last `stop_when_flat` of them did
+    not improve the stage's best on its ranking objective.  Only trials before k count, so the
+    answer is the same whatever the concurrency or the order trials finish in."""
+    n = spec.stages[stage].stop_when_flat
+    if not n:
+        return None
+    r = spec.stage_ranking(stage)
+    obj = metrics_of(r)[0]
+    up = maximise(obj, r)
+    tol = r.tolerance.get(obj, 0.0)
+    trials = sorted(state.stage_trials(stage), key=lambda t: t.index)
+    best, flat, met = None, 0, False
+    for k, t in enumerate(trials):
+        if t.status not in ("done", "failed"):
+            return None
+        v = (t.metrics or {}).get(obj) if t.status == "done" else None
+        if isinstance(v, (int, float)) and (best is None or (v > best + tol if up else v < best - tol)):
+            best, flat = v, 0
+        else:
+            flat += 1
+        met = met or (t.status == "done" and isinstance((t.metrics or {}).get("wns_ps"), (int, float))
+                      and t.metrics["wns_ps"] >= 0)
+        if met and flat >= n and k + 1 < len(trials):
+            return k + 1, (f"timing met and {obj} flat for {flat} trials ({trials[k + 1 - flat].case_id} to "
+                           f"{t.case_id}): the {len(trials) - k - 1} later trials of {len(trials)} do not run "
+                           "(one already running finishes, uncounted)")
     return None

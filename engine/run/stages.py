@@ -76,10 +76,19 @@ class StageScheduler:
             parents = list(dict.fromkeys(c for u in upstream for c in u.survivors)) or [h.state.base_case]
             await self._plan(i, parents)
         todo = iter([t for t in h.state.stage_trials(i) if t.status not in TERMINAL])
+        cut = containment.flat_stop(h.spec, h.state, i)  # a resume finds an early stop where it was
+
+        def past_the_stop(t: TrialState) -> str | None:
+            return f"not run: stage {st.name} stopped early" if cut is not None and t.index >= cut[0] else None
 
         async def worker() -> None:
+            nonlocal cut
             for t in todo:  # one shared iterator: each trial is taken once, in plan order
-                await self.trials.run(t, st.mode)
+                await self.trials.run(t, st.mode, past_the_stop)
+                if cut is None and (cut := containment.flat_stop(h.spec, h.state, i)) is not None \
+                        and ("stop_early", st.name) not in {(d["action"], d["subject"]) for d in h.state.decisions}:
+                    h.emit(ev.PolicyDecision(scope="stage", action="stop_early", subject=st.name, reason=cut[1],
+                                             stage=i))
 
         # More workers than tool slots: some collect results and wait on the journal fsync while
         # others run tools, and completions share one fsync (group commit).  A task
@@ -110,7 +119,8 @@ class StageScheduler:
         h = self.host
         st = h.state.stages[i]
         trials = h.state.stage_trials(i)
-        ok = [t for t in trials if t.status == "done"]
+        cut = containment.flat_stop(h.spec, h.state, i)  # trials after an early stop never count
+        ok = [t for t in trials if t.status == "done" and (cut is None or t.index < cut[0])]
         decisions, gates = containment.after_stage(h.spec, h.state, i)
         h.emit(ev.GatesChecked(stage=i, gates=gates))
         if not ok:
@@ -129,7 +139,10 @@ class StageScheduler:
                                stages)
         await self._survivors(i, ok)
         h.emit(ev.StageFinished(stage=i, status="done"))
-        if "plateau" in actions:
+        if (goal := containment.goal_met(h.spec, h.state, i)) is not None:
+            h.emit(goal)
+            self._end_study("complete", goal.reason, stages)
+        elif "plateau" in actions:
             self._end_study("complete", actions["plateau"], stages)
 
     async def _survivors(self, i: int, ok: list[TrialState]) -> None:

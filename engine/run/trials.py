@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import anyio
 
@@ -63,9 +63,10 @@ class TrialRunner:
         self._alone: set[str] = set()  # cases that saw an escaped write beside others: they run again alone
         self._alone_lock = anyio.Lock()
 
-    async def run(self, t: TrialState, mode: str) -> None:
+    async def run(self, t: TrialState, mode: str, skip: Callable[[TrialState], str | None] | None = None) -> None:
         """The tool slots bound running tools only: parsing outputs and the durable journal append
-        happen after the slot is free, so the next tool starts at once."""
+        happen after the slot is free, so the next tool starts at once.  `skip`, asked once a slot
+        is free: why the trial should not run after all (a stage that stopped early)."""
         h = self.host
         try:
             while h.stop_reason is None:
@@ -73,6 +74,9 @@ class TrialRunner:
                 async with (self._every_slot() if t.case_id in self._alone else self.slots.tools):
                     if self.controls.paused:
                         continue
+                    if skip is not None and (why := skip(t)) is not None:
+                        h.emit(ev.TrialCancelled(case_id=t.case_id, reason=why))
+                        return
                     ran = await self._run_tool(t, mode)
                 if ran is None:
                     return

@@ -15,7 +15,7 @@ EXAMPLES: dict[str, str] = {
     "study.name": 'name = "mac16"', "study.tags": 'tags = ["mac16", "osu018"]',
     "study.eco_allowlist": 'eco_allowlist = ["resize_critical", "pin_swap"]',
     "study.eco_blocklist": 'eco_blocklist = ["upsize_all"]', "study.description": 'description = "mac16 at 250 MHz"',
-    "study.author": 'author = "jane"',
+    "study.author": 'author = "jane"', "study.goal": "goal = { wns_ps = 0 }",
     "design.top": 'top = "mac16"', "design.liberty": 'liberty = ["/pdk/lib/my_stdcells.lib"]',
     "design.rtl": 'rtl = ["designs/mac16/mac16.v"]', "design.sdc": 'sdc = "designs/mac16/mac16.sdc"',
     "design.netlist": 'netlist = "/work/chip/top.netlist.v"', "design.base_case": 'base_case = "mac"',
@@ -33,7 +33,7 @@ EXAMPLES: dict[str, str] = {
     "stages.after": 'after = ["explore"]', "stages.max_wns_regression_ps": "max_wns_regression_ps = 100",
     "stages.eco_classes": 'eco_classes = ["topology_neutral"]', "stages.repeat": "repeat = 20",
     "stages.keep_parents": "keep_parents = true",
-    "stages.ranking": 'ranking = { objective = "hot_ratio" }',
+    "stages.ranking": 'ranking = { objective = "hot_ratio" }', "stages.stop_when_flat": "stop_when_flat = 10",
 }
 
 

@@ -55,6 +55,9 @@ class StudyMeta(_Strict):
     """If set, only these ECOs may run anywhere in the study."""
     eco_blocklist: list[str] = []
     """ECOs that may not run anywhere in the study."""
+    goal: dict[str, float] = {}
+    """Stop early once a stage's survivor meets every one of these (metric = value, in the
+    metric's stored unit: wns_ps = 0 is timing met); the trials saved are reported."""
 
 
 CODE_FEATURES = ("tool_command", "notify", "webhook", "custom_ecos", "plugins")
@@ -391,6 +394,9 @@ class Stage(_Strict):
     """Run N copies of the stage in a chain, named name.1 ... name.N."""
     keep_parents: bool = False
     """The stage's parents compete with its trials for survival, so it never loses ground."""
+    stop_when_flat: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    """End the stage early once timing is met (WNS ≥ 0) and its ranking objective has not
+    improved for this many trials in plan order; the trials not run are reported."""
     ranking: Ranking | None = None
     """This stage's own ranking ([stages.ranking]); the study's [ranking] otherwise.  A route stage
     may rank on congestion (hot_ratio) after timing-only stages ranked on wns_ps."""

@@ -47,6 +47,10 @@ def check_semantics(study: Study) -> list[Problem]:
         out += import_problems(study)
     if spec.ranking is not None:
         out += _ranking_problems(spec.ranking, spec)
+    if spec.study is not None and spec.study.goal and spec.ranking is not None:
+        out += [Problem(p.code, p.message.replace("metric", "goal metric", 1), "study.goal", hint=p.hint)
+                for p in _ranking_problems(Ranking(kind="lexicographic", objectives=list(spec.study.goal),
+                                                   directions=spec.ranking.directions), spec)]
     out += _notify_problems(spec.notify) if spec.notify is not None else []
     out += _metric_name_problems(spec)
     out += _execution_problems(spec.execution) if spec.execution is not None else []
