@@ -170,6 +170,49 @@ async def test_retries_rerun_retryable_failures(tmp_path):
     assert sum(isinstance(e, ev.TrialFailed) and e.retry for e in evs) == 3
 
 
+async def test_a_retry_backs_off_as_journaled_and_a_resume_keeps_the_schedule(tmp_path):
+    """#21: a retry waits its backoff (exponential, capped, seeded jitter), journaled as the time
+    it may start; a resume from a journal cut right after the failure waits for that time too."""
+    from noodle2.engine.policy.failures import backoff_s
+
+    assert [backoff_s(1, "c", a, 1.0, 5.0) for a in (1, 2, 3, 4, 5)] == \
+        [backoff_s(1, "c", a, 1.0, 5.0) for a in (1, 2, 3, 4, 5)]  # the same schedule every time
+    waits = [backoff_s(1, "c", a, 1.0, 5.0) for a in (1, 2, 3, 4, 5)]
+    assert all(lo <= w <= hi for w, (lo, hi) in zip(waits, [(0.5, 1), (1, 2), (2, 4), (2.5, 5), (2.5, 5)])), waits
+    marker = tmp_path / "crashed_once"
+    body = (f'if [ ! -e {marker}_$N2_CASE_ID ]; then touch {marker}_$N2_CASE_ID; kill -SEGV $$; fi\n'
+            f'exec {sys.executable} {FAKE / "eco_model.py"}')
+    path = fake_study(tmp_path, command=_wrapper(tmp_path, body),
+                      stages='[[stages]]\nname = "one"\ntrials = 2\nsurvivors = 1\necos = ["pin_swap"]\n')
+    path.write_text(path.read_text().replace("soft_timeout_s = 20", "soft_timeout_s = 20\nretries = 1\n"
+                                             "retry_backoff_s = 0.3"))
+    status, eng = await run(path, tmp_path / "s")
+    assert status == "complete"
+    evs = read_events(eng.dir / JOURNAL).events
+    failed = {e.case_id: e for e in evs if isinstance(e, ev.TrialFailed) and e.retry}
+    again = {e.case_id: e for e in evs if isinstance(e, ev.TrialStarted) and e.attempt == 2}
+    assert set(failed) == set(again) and len(failed) == 2
+    for c, f in failed.items():
+        assert f.retry_at - f.t == pytest.approx(backoff_s(11, c, 1, 0.3, 30.0), abs=0.05)
+        assert again[c].t >= f.retry_at  # not before its journaled time
+    # cut the journal right after the first retryable failure: the resume keeps its start time
+    import shutil
+
+    cut = tmp_path / "cut"
+    shutil.copytree(eng.dir, cut)
+    lines = (cut / JOURNAL).read_bytes().splitlines(keepends=True)
+    at = next(i for i, x in enumerate(lines) if b'"retry":true' in x)
+    (cut / JOURNAL).write_bytes(b"".join(lines[:at + 1]))
+    (cut / "checkpoint.json").unlink()
+    first = read_events(cut / JOURNAL).events[-1]
+    assert isinstance(first, ev.TrialFailed) and first.retry_at
+    eng2 = Engine(cut, open_for_resume(cut), make_tool(load_study(cut / "inputs" / "study.toml", stored=True), cut))
+    assert await eng2.run() == "complete"
+    restarted = [e for e in read_events(cut / JOURNAL).events
+                 if isinstance(e, ev.TrialStarted) and e.case_id == first.case_id and e.seq > first.seq]
+    assert restarted and restarted[0].t >= first.retry_at
+
+
 async def test_second_engine_is_refused_naming_pid(tmp_path):
     study = load_study(fake_study(tmp_path))
     d = new_study_dir(study, tmp_path / "s")

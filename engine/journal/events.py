@@ -129,6 +129,7 @@ class TrialFailed(Event):
     failure: dict[str, Any]  # type, severity, reason, excerpt
     resources: dict[str, Any]
     retry: bool = False  # True: another attempt follows
+    retry_at: float | None = None  # when it may start (backoff), as time.time()
 
 
 @dataclass(slots=True, kw_only=True)

@@ -32,6 +32,7 @@ class TrialState:
     outputs: dict[str, str] = field(default_factory=dict)  # file -> sha256, read by children
     proof: dict[str, Any] | None = None  # equivalence with the parent: proven, method, seconds
     tool_done: bool = False  # running, but its tool has exited: outputs are being read
+    retry_at: float | None = None  # a retry's backoff: not started before this
 
 
 @dataclass(slots=True)
@@ -204,6 +205,7 @@ def _trial_failed(s: StudyState, e: ev.TrialFailed) -> None:
     t = s.trials[e.case_id]
     t.failure, t.resources, t.ended_at = e.failure, e.resources, e.t
     t.status = "planned" if e.retry else "failed"
+    t.retry_at = e.retry_at if e.retry else None
 
 
 def _trial_cancelled(s: StudyState, e: ev.TrialCancelled) -> None:

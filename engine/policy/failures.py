@@ -71,3 +71,15 @@ def classify(o: Outcome, excerpt: str | Callable[[], str]) -> dict[str, Any] | N
             return failure("oom", f"tool ran out of memory (rc {o.rc})", stderr_tail)
         return failure("nonzero_exit", f"tool exited with rc {o.rc}", stderr_tail)
     return None
+
+
+def backoff_s(seed: int, case: str, attempt: int, base_s: float, max_s: float) -> float:
+    """How long attempt `attempt` (1: the first) waits before its retry: exponential, capped,
+    with jitter drawn from a generator seeded by the study, the case and the attempt (the same
+    schedule every time)."""
+    import random
+
+    if base_s <= 0:
+        return 0.0
+    full = min(max_s, base_s * 2 ** max(0, attempt - 1))
+    return round(full * (0.5 + 0.5 * random.Random(f"{seed}:{case}:{attempt}").random()), 3)

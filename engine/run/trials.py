@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -22,7 +23,7 @@ from noodle2.engine.executors.contain import MARKER
 from noodle2.engine.fsutil import sha256_file
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import TrialState
-from noodle2.engine.policy.failures import RETRYABLE, classify, failure
+from noodle2.engine.policy.failures import RETRYABLE, backoff_s, classify, failure
 from noodle2.engine.policy.ranking import metrics_of
 from noodle2.engine.run import isolation
 from noodle2.engine.run.control import Controls
@@ -70,6 +71,8 @@ class TrialRunner:
         h = self.host
         try:
             while h.stop_reason is None:
+                if t.retry_at is not None and (left := t.retry_at - time.time()) > 0:
+                    await anyio.sleep(left)  # a retry's backoff, as journaled
                 await self.controls.wait_unpaused()
                 async with (self._every_slot() if t.case_id in self._alone else self.slots.tools):
                     if self.controls.paused:
@@ -147,7 +150,7 @@ class TrialRunner:
             self._alone.add(t.case_id)  # which of the trials beside it wrote: each runs again alone
             h.log("warning", f"{t.case_id} saw a write outside its directory while other trials ran: "
                              "it runs again alone to tell which trial wrote")
-            return await self._failed(t, got.failure, result.resources(), retry=True)
+            return await self._failed(t, got.failure, result.resources(), retry=True, wait=False)
         self._alone.discard(t.case_id)
         if got.failure is not None:
             retry = got.failure["type"] in RETRYABLE and t.attempt <= h.spec.execution.retries
@@ -157,8 +160,14 @@ class TrialRunner:
         await h.sync()
         return False
 
-    async def _failed(self, t: TrialState, fail: dict, resources: dict, retry: bool) -> bool:
-        self.host.emit(ev.TrialFailed(case_id=t.case_id, failure=fail, resources=resources, retry=retry))
+    async def _failed(self, t: TrialState, fail: dict, resources: dict, retry: bool, wait: bool = True) -> bool:
+        """Journal a failure; a retry gets its backoff (`wait`) as a time it may start, so a
+        resume keeps the schedule."""
+        h, x = self.host, self.host.spec.execution
+        at = None
+        if retry and wait:
+            at = time.time() + backoff_s(h.spec.study.seed, t.case_id, t.attempt, x.retry_backoff_s, x.retry_backoff_max_s)
+        self.host.emit(ev.TrialFailed(case_id=t.case_id, failure=fail, resources=resources, retry=retry, retry_at=at))
         await self.host.sync()
         return retry
 

@@ -158,6 +158,11 @@ class Execution(_Strict):
     """After this, SIGKILL (default: 1.25 × soft + 5 s)."""
     retries: Annotated[int, Field(ge=0, le=5)] = 0
     """Re-runs of a trial that crashed, timed out or ran out of memory."""
+    retry_backoff_s: Annotated[float, Field(ge=0, le=3600)] = 0.5
+    """A retry waits this long, doubled for each attempt after the first, with seeded jitter
+    (½ to 1×), capped by retry_backoff_max_s; journaled, so a resume keeps the schedule."""
+    retry_backoff_max_s: Annotated[float, Field(ge=0, le=86400)] = 30.0
+    """The longest a retry waits."""
     memory_limit_mb: Annotated[int, Field(ge=16, le=1 << 22)] | None = None
     """Address-space limit of each tool; beyond it the trial fails as oom."""
     max_log_mb: Annotated[int, Field(ge=1, le=1 << 16)] = 64
