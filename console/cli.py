@@ -163,6 +163,14 @@ def _view_commands(command: Command) -> None:
     pv.add_argument("--out", type=Path, help="where to write (default: STUDY_DIR/report)")
     pv.add_argument("--verify", action="store_true", help="re-check every hash and replay the chain; exit 1 on a mismatch")
 
+    sg = command("suggest", "write the next study file from what this one learned: parameter ranges narrowed to "
+                 "where the better trials were, ECOs that never gained dropped; it validates as written", [
+                     f"noodle2 suggest {EXAMPLE_DIR}",
+                     f"noodle2 suggest {EXAMPLE_DIR} --out next.toml"])
+    sg.add_argument("study_dir", type=Path, help="the study directory")
+    sg.add_argument("--out", type=Path, help="where to write (default: beside the original study file, as NAME.next.toml)")
+    sg.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
     ci = command("ci", "run a study for CI and compare its result with a baseline "
                  "(exit 0 pass, 1 regression, 2 usage, 3 interrupted)", [
                      "noodle2 ci sample_studies/quickstart.toml --baseline baseline.json --update-baseline",
@@ -274,6 +282,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_report(args.study_dir, args.out)
     if args.cmd == "ci":
         return cmd_ci(args)
+    if args.cmd == "suggest":
+        return cmd_suggest(args.study_dir, args.out, args.force)
     if args.cmd == "provenance":
         return cmd_provenance(args.study_dir, args.case, args.out, args.verify)
     if args.cmd == "compare":
@@ -540,6 +550,33 @@ def cmd_report(study_dir: Path, out: Path | None) -> int:
     print(f"  wrote {', '.join(got['written'])}")
     for n in got["notes"]:
         print(f"  note: {n}")
+    return EXIT_OK
+
+
+def cmd_suggest(study_dir: Path, out: Path | None, force: bool) -> int:
+    """What the study learned, and the next study file written from it."""
+    from noodle2.engine.errors import N2Error
+    from noodle2.engine.journal.store import recover
+    from noodle2.engine.policy.learn import lessons, recommendations
+    from noodle2.engine.run.studydir import read_provenance, require_study_dir
+    from noodle2.engine.study import suggest
+    from noodle2.engine.study.load import load_study
+
+    require_study_dir(study_dir)
+    d = study_dir.resolve()
+    s = recover(d).state
+    study = load_study(d / "inputs" / "study.toml", stored=True)
+    source = Path(read_provenance(d).get("source_study") or d / "inputs" / "study.toml")
+    origin = source.parent if source.parent.is_dir() else d / "inputs"
+    out = out or origin / f"{source.stem}.next.toml"
+    if out.exists() and not force:
+        raise N2Error.one("N2-E218", f"{out} exists", hint="give another --out, or --force to replace it")
+    obj, got = lessons(s, study.spec.ranking)
+    print(f"what {s.name} learned ({obj}, gain per trial over its parent):")
+    for line in recommendations(obj, got):
+        print(f"  {line}")
+    changed = suggest.write(study, s, out, origin)
+    print(f"wrote {out} ({len(changed)} change(s)); it validates: {invocation()} validate {shlex.quote(str(out))}")
     return EXIT_OK
 
 

@@ -161,6 +161,13 @@ async def test_leaderboard_is_a_sortable_table(tmp_path):
         assert str(t.columns["trials"].label) == "trials ▼"
         assert "sorted by trials ▼" in str(pilot.app.screen.query_one("#detail-title").render())
         assert "gained: trials that improved" in str(pilot.app.screen.query_one("#board-legend").render())
+        # #21: what the trials measured, as the next study would use it
+        from noodle2.engine.policy.learn import lessons, recommendations, study_ranking
+
+        learned = str(pilot.app.screen.query_one("#board-lessons").render())
+        state = pilot.app.screen.s
+        assert "`noodle2 suggest DIR` writes it" in learned
+        assert all(line in learned for line in recommendations(*lessons(state, study_ranking(state))))
         await pilot.press("escape")
         assert type(pilot.app.screen).__name__ == "StudyScreen"
 

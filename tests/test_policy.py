@@ -311,3 +311,26 @@ def test_congestion_ranks_through_the_existing_kinds():
     assert sorted(front) == ["a", "b", "c", "d"]  # d: best WNS, so undominated even without hot_ratio
     w = Ranking(kind="weighted", weights={"wns_ps": 1.0, "hot_ratio": 1000.0}, normalise="none")
     assert rank(c[:3], w)[0][0] == "b"  # -510 - 10 beats -500 - 200
+
+
+def test_lessons_drop_an_eco_that_never_gains_and_narrow_a_range_to_the_better_third():
+    """#21: pure: gains over the parent in the ranking's direction, a drop verdict, a range."""
+    from noodle2.engine.journal.state import StageState, StudyState, TrialState
+    from noodle2.engine.policy.learn import lessons, recommendations
+
+    s = StudyState(stages=[StageState(0, "one", "sta", 12, 1, [])])
+    s.trials["b"] = TrialState("b", -1, 0, None, "noop", {}, status="done", metrics={"wns_ps": -1000.0})
+    for i in range(9):  # good: gains grow with k; bad: always loses 10 ps
+        s.trials[f"g{i}"] = TrialState(f"g{i}", 0, i, "b", "good", {"k": i + 1}, status="done",
+                                       metrics={"wns_ps": -1000.0 + 10 * (i + 1)})
+    for i in range(3):
+        s.trials[f"x{i}"] = TrialState(f"x{i}", 0, 9 + i, "b", "bad", {"k": i}, status="done", metrics={"wns_ps": -1010.0})
+    obj, got = lessons(s, Ranking())
+    by = {e.eco: e for e in got}
+    assert obj == "wns_ps" and by["bad"].drop and not by["good"].drop
+    assert by["good"].best == 90 and by["good"].params[0].best_value == 9 and by["good"].params[0].keep == (7, 9)
+    text = recommendations(obj, got)
+    assert "drop bad: never improved on its parent (3 trials)" in text and "good.k: narrow 1–9 to 7–9 (best at 9)" in text
+    # smaller is better for area: the same numbers read the other way
+    _, area = lessons(s, Ranking(objective="wns_ps", directions={"wns_ps": "min"}))
+    assert {e.eco: e.drop for e in area} == {"bad": False, "good": True}

@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -72,7 +73,7 @@ def test_every_report_file_and_a_self_contained_html(study):
     p.feed(page)
     assert p.h2 == ["Study", "Result", "Stage funnel", "The winner's lineage",
                     "The winner's changes against the base netlist", *(["Lineage"] if shutil.which("dot") else []),
-                    "ECO leaderboard", "Safety trace", "Failures by class", "Plots"]
+                    "ECO leaderboard", "What was learned", "Safety trace", "Failures by class", "Plots"]
     assert p.imgs and all(src.startswith("data:image/") for src in p.imgs)  # nothing fetched when it opens
     assert not re.search(r'(src|href)="(?!data:)', page)
     assert p.tables >= 8
@@ -333,3 +334,42 @@ def test_a_study_directory_explains_itself(study):
         assert got["survivors"] == st.survivors and [p["case"] for p in got["plan"]] == st.cases
         assert got["status"] == st.status and got["trials_run"] == len(st.cases) and got["timing"]["wall_s"] > 0
         assert sum(o == "done" for o in got["outcome"].values()) >= len(st.survivors)
+
+
+def test_what_was_learned_and_suggest_writes_a_next_study_that_validates(study, tmp_path):
+    """#21: per ECO and parameter, the gain with its spread, the best values and the range the
+    better trials span, in the report; `suggest` writes the next study file from it (validated)."""
+    import tomllib
+
+    from noodle2.engine.journal.store import recover
+    from noodle2.engine.policy.learn import lessons, study_ranking
+
+    s = recover(study).state
+    obj, got = lessons(s, study_ranking(s))
+    assert obj == "wns_ps" and sum(e.trials for e in got) == sum(1 for t in s.trials.values()
+                                                                 if t.stage >= 0 and t.status in ("done", "failed"))
+    for e in got:  # each gain is a trial's WNS over its parent's, as journaled
+        want = sorted(t.metrics["wns_ps"] - s.trials[t.parent].metrics["wns_ps"] for t in s.trials.values()
+                      if t.stage >= 0 and t.eco == e.eco and t.status == "done")
+        assert sorted(e.gains) == pytest.approx(want)
+    md = (study / "report" / "summary.md").read_text()
+    assert "## What was learned" in md and "| resize_critical |" in md.split("## What was learned")[1]
+    out = tmp_path / "next.toml"
+    r = subprocess.run([*NOODLE2, "suggest", str(study), "--out", str(out)], cwd=ROOT, env=cli_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and f"wrote {out}" in r.stdout, r.stdout + r.stderr
+    v = subprocess.run([*NOODLE2, "validate", str(out)], cwd=ROOT, env=cli_env(), capture_output=True, text=True,
+                       timeout=120)
+    assert v.returncode == 0, v.stdout + v.stderr
+    spec = tomllib.loads(out.read_text())
+    assert spec["study"]["name"] == f"{s.name}-next" and Path(spec["design"]["rtl"][0]).is_absolute()
+    narrowed = {(e.eco, p.name): p for e in got for p in e.params if p.keep and p.keep != p.tried}
+    for st in spec["stages"]:
+        for eco, ps in st.get("params", {}).items():
+            for name, rng in ps.items():
+                if (eco, name) in narrowed and isinstance(rng, dict):
+                    p = narrowed[(eco, name)]
+                    assert p.tried[0] <= rng["min"] <= p.best_value <= rng["max"] <= p.tried[1], (eco, name, rng)
+    again = subprocess.run([*NOODLE2, "suggest", str(study), "--out", str(out)], cwd=ROOT, env=cli_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "N2-E218" in again.stderr  # never overwrites without --force

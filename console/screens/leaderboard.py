@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Label
 from noodle2.console.view import ns
 from noodle2.console.widgets.tables import SortableTable
 from noodle2.engine.journal.state import StudyState
+from noodle2.engine.policy.learn import lessons, recommendations, study_ranking
 
 LEGEND = ("prior: trusted, mixed, unknown or suspicious (skipped in guarded and locked) · gained: trials that "
           "improved the ranking objective over their parent · ΔWNS/ΔTNS: change against the parent, ns")
@@ -38,6 +39,7 @@ class LeaderboardScreen(Screen):
         yield Label("", id="detail-title", markup=False)
         yield Board(id="leaderboard", cursor_type="row", zebra_stripes=True)
         yield Label(LEGEND, classes="hint", id="board-legend")
+        yield Label("", id="board-lessons", markup=False)
         yield Footer()
 
     def on_resize(self) -> None:
@@ -70,6 +72,10 @@ class LeaderboardScreen(Screen):
                         ("—" if r[k] is None else str(r[k])) for _, k in Board.COLUMNS], key=r["eco"])
         t.mark_sort()
         self.query_one("#detail-title", Label).update(self.title_text())
+        obj, got = lessons(self.s, study_ranking(self.s))
+        self.query_one("#board-lessons", Label).update(
+            f"What the trials measured, for the next study ({obj}; `noodle2 suggest DIR` writes it):\n"
+            + "\n".join(f"  {x}" for x in recommendations(obj, got)))
         if not data:
             self.query_one("#board-legend", Label).update("No ECO statistics yet: they are journaled when a stage "
                                                           "is planned.\n" + LEGEND)

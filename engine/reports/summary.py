@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from noodle2.engine.fmt import fmt_local, fmt_metric, fmt_ns, metric_axis, metric_unit
+from noodle2.engine.fmt import fmt_local, fmt_metric, fmt_ns, fmt_num, metric_axis, metric_unit
 from noodle2.engine.fsutil import atomic_write, study_subdir
 from noodle2.engine.journal.state import StudyState
 from noodle2.engine.reports.files import agreement_line, decision_cases, lineage_dot
@@ -253,12 +253,31 @@ def _nodes(doc: Doc, d: Path, s: StudyState) -> None:
           "No trial lost its worker.")
 
 
+def _learned(doc: Doc, s: StudyState) -> None:
+    """Per ECO and parameter, what the trials measured; the recommendation for the next study."""
+    from noodle2.engine.policy.learn import lessons, recommendations, study_ranking
+
+    obj, got = lessons(s, study_ranking(s))
+    doc.h("What was learned")
+    g = (lambda v: fmt_metric(obj, v, sign=True, unit=False))
+    doc.table(["ECO", "trials", "failed", f"mean gain {metric_axis(obj, column=True)}", "spread", "best gain",
+               "best values", "better third spans", "verdict"],
+              [[e.eco, e.trials, e.failed, g(e.mean), g(e.spread).lstrip("+"), g(e.best),
+                ", ".join(f"{p.name}={fmt_num(p.best_value)}" for p in e.params) or "—",
+                ", ".join(f"{p.name} {fmt_num(p.keep[0])}–{fmt_num(p.keep[1])}" for p in e.params if p.keep) or "—",
+                "drop" if e.drop else "keep"] for e in got])
+    doc.p("Gain: each trial's change of " + obj + " over its parent, in the direction the ranking prefers.  "
+          "Recommendation: " + "; ".join(recommendations(obj, got)) + ".  `noodle2 suggest DIR` writes the next "
+          "study file from it.")
+
+
 def _ecos_and_safety(doc: Doc, s: StudyState) -> None:
     doc.h("ECO leaderboard")
     doc.table(["ECO", "prior", "trials", "improved", "failed", "mean ΔWNS ns", "best ΔWNS ns"],
               [[r["eco"], r["prior"], r["trials"], r["successes"], r["failures"],
                 fmt_metric("wns_ps", r.get("mean_dwns"), sign=True, unit=False),
                 fmt_metric("wns_ps", r.get("best_dwns"), sign=True, unit=False)] for r in s.eco_stats])
+    _learned(doc, s)
     doc.h("Safety trace")
     gates = Counter((g["gate"], g["result"]) for g in s.gates)
     names = sorted({g for g, _ in gates})
