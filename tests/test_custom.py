@@ -224,3 +224,29 @@ def test_a_trial_that_writes_outside_its_directory_fails_as_escaped_write(tmp_pa
     assert r.returncode == 0 and "escaped_write" in r.stdout
     for f in [*(d / "snapshot").glob("*.v"), *(d / "snapshot").glob("*.sdc"), d / "inputs" / "study.toml"]:
         assert not f.stat().st_mode & 0o222, f  # read-only to trials
+
+
+@pytest.mark.parametrize("domain,aborts", [("sandbox", False), ("guarded", False), ("locked", True)])
+def test_safety_domains_differ_in_how_many_integrity_failures_abort_a_stage(tmp_path, domain, aborts):
+    """#21: locked aborts a stage at its first integrity failure, guarded at 3, sandbox never; the
+    legality report states the number."""
+    text = STUDY.replace("{objective}", "wns_ps").replace(
+        "  foreach pin [n2_path_drivers $paths] { incr n [n2_resize [$pin instance] 1] }",
+        "  set b [n2_make_instance n2x_buf BUFX2]\n  incr n")  # a topology_neutral ECO that adds a cell
+    text = text.replace('safety_domain = "guarded"', f'safety_domain = "{domain}"')
+    text = text.replace("[design]", '[safety]\nallow = ["custom_ecos"]\n\n[design]', 1)
+    text = text.replace('ecos = ["upsize_worst_drivers"]', 'ecos = ["upsize_worst_drivers", "resize_critical"]')
+    text = text.replace("trials = 2\nsurvivors = 1", "trials = 4\nsurvivors = 1")
+    r, events = run(tmp_path, text, check=False)
+    legality = (tmp_path / "s" / "legality_report.md").read_text()
+    want = {"sandbox": "integrity failures never abort a stage (sandbox", "guarded": "aborts once 3 of its trials fail",
+            "locked": "aborts once 1 of its trials fail"}[domain]
+    assert want in legality, legality
+    broken = [e for e in events if e["type"] == "trial_failed" and e["failure"]["type"] == "eco_integrity"]
+    assert len(broken) == 2  # both of the custom ECO's trials, in every domain
+    stage = next(e for e in events if e["type"] == "stage_finished" and e["stage"] == 0)
+    if aborts:
+        assert stage["status"] == "aborted" and "the locked domain aborts a stage at 1" in stage["reason"]
+        assert r.returncode != 0
+    else:
+        assert stage["status"] == "done" and r.returncode == 0, r.stdout[-1500:]

@@ -132,6 +132,15 @@ def after_stage(spec: StudySpec, state: StudyState, stage: int) -> tuple[list[ev
                                          reason=f"catastrophic: {e} crashed the tool on {len(parents)} different "
                                                 f"parent cases ({', '.join(sorted(parents)[:4])})"))
             return out, gates
+    broken = sorted(t.case_id for t in mine if (t.failure or {}).get("type") == "eco_integrity" and t.status == "failed")
+    if (most := spec.abort.integrity_limit(spec.study.safety_domain)) is not None:
+        gates.append(gate("integrity_failures", name, len(broken) < most,
+                          {"failed": len(broken), "limit": most, "domain": spec.study.safety_domain}, stage))
+        if len(broken) >= most:
+            out.append(ev.PolicyDecision(scope="stage", action="abort_stage", subject=name, stage=stage,
+                                         reason=f"{len(broken)} trial(s) failed an integrity check ({', '.join(broken[:4])}); "
+                                                f"the {spec.study.safety_domain} domain aborts a stage at {most}"))
+            return out, gates
     limit = spec.stages[stage].max_wns_regression_ps
     best, parents_best = stage_best_wns(state, stage), parents_best_wns(state, stage)
     if limit is not None and best is not None and parents_best is not None:

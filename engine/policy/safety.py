@@ -127,7 +127,12 @@ def legality_report(spec: StudySpec, outside: list[str] | None = None) -> str:
               "", "abort criteria:",
               f"  an ECO that fails {a.eco_failure_limit} times is disabled for the rest of the study",
               f"  an ECO class is disabled once {a.class_disable_after} of its ECOs are disabled",
-              "  a stage aborts when every trial fails, or when its WNS rail above is broken",
+              "  a stage aborts when every trial fails"
+              + (", or when its WNS regression limit (under the stage above) is broken"
+                 if any(st.max_wns_regression_ps is not None for st in spec.stages) else ""),
+              (f"  a stage aborts once {a.integrity_limit(s.safety_domain)} of its trials fail an integrity check "
+               f"({s.safety_domain})" if a.integrity_limit(s.safety_domain) else
+               f"  integrity failures never abort a stage ({s.safety_domain}: each is contained at its trial)"),
               f"  the study is blocked when the base case fails, or when one ECO crashes the tool on "
               f"{a.catastrophic_crash_cases} different parent cases",
               f"  plateau: stop when {a.plateau_stages} stage(s) in a row improve best WNS by less than "

@@ -338,6 +338,9 @@ class Verify(_Strict):
     promoted, every trial, or none.  An unproven one fails as not_equivalent."""
 
 
+INTEGRITY_LIMITS = {"locked": 1, "guarded": 3}  # sandbox: integrity failures never abort a stage
+
+
 class Abort(_Strict):
     """[abort]: containment, at the smallest scope that fits."""
 
@@ -351,6 +354,13 @@ class Abort(_Strict):
     """Stop early after this many stages in a row without a real WNS gain."""
     plateau_min_gain_ps: Annotated[float, Field(ge=0)] = 1.0
     """What counts as a real WNS gain for the plateau rule, in ps."""
+    integrity_failures: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    """A stage aborts once this many of its trials fail an integrity check (a broken netlist:
+    undriven or multi-driven nets, new unconstrained endpoints).  Default by safety domain:
+    locked 1, guarded 3, sandbox never."""
+
+    def integrity_limit(self, domain: str) -> int | None:
+        return self.integrity_failures or INTEGRITY_LIMITS.get(domain)
 
 
 class Priors(_Strict):
