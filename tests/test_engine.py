@@ -417,3 +417,26 @@ ecos = ["pin_swap"]
     assert not {c for c in ran if eng.state.trials[c].stage == 0 and eng.state.trials[c].index >= stop}
     assert (eng.state.stages[0].survivors, eng.state.stages[1].survivors) == (got[1][0], got[1][2])
     assert len([d for d in eng.state.decisions if d["action"] == "stop_early"]) == 1 and before.status == "running"
+
+
+async def test_tool_env_reaches_every_trial_and_noodle2s_own_variables_are_refused(tmp_path):
+    """#21: [tool] env: names and values checked; noodle2's own variables refused; locked names it."""
+    body = f'echo "$MY_LICENSE|$N2_TRIAL_DIR" > seen.txt\nexec {sys.executable} {FAKE / "eco_model.py"}'
+    path = fake_study(tmp_path, command=_wrapper(tmp_path, body),
+                      stages='[[stages]]\nname = "one"\ntrials = 2\nsurvivors = 1\necos = ["pin_swap"]\n')
+    text = path.read_text().replace("[execution]", '[tool.env]\nMY_LICENSE = "27000@lic"\n\n[execution]', 1)
+    for bad, why in (('N2_TRIAL_DIR = "x"', "N2_TRIAL_DIR is noodle2's own variable"),
+                     ('GOOD = "a\\u0007b"', "control character")):
+        path.write_text(text.replace('MY_LICENSE = "27000@lic"', bad))
+        with pytest.raises(N2Error) as ei:
+            load_study(path)
+        assert any(p.code == "N2-E127" and why in p.message for p in ei.value.problems), ei.value.render()
+    path.write_text(text.replace("seed = 11", 'seed = 11\nsafety_domain = "locked"'))
+    with pytest.raises(N2Error) as ei:
+        load_study(path)
+    assert any(p.code == "N2-E122" and "tool_env" in p.render() for p in ei.value.problems)
+    path.write_text(text)
+    status, eng = await run(path, tmp_path / "s")
+    assert status == "complete"
+    for c in eng.state.stages[0].cases:
+        assert (eng.dir / "trials" / c / "seen.txt").read_text().startswith("27000@lic|")

@@ -43,6 +43,9 @@ def code_features(spec: StudySpec) -> list[tuple[str, str, str]]:
     if tool is not None and tool.kind == "command":
         out.append(("tool_command", f"[tool] runs the program {' '.join(tool.command or [])!r} for every trial",
                     "tool.command"))
+    if tool is not None and tool.env:
+        out.append(("tool_env", "[tool] env sets variables every tool sees (they can change what it loads): "
+                    + ", ".join(sorted(tool.env)), "tool.env"))
     if n is not None and n.command:
         out.append(("notify", f"[notify] runs the program {' '.join(n.command)!r} when the study ends",
                     "notify.command"))

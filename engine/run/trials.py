@@ -193,7 +193,7 @@ class TrialRunner:
         except OSError as e:
             raise env_fault(e, f"preparing {ctx.case_id}") or e from None
         self.watch.start(ctx.case_id, ctx.parent_dir)  # last: just before the tool
-        cmd.env = {**(cmd.env or os.environ), MARKER: str(ctx.trial_dir)}
+        cmd.env = {**(cmd.env or os.environ), **self.host.spec.tool.env, MARKER: str(ctx.trial_dir)}
         cmd.contain_key = f"{ctx.case_id}.{ctx.attempt}"
         cmd.log_cap_bytes = self.host.spec.execution.max_log_mb << 20
         return cmd

@@ -20,6 +20,7 @@ EXAMPLES: dict[str, str] = {
     "design.rtl": 'rtl = ["designs/mac16/mac16.v"]', "design.sdc": 'sdc = "designs/mac16/mac16.sdc"',
     "design.netlist": 'netlist = "/work/chip/top.netlist.v"', "design.base_case": 'base_case = "mac"',
     "tool.command": 'command = ["python3", "my_eco.py", "{trial_dir}"]',
+    "tool.env": 'env = { OMP_NUM_THREADS = "1" }',
     "execution.max_parallel": "max_parallel = 4", "execution.hard_timeout_s": "hard_timeout_s = 900",
     "execution.memory_limit_mb": "memory_limit_mb = 4096",
     "ranking.objectives": 'objectives = ["wns_ps", "area_um2"]', "ranking.weights": "weights = { wns_ps = 1.0, tns_ps = 0.2 }",

@@ -68,7 +68,7 @@ class Safety(_Strict):
     by design (a program, Tcl, a plugin) or send data out; the legality report lists each one
     a study uses, and `locked` refuses any that is not named here."""
 
-    allow: list[Literal["tool_command", "notify", "webhook", "custom_ecos", "plugins"]] = []
+    allow: list[Literal["tool_command", "notify", "webhook", "custom_ecos", "plugins", "tool_env"]] = []
     """tool_command: [tool] kind = "command" runs its argv; notify: [notify] command runs a
     program; webhook: [notify] webhook POSTs the study's results to a URL; custom_ecos:
     [[custom.ecos]] and eco_dirs run their Tcl inside sta; plugins: installed plugin ECOs and
@@ -137,6 +137,11 @@ class Tool(_Strict):
     metrics_file: Annotated[str, Field(pattern=r"^(|[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")] | None = "metrics.json"
     """kind = "command": the JSON file of metrics the program writes in its trial directory
     (a plain file name); "" when it reports none."""
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")],
+              Annotated[str, Field(max_length=4096)]] = {}
+    """Environment variables for every tool a trial runs (OMP_NUM_THREADS, a license server).
+    Names are letters, digits and _, never noodle2's own (N2_*, NOODLE2_*); values one line.
+    Variables can change what a tool loads, so a locked study names it in [safety] allow."""
 
 
 class Execution(_Strict):

@@ -43,6 +43,7 @@ def check_semantics(study: Study) -> list[Problem]:
         out += _design_problems(study)
     if spec.tool is not None:
         out += _tool_problems(study)
+        out += _tool_env_problems(spec.tool.env)
     if spec.priors is not None:
         out += import_problems(study)
     if spec.ranking is not None:
@@ -77,6 +78,21 @@ def _stages_problems(spec: StudySpec) -> list[Problem]:
             out += _stage_route_problems(spec, i, s, names)
             out += _stage_param_problems(f"stages[{i}]", s, known)
             out += _stage_ranking_problems(spec, i, s)
+    return out
+
+
+def _tool_env_problems(env: dict[str, str]) -> list[Problem]:
+    """[tool] env: noodle2's own variables stay noodle2's; values are one line of text."""
+    from noodle2.engine.quote import control_chars
+
+    out = []
+    for k, v in env.items():
+        if k.upper().startswith(("N2_", "NOODLE2")):
+            out.append(Problem("N2-E127", f"{k} is noodle2's own variable: a study cannot set it", f"tool.env.{k}",
+                               hint="remove it; noodle2 sets its N2_* and NOODLE2_* variables itself"))
+        elif bad := control_chars(v):
+            out.append(Problem("N2-E127", f"the value of {k} holds the control character {bad[0]!r}", f"tool.env.{k}",
+                               hint="give a one-line value"))
     return out
 
 

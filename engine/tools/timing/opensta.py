@@ -92,7 +92,9 @@ class OpenSTATool:
         reads power, so both modes share workers."""
         if not self.study.spec.execution.warm or self.eco(ctx.eco).tcl is not None:
             return None
-        return Warm(f"opensta:{self.design.dir}", ("sta", "-no_init", "-no_splash", str(WORKER_TCL)))
+        env = self.study.spec.tool.env  # a worker keeps the environment it started with: part of its key
+        key = f"opensta:{self.design.dir}" + (f":{sorted(env.items())!r}" if env else "")
+        return Warm(key, ("sta", "-no_init", "-no_splash", str(WORKER_TCL)))
 
     def _prepare_resynth(self, ctx: TrialContext) -> Command:
         """Re-synthesis is a driver (tools/synthesis/resynth.py) around two sta runs and Yosys;
