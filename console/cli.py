@@ -114,7 +114,8 @@ def _validate_and_init(command: Command) -> None:
     i = command("init", "write a complete, commented study file that validates and runs as it is", [
         "noodle2 init my.toml",
         "noodle2 init mine.toml --rtl sample_studies/designs/alu32/alu32.v --top alu32 "
-        "--sdc sample_studies/designs/alu32/alu32.sdc"])
+        "--sdc sample_studies/designs/alu32/alu32.sdc",
+        "noodle2 init long.toml --template climb"])
     i.add_argument("file", type=Path, nargs="?", default=Path("study.toml"), help="where to write it (default: study.toml)")
     src = i.add_mutually_exclusive_group()
     src.add_argument("--rtl", type=Path, action="append", help="RTL to synthesise (repeatable)")
@@ -124,6 +125,9 @@ def _validate_and_init(command: Command) -> None:
     i.add_argument("--tech", help="technology: " + ", ".join(_techs()) + " (default: the one whose cells a "
                    "--netlist uses, else osu018)")
     i.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    i.add_argument("--template", default="generic", metavar="NAME",
+                   help="the stages to start from: generic (4 stages, 25 trials), climb (the sample studies' "
+                        "100-trial template), or NAME.toml in $NOODLE2_TEMPLATES or ~/.config/noodle2/templates")
 
 
 def _view_commands(command: Command) -> None:
@@ -412,7 +416,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.file.exists() and not args.force:
         raise N2Error.one("N2-E206", f"{args.file} exists", hint="pick another name, or add --force to overwrite it")
     text = study_file(args.file.parent.resolve(), rtl=args.rtl, netlist=args.netlist, top=args.top, sdc=args.sdc,
-                      tech=args.tech)
+                      tech=args.tech, template=args.template)
     parse_study(text, args.file.resolve())  # it must validate before it is written: a failed init leaves nothing
     args.file.parent.mkdir(parents=True, exist_ok=True)
     args.file.write_text(text)

@@ -124,3 +124,31 @@ def test_theme_is_offered_only_where_a_console_opens():
         assert "--theme" in sh(cmd, "--help").stdout, cmd
     for cmd in ("schema", "compare", "status", "validate", "report", "ecos", "init", "ci", "watch", "techs"):
         assert "--theme" not in sh(cmd, "--help").stdout, cmd
+
+
+def test_init_from_a_shipped_or_a_users_template(tmp_path):
+    """#21: --template climb (the samples' 100-trial template) or NAME.toml from the user's folder:
+    the design half is init's, the stages the template's; it validates as written."""
+    import tomllib
+
+    r = sh("init", str(tmp_path / "long.toml"), "--template", "climb")
+    assert r.returncode == 0 and "validates as it is" in r.stdout, r.stderr
+    spec = tomllib.loads((tmp_path / "long.toml").read_text())
+    assert sum(s.get("repeat", 1) * s["trials"] for s in spec["stages"]) == 100
+    assert spec["study"]["safety_domain"] == "sandbox"  # its re-synthesis needs it
+    mine = tmp_path / "templates"
+    mine.mkdir()
+    (mine / "tiny.toml").write_text('[study]\nname = "t"\n\n[ranking]\nobjective = "tns_ps"\n\n'
+                                    '[[stages]]\nname = "only"\ntrials = 2\nsurvivors = 1\necos = ["pin_swap"]\n')
+    (mine / "empty.toml").write_text('[study]\nname = "e"\n')
+    env = {"NOODLE2_TEMPLATES": str(mine)}
+    r = sh("init", str(tmp_path / "tiny.toml"), "--template", "tiny", env=cli_env(**env))
+    assert r.returncode == 0, r.stderr
+    spec = tomllib.loads((tmp_path / "tiny.toml").read_text())
+    assert [s["name"] for s in spec["stages"]] == ["only"] and spec["ranking"]["objective"] == "tns_ps"
+    assert spec["study"]["name"] == "mac16" and spec["design"]["top"] == "mac16"
+    for name, needle in (("nope", "no template 'nope'"), ("empty", "has no [[stages]]")):
+        r = sh("init", str(tmp_path / f"{name}.toml"), "--template", name, env=cli_env(**env))
+        assert r.returncode == 2 and "N2-E128" in r.stderr and needle in r.stderr
+        assert name != "nope" or "generic, climb, empty, tiny" in r.stderr  # what there is to choose from
+        assert not (tmp_path / f"{name}.toml").exists()

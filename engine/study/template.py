@@ -42,13 +42,77 @@ def _quote(s: str) -> str:
 
 
 def study_file(folder: Path, *, rtl: list[Path] | None = None, netlist: Path | None = None, top: str | None = None,
-               sdc: Path | None = None, tech: str | None = None) -> str:
-    """The study file `noodle2 init` writes into `folder`: the sample design unless one is given."""
+               sdc: Path | None = None, tech: str | None = None, template: str | None = None) -> str:
+    """The study file `noodle2 init` writes into `folder`: the sample design unless one is given;
+    its stages (and ranking, verify, abort) from `template` when one is named (templates())."""
     folder = folder.resolve()
     rtl, top, sdc, tech = _inputs(rtl, netlist, top, sdc, tech)
     source = (f"rtl = [{', '.join(_quote(_path(p, folder)) for p in rtl)}]  # synthesised by Yosys onto the tech"
               if rtl else f"netlist = {_quote(_path(netlist, folder))}  # a gate-level netlist on the tech's cells")
-    return _text(top, tech, source, _quote(_path(sdc, folder)))
+    text = _text(top, tech, source, _quote(_path(sdc, folder)))
+    return text if template in (None, "generic") else with_template(text, template)
+
+
+# The design half of a study file stays the one init writes; a template gives the rest.
+DESIGN_TABLES = ("[study]", "[design]", "[safety]")
+
+
+def template_dirs() -> list[Path]:
+    """Where a user's templates live: $NOODLE2_TEMPLATES, else ~/.config/noodle2/templates."""
+    if os.environ.get("NOODLE2_TEMPLATES"):
+        return [Path(os.environ["NOODLE2_TEMPLATES"]).expanduser()]
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return [base / "noodle2" / "templates"]
+
+
+def templates() -> dict[str, Path | None]:
+    """Template name -> its file: `generic` (the file init writes, kept whole), `climb` (the
+    100-trial template the sample studies share), then every *.toml in the user's folder."""
+    out: dict[str, Path | None] = {"generic": None, "climb": SAMPLES / "mac16.toml"}
+    for d in template_dirs():
+        if d.is_dir():
+            out.update({p.stem: p for p in sorted(d.glob("*.toml"))})
+    return out
+
+
+def _blocks(text: str) -> list[tuple[str, str]]:
+    """(table header, its text) in order; the text before the first header has header ''."""
+    out: list[tuple[str, str]] = []
+    head, lines = "", []
+    for line in text.splitlines(keepends=True):
+        m = re.match(r"\s*(\[\[?[^\]]+\]\]?)", line)
+        if m and not line.lstrip().startswith("#"):
+            out.append((head, "".join(lines)))
+            head, lines = m.group(1).replace(" ", ""), []
+        lines.append(line)
+    out.append((head, "".join(lines)))
+    return out
+
+
+def _root(header: str) -> str:
+    return "[" + header.strip("[]").split(".")[0] + "]"
+
+
+def with_template(text: str, name: str) -> str:
+    """init's own [study], [design] and [safety], then everything else from template `name`."""
+    known = templates()
+    if name not in known:
+        raise N2Error.one("N2-E128", f"no template {name!r}",
+                          hint=f"use one of: {', '.join(known)} (yours go in {template_dirs()[0]})")
+    path = known[name]
+    try:
+        theirs = path.read_text(errors="strict")  # type: ignore[union-attr]
+    except (OSError, UnicodeDecodeError) as e:
+        raise N2Error.one("N2-E128", f"template {name!r} ({path}) cannot be read: {e}") from None
+    mine = "".join(t for h, t in _blocks(text) if h == "" or _root(h) in DESIGN_TABLES)
+    domain = re.search(r'^\s*safety_domain\s*=\s*"(sandbox|guarded|locked)"', theirs, re.M)
+    if domain:  # the template's ECOs may need its domain (the climb template re-synthesises: sandbox)
+        mine = re.sub(r'^safety_domain = "\w+"', f'safety_domain = "{domain.group(1)}"', mine, count=1, flags=re.M)
+    rest = "".join(t for h, t in _blocks(theirs) if h and _root(h) not in DESIGN_TABLES)
+    if "[[stages]]" not in rest:
+        raise N2Error.one("N2-E128", f"template {name!r} ({path}) has no [[stages]]",
+                          hint="a template is a study file: its [[stages]] (and [ranking], [abort], ...) are used")
+    return mine.rstrip() + f"\n\n# From template {name!r}" + (f" ({path})" if path else "") + ".\n" + rest
 
 
 def _inputs(rtl: list[Path] | None, netlist: Path | None, top: str | None, sdc: Path | None,
