@@ -136,6 +136,7 @@ def test_init_from_a_shipped_or_a_users_template(tmp_path):
     spec = tomllib.loads((tmp_path / "long.toml").read_text())
     assert sum(s.get("repeat", 1) * s["trials"] for s in spec["stages"]) == 100
     assert spec["study"]["safety_domain"] == "sandbox"  # its re-synthesis needs it
+    assert spec["study"]["goal"] == {"wns_ps": 0}  # and it stops once timing is met
     mine = tmp_path / "templates"
     mine.mkdir()
     (mine / "tiny.toml").write_text('[study]\nname = "t"\n\n[ranking]\nobjective = "tns_ps"\n\n'

@@ -108,6 +108,8 @@ def with_template(text: str, name: str) -> str:
     domain = re.search(r'^\s*safety_domain\s*=\s*"(sandbox|guarded|locked)"', theirs, re.M)
     if domain:  # the template's ECOs may need its domain (the climb template re-synthesises: sandbox)
         mine = re.sub(r'^safety_domain = "\w+"', f'safety_domain = "{domain.group(1)}"', mine, count=1, flags=re.M)
+    if goal := re.search(r"^\s*goal\s*=.*$", theirs, re.M):  # when the template stops early, so does the study
+        mine = re.sub(r"^(seed = .*)$", lambda m: m.group(1) + "\n" + goal.group(0).strip(), mine, count=1, flags=re.M)
     rest = "".join(t for h, t in _blocks(theirs) if h and _root(h) not in DESIGN_TABLES)
     if "[[stages]]" not in rest:
         raise N2Error.one("N2-E128", f"template {name!r} ({path}) has no [[stages]]",
