@@ -440,3 +440,40 @@ async def test_tool_env_reaches_every_trial_and_noodle2s_own_variables_are_refus
     assert status == "complete"
     for c in eng.state.stages[0].cases:
         assert (eng.dir / "trials" / c / "seen.txt").read_text().startswith("27000@lic|")
+
+
+async def test_a_risk_budget_per_eco_class_keeps_over_budget_cases_out_and_is_in_the_legality_report(tmp_path):
+    """#21: [rails.eco_class.X]: area one trial may add, and area the class may add along a
+    lineage; a case over either cannot survive, with the reason journaled."""
+    _, ref = await run(fake_study(tmp_path, name="free"), tmp_path / "free")
+    s0 = ref.state
+
+    def added(c):
+        t = s0.trials[c]
+        return t.metrics["area_um2"] - s0.trials[t.parent].metrics["area_um2"]
+
+    explore = [c for c in s0.stages[0].cases if s0.trials[c].status == "done"]
+    cap = sorted(added(c) for c in explore)[len(explore) // 2]  # about half the trials are over it
+    f = fake_study(tmp_path, name="budget")
+    f.write_text(f.read_text().replace("[execution]", "[rails.eco_class.topology_neutral]\n"
+                                       f"max_area_added_um2 = {cap:g}\n\n"
+                                       "[rails.eco_class.placement_local]\n"
+                                       f"max_area_added_um2 = {cap:g}\nstudy_max_area_added_um2 = {2 * cap:g}\n\n"
+                                       "[execution]", 1))
+    status, eng = await run(f, tmp_path / "b")
+    s = eng.state
+    assert status == "complete"
+    assert f"topology_neutral budget: per trial at most area added µm² {cap:g}" in \
+        (eng.dir / "legality_report.md").read_text()
+    over = {c for c in s.stages[0].cases if s.trials[c].status == "done"
+            and s.trials[c].metrics["area_um2"] - s.trials[s.trials[c].parent].metrics["area_um2"] > cap}
+    assert over and set(s.stages[0].excluded) == over and not over & set(s.stages[0].survivors)
+    assert all("budget: max_area_added_um2" in s.stages[0].excluded[c] for c in over)
+    for st in s.stages:  # no survivor spent more than the placement_local lineage budget
+        for c in st.survivors:
+            t, total = s.trials[c], 0.0
+            while t.parent:
+                if t.eco in ("buffer_fanout", "clone_driver"):
+                    total += t.metrics["area_um2"] - s.trials[t.parent].metrics["area_um2"]
+                t = s.trials[t.parent]
+            assert total <= 2 * cap

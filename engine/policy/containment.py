@@ -247,3 +247,55 @@ def flat_stop(spec: StudySpec, state: StudyState, stage: int) -> tuple[int, str]
                            f"{t.case_id}): the {len(trials) - k - 1} later trials of {len(trials)} do not run "
                            "(one already running finishes, uncounted)")
     return None
+
+
+# budget key -> (metric, as a change against the parent)
+BUDGETS = {"cells": ("eco_changes", False), "area_added_um2": ("area_um2", True),
+           "leakage_added_w": ("power_leakage_w", True)}
+
+
+def _risk(state: StudyState, t: TrialState) -> dict[str, float]:
+    """What one trial spent: cells it changed, area and leakage it added over its parent."""
+    m = t.metrics or {}
+    p = (state.trials[t.parent].metrics or {}) if t.parent in state.trials else {}
+    out = {}
+    for key, (metric, delta) in BUDGETS.items():
+        v = m.get(metric)
+        if isinstance(v, (int, float)) and (not delta or isinstance(p.get(metric), (int, float))):
+            out[key] = v - p[metric] if delta else v
+    return out
+
+
+def over_budget(spec: StudySpec, state: StudyState, cases: list[str], stage: int) -> tuple[dict[str, str], Gates]:
+    """Cases whose ECO class's risk budget is spent ([rails.eco_class]): by the trial itself, or
+    by its lineage's ECOs of that class, summed from the base."""
+    budgets = spec.rails.eco_class
+    if not budgets:
+        return {}, []
+    known = catalog(spec)
+    out: dict[str, str] = {}
+    gates: Gates = []
+    for case in sorted(cases):
+        t = state.trials[case]
+        spent: dict[str, dict[str, float]] = {}  # class -> budget key -> along the lineage
+        chain = []
+        x: TrialState | None = t
+        while x is not None and x.parent is not None:
+            chain.append(x)
+            x = state.trials.get(x.parent)
+        for y in chain:
+            cls = known[y.eco].eco_class.value if y.eco in known else None
+            for k, v in _risk(state, y).items():
+                spent.setdefault(cls or "", {}).setdefault(k, 0.0)
+                spent[cls or ""][k] += v
+        mine = known[t.eco].eco_class.value if t.eco in known else None
+        for cls, b in sorted(budgets.items()):
+            checks = [(f"max_{k}", _risk(state, t).get(k), getattr(b, f"max_{k}")) for k in BUDGETS] if cls == mine else []
+            checks += [(f"study_max_{k}", spent.get(cls, {}).get(k), getattr(b, f"study_max_{k}")) for k in BUDGETS]
+            for name, v, limit in checks:
+                if limit is None or v is None:
+                    continue
+                gates.append(gate(f"budget_{cls}_{name}", case, v <= limit, {"spent": v, "limit": limit}, stage))
+                if v > limit and case not in out:
+                    out[case] = f"{cls} budget: {name} {v:g} > {limit:g}"
+    return out, gates

@@ -126,6 +126,15 @@ def legality_report(spec: StudySpec, outside: list[str] | None = None) -> str:
              ] if r.max_wns_regression_vs_parent_ps is not None else []
     rails += [f"  survivors keep {m} ≤ {v:g}" for m, v in sorted(r.max.items())]
     rails += [f"  survivors keep {m} ≥ {v:g}" for m, v in sorted(r.min.items())]
+    for cls, b in sorted(r.eco_class.items()):
+        per = [f"{what} {v:g}" for what, v in (("cells", b.max_cells), ("area added µm²", b.max_area_added_um2),
+                                                ("leakage added W", b.max_leakage_added_w)) if v is not None]
+        study = [f"{what} {v:g}" for what, v in (("cells", b.study_max_cells),
+                                                  ("area added µm²", b.study_max_area_added_um2),
+                                                  ("leakage added W", b.study_max_leakage_added_w)) if v is not None]
+        rails.append(f"  {cls} budget: " + "; ".join(x for x in (
+            ("per trial at most " + ", ".join(per)) if per else "", ("per lineage at most " + ", ".join(study))
+            if study else "") if x))
     lines += ["", "rails:", *(rails or ["  (none)"]),
               "", "abort criteria:",
               f"  an ECO that fails {a.eco_failure_limit} times is disabled for the rest of the study",

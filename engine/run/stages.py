@@ -3,6 +3,7 @@ survivors (policy code), runs them, and ranks and proves its own survivors."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -157,7 +158,13 @@ class StageScheduler:
                          base=base.metrics if base else None,
                          max_wns_regression_ps=h.spec.rails.max_wns_regression_vs_parent_ps, stage=i,
                          limits=rail_limits(h.spec.rails))
+        spent, budget_gates = containment.over_budget(h.spec, h.state, [c.case_id for c in cands], i)
+        cands = [c for c in cands if c.case_id not in spent]  # over its class's risk budget: cannot survive
         sel = await anyio.to_thread.run_sync(select, cands)
+        if spent:
+            sel = replace(sel, excluded={**spent, **sel.excluded}, gates=budget_gates + sel.gates)
+        elif budget_gates:
+            sel = replace(sel, gates=budget_gates + sel.gates)
         if h.spec.verify.equivalence != "off":
             sel = await self.prover.survivors(i, sel, cands, select)
         if sel.gates:

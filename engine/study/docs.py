@@ -26,6 +26,7 @@ EXAMPLES: dict[str, str] = {
     "ranking.objectives": 'objectives = ["wns_ps", "area_um2"]', "ranking.weights": "weights = { wns_ps = 1.0, tns_ps = 0.2 }",
     "ranking.tolerance": "tolerance = { wns_ps = 5 }", "ranking.directions": 'directions = { my_metric = "min" }',
     "rails.max_wns_regression_vs_parent_ps": "max_wns_regression_vs_parent_ps = 50",
+    "rails.eco_class": "eco_class.placement_local = { max_cells = 40, study_max_area_added_um2 = 500 }",
     "abort.plateau_stages": "plateau_stages = 3",
     "priors.import_from": 'import_from = ["studies/mac16-20261126-101500"]',
     "stages.name": 'name = "explore"', "stages.trials": "trials = 8", "stages.survivors": "survivors = 3",

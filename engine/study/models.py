@@ -206,6 +206,25 @@ class Ranking(_Strict):
     """Whether larger or smaller is better, for metrics noodle2 does not know."""
 
 
+class ClassBudget(_Strict):
+    """[rails.eco_class.<class>]: a risk budget for the ECOs of one class.  Per trial, against its
+    parent; per study, summed over that class's ECOs on a case's lineage from the base.  A case
+    over budget cannot survive; a trial without the metric is not held to it."""
+
+    max_cells: Annotated[int, Field(ge=0)] | None = None
+    """Cells one trial may change (its eco_changes)."""
+    max_area_added_um2: float | None = None
+    """Area one trial may add over its parent, µm²."""
+    max_leakage_added_w: float | None = None
+    """Leakage power one trial may add over its parent, W."""
+    study_max_cells: Annotated[int, Field(ge=0)] | None = None
+    """Cells this class's ECOs may change along a case's lineage, in all."""
+    study_max_area_added_um2: float | None = None
+    """Area this class's ECOs may add along a case's lineage, in all, µm²."""
+    study_max_leakage_added_w: float | None = None
+    """Leakage this class's ECOs may add along a case's lineage, in all, W."""
+
+
 class Rails(_Strict):
     """[rails]: what keeps a trial out of the survivors whatever its rank."""
 
@@ -216,6 +235,9 @@ class Rails(_Strict):
     A trial without the metric (a pre-route trial has no hot_ratio) is not held to it."""
     min: dict[str, float] = {}
     """Metric -> the smallest value a survivor may have, e.g. { hold_worst_ps = 0 }."""
+    eco_class: dict[Literal["topology_neutral", "placement_local", "routing_affecting", "global_disruptive"],
+                    ClassBudget] = {}
+    """Risk budgets per ECO class: cells changed, area and leakage added, per trial and per lineage."""
 
 
 class CustomParam(_Strict):
