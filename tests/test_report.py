@@ -373,3 +373,20 @@ def test_what_was_learned_and_suggest_writes_a_next_study_that_validates(study, 
     again = subprocess.run([*NOODLE2, "suggest", str(study), "--out", str(out)], cwd=ROOT, env=cli_env(),
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "N2-E218" in again.stderr  # never overwrites without --force
+
+
+def test_three_objectives_are_drawn_pair_by_pair(study, monkeypatch, tmp_path):
+    """#21: with three or more objectives the Pareto plot is a pairwise grid, every axis labelled
+    with its unit, the front on all objectives starred in each panel."""
+    from noodle2.engine.journal.store import recover
+    from noodle2.engine.reports import plots
+
+    s = recover(study).state
+    s.spec = {**s.spec, "ranking": {"kind": "pareto", "objectives": ["wns_ps", "area_um2", "power_total_w"]}}
+    fig, caption = _drawn(monkeypatch, plots.pairwise, s, tmp_path)
+    drawn = [a for a in fig.axes if a.axison]
+    assert len(drawn) == 3 and "3 objectives" in caption
+    labels = {a.get_xlabel() for a in drawn} | {a.get_ylabel() for a in drawn}
+    assert {"WNS (ns)", "area (µm²)", "power (mW)"} <= labels
+    stars = [len(a.collections[1].get_offsets()) for a in drawn]
+    assert len(set(stars)) == 1 and stars[0] >= 1  # the same front in every panel

@@ -107,14 +107,54 @@ def progression(s: StudyState, out: Path) -> str:
     return "each stage's best WNS (solid) and TNS (dashed)"
 
 
-def objectives(s: StudyState) -> list[str]:
+def objectives(s: StudyState, most: int = 2) -> list[str]:
     """The metrics the study ranks on (its own Pareto or lexicographic objectives), else WNS and TNS."""
     r = s.spec.get("ranking") or {}
     objs = [o for o in (r.get("objectives") or list(r.get("weights") or {})) if isinstance(o, str)]
     if len(objs) < 2:
         objs = [r.get("objective") or "wns_ps"] if r.get("kind", "single") == "single" else objs
         objs += [m for m in ("wns_ps", "tns_ps") if m not in objs]
-    return objs[:2]
+    return objs[:most]
+
+
+def pairwise(s: StudyState, out: Path) -> str:
+    """Three or more objectives: every pair on its own axes, the non-dominated front (on all of
+    them) starred in each."""
+    from noodle2.engine.policy.ranking import Candidate, rank
+    from noodle2.engine.study.models import Ranking
+
+    objs = objectives(s, most=6)
+    plt = _plt()
+    trials = [t for t in _done(s) if all(isinstance(t.metrics.get(m), (int, float)) for m in objs)]
+    directions = {k: v for k, v in ((s.spec.get("ranking") or {}).get("directions") or {}).items() if k in objs}
+    _, front = rank([Candidate(t.case_id, t.metrics) for t in trials], Ranking(kind="pareto", objectives=objs,
+                                                                                 directions=directions)) \
+        if trials else ([], [])
+    n = len(objs)
+    fig, axes = plt.subplots(n - 1, n - 1, figsize=(2.6 * (n - 1) + 1, 2.4 * (n - 1) + 0.8), squeeze=False)
+    for i in range(1, n):
+        for j in range(n - 1):
+            ax = axes[i - 1][j]
+            if j >= i:
+                ax.axis("off")
+                continue
+            fx, fy = metric_unit(objs[j])[2], metric_unit(objs[i])[2]
+            for on, style in ((False, {"marker": "o", "s": 10, "facecolors": "none", "edgecolors": "0.55"}),
+                              (True, {"marker": "*", "s": 50, "color": "k"})):
+                pts = [t for t in trials if (t.case_id in front) == on]
+                ax.scatter([t.metrics[objs[j]] * fx for t in pts], [t.metrics[objs[i]] * fy for t in pts],
+                           label="Pareto front" if on else "trials", **style)
+            if i == n - 1:
+                ax.set_xlabel(metric_axis(objs[j]), fontsize=8)
+            if j == 0:
+                ax.set_ylabel(metric_axis(objs[i]), fontsize=8)
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.suptitle(f"{s.name}: {', '.join(metric_unit(m)[0] for m in objs)}, pair by pair", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, out)
+    plt.close(fig)
+    return (f"{len(trials)} trials on each pair of the {n} objectives; stars: the non-dominated front on all of them "
+            f"({len([t for t in trials if t.case_id in front])})")
 
 
 def pareto(s: StudyState, out: Path, x: str | None = None, y: str | None = None) -> str:
@@ -222,7 +262,8 @@ def render_all(s: StudyState, out: Path) -> tuple[list[tuple[str, str]], str | N
         return [], SKIPPED
     out.mkdir(parents=True, exist_ok=True)
     made = []
-    for name, fn in (("trajectory.png", trajectory), ("progression.png", progression), ("pareto.png", pareto),
+    front = pairwise if len(objectives(s, most=6)) >= 3 else pareto
+    for name, fn in (("trajectory.png", trajectory), ("progression.png", progression), ("pareto.png", front),
                      ("eco_success.png", eco_success), ("params.png", params)):
         if not _done(s):
             break
