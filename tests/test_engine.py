@@ -477,3 +477,41 @@ async def test_a_risk_budget_per_eco_class_keeps_over_budget_cases_out_and_is_in
                     total += t.metrics["area_um2"] - s.trials[t.parent].metrics["area_um2"]
                 t = s.trials[t.parent]
             assert total <= 2 * cap
+
+
+async def test_a_trial_identical_to_a_finished_one_reuses_its_result_and_says_so(tmp_path):
+    """#21: same parent, ECO, parameters and mode: the same netlist, so the tool does not run
+    again; the result, files included, is the twin's, journaled as reused, and the study decides
+    exactly as when every trial runs."""
+    stages = '''
+[[stages]]
+name = "grid"
+trials = 6
+survivors = 2
+sweep = "grid"
+ecos = ["pin_swap"]
+[stages.params.pin_swap]
+paths = 5
+max_swaps = 8
+'''
+    got = {}
+    for reuse in (True, False):
+        f = fake_study(tmp_path, name=f"r{reuse}", stages=stages, max_parallel=1)
+        f.write_text(f.read_text().replace("[execution]", f"[execution]\nreuse = {str(reuse).lower()}", 1))
+        log = tmp_path / f"runs{reuse}.log"
+        _, eng = await run(f, tmp_path / f"d{reuse}", N2_FAKE_RUNLOG=str(log))
+        s = eng.state
+        ran = [x for x in log.read_text().split() if x != s.base_case]
+        reused = {c: s.trials[c].resources["reused_from"] for c in s.stages[0].cases
+                  if (s.trials[c].resources or {}).get("reused_from")}
+        got[reuse] = (s.stages[0].survivors, {c: t.metrics for c, t in s.trials.items()}, ran, reused, eng)
+    survivors, metrics, ran, reused, eng = got[True]
+    assert reused and len(ran) == 6 - len(reused) and len(got[False][2]) == 6  # the tool ran fewer times
+    assert (survivors, metrics) == got[False][:2]  # and the study decided the same
+    for c, twin in reused.items():
+        a, b = eng.dir / "trials" / c / "design.json", eng.dir / "trials" / twin / "design.json"
+        assert a.read_bytes() == b.read_bytes() and not a.stat().st_mode & 0o222
+        assert eng.state.trials[c].outputs == eng.state.trials[twin].outputs
+    from noodle2.engine.reports.status import trial_line
+
+    assert any(f"↺ as {twin}" in trial_line(eng.state.trials[c]) for c, twin in reused.items())

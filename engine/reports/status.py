@@ -61,7 +61,8 @@ def trial_line(t: TrialState) -> str:
             parts.append(f"P {m['power_total_w'] * 1e3:.3f} mW")
         if "area_um2" in m:
             parts.append(f"A {m['area_um2']:.0f} µm²")
-        return f"✓ {t.case_id:<16} {eco:<40} {'  '.join(parts)}  {took}"
+        reused = (t.resources or {}).get("reused_from")
+        return f"✓ {t.case_id:<16} {eco:<40} {'  '.join(parts)}  " + (f"↺ as {reused}" if reused else took)
     f = t.failure or {}
     if t.status == "cancelled":
         return f"⊘ {t.case_id:<16} {eco:<40} cancelled: {f.get('reason')}  {took}"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import anyio
+import orjson
 
 from noodle2.engine.catalog.ecos import ROUTE_MODES
 from noodle2.engine.catalog.metrics import check_metrics, post_route_only
@@ -62,6 +63,7 @@ class TrialRunner:
         self._verified: dict[str, tuple[int, int, int]] = {}  # path -> (size, mtime_ns, inode) hashed ok
         self.watch = isolation.Watch(host.dir)
         self._alone: set[str] = set()  # cases that saw an escaped write beside others: they run again alone
+        self._done_by_key: dict[tuple, str] | None = None  # (parent, eco, mode, params) -> a finished case
         self._alone_lock = anyio.Lock()
 
     async def run(self, t: TrialState, mode: str, skip: Callable[[TrialState], str | None] | None = None) -> None:
@@ -80,6 +82,8 @@ class TrialRunner:
                     if skip is not None and (why := skip(t)) is not None:
                         h.emit(ev.TrialCancelled(case_id=t.case_id, reason=why))
                         return
+                    if h.spec.execution.reuse and t.attempt == 0 and await self._reuse(t, mode):
+                        return  # asked once a slot is free: a twin may have finished meanwhile
                     ran = await self._run_tool(t, mode)
                 if ran is None:
                     return
@@ -90,6 +94,44 @@ class TrialRunner:
                     return
         except EnvironmentFault as f:
             h.machine_fault(f)  # the trial stays in flight in the journal: it runs again on resume
+
+    def _key(self, t: TrialState, mode: str) -> tuple:
+        return t.parent, t.eco, mode, orjson.dumps(t.params, option=orjson.OPT_SORT_KEYS)
+
+    def twin(self, t: TrialState, mode: str) -> TrialState | None:
+        """A finished trial with this one's parent, ECO, parameters and mode: the same netlist."""
+        s = self.host.state
+        if self._done_by_key is None:
+            self._done_by_key = {}
+            for x in s.trials.values():
+                if x.status == "done" and x.stage >= 0 and not (x.resources or {}).get("reused_from"):
+                    self._done_by_key.setdefault(self._key(x, s.stages[x.stage].mode), x.case_id)
+        c = self._done_by_key.get(self._key(t, mode))
+        return s.trials[c] if c is not None and c != t.case_id else None
+
+    async def _reuse(self, t: TrialState, mode: str) -> bool:
+        """Take a finished twin's result instead of running the tool: its files are copied (they
+        are this trial's children's inputs) and journaled with the twin's hashes."""
+        h = self.host
+        twin = self.twin(t, mode)
+        if twin is None:
+            return False
+        src, dst = h.dir / (twin.artifacts or f"trials/{twin.case_id}"), h.dir / "trials" / t.case_id
+        try:
+            await anyio.to_thread.run_sync(_copy_trial, src, dst)
+        except OSError as e:
+            raise env_fault(e, f"copying {twin.case_id}'s result for {t.case_id}") or e from None
+        await anyio.to_thread.run_sync(_relabel, dst, t.case_id, h.spec.stages[t.stage].name, twin.case_id)
+        h.emit(ev.TrialStarted(case_id=t.case_id, attempt=1))
+        if twin.proof is not None:
+            h.emit(ev.EquivalenceChecked(case_id=t.case_id, against=twin.proof.get("against", t.parent or ""),
+                                         proven=twin.proof.get("proven", False), method=twin.proof.get("method", ""),
+                                         seconds=0.0, detail=f"as {twin.case_id} (the same netlist)"))
+        h.emit(ev.TrialFinished(case_id=t.case_id, metrics=twin.metrics or {}, outputs=twin.outputs,
+                                resources={"reused_from": twin.case_id, "wall_s": 0.0},
+                                artifacts=str(dst.relative_to(h.dir))))
+        await h.sync()
+        return True
 
     @asynccontextmanager
     async def _every_slot(self) -> AsyncIterator[None]:
@@ -157,6 +199,8 @@ class TrialRunner:
             return await self._failed(t, got.failure, result.resources(), retry)
         h.emit(ev.TrialFinished(case_id=t.case_id, metrics=got.metrics or {}, resources=result.resources(),
                                 artifacts=str(ctx.trial_dir.relative_to(h.dir)), outputs=got.outputs))
+        if self._done_by_key is not None:
+            self._done_by_key.setdefault(self._key(t, ctx.mode), t.case_id)
         await h.sync()
         return False
 
@@ -267,6 +311,37 @@ class TrialRunner:
                 return Collected(None, failure("not_equivalent", f"not proven equivalent to its parent: "
                                                f"{proof['detail']}", counterexample(ctx.trial_dir)), {}, proof)
         return Collected(metrics, None, outputs, proof)
+
+
+def _copy_trial(src: Path, dst: Path) -> None:
+    """A twin's files into a clean directory of this trial's own, read-only like any result."""
+    _clean_dir(dst)
+    for p in sorted(src.rglob("*")):
+        rel = p.relative_to(src)
+        if p.is_symlink():
+            continue
+        if p.is_dir():
+            (dst / rel).mkdir(parents=True, exist_ok=True)
+        else:
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p, dst / rel)
+    _read_only(dst)
+
+
+def _relabel(tdir: Path, case: str, stage: str, twin: str) -> None:
+    """The copied artifact index names this trial, and the one whose result it took."""
+    p = tdir / "artifact_index.json"
+    try:
+        index = orjson.loads(p.read_bytes())
+    except (OSError, ValueError):
+        return
+    if isinstance(index, list):
+        for entry in index:
+            if isinstance(entry, dict):
+                entry.update(case=case, stage=stage, reused_from=twin)
+        p.unlink()
+        p.write_bytes(orjson.dumps(index, option=orjson.OPT_INDENT_2))
+        os.chmod(p, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
 
 
 def _clean_dir(tdir: Path) -> None:

@@ -174,6 +174,10 @@ class Execution(_Strict):
     """A trial whose stdout or stderr grows past this is killed (output_flood)."""
     synth_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 1800.0
     """Time limit of the snapshot's synthesis."""
+    reuse: bool = True
+    """A trial with the same parent, ECO, parameters and mode as one already finished gives the
+    same netlist (every ECO is deterministic): it takes that result, files included, instead of
+    running the tool again, and says so (its resources name the trial it reused)."""
     warm: bool = True
     """OpenSTA trials run in worker processes that keep the technology's Liberty (every corner)
     loaded from one trial to the next; the results are the same as one `sta` per trial (false),
