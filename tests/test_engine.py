@@ -355,6 +355,11 @@ async def test_the_study_ends_when_its_goal_is_met_and_says_what_it_saved(tmp_pa
     saved = sum(st.budget for st in s.stages[1:])
     assert d["subject"] == ref.state.stages[0].survivors[0] and f"{saved} trial(s) of 2 stage(s) not run" in d["reason"]
     assert s.reason == d["reason"] and len(s.trials) == 1 + s.stages[0].budget  # nothing later ran
+    from noodle2.engine.reports import summary
+
+    summary.write(eng.dir, s)
+    md = (eng.dir / "report" / "summary.md").read_text()
+    assert f"study ends early: goal met by {d['subject']}" in md and f"{saved} were not run" in md
     # a goal no case meets changes nothing
     f.write_text(f.read_text().replace(f"wns_ps = {first - 1:g}", "wns_ps = 1000000"))
     _, far = await run(f, tmp_path / "far")

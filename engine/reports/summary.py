@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from noodle2.engine.fmt import fmt_local, fmt_metric, fmt_ns, fmt_num, metric_axis, metric_unit
+from noodle2.engine.fmt import decision_text, fmt_local, fmt_metric, fmt_ns, fmt_num, metric_axis, metric_unit
 from noodle2.engine.fsutil import atomic_write, study_subdir
 from noodle2.engine.journal.state import StudyState
 from noodle2.engine.reports.files import agreement_line, decision_cases, lineage_dot
@@ -183,6 +183,21 @@ def _stages(doc: Doc, s: StudyState) -> None:
     for st in s.stages:
         if st.agreement:
             doc.p(f"{st.name}: {agreement_line(st.agreement)}")
+    shown = [d for d in s.decisions if d["action"] != "order_ecos"]
+    if shown:
+        doc.h("Decisions")
+        doc.table(["stage", "decision", "why"],
+                  [[s.stages[d["stage"]].name if d.get("stage") is not None and d["stage"] < len(s.stages) else "—",
+                    decision_text(d["action"], d["subject"]), d["reason"]] for d in shown])
+    planned = sum(st.budget for st in s.stages)
+    skipped = sum(st.budget for st in s.stages if st.status == "skipped")
+    not_run = sum(1 for t in s.trials.values() if t.status == "cancelled" and
+                  str((t.failure or {}).get("reason", "")).startswith("not run"))
+    reused = sum(1 for t in s.trials.values() if (t.resources or {}).get("reused_from"))
+    if skipped or not_run or reused:
+        doc.p(f"Of {planned} planned trials, {skipped + not_run} were not run (early stops: {skipped} in stages "
+              f"skipped, {not_run} after a stage stopped early) and {reused} took an identical trial's result "
+              "instead of running the tool.")
 
 
 SHOW_CHANGES = 200  # rows of the change list in the report page; the file has them all
