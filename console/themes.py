@@ -6,11 +6,14 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
-from textual.theme import Theme
 
 from noodle2.engine import DATA
+
+if TYPE_CHECKING:  # Textual loads in ~1 s: every CLI command lists the theme names, few draw them
+    from textual.theme import Theme
 
 THEMES_DIR = DATA / "themes"
 SHORT = {"dark": "noodle2-dark", "light": "noodle2-light", "high-contrast": "noodle2-high-contrast"}
@@ -21,6 +24,8 @@ class UnknownTheme(ValueError):
 
 
 def load_themes() -> list[Theme]:
+    from textual.theme import Theme
+
     out = []
     for f in sorted(THEMES_DIR.glob("*.toml")):
         d = tomllib.loads(f.read_text())

@@ -284,6 +284,11 @@ def from_snapshot(d: dict[str, Any]) -> StudyState:
     return _known(StudyState, d)
 
 
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
 def _known(cls: Any, d: dict[str, Any]) -> Any:
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in names})
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = frozenset(f.name for f in fields(cls))
+    return cls(**d) if names.issuperset(d) else cls(**{k: v for k, v in d.items() if k in names})
