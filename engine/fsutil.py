@@ -5,6 +5,7 @@ import errno
 import fcntl
 import os
 import stat
+import threading
 from pathlib import Path
 
 from noodle2.engine.errors import EnvironmentFault, N2Error, env_fault
@@ -21,7 +22,8 @@ def cache_root() -> Path:
 def atomic_write(path: Path, data: bytes) -> None:
     """Write-then-rename with fsyncs, so a reader sees the old file or the new one, never half.
     A full disk leaves no temporary file behind and raises EnvironmentFault."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # one temporary name per process and thread: two threads writing one file never share it
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, 0o644)
         try:

@@ -217,3 +217,28 @@ def test_full_disk_on_append_leaves_the_journal_at_its_last_whole_line(tmp_path,
     w.append(evs[1])
     w.close()
     assert [e.seq for e in read_events(tmp_path / JOURNAL).events] == [1, 2]
+
+
+def test_two_threads_writing_one_file_never_share_a_temporary(tmp_path):
+    """Found by the suite: two stage branches ending together wrote the same report at once, and
+    one rename found the other's temporary gone (FileNotFoundError)."""
+    import threading
+
+    from noodle2.engine.fsutil import atomic_write
+
+    target, errors = tmp_path / "eco_leaderboard.json", []
+
+    def writer(tag: bytes) -> None:
+        try:
+            for _ in range(300):
+                atomic_write(target, tag * 1000)
+        except Exception as e:  # noqa: BLE001 - the test reports it
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in (b"a", b"b", b"c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and target.read_bytes() in (b"a" * 1000, b"b" * 1000, b"c" * 1000)
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -71,6 +71,7 @@ class Engine:
         self.stop_reason: str | None = None
         self.fault: EnvironmentFault | None = None  # why the engine stopped, when the machine failed it
         self._work: anyio.CancelScope | None = None
+        self._checkpoint_lock = anyio.Lock()
 
         ahead = getattr(self.executor, "queue_ahead", lambda n: 0)(self.max_parallel)
         slots = Slots(anyio.CapacityLimiter(self.max_parallel + ahead), anyio.CapacityLimiter(self.max_parallel))
@@ -105,7 +106,8 @@ class Engine:
         reports are written in a worker thread, so a 10k-trial study never stalls the loop."""
         self.journal.sync_now()
         data = checkpoint_bytes(self.state, self.journal.offset, self.journal.crc)
-        await anyio.to_thread.run_sync(self._write_checkpoint, data)
+        async with self._checkpoint_lock:  # branches end together: the newer snapshot is written last
+            await anyio.to_thread.run_sync(self._write_checkpoint, data)
         self.emit(ev.CheckpointWritten(upto_seq=self.state.seq))
 
     def _write_checkpoint(self, data: bytes) -> None:

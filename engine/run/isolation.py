@@ -25,7 +25,7 @@ WRITTEN_FILES = ("checkpoint.json", "provenance.json", "eco_leaderboard.json", "
 # every name the engine and the console put there (atomic_write's temp files too)
 ENGINE_NAMES = frozenset({*WRITTEN_FILES, ".lock", "control", "inputs", "journal.jsonl", "legality_report.md", "snapshot",
                           "stages", "trials", "report", "README.md", "engine.log"})
-_TEMP = re.compile(r"^\.(.+)\.\d+\.tmp$")
+_TEMP = re.compile(r"^\.(.+?)(\.\d+)+\.tmp$")
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 Stat = tuple[int, int, int, int]
