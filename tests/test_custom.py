@@ -204,20 +204,40 @@ tcl = '''
     return text.replace("[ranking]", f"{execution}\n[ranking]", 1) if execution else text
 
 
+def test_a_write_seen_by_overlapping_trials_marks_them_all_and_a_lone_one_none(tmp_path):
+    """The manifest's bookkeeping: which trials had another tool running beside them."""
+    from noodle2.engine.run.isolation import Watch
+
+    (tmp_path / "snapshot").mkdir()
+    (tmp_path / "trials" / "p").mkdir(parents=True)
+    w = Watch(tmp_path)
+    w.start("a", tmp_path / "trials" / "p")
+    w.start("b", tmp_path / "trials" / "p")
+    (tmp_path / "snapshot" / "x.v").write_text("x")  # one of them wrote it
+    (tmp_path / "stray.txt").write_text("y")
+    assert w.end("a") == (["snapshot/x.v created", "stray.txt created"], True)
+    assert w.end("b") == (["snapshot/x.v created", "stray.txt created"], True)
+    w.start("c", tmp_path / "trials" / "p")
+    (tmp_path / ".checkpoint.json.7.140.tmp").write_text("engine")  # the engine's own, never a trial's
+    (tmp_path / "report").mkdir()
+    assert w.end("c") == ([], False)
+
+
 def test_a_trial_that_writes_outside_its_directory_fails_as_escaped_write(tmp_path):
     """#23: an ECO whose Tcl writes into the snapshot and the study directory is caught by the
     manifest after it runs: `escaped_write`, never ranked; its sibling runs as usual, and the
     snapshot and inputs are read-only to trials."""
-    text = escape_study()
+    text = escape_study().replace("[ranking]", "[execution]\nmax_parallel = 2\n\n[ranking]", 1)
     r, events = run(tmp_path, text)
     d = tmp_path / "s"
     failed = {e["case_id"]: e["failure"] for e in events if e["type"] == "trial_failed" and not e.get("retry")}
     plan = next(e["plan"] for e in events if e["type"] == "stage_started")
     escaper = next(p["case_id"] for p in plan if p["eco"] == "escape")
     assert failed[escaper]["type"] == "escaped_write", failed
-    # both trials ran at once and both saw the writes; each ran again alone, and only the writer wrote again
+    # when both tools ran at once, both saw the writes: each ran again alone, and only the writer
+    # wrote again (on one CPU the two may not overlap: then the writer alone saw it)
     warned = [e["msg"] for e in events if e["type"] == "log" and "runs again alone" in e["msg"]]
-    assert len(warned) == 2 and "snapshot/extra.txt" in failed[escaper]["reason"]
+    assert len(warned) in (0, 2) and "snapshot/extra.txt" in failed[escaper]["reason"]
     assert set(failed) == {escaper}, failed
     survivors = next(e["survivors"] for e in events if e["type"] == "survivors_chosen")
     assert escaper not in survivors and survivors, survivors
