@@ -143,6 +143,18 @@ def open_regular(path: Path | str, *, follow: bool = False, dir_fd: int | None =
     return fd
 
 
+def read_json_object(path: Path, cap: int = 64 << 20) -> dict:
+    """A JSON object from a file noodle2 or a tool wrote; {} when it is missing, unreadable,
+    too large or not an object (such files inform; the journal decides)."""
+    import orjson
+
+    try:
+        v = orjson.loads(read_capped(path, cap))
+    except (OSError, ValueError):
+        return {}
+    return v if isinstance(v, dict) else {}
+
+
 def read_capped(path: Path | str, cap: int, *, follow: bool = False, dir_fd: int | None = None) -> bytes:
     """A file's bytes: a regular file (see open_regular), never more than `cap` bytes, read in
     chunks so a large cap costs nothing up front.  Raises ValueError with the reason it was

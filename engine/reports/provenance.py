@@ -21,7 +21,7 @@ from typing import Any
 from noodle2.engine.catalog.ecos import CATALOG
 from noodle2.engine.errors import N2Error
 from noodle2.engine.fmt import fmt_metric, metric_unit
-from noodle2.engine.fsutil import read_capped, sha256_file
+from noodle2.engine.fsutil import read_json_object, sha256_file
 from noodle2.engine.journal.state import StudyState, TrialState
 from noodle2.engine.journal.store import JOURNAL, read_events
 from noodle2.engine.quote import tcl_word
@@ -29,16 +29,6 @@ from noodle2.engine.reports.status import best_case, lineage
 
 FORMAT = 1
 HEADLINE = ("wns_ps", "tns_ps", "power_total_w", "area_um2", "instances")
-
-
-def _read_json(p: Path) -> dict[str, Any]:
-    import orjson
-
-    try:
-        v = orjson.loads(read_capped(p, 64 << 20))
-    except (OSError, ValueError):
-        return {}
-    return v if isinstance(v, dict) else {}
 
 
 def pick_case(s: StudyState, case: str | None) -> TrialState:
@@ -72,7 +62,7 @@ def _journal_ranges(d: Path, cases: set[str]) -> tuple[dict[str, list[int]], int
 
 def build(d: Path, s: StudyState, t: TrialState) -> dict[str, Any]:
     """The provenance document of case `t` in the study at `d`."""
-    prov = _read_json(d / "provenance.json")
+    prov = read_json_object(d / "provenance.json")
     snap = prov.get("snapshot") or {}
     chain = lineage(s, t.case_id)
     ranges, last_seq = _journal_ranges(d, {c.case_id for c in chain})

@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from noodle2.engine.fmt import decision_text, fmt_local, fmt_metric, fmt_ns, fmt_num, metric_axis, metric_unit
-from noodle2.engine.fsutil import atomic_write, study_subdir
+from noodle2.engine.fsutil import atomic_write, read_json_object, study_subdir
 from noodle2.engine.journal.state import StudyState
 from noodle2.engine.reports.files import agreement_line, decision_cases, lineage_dot
 from noodle2.engine.reports.status import best_case, eco_call, lineage, stage_best, wns_delta
@@ -140,7 +138,7 @@ def build(d: Path, s: StudyState, images: list[tuple[str, str]], skipped: str | 
 def _study(doc: Doc, d: Path, s: StudyState) -> None:
     spec = s.spec or {}
     meta = spec.get("study", {})
-    prov = _json(d / "provenance.json")
+    prov = read_json_object(d / "provenance.json")
     snap = prov.get("snapshot") or {}
     doc.h("Study")
     doc.table(["", ""], [
@@ -300,14 +298,6 @@ def _ecos_and_safety(doc: Doc, s: StudyState) -> None:
     doc.h("Failures by class")
     fails = Counter(((t.failure or {}).get("type", "?"), t.eco) for t in s.trials.values() if t.status == "failed")
     doc.table(["class", "ECO", "trials"], [[k, e, n] for (k, e), n in sorted(fails.items())] or [["(none)", "", 0]])
-
-
-def _json(p: Path) -> dict[str, Any]:
-    try:
-        v = orjson.loads(p.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return {}
-    return v if isinstance(v, dict) else {}
 
 
 # --- the other files ------------------------------------------------------------------------------

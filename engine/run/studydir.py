@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from noodle2.engine.errors import N2Error, Problem, env_fault
-from noodle2.engine.fsutil import atomic_write, sha256_file
+from noodle2.engine.fsutil import atomic_write, read_json_object, sha256_file
 from noodle2.engine.journal.state import StudyState
 from noodle2.engine.journal.store import is_study_dir, recover
 from noodle2.engine.study.load import load_study, parse_study
@@ -157,13 +157,7 @@ def _copy_input(src: Path, dest: Path) -> None:
 
 def read_provenance(d: Path) -> dict[str, Any]:
     """provenance.json, or {} when it is missing or unreadable (it informs; the journal decides)."""
-    from noodle2.engine.fsutil import read_capped
-
-    try:
-        v = orjson.loads(read_capped(d / "provenance.json", 64 << 20))
-    except (OSError, ValueError):
-        return {}
-    return v if isinstance(v, dict) else {}
+    return read_json_object(d / "provenance.json")
 
 
 def update_provenance(d: Path, more: dict[str, Any]) -> None:

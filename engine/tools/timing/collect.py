@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from noodle2.engine.catalog.ecos import EcoDef
-from noodle2.engine.fsutil import read_capped
+from noodle2.engine.fsutil import read_capped, read_json_object
 from noodle2.engine.policy.integrity import class_violation
 from noodle2.engine.tools.base import LogScan, TrialContext, TrialFailure, scan_lines, tail
 from noodle2.engine.tools.netlist import cell_usage, declare_wires
@@ -175,8 +175,4 @@ def artifact_index(t: Path, top: str, case: str = "", stage: str = "", eco: str 
 
 def read_json(p: Path) -> dict[str, Any]:
     """A small JSON object a tool wrote; {} when it is missing, unreadable or not an object."""
-    try:
-        v = orjson.loads(read_capped(p, 4 << 20))
-    except (OSError, ValueError):
-        return {}
-    return v if isinstance(v, dict) else {}
+    return read_json_object(p, 4 << 20)
