@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -206,3 +207,48 @@ def test_resume_kills_the_yosys_of_a_dead_engine(tmp_path):
     wait_until(lambda: not [x for x in orphans if Path(f"/proc/{x}").exists()
                             and Path(f"/proc/{x}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"],
                "the dead engine's Yosys to be killed", timeout=10)
+
+
+def test_reuse_tool_env_and_a_class_budget_on_real_sta(tmp_path):
+    """#21 on the real tool: a grid of identical resize trials takes the first finished one's
+    result (netlist bytes, read-only, relabelled index), with [tool] env set (a warm worker keyed
+    by it); an area budget keeps the buffers' extra area out of the survivors."""
+    path = small_study(tmp_path / "s", extra='reuse = true\n\n[tool.env]\nN2X_PROBE = "seen"\n\n'
+                       '[rails.eco_class.placement_local]\nmax_area_added_um2 = 1e9')
+    text = path.read_text().split("[[stages]]", 1)[0] + '''[[stages]]
+name = "grid"
+mode = "sta"
+trials = 4
+survivors = 2
+sweep = "grid"
+ecos = ["buffer_fanout"]
+[stages.params.buffer_fanout]
+paths = 28
+min_fanout = 2
+max_nets = 13
+tree_fanout = 11
+'''
+    path.write_text(text)
+    d = tmp_path / "d"
+    r = cli("run", str(path), "--unattended", "--study-dir", str(d))
+    assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:]
+    s = recover(d).state
+    reused = {c: s.trials[c].resources["reused_from"] for c in s.stages[0].cases
+              if (s.trials[c].resources or {}).get("reused_from")}
+    assert reused and "↺ as" in r.stdout
+    for c, twin in reused.items():
+        a, b = d / "trials" / c / "mac16.v", d / "trials" / twin / "mac16.v"
+        assert a.read_bytes() == b.read_bytes() and not a.stat().st_mode & 0o222
+        assert s.trials[c].metrics == s.trials[twin].metrics
+        index = orjson.loads((d / "trials" / c / "artifact_index.json").read_bytes())
+        assert {(e["case"], e["reused_from"]) for e in index} == {(c, twin)}
+    assert not {c for c in s.stages[0].survivors if reused.get(c) in s.stages[0].survivors}  # one netlist survives once
+    assert all(s.trials[c].metrics["area_um2"] > s.base().metrics["area_um2"] for c in s.stages[0].cases)
+    # a budget with room for no added area: every buffering trial is over it, no survivor
+    tight = path.read_text().replace("max_area_added_um2 = 1e9", "max_area_added_um2 = 0")
+    path.write_text(tight)
+    r = cli("run", str(path), "--unattended", "--study-dir", str(tmp_path / "t"))
+    t = recover(tmp_path / "t").state
+    done = [c for c in t.stages[0].cases if t.trials[c].status == "done"]
+    assert done and set(t.stages[0].excluded) == set(done) and not t.stages[0].survivors
+    assert all("placement_local budget: max_area_added_um2" in t.stages[0].excluded[c] for c in done)
