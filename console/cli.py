@@ -172,7 +172,7 @@ def _view_commands(command: Command) -> None:
                      f"noodle2 suggest {EXAMPLE_DIR}",
                      f"noodle2 suggest {EXAMPLE_DIR} --out next.toml"])
     sg.add_argument("study_dir", type=Path, help="the study directory")
-    sg.add_argument("--out", type=Path, help="where to write (default: beside the original study file, as NAME.next.toml)")
+    sg.add_argument("--out", type=Path, help="where to write (default: NAME.next.toml in the current folder)")
     sg.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
     ci = command("ci", "run a study for CI and compare its result with a baseline "
@@ -572,7 +572,7 @@ def cmd_suggest(study_dir: Path, out: Path | None, force: bool) -> int:
     study = load_study(d / "inputs" / "study.toml", stored=True)
     source = Path(read_provenance(d).get("source_study") or d / "inputs" / "study.toml")
     origin = source.parent if source.parent.is_dir() else d / "inputs"
-    out = out or origin / f"{source.stem}.next.toml"
+    out = out or Path(f"{source.stem}.next.toml")  # here, never into a sample's or a package's folder
     if out.exists() and not force:
         raise N2Error.one("N2-E218", f"{out} exists", hint="give another --out, or --force to replace it")
     obj, got = lessons(s, study.spec.ranking)
