@@ -486,8 +486,9 @@ async def test_a_risk_budget_per_eco_class_keeps_over_budget_cases_out_and_is_in
 
 async def test_a_trial_identical_to_a_finished_one_reuses_its_result_and_says_so(tmp_path):
     """#21: same parent, ECO, parameters and mode: the same netlist, so the tool does not run
-    again; the result, files included, is the twin's, journaled as reused, and the study decides
-    exactly as when every trial runs."""
+    again; the result, files included, is the twin's, journaled as reused, with the metrics every
+    trial gets when each runs.  A copy is the same design: it never survives beside its twin
+    (this fake tool's runs write their case into the design, so without reuse they differ)."""
     stages = '''
 [[stages]]
 name = "grid"
@@ -512,7 +513,9 @@ max_swaps = 8
         got[reuse] = (s.stages[0].survivors, {c: t.metrics for c, t in s.trials.items()}, ran, reused, eng)
     survivors, metrics, ran, reused, eng = got[True]
     assert reused and len(ran) == 6 - len(reused) and len(got[False][2]) == 6  # the tool ran fewer times
-    assert (survivors, metrics) == got[False][:2]  # and the study decided the same
+    assert metrics == got[False][1]  # every trial measured the same
+    assert survivors == ["fake_0_0"] and len(got[False][0]) == 2
+    assert {c: eng.state.stages[0].excluded.get(c) for c in reused} == {c: "same result as fake_0_0" for c in reused}
     for c, twin in reused.items():
         a, b = eng.dir / "trials" / c / "design.json", eng.dir / "trials" / twin / "design.json"
         assert a.read_bytes() == b.read_bytes() and not a.stat().st_mode & 0o222

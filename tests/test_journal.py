@@ -95,6 +95,44 @@ def test_group_commit_covers_concurrent_completions(tmp_path):
     w.close()
 
 
+def test_a_failed_background_fsync_is_raised_by_the_next_append_and_sync(tmp_path, monkeypatch):
+    """sync_soon's thread cannot raise into the loop: it keeps the fault, and the writer refuses
+    to go on (after a failed fsync a later one may succeed with the data lost)."""
+    import errno
+    import os as _os
+
+    from noodle2.engine.errors import EnvironmentFault
+
+    w = JournalWriter(tmp_path / JOURNAL, 0)
+    evs = _events(2)
+    w.append(evs[0])
+    monkeypatch.setattr(_os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    w.sync_soon()
+    w._syncer.join(timeout=60)  # the thread ends on the fault
+    assert not w._syncer.is_alive() and w._synced == 0
+    monkeypatch.undo()
+    for act in (lambda: w.append(evs[1]), w.sync_now):
+        with pytest.raises(EnvironmentFault) as ei:
+            act()
+        assert ei.value.problem.code == "N2-E208" and "syncing the journal" in str(ei.value)
+    w.close()
+    assert [e.seq for e in read_events(tmp_path / JOURNAL).events] == [1]
+
+
+def test_sync_soon_makes_appends_durable_without_waiting(tmp_path, monkeypatch):
+    import os as _os
+
+    synced = []
+    real = _os.fsync
+    monkeypatch.setattr(_os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    w = JournalWriter(tmp_path / JOURNAL, 0)
+    for e in _events(3):
+        w.append(e)
+    w.sync_soon()
+    w.close()  # joins the thread: what it was asked for before close is synced
+    assert synced and w._synced == w._appended == len(_events(3))
+
+
 def test_reducer_is_order_insensitive_within_a_stage():
     evs = _events(6)
     head, body = evs[:2], evs[2:]

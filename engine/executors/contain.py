@@ -109,9 +109,15 @@ class TrialCgroups:
 
 def _populated(cg: Path) -> bool:
     try:
-        return "populated 1" in (cg / "cgroup.events").read_text()
+        fd = os.open(cg / "cgroup.events", os.O_RDONLY)  # once per trial: no file object
     except OSError:
         return False
+    try:
+        return b"populated 1" in os.read(fd, 256)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _rmdir(cg: Path) -> None:

@@ -134,11 +134,15 @@ class RayExecutor:
             raise
         except Exception as e:  # noqa: BLE001 - Ray's errors for a dead worker, node or object
             return self._lost(cmd, e), None
-        try:
-            result = await anyio.to_thread.run_sync(self._unpack, cmd, back)
-        except OSError as e:  # a full disk here is the machine's fault, never the trial's
-            raise env_fault(e, f"writing {cmd.cwd.name}'s files home from Ray") or e from None
-        return result, (job.collect(cmd, result) if job.collect else None)
+
+        def home() -> tuple[ExecResult, Any]:
+            try:
+                result = self._unpack(cmd, back)
+            except OSError as e:  # a full disk here is the machine's fault, never the trial's
+                raise env_fault(e, f"writing {cmd.cwd.name}'s files home from Ray") or e from None
+            return result, (job.collect(cmd, result) if job.collect else None)
+
+        return await anyio.to_thread.run_sync(home)
 
     def queue_ahead(self, max_parallel: int) -> int:
         """Trials the engine may keep waiting in Ray's queue beyond max_parallel, so a worker

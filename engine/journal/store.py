@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,8 +131,11 @@ def fold_all(state: StudyState, r: ReadResult, path: Path) -> StudyState:
 
 class JournalWriter:
     """The single writer.  `append` hands a line to the OS; `sync` makes everything appended so
-    far durable, sharing one fsync between all completions that arrive while one is under way.
-    A full disk raises EnvironmentFault and leaves the journal ending at its last whole line."""
+    far durable, sharing one fsync between all completions that arrive while one is under way;
+    `sync_soon` has a thread of the writer's do it without waiting (a trial's outcome: its
+    worker goes on, and the loop does no work per fsync).  A full disk raises EnvironmentFault
+    and leaves the journal ending at its last whole line; a failed background fsync is raised
+    by the next append or sync (after a failed fsync, a later one may succeed with data lost)."""
 
     def __init__(self, path: Path, valid_end: int, crc: int | None = None) -> None:
         self.path = path
@@ -144,8 +149,14 @@ class JournalWriter:
         self._synced = 0
         self._inflight: anyio.Event | None = None
         self.fsyncs = 0
+        self.fault: Exception | None = None  # a background fsync failed
+        self._want = threading.Event()
+        self._syncer: threading.Thread | None = None
+        self._closing = False
 
     def append(self, e: ev.Event) -> None:
+        if self.fault is not None:
+            raise self.fault
         line = ev.encode(e)
         try:
             view = memoryview(line)
@@ -179,6 +190,8 @@ class JournalWriter:
                 done.set()
 
     def _fsync(self) -> None:
+        if self.fault is not None:
+            raise self.fault
         try:
             os.fsync(self.fd)
         except OSError as err:
@@ -188,7 +201,36 @@ class JournalWriter:
         self._fsync()
         self._synced = self._appended
 
+    def sync_soon(self) -> None:
+        if self._syncer is None:
+            self._syncer = threading.Thread(target=self._sync_behind, name="journal-sync", daemon=True)
+            self._syncer.start()
+        self._want.set()
+
+    def _sync_behind(self) -> None:
+        # Signals go to the loop's thread: with it blocking them at the end, one taken here would
+        # act by default (SIGTERM killing the process) instead of by the caller's choice.
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        while True:
+            self._want.wait()
+            self._want.clear()
+            upto = self._appended
+            if upto > self._synced:
+                try:
+                    self._fsync()
+                except Exception as err:  # noqa: BLE001 - kept for the loop: the next append raises it
+                    self.fault = err
+                    return
+                self.fsyncs += 1
+                self._synced = max(self._synced, upto)
+            if self._closing:  # what was asked before close is synced
+                return
+
     def close(self) -> None:
+        if self._syncer is not None:
+            self._closing = True
+            self._want.set()
+            self._syncer.join()
         os.close(self.fd)
 
 

@@ -101,6 +101,12 @@ class Engine:
     async def sync(self) -> None:
         await self.journal.sync()
 
+    def sync_soon(self) -> None:
+        """Group commit behind the trials: a power cut loses at most the outcomes of one fsync's
+        window, and those trials run again on resume; a kill -9 loses nothing (the bytes are in
+        the OS's cache).  Stage ends and checkpoints sync before they act."""
+        self.journal.sync_soon()
+
     async def checkpoint(self) -> None:
         """Snapshot bytes are taken on the loop (a consistent state); the file and the derived
         reports are written in a worker thread, so a 10k-trial study never stalls the loop."""

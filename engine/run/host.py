@@ -27,6 +27,9 @@ class Host(Protocol):
     async def sync(self) -> None:
         """Make what was emitted durable (fsync, shared by concurrent callers)."""
 
+    def sync_soon(self) -> None:
+        """Make what was emitted durable soon, without waiting for it (a trial's outcome)."""
+
     async def checkpoint(self) -> None:
         """Write checkpoint.json and the reports derived from the state."""
 

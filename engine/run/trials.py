@@ -87,10 +87,12 @@ class TrialRunner:
                     ran = await self._run_tool(t, mode)
                 if ran is None:
                     return
-                h.emit(ev.TrialToolExited(case_id=t.case_id))
-                async with self.slots.collectors:
-                    got = await anyio.to_thread.run_sync(self._collect, *ran)
-                if not await self._record(t, ran[0], ran[1], got):
+                ctx, result, got = ran
+                if got is None:  # collected apart (a proof follows): the tool's slot is free meanwhile
+                    h.emit(ev.TrialToolExited(case_id=t.case_id))
+                    async with self.slots.collectors:
+                        got = await anyio.to_thread.run_sync(self._collect, ctx, result)
+                if not await self._record(t, ctx, result, got):
                     return
         except EnvironmentFault as f:
             h.machine_fault(f)  # the trial stays in flight in the journal: it runs again on resume
@@ -161,9 +163,10 @@ class TrialRunner:
             mode=mode, soft_timeout_s=x.soft_timeout_s, hard_timeout_s=x.hard_timeout_s or x.soft_timeout_s * 1.25 + 5,
             memory_limit_mb=x.memory_limit_mb, expect=expect, attempt=t.attempt + 1)
 
-    async def _run_tool(self, t: TrialState, mode: str) -> tuple[TrialContext, ExecResult] | None:
+    async def _run_tool(self, t: TrialState, mode: str) -> tuple[TrialContext, ExecResult, Collected | None] | None:
         """Prepare and run one attempt (one executor job: directory set-up rides with the tool, as
-        metadata syscalls must not stall the loop).  None when the attempt ended here."""
+        metadata syscalls must not stall the loop).  Its outputs are collected in the same job
+        unless a proof follows (proofs take the collectors' slots).  None when the attempt ended here."""
         h = self.host
         ctx = self.context(t, mode)
         h.emit(ev.TrialStarted(case_id=t.case_id, attempt=t.attempt + 1))
@@ -171,7 +174,8 @@ class TrialRunner:
         with self.controls.cancellable(t.case_id) as scope:
             try:
                 reads = getattr(h.tool, "reads", lambda c: [])(ctx)
-                result, _ = await self.executor.run(Job(partial(self._prepare, ctx), None, ctx.soft_timeout_s,
+                inline = None if h.spec.verify.equivalence == "all" else (lambda _cmd, res: self._collect(ctx, res))
+                result, got = await self.executor.run(Job(partial(self._prepare, ctx), inline, ctx.soft_timeout_s,
                                                         ctx.hard_timeout_s, inputs=sorted(ctx.expect) + list(map(str, reads)),
                                                         name=f"{t.case_id} {t.eco}"))
             except TrialFailure as f:
@@ -181,7 +185,7 @@ class TrialRunner:
             h.emit(ev.TrialCancelled(case_id=t.case_id, reason="cancelled by operator"))
             await h.sync()
             return None
-        return ctx, result
+        return ctx, result, got
 
     async def _record(self, t: TrialState, ctx: TrialContext, result: ExecResult, got: Collected) -> bool:
         """Journal the outcome durably.  True when a retry follows."""
@@ -201,7 +205,7 @@ class TrialRunner:
                                 artifacts=str(ctx.trial_dir.relative_to(h.dir)), outputs=got.outputs))
         if self._done_by_key is not None:
             self._done_by_key.setdefault(self._key(t, ctx.mode), t.case_id)
-        await h.sync()
+        h.sync_soon()
         return False
 
     async def _failed(self, t: TrialState, fail: dict, resources: dict, retry: bool, wait: bool = True) -> bool:
@@ -212,7 +216,7 @@ class TrialRunner:
         if retry and wait:
             at = time.time() + backoff_s(h.spec.study.seed, t.case_id, t.attempt, x.retry_backoff_s, x.retry_backoff_max_s)
         self.host.emit(ev.TrialFailed(case_id=t.case_id, failure=fail, resources=resources, retry=retry, retry_at=at))
-        await self.host.sync()
+        self.host.sync_soon()
         return retry
 
     def required(self, ctx: TrialContext) -> set[str]:

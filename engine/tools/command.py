@@ -58,9 +58,10 @@ class CommandTool:
         return None  # an arbitrary tool's outputs have no notion of equivalence
 
     def outputs(self, ctx: TrialContext) -> list[str]:
-        """Everything the tool left but its logs: a child may read any of it."""
+        """Everything the tool left but its logs and noodle2's trial.json: a child may read any
+        of it.  trial.json names the case, so counting it would make two equal designs differ."""
         return sorted(e.name for e in os.scandir(ctx.trial_dir)
-                      if e.is_file(follow_symlinks=False) and e.name not in LOGS)
+                      if e.is_file(follow_symlinks=False) and e.name not in LOGS and e.name != "trial.json")
 
     def prepare(self, ctx: TrialContext) -> Command:
         info = {"case_id": ctx.case_id, "eco": ctx.eco, "params": ctx.params, "mode": ctx.mode,
