@@ -133,6 +133,22 @@ def test_sync_soon_makes_appends_durable_without_waiting(tmp_path, monkeypatch):
     assert synced and w._synced == w._appended == len(_events(3))
 
 
+def test_checkpoint_rows_with_other_fields_take_defaults_and_drop_the_unknown():
+    """Format 4 keeps trials as rows under a field list: a checkpoint from a version with a
+    field more and one less reads as objects would."""
+    from noodle2.engine.journal.state import TRIAL_FIELDS, from_snapshot, to_snapshot
+
+    s = replay(_events(4))
+    snap = orjson.loads(orjson.dumps(to_snapshot(s)))
+    rows = snap["trial_rows"]
+    keep = [f for f in rows["fields"] if f != "retry_at"]
+    rows["rows"] = [[dict(zip(rows["fields"], r))[f] for f in reversed(keep)] + ["later"] for r in rows["rows"]]
+    rows["fields"] = list(reversed(keep)) + ["a_field_from_later"]
+    back = from_snapshot(snap)
+    assert tuple(rows["fields"]) != TRIAL_FIELDS
+    assert orjson.dumps(back) == orjson.dumps(s)
+
+
 def test_reducer_is_order_insensitive_within_a_stage():
     evs = _events(6)
     head, body = evs[:2], evs[2:]

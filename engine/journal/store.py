@@ -19,14 +19,15 @@ import orjson
 from noodle2.engine.errors import N2Error, env_fault
 from noodle2.engine.fsutil import NOFOLLOW, atomic_write, open_regular, read_study_file
 from noodle2.engine.journal import events as ev
-from noodle2.engine.journal.state import FoldError, StudyState, fold, from_snapshot
+from noodle2.engine.journal.state import FoldError, StudyState, fold, from_snapshot, to_snapshot
 
 JOURNAL = "journal.jsonl"
 CHECKPOINT = "checkpoint.json"
-CHECKPOINT_VERSION = 3
-READABLE_CHECKPOINTS = {3}  # 1 and 2 carry no checksum: the journal is replayed instead
+CHECKPOINT_VERSION = 4
+READABLE_CHECKPOINTS = {3, 4}  # 1 and 2 carry no checksum: the journal is replayed instead
 CHECKPOINT_MAX_BYTES = 4 << 30
-_CP_HEAD = b'{"version":3,"sha256":"'
+_CP_HEAD = b'{"version":4,"sha256":"'
+_CP_HEADS = (_CP_HEAD, b'{"version":3,"sha256":"')  # 3: trials as objects, still read
 
 
 @dataclass
@@ -248,10 +249,11 @@ def journal_crc(path: Path, upto: int) -> int:
 
 
 def checkpoint_bytes(state: StudyState, journal_offset: int, journal_crc: int) -> bytes:
-    """Format 3: a sha256 of everything after it, the journal length and CRC it covers, the
-    folded state.  A checkpoint that does not check out is never used."""
+    """Format 4: a sha256 of everything after it, the journal length and CRC it covers, the
+    folded state with its trials as rows (format 3, still read: trials as objects).  A
+    checkpoint that does not check out is never used."""
     rest = (b'"seq":%d,"journal_offset":%d,"journal_crc":"%08x","state":' % (state.seq, journal_offset, journal_crc)
-            + orjson.dumps(state))
+            + orjson.dumps(to_snapshot(state)))
     return _CP_HEAD + hashlib.sha256(rest).hexdigest().encode() + b'",' + rest + b"}"
 
 
@@ -263,7 +265,7 @@ def write_checkpoint(study_dir: Path, state: StudyState, journal_offset: int, cr
 
 def parse_checkpoint(data: bytes) -> dict:
     """The checkpoint's fields, or ValueError saying why it cannot be trusted."""
-    if not data.startswith(_CP_HEAD):
+    if not data.startswith(_CP_HEADS):
         try:
             version = orjson.loads(data).get("version")
         except (orjson.JSONDecodeError, AttributeError):
@@ -271,7 +273,7 @@ def parse_checkpoint(data: bytes) -> dict:
         if version in (1, 2):
             raise ValueError(f"format {version} carries no checksum")
         raise ValueError(f"checkpoint version {version!r} is not one this noodle2 reads")
-    head = len(_CP_HEAD)
+    head = len(_CP_HEAD)  # the same length in formats 3 and 4
     digest, rest = data[head:head + 64], data[head + 66:-1]
     if data[head + 64:head + 66] != b'",' or not data.endswith(b"}") or \
             hashlib.sha256(rest).hexdigest().encode() != digest:
