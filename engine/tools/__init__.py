@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from noodle2.engine.study.models import Study
-from noodle2.engine.tools.base import ToolAdapter
+if TYPE_CHECKING:  # the CLI lists technologies (tools/tech) without loading the study models
+    from noodle2.engine.study.models import Study
+    from noodle2.engine.tools.base import ToolAdapter
 
 
 def make_tool(study: Study, study_dir: Path) -> ToolAdapter:
