@@ -297,7 +297,11 @@ def from_snapshot(d: dict[str, Any]) -> StudyState:
     if (rows := d.pop("trial_rows", None)) is not None:
         names = tuple(rows["fields"])
         if names == TRIAL_FIELDS:
-            d["trials"] = {r[0]: TrialState(*r) for r in rows["rows"]}
+            rs = rows["rows"]
+            d["trials"] = {}
+            for k, r in enumerate(rs):
+                d["trials"][r[0]] = TrialState(*r)
+                rs[k] = None  # each row's list goes as its trial is built: a lower peak
         else:
             d["trials"] = {t.case_id: t for t in (_known(TrialState, dict(zip(names, r))) for r in rows["rows"])}
     else:

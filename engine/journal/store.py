@@ -254,7 +254,7 @@ def checkpoint_bytes(state: StudyState, journal_offset: int, journal_crc: int) -
     checkpoint that does not check out is never used."""
     rest = (b'"seq":%d,"journal_offset":%d,"journal_crc":"%08x","state":' % (state.seq, journal_offset, journal_crc)
             + orjson.dumps(to_snapshot(state)))
-    return _CP_HEAD + hashlib.sha256(rest).hexdigest().encode() + b'",' + rest + b"}"
+    return b"".join((_CP_HEAD, hashlib.sha256(rest).hexdigest().encode(), b'",', rest, b"}"))  # one copy
 
 
 def write_checkpoint(study_dir: Path, state: StudyState, journal_offset: int, crc: int | None = None) -> None:
@@ -274,7 +274,7 @@ def parse_checkpoint(data: bytes) -> dict:
             raise ValueError(f"format {version} carries no checksum")
         raise ValueError(f"checkpoint version {version!r} is not one this noodle2 reads")
     head = len(_CP_HEAD)  # the same length in formats 3 and 4
-    digest, rest = data[head:head + 64], data[head + 66:-1]
+    digest, rest = data[head:head + 64], memoryview(data)[head + 66:-1]  # a view: no 57 MB copy at 100k trials
     if data[head + 64:head + 66] != b'",' or not data.endswith(b"}") or \
             hashlib.sha256(rest).hexdigest().encode() != digest:
         raise ValueError("its checksum does not match its contents")
