@@ -183,9 +183,17 @@ async def test_damaged_journal_shows_a_coded_error_not_a_crash(tmp_path):
         assert "N2-E205" in str(body.render())
 
 
-async def test_opens_a_study_longer_than_the_log_replay_window(tmp_path):
+@pytest.mark.parametrize("tail_bytes", [None, 200_000])
+async def test_opens_a_study_longer_than_the_log_replay_window(tmp_path, monkeypatch, tail_bytes):
+    """A 3,000-trial stage: the table holds its first page (#20: it says so, and the filter
+    reaches the rest); the log keeps its last 2,000 lines.  With a journal over TAIL_BYTES the
+    log reads only the journal's tail and says where it starts."""
+    from noodle2.console.widgets import logs
+    from noodle2.console.widgets.tables import PAGE
     from noodle2.engine.journal import events as ev
 
+    if tail_bytes is not None:
+        monkeypatch.setattr(logs, "TAIL_BYTES", tail_bytes)
     d = tmp_path / "big"
     (d / "inputs").mkdir(parents=True)
     (d / "inputs" / "study.toml").write_text("")
@@ -201,13 +209,21 @@ async def test_opens_a_study_longer_than_the_log_replay_window(tmp_path):
     for k, e in enumerate(evs, 1):
         e.seq, e.t = k, T0 + k
     (d / "journal.jsonl").write_bytes(b"".join(ev.encode(e) for e in evs))
+    assert (tail_bytes or logs.TAIL_BYTES) < (d / "journal.jsonl").stat().st_size or tail_bytes is None
     async with app_for(tmp_path, theme="dark").run_test(size=(120, 40)) as pilot:
         pilot.app.open_study(d)
         await settle(pilot, lambda: isinstance(pilot.app.screen, StudyScreen), "the study view")
         screen = pilot.app.screen
-        await settle(pilot, lambda: screen.query_one(TrialTable).row_count == n, "every trial in the table")
+        await settle(pilot, lambda: screen.query_one(TrialTable).row_count == PAGE, "the table's first page")
+        table = screen.query_one(TrialTable)
+        assert table.hidden == n - PAGE
+        assert f"first {PAGE:,} shown" in str(screen.query_one("#study-right").border_title)
         log = screen.query_one("#engine-log").lines
         assert len(log) <= 2000 and "b_0_2999" in log[-1]
+        assert ("not shown here" in log[0]) == (tail_bytes is not None)
+        await pilot.press("slash", *"b_0_2999", "enter")  # past the page: the filter finds it
+        await settle(pilot, lambda: table.row_count == 1, "the filtered trial")
+        assert str(table.coordinate_to_cell_key((0, 0)).row_key.value) == "b_0_2999" and table.hidden == 0
 
 
 async def test_trial_detail_draws_heatmaps_and_cycles_maps_and_layers(tmp_path, monkeypatch):

@@ -85,7 +85,7 @@ class StudyScreen(Screen):
     def on_mount(self) -> None:
         self.on_resize()
         self.query_one("#trial-filter").display = False
-        self.query_one(LogPanes).replay(self.follower.warnings)
+        self.query_one(LogPanes).replay(self.follower.warnings, self.state)
         self.tick()
         self.set_interval(TICK_S, self.tick)
         self.query_one(TrialTable).focus()
@@ -135,7 +135,8 @@ class StudyScreen(Screen):
         st = s.stages[self.stage]
         marks = {c: "★" for c in st.front} | {c: "◆" for c in st.survivors}
         table.show(s.stage_trials(self.stage), marks, changed=changed, engine_alive=self.engine_alive)
-        right.border_title = (f"{st.name}: {plural(len(st.cases), 'trial')}  ◆ survivor"
+        paged = f"  first {len(st.cases) - table.hidden:,} shown (sorted)" if table.hidden else ""
+        right.border_title = (f"{st.name}: {plural(len(st.cases), 'trial')}{paged}  ◆ survivor"
                               + ("  ★ front" if st.front else "") + "  [ ] stage  / filter  o sort")
 
     def header_text(self) -> str:

@@ -15,6 +15,7 @@ from noodle2.engine.journal.state import StudyState, fold
 from noodle2.engine.journal.store import JOURNAL, read_events
 
 REPLAY_LINES = 2000
+TAIL_BYTES = 2 << 20  # about 5,000 events: more than REPLAY_LINES lines
 READ_CHUNK = 256_000
 INDENT = "  "  # marks a wrapped line's continuation
 
@@ -93,16 +94,31 @@ class LogPanes(Vertical):
             with TabPane("trial output", id="tab-trial"):
                 yield WrapLog(id="trial-log", max_lines=5000)
 
-    def replay(self, warnings: list[str]) -> None:
-        """The journal so far, folded from the start: lines need their context."""
+    def replay(self, warnings: list[str], now: StudyState) -> None:
+        """The journal's last lines.  A journal up to TAIL_BYTES is folded from the start, each
+        line in its own context; a longer one (a 100k-trial study's is 80 MB) is read from
+        its last TAIL_BYTES only, formatted against the study as it is `now`, and says so."""
         log = self.query_one("#engine-log", WrapLog)
         log.write_lines([f"! {w}" for w in warnings])
-        s = StudyState()
+        path = self.dir / JOURNAL
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return
         lines: deque[str] = deque(maxlen=REPLAY_LINES)
-        for e in read_events(self.dir / JOURNAL, 0, final=False).events:
-            fold(s, e)
-            if (line := self.printer.line(e, s)) is not None:
-                lines.append(line)
+        if size <= TAIL_BYTES:
+            s = StudyState()
+            for e in read_events(path, 0, final=False).events:
+                fold(s, e)
+                if (line := self.printer.line(e, s)) is not None:
+                    lines.append(line)
+        else:
+            start = _line_after(path, size - TAIL_BYTES)
+            for e in read_events(path, start, final=False, first_line=0).events:
+                if getattr(e, "seq", 0) <= now.seq and (line := self.printer.line(e, now)) is not None:
+                    lines.append(line)
+            log.write_line(f"… the journal's first {start / 2**20:.0f} MB are not shown here "
+                           f"({path.name}; `noodle2 status` sums them up)")
         log.write_lines(list(lines))
 
     def add(self, new: list[ev.Event], s: StudyState) -> None:
@@ -151,3 +167,14 @@ class LogPanes(Vertical):
             if on:  # Log follows only from the end: lines written while off left it above
                 log.scroll_end(animate=False, immediate=True, x_axis=False)
         return on
+
+
+def _line_after(path: Path, offset: int) -> int:
+    """The offset of the first line that starts at or after `offset`."""
+    with open(path, "rb") as f:
+        f.seek(max(offset - 1, 0))
+        chunk = f.read(1 << 20)
+    if offset == 0:
+        return 0
+    nl = chunk.find(b"\n")
+    return offset - 1 + nl + 1 if nl >= 0 else offset - 1 + len(chunk)
