@@ -149,6 +149,25 @@ def test_checkpoint_rows_with_other_fields_take_defaults_and_drop_the_unknown():
     assert orjson.dumps(back) == orjson.dumps(s)
 
 
+def test_checkpoint_rows_over_several_lines_read_back_and_a_lost_line_is_refused(tmp_path, monkeypatch):
+    """Format 5 keeps CHUNK_ROWS trial rows per line after the state's line; a checkpoint of
+    several lines folds to the journal's state, and one missing its last line is set aside."""
+    from noodle2.engine.journal import store
+
+    monkeypatch.setattr(store, "CHUNK_ROWS", 3)
+    evs = _events(8)  # 9 trials with the base case: 3 row lines
+    _write(tmp_path / JOURNAL, evs)
+    write_checkpoint(tmp_path, replay(evs), (tmp_path / JOURNAL).stat().st_size)
+    data = (tmp_path / CHECKPOINT).read_bytes()
+    assert data.count(b"\n") == 3
+    rec = recover(tmp_path)
+    assert rec.from_checkpoint and orjson.dumps(rec.state) == orjson.dumps(replay(evs))
+    (tmp_path / CHECKPOINT).write_bytes(data[:data.rindex(b"\n")])
+    rec = recover(tmp_path)
+    assert not rec.from_checkpoint and orjson.dumps(rec.state) == orjson.dumps(replay(evs))
+    assert any("checksum does not match" in w for w in rec.warnings)
+
+
 def test_reducer_is_order_insensitive_within_a_stage():
     evs = _events(6)
     head, body = evs[:2], evs[2:]
@@ -231,14 +250,15 @@ def test_a_doubtful_checkpoint_falls_back_to_full_replay(tmp_path, damage):
     state = replay(evs[:6])
     offset = len(b"".join(ev.encode(e) for e in evs[:6]))
     write_checkpoint(tmp_path, state, offset)
-    d = orjson.loads((tmp_path / CHECKPOINT).read_bytes())
+    head, nl, rows = (tmp_path / CHECKPOINT).read_bytes().partition(b"\n")  # format 5: rows on later lines
+    d = orjson.loads(head)
     if damage == "shift":
         d["journal_offset"] = offset - 7
     elif damage == "version":
         d["version"] = 99
     else:
         d["journal_offset"] = offset * 100
-    (tmp_path / CHECKPOINT).write_bytes(orjson.dumps(d))
+    (tmp_path / CHECKPOINT).write_bytes(orjson.dumps(d) + nl + rows)
     rec = recover(tmp_path)
     assert not rec.from_checkpoint and rec.state.seq == len(evs)
     assert any("replaying the whole journal" in w for w in rec.warnings)

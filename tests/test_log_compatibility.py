@@ -31,7 +31,7 @@ def test_an_old_checkpoint_without_a_checksum_is_set_aside_for_the_journal(tmp_p
     assert orjson.dumps(old.state) == orjson.dumps(replayed.state)
 
 
-@pytest.mark.parametrize("name", ["golden_v3/fake", "golden_v4/fake"])
+@pytest.mark.parametrize("name", ["golden_v3/fake", "golden_v4/fake", "golden_v5/fake"])
 def test_checkpoint_and_full_replay_agree(tmp_path, name):
     d = _copy(tmp_path, name)
     from_checkpoint = recover(d)

@@ -12,6 +12,7 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import anyio
 import orjson
@@ -23,11 +24,12 @@ from noodle2.engine.journal.state import FoldError, StudyState, fold, from_snaps
 
 JOURNAL = "journal.jsonl"
 CHECKPOINT = "checkpoint.json"
-CHECKPOINT_VERSION = 4
-READABLE_CHECKPOINTS = {3, 4}  # 1 and 2 carry no checksum: the journal is replayed instead
+CHECKPOINT_VERSION = 5
+READABLE_CHECKPOINTS = {3, 4, 5}  # 1 and 2 carry no checksum: the journal is replayed instead
 CHECKPOINT_MAX_BYTES = 4 << 30
-_CP_HEAD = b'{"version":4,"sha256":"'
-_CP_HEADS = (_CP_HEAD, b'{"version":3,"sha256":"')  # 3: trials as objects, still read
+_CP_HEAD = b'{"version":5,"sha256":"'
+_CP_HEADS = (_CP_HEAD, b'{"version":4,"sha256":"', b'{"version":3,"sha256":"')  # 4: rows in one line; 3: objects
+CHUNK_ROWS = 2000  # trial rows per checkpoint line
 
 
 @dataclass
@@ -249,12 +251,19 @@ def journal_crc(path: Path, upto: int) -> int:
 
 
 def checkpoint_bytes(state: StudyState, journal_offset: int, journal_crc: int) -> bytes:
-    """Format 4: a sha256 of everything after it, the journal length and CRC it covers, the
-    folded state with its trials as rows (format 3, still read: trials as objects).  A
+    """Format 5: a sha256 of everything after it; the journal length and CRC it covers and the
+    folded state on the first line; its trials as rows, CHUNK_ROWS to a line, on the lines after
+    (parsed one line at a time, a 100k-trial checkpoint never holds the parser's copy of the
+    whole).  Formats 3 (trials as objects) and 4 (rows on the first line) are still read.  A
     checkpoint that does not check out is never used."""
-    rest = (b'"seq":%d,"journal_offset":%d,"journal_crc":"%08x","state":' % (state.seq, journal_offset, journal_crc)
-            + orjson.dumps(to_snapshot(state)))
-    return b"".join((_CP_HEAD, hashlib.sha256(rest).hexdigest().encode(), b'",', rest, b"}"))  # one copy
+    snap = to_snapshot(state)
+    rows = snap["trial_rows"].pop("rows")
+    snap["trial_rows"]["lines"] = -(-len(rows) // CHUNK_ROWS)
+    parts = [b'"seq":%d,"journal_offset":%d,"journal_crc":"%08x","state":' % (state.seq, journal_offset, journal_crc),
+             orjson.dumps(snap), b"}"]
+    parts += [b"\n" + orjson.dumps(rows[k:k + CHUNK_ROWS]) for k in range(0, len(rows), CHUNK_ROWS)]
+    rest = b"".join(parts)
+    return b"".join((_CP_HEAD, hashlib.sha256(rest).hexdigest().encode(), b'",', rest))  # one copy
 
 
 def write_checkpoint(study_dir: Path, state: StudyState, journal_offset: int, crc: int | None = None) -> None:
@@ -264,7 +273,8 @@ def write_checkpoint(study_dir: Path, state: StudyState, journal_offset: int, cr
 
 
 def parse_checkpoint(data: bytes) -> dict:
-    """The checkpoint's fields, or ValueError saying why it cannot be trusted."""
+    """The checkpoint's fields, or ValueError saying why it cannot be trusted.  Format 5's rows
+    come as an iterator that parses one line at a time (it keeps `data` until consumed)."""
     if not data.startswith(_CP_HEADS):
         try:
             version = orjson.loads(data).get("version")
@@ -273,12 +283,33 @@ def parse_checkpoint(data: bytes) -> dict:
         if version in (1, 2):
             raise ValueError(f"format {version} carries no checksum")
         raise ValueError(f"checkpoint version {version!r} is not one this noodle2 reads")
-    head = len(_CP_HEAD)  # the same length in formats 3 and 4
-    digest, rest = data[head:head + 64], memoryview(data)[head + 66:-1]  # a view: no 57 MB copy at 100k trials
-    if data[head + 64:head + 66] != b'",' or not data.endswith(b"}") or \
+    head = len(_CP_HEAD)  # the same length in formats 3 to 5
+    view = memoryview(data)  # slices of a view: no 57 MB copies at 100k trials
+    digest = data[head:head + 64]
+    lined = data.startswith(_CP_HEAD)
+    end = data.find(b"\n") if lined else len(data)
+    end = len(data) if end < 0 else end
+    rest = view[head + 66:] if lined else view[head + 66:-1]
+    if data[head + 64:head + 66] != b'",' or data[end - 1:end] != b"}" or \
             hashlib.sha256(rest).hexdigest().encode() != digest:
         raise ValueError("its checksum does not match its contents")
-    return orjson.loads(data)
+    d = orjson.loads(view[:end])
+    if lined:
+        rows = d["state"]["trial_rows"]
+        if data.count(b"\n", end) != rows.pop("lines"):
+            raise ValueError("its row lines do not match their count")
+        rows["rows"] = _row_lines(view, end)
+    return d
+
+
+def _row_lines(view: memoryview, start: int) -> Iterator[list]:
+    obj = view.obj
+    assert isinstance(obj, bytes)
+    while start < len(obj):
+        nl = obj.find(b"\n", start + 1)
+        nl = len(obj) if nl < 0 else nl
+        yield from orjson.loads(view[start + 1:nl])
+        start = nl
 
 
 @dataclass

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import anyio
-import orjson
 
 from noodle2.engine.errors import EnvironmentFault, N2Error, env_fault
 from noodle2.engine.executors.base import Executor
@@ -31,7 +30,7 @@ from noodle2.engine.executors.warm import WORKER_MARK, WarmLimits
 from noodle2.engine.fsutil import StudyLock, atomic_write, refuse_symlink, remove_stale_tmp
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import TERMINAL, StudyState, fold, from_snapshot
-from noodle2.engine.journal.store import CHECKPOINT, JOURNAL, JournalWriter, checkpoint_bytes, recover
+from noodle2.engine.journal.store import CHECKPOINT, JOURNAL, JournalWriter, checkpoint_bytes, parse_checkpoint, recover
 from noodle2.engine.policy import priors, safety
 from noodle2.engine.policy.trace import gate
 from noodle2.engine.reports.files import write_reports
@@ -118,7 +117,7 @@ class Engine:
 
     def _write_checkpoint(self, data: bytes) -> None:
         atomic_write(self.dir / CHECKPOINT, data)
-        write_reports(self.dir, self.spec, from_snapshot(orjson.loads(data)["state"]))
+        write_reports(self.dir, self.spec, from_snapshot(parse_checkpoint(data)["state"]))
 
     # --- stopping ---------------------------------------------------------------------------
     def stop(self, reason: str) -> None:
