@@ -145,7 +145,12 @@ class PickerScreen(Screen):
         self.set_interval(2.0, self.action_refresh)
         t.focus()
 
+    def on_screen_resume(self) -> None:
+        self.action_refresh()  # back from a study view: the list is as of now
+
     def action_refresh(self) -> None:
+        if self.app.screen is not self:  # a study view is on top: nothing to draw, no journal to read
+            return
         t = self.query_one(StudyList)
         now = self.app.clock()
         rows = [r for d in find_studies(self.root) if (r := study_row(d, self.followers)) is not None
