@@ -22,7 +22,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from noodle2.engine.executors.contain import TrialCgroups, contained_argv
+from noodle2.engine.executors.contain import TrialCgroups, contained_argv, mount_ns
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import replay
 from noodle2.engine.journal.store import JOURNAL, JournalWriter, recover, write_checkpoint
@@ -51,9 +51,12 @@ ecos = ["noop"]
 """
 
 
-def engine_run(n: int, tmp: Path) -> tuple[float, int]:
+def engine_run(n: int, tmp: Path, mounts: bool = False) -> tuple[float, int]:
+    """The engine's wall time for n no-op trials.  `mounts`: the read-only binds in a mount
+    namespace per tool (the default where the machine allows it; a cost of the launch, apart)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    study = parse_study(STUDY.format(n=n), tmp / "study.toml")
+    text = STUDY.format(n=n).replace("reuse = false", f"reuse = false\nread_only_mounts = {str(mounts).lower()}")
+    study = parse_study(text, tmp / "study.toml")
     d = new_study_dir(study, tmp / "studies")
     eng = Engine(d, study, make_tool(study, d))
     t = time.perf_counter()
@@ -201,6 +204,8 @@ def main() -> None:
             got.setdefault("fs", []).append(floor_filesystem(n, tmp / f"fs{r}") / n)
             wall, fsyncs = engine_run(n, tmp / f"e{r}")
             got.setdefault("engine", []).append(wall / n)
+            if mount_ns() is not None:
+                got.setdefault("mounts", []).append(engine_run(n, tmp / f"m{r}", mounts=True)[0] / n)
             if Path("/dev/shm").is_dir():  # engine cost without the disk: fsync on tmpfs proves nothing
                 with tempfile.TemporaryDirectory(dir="/dev/shm", prefix="n2bench-") as mem:
                     got.setdefault("shm_fs", []).append(floor_filesystem(n, Path(mem)) / n)
@@ -209,7 +214,7 @@ def main() -> None:
         threads = med["threads"]
         floor = threads + med["fs"]
         cfloor = med["contained"] + med["fs"] if "contained" in med else None
-        print(f"no-op trials: N={n}, max_parallel=2, /bin/true, durable journal; median of {rounds} alternating rounds")
+        print(f"no-op trials: N={n}, max_parallel=2, /bin/true, durable journal; median of {rounds} alternating rounds; the engine rows without the read-only mounts unless they say so")
         print(f"{'measure':<46}{'ms/trial':>10}{'× threads floor':>17}")
         rows = [("subprocess.run in 2 threads (launch floor)", threads),
                 ("the same through the cgroup prologue", med.get("contained")),
@@ -218,6 +223,7 @@ def main() -> None:
                 ("launch floor + fs floor", floor),
                 ("contained launch floor + fs floor", cfloor),
                 ("noodle2 engine, end to end", med["engine"]),
+                ("the same with read-only mounts (the default)", med.get("mounts")),
                 ("same on tmpfs: fs floor", med.get("shm_fs")),
                 ("same on tmpfs: engine (not durable)", med.get("shm_engine"))]
         for name, v in rows:

@@ -58,6 +58,7 @@ command = [{cmd}]
 [execution]
 max_parallel = {max_parallel}
 soft_timeout_s = 20
+read_only_mounts = false  # engine logic, thousands of trials: the mounts' own tests have them on
 {extra}
 {stages}
 """

@@ -226,8 +226,9 @@ def test_a_write_seen_by_overlapping_trials_marks_them_all_and_a_lone_one_none(t
 def test_a_trial_that_writes_outside_its_directory_fails_as_escaped_write(tmp_path):
     """#23: an ECO whose Tcl writes into the snapshot and the study directory is caught by the
     manifest after it runs: `escaped_write`, never ranked; its sibling runs as usual, and the
-    snapshot and inputs are read-only to trials."""
-    text = escape_study().replace("[ranking]", "[execution]\nmax_parallel = 2\n\n[ranking]", 1)
+    snapshot and inputs are read-only to trials (file modes: root writes through them, so
+    this test turns the read-only mounts off; the next one has them on)."""
+    text = escape_study().replace("[ranking]", "[execution]\nmax_parallel = 2\nread_only_mounts = false\n\n[ranking]", 1)
     r, events = run(tmp_path, text)
     d = tmp_path / "s"
     failed = {e["case_id"]: e["failure"] for e in events if e["type"] == "trial_failed" and not e.get("retry")}
@@ -244,6 +245,29 @@ def test_a_trial_that_writes_outside_its_directory_fails_as_escaped_write(tmp_pa
     assert r.returncode == 0 and "escaped_write" in r.stdout
     for f in [*(d / "snapshot").glob("*.v"), *(d / "snapshot").glob("*.sdc"), d / "inputs" / "study.toml"]:
         assert not f.stat().st_mode & 0o222, f  # read-only to trials
+
+
+def test_with_read_only_mounts_a_write_into_the_snapshot_fails_where_it_is_made(tmp_path):
+    """#23: where the machine allows a mount namespace (root, or unprivileged user namespaces),
+    the snapshot, the inputs and the parent are bound read-only for each tool: the ECO's write
+    fails at once ("read-only file system"), for root too, and nothing reaches the snapshot."""
+    from noodle2.engine.executors.contain import mount_ns
+
+    if mount_ns() is None:
+        pytest.skip("this machine allows no mount namespace (not root, no unprivileged user namespaces)")
+    text = escape_study().replace("[ranking]", "[execution]\nmax_parallel = 2\n\n[ranking]", 1)
+    r, events = run(tmp_path, text)
+    d = tmp_path / "s"
+    failed = {e["case_id"]: e["failure"] for e in events if e["type"] == "trial_failed" and not e.get("retry")}
+    escaper = next(p["case_id"] for p in next(e["plan"] for e in events if e["type"] == "stage_started")
+                   if p["eco"] == "escape")
+    assert set(failed) == {escaper} and failed[escaper]["type"] == "tool_error", failed
+    assert "snapshot/extra.txt" in failed[escaper]["excerpt"] and "read-only file system" in failed[escaper]["excerpt"]
+    assert not (d / "snapshot" / "extra.txt").exists() and not (d / "escaped.txt").exists()
+    assert not [e for e in events if e["type"] == "log" and "runs again alone" in e["msg"]]
+    survivors = next(e["survivors"] for e in events if e["type"] == "survivors_chosen")
+    assert escaper not in survivors and survivors, survivors
+    assert r.returncode == 0
 
 
 @pytest.mark.parametrize("domain,aborts", [("sandbox", False), ("guarded", False), ("locked", True)])

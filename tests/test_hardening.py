@@ -289,7 +289,7 @@ def test_children_that_call_setsid_die_with_their_trial(tmp_path, monkeypatch, c
     eng = Engine(d, study, make_tool(study, d))
     if containment == "cgroup" and eng.executor.cgroups is None:
         pytest.skip("no cgroup v2 can be created here")
-    assert eng.executor.containment == containment
+    assert eng.executor.containment.split(", ")[0] == containment  # ", read-only mounts" where allowed
     assert anyio.run(eng.run) == "complete"
     escaped = [int((pids / f).read_text()) for f in os.listdir(pids)]
     assert len(escaped) == 3
@@ -408,3 +408,21 @@ def test_survivor_selection_runs_off_the_event_loop(tmp_path, monkeypatch):
     d, study = make(tmp_path)
     anyio.run(drive, d, study)
     assert seen == [False, False]
+
+
+def test_read_only_mount_paths_reach_the_shell_as_data(tmp_path):
+    """#23: a folder whose name is shell syntax is bound read-only by name; nothing in it runs."""
+    import subprocess
+
+    from noodle2.engine.executors.contain import contained_argv, mount_ns
+
+    if mount_ns() is None:
+        pytest.skip("this machine allows no mount namespace (not root, no unprivileged user namespaces)")
+    odd = tmp_path / 'a"; touch pwned; echo "$(touch pwned2)'
+    odd.mkdir()
+    argv = contained_argv(["/bin/sh", "-c", 'echo x > "$0/f"', str(odd)], None, None, None, (str(odd),))
+    r = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode != 0 and "Read-only file system" in r.stderr, r
+    assert not (odd / "f").exists() and not list(tmp_path.glob("pwned*"))
+    plain = subprocess.run(["/bin/sh", "-c", 'echo x > "$0/f"', str(odd)], capture_output=True)
+    assert plain.returncode == 0 and (odd / "f").read_text() == "x\n"  # outside the namespace it is writable

@@ -29,6 +29,8 @@ class Command:
     log_cap_bytes: int | None = None  # stdout/stderr beyond this: killed, classified output_flood
     contain_key: str | None = None  # set for trials: contained in a cgroup (or by marker); None runs plainly
     warm: Warm | None = None  # a warm worker may run it (when the executor keeps them)
+    shared_read_only: tuple[str, ...] = ()  # dirs the tool must not write, the same for every trial
+    read_only: tuple[str, ...] = ()  # ... and this trial's own (its parent): bound read-only where possible
 
 
 @dataclass

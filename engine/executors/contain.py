@@ -175,21 +175,60 @@ def _zombie(pid: int) -> bool:
 
 
 def contained_argv(argv: list[str], memory_limit_mb: int | None, cg: Path | None,
-                   env: dict[str, str] | None) -> list[str]:
-    """argv that first joins the cgroup and caps its memory, then execs the tool, so the tool
-    and all it forks start contained.  A shell prologue keeps Popen on its vfork path (a
-    preexec_fn forks the whole engine: ~3 ms a trial) and, unlike joining from the parent after
-    exec, cannot lose a race with a tool that forks at once."""
+                   env: dict[str, str] | None, read_only: tuple[str, ...] = ()) -> list[str]:
+    """argv that first joins the cgroup, binds `read_only` read-only in a mount namespace of its
+    own (mount_ns() says whether the machine allows it), caps its memory, then execs the tool,
+    so the tool and all it forks start contained.  A shell prologue keeps Popen on its vfork
+    path (a preexec_fn forks the whole engine: ~3 ms a trial) and, unlike joining from the
+    parent after exec, cannot lose a race with a tool that forks at once.  Paths reach the
+    shell as arguments, never as script."""
     steps = []
     if cg is not None:
         steps.append('{ echo 0 > "$0"; } 2>/dev/null')
+    ns = mount_ns() if read_only else None
+    if ns is not None:
+        steps += ['mount --bind -o ro -- "$1" "$1" || exit 125; shift'] * len(read_only)
     if memory_limit_mb:
         steps.append(f"ulimit -v {memory_limit_mb << 10} 2>/dev/null")
     if not steps:
         return argv
     if shutil.which(argv[0], path=(env or os.environ).get("PATH")) is None:
         raise FileNotFoundError(2, "No such file or directory")  # say so before a shell hides it as rc 127
-    return ["/bin/sh", "-c", "; ".join(steps) + '; exec "$@"', str(cg / "cgroup.procs") if cg else "sh", *argv]
+    sh = ["/bin/sh", "-c", "; ".join(steps) + '; exec "$@"', str(cg / "cgroup.procs") if cg else "sh"]
+    return [*ns, *sh, *read_only, *argv] if ns is not None else [*sh, *argv]
+
+
+_MOUNT_NS: list[tuple[str, ...] | None] = []
+
+
+def mount_ns() -> tuple[str, ...] | None:
+    """The `unshare` prefix that gives a tool a mount namespace of its own in which it can bind
+    a folder read-only: as root, or through an unprivileged user namespace that maps the user
+    to itself.  None when neither works here (asked once per process)."""
+    if not _MOUNT_NS:
+        _MOUNT_NS.append(_probe_mount_ns())
+    return _MOUNT_NS[0]
+
+
+def _probe_mount_ns() -> tuple[str, ...] | None:
+    if os.environ.get("NOODLE2_NO_MOUNT_NS") or shutil.which("unshare") is None or shutil.which("mount") is None:
+        return None
+    import subprocess
+    import tempfile
+
+    tries = [("unshare", "--mount", "--propagation", "private", "--")]
+    if os.geteuid() != 0:
+        tries = [("unshare", "--user", "--map-current-user", "--mount", "--propagation", "private", "--")]
+    with tempfile.TemporaryDirectory(prefix="n2-ns-") as d:
+        probe = 'mount --bind -o ro -- "$0" "$0" && ! touch "$0/w" 2>/dev/null'
+        for prefix in tries:
+            try:
+                r = subprocess.run([*prefix, "/bin/sh", "-c", probe, d], capture_output=True, timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if r.returncode == 0 and not os.path.exists(os.path.join(d, "w")):
+                return prefix
+    return None
 
 
 def escalate(proc, elapsed: float, soft: float, hard: float, termed: bool, flooding: bool) -> tuple[bool, float]:

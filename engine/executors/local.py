@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from noodle2.engine.executors.base import Command, ExecResult, Job
-from noodle2.engine.executors.contain import MARKER, TrialCgroups, contained_argv, escalate, kill_marked
+from noodle2.engine.executors.contain import MARKER, TrialCgroups, contained_argv, escalate, kill_marked, mount_ns
 from noodle2.engine.executors.warm import WarmLimits, WarmPool
 from noodle2.engine.policy.failures import Outcome
 
@@ -56,14 +56,15 @@ class LocalExecutor:
     """Runs the tool in its own session (process group), blocking in a worker thread: a
     Popen + wait4 in a thread costs ~0.4 ms where anyio's process API costs ~3 ms."""
 
-    def __init__(self, max_parallel: int, warm: WarmLimits | None = None) -> None:
+    def __init__(self, max_parallel: int, warm: WarmLimits | None = None, mounts: bool = False) -> None:
         self.threads = anyio.CapacityLimiter(max_parallel + 2)
         self.cgroups = TrialCgroups.create()
-        self.warm = WarmPool(warm, self.cgroups) if warm is not None and hasattr(os, "pidfd_open") else None
+        self.mounts = mounts and mount_ns() is not None  # read-only binds in a mount namespace per tool
+        self.warm = WarmPool(warm, self.cgroups, self.mounts) if warm is not None and hasattr(os, "pidfd_open") else None
 
     @property
     def containment(self) -> str:
-        return "cgroup" if self.cgroups else "environment marker"
+        return ("cgroup" if self.cgroups else "environment marker") + (", read-only mounts" if self.mounts else "")
 
     async def run(self, job: Job) -> tuple[ExecResult, Any]:
         proc = _Proc()
@@ -79,7 +80,7 @@ class LocalExecutor:
                 if cmd.warm is not None and self.warm is not None:
                     result = self.warm.run(cmd, proc, timeouts)
                 else:
-                    result = run_command(cmd, proc, timeouts, self.cgroups)
+                    result = run_command(cmd, proc, timeouts, self.cgroups, self.mounts)
                 return result, (job.collect(cmd, result) if job.collect else None)
             finally:
                 proc.done.set()
@@ -103,9 +104,10 @@ class LocalExecutor:
 
 
 def run_command(cmd: Command, proc: _Proc | None = None, timeouts: tuple[float, float] | None = None,
-                cgroups: TrialCgroups | None = None) -> ExecResult:
+                cgroups: TrialCgroups | None = None, mounts: bool = False) -> ExecResult:
     """Run one command to completion in this thread (the executor's worker body).  With
-    `timeouts` (soft, hard): SIGTERM to the group at soft, SIGKILL at hard."""
+    `timeouts` (soft, hard): SIGTERM to the group at soft, SIGKILL at hard.  With `mounts`, the
+    command's read-only folders are bound so in its own mount namespace."""
     proc = proc or _Proc()
     started = time.time()
     cg = None
@@ -114,7 +116,8 @@ def run_command(cmd: Command, proc: _Proc | None = None, timeouts: tuple[float, 
             if cgroups is not None and cmd.contain_key:
                 cg = cgroups.open()
             try:
-                p = subprocess.Popen(contained_argv(cmd.argv, cmd.memory_limit_mb, cg, cmd.env), cwd=cmd.cwd, env=cmd.env, stdin=subprocess.DEVNULL, stdout=out,
+                ro = (*cmd.shared_read_only, *cmd.read_only) if mounts else ()
+                p = subprocess.Popen(contained_argv(cmd.argv, cmd.memory_limit_mb, cg, cmd.env, ro), cwd=cmd.cwd, env=cmd.env, stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=err, start_new_session=True, close_fds=True)
             except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
                 if cg is not None:

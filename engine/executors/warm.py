@@ -73,6 +73,7 @@ class _Worker:
 class WarmPool:
     limits: WarmLimits
     cgroups: TrialCgroups | None
+    mounts: bool = False  # start workers with the snapshot and the inputs bound read-only
     _idle: dict[tuple[str, int | None], list[_Worker]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     started: int = 0  # workers started: benchmarks and tests read it
@@ -144,7 +145,8 @@ class WarmPool:
         cg = self.cgroups.open() if self.cgroups is not None and cmd.contain_key else None
         log = tempfile.TemporaryFile()
         try:
-            popen = subprocess.Popen(contained_argv(list(cmd.warm.argv), cmd.memory_limit_mb, cg, env),  # type: ignore[union-attr]
+            ro = cmd.shared_read_only if self.mounts else ()  # not the parent: it changes from trial to trial
+            popen = subprocess.Popen(contained_argv(list(cmd.warm.argv), cmd.memory_limit_mb, cg, env, ro),  # type: ignore[union-attr]
                                      cwd=cmd.cwd.parent, env=env, stdin=subprocess.PIPE, stdout=log, stderr=log,
                                      start_new_session=True, close_fds=True, pass_fds=(wfd,))
         except BaseException:

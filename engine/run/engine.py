@@ -293,4 +293,4 @@ def make_executor(study: Study, study_dir: Path, max_parallel: int) -> Executor:
             raise N2Error.one("N2-E217", f"no node of the Ray cluster at {x.address} can run a trial: {why}",
                               "execution.memory_limit_mb")
         return ray
-    return LocalExecutor(max_parallel, warm)
+    return LocalExecutor(max_parallel, warm, x.read_only_mounts)

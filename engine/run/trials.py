@@ -243,6 +243,9 @@ class TrialRunner:
         self.watch.start(ctx.case_id, ctx.parent_dir)  # last: just before the tool
         cmd.env = {**(cmd.env or os.environ), **self.host.spec.tool.env, MARKER: str(ctx.trial_dir)}
         cmd.contain_key = f"{ctx.case_id}.{ctx.attempt}"
+        shared = [self.host.dir / "snapshot", self.host.dir / "inputs"]
+        cmd.shared_read_only = tuple(str(p) for p in shared if p.is_dir())
+        cmd.read_only = (str(ctx.parent_dir),) if ctx.parent_dir not in shared and ctx.parent_dir.is_dir() else ()
         cmd.log_cap_bytes = self.host.spec.execution.max_log_mb << 20
         return cmd
 

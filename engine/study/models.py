@@ -188,6 +188,12 @@ class Execution(_Strict):
     of each design it replaces: about 0.6 MB a trial on the routed gcd)."""
     warm_max_mb: Annotated[int, Field(ge=64, le=1 << 22)] = 2048
     """...or once its resident memory passes this many MB."""
+    read_only_mounts: bool = True
+    """Where the machine allows it (root, or unprivileged user namespaces), each tool starts in
+    a mount namespace of its own in which the snapshot, the inputs and the trial's parent are
+    bound read-only: a write there fails at once (read-only file system), for root too.  File
+    modes and the manifest (escaped_write) stay on either way.  Local executor only; a warm
+    worker gets the snapshot and the inputs (the parent changes from trial to trial)."""
 
 
 class Ranking(_Strict):
