@@ -217,6 +217,8 @@ def test_a_write_seen_by_overlapping_trials_marks_them_all_and_a_lone_one_none(t
     (tmp_path / "stray.txt").write_text("y")
     assert w.end("a") == (["snapshot/x.v created", "stray.txt created"], True)
     assert w.end("b") == (["snapshot/x.v created", "stray.txt created"], True)
+    w.start("cancelled", tmp_path / "trials" / "p")
+    w.drop("cancelled")  # its attempt ended without an end(): it must not count as running beside c
     w.start("c", tmp_path / "trials" / "p")
     (tmp_path / ".checkpoint.json.7.140.tmp").write_text("engine")  # the engine's own, never a trial's
     (tmp_path / "report").mkdir()

@@ -115,6 +115,12 @@ class Watch:
                 self._overlapped |= {*self._before, case}
             self._before[case] = (m, parent_dir)
 
+    def drop(self, case: str) -> None:
+        """Forget a trial whose attempt ended without its outputs being read (cancelled)."""
+        with self._lock:
+            self._before.pop(case, None)
+            self._overlapped.discard(case)
+
     def end(self, case: str) -> tuple[list[str], bool]:
         """(what changed outside the trial's directory, whether another tool ran beside it)."""
         with self._lock:

@@ -182,6 +182,7 @@ class TrialRunner:
                 await self._failed(t, f.failure, {}, retry=False)
                 return None
         if scope.cancelled_caught or result is None:
+            self.watch.drop(t.case_id)  # else every later trial would count as having run beside it
             h.emit(ev.TrialCancelled(case_id=t.case_id, reason="cancelled by operator"))
             await h.sync()
             return None
