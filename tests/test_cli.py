@@ -8,7 +8,7 @@ import sys
 import orjson
 
 from tests.conftest import NOODLE2, ROOT, cli_env, fake_study
-from tests.waiting import wait_until
+from tests.waiting import journal_lines, wait_until
 
 
 def sh(*args, **kw) -> subprocess.CompletedProcess:
@@ -65,7 +65,7 @@ def test_watch_follows_another_process_and_sigterm_resumes(tmp_path):
     wait_until(lambda: (d / "journal.jsonl").exists(), "the study's journal")
     watcher = subprocess.Popen([*NOODLE2, "watch", str(d)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     wait_until(lambda: any(t.status == "done" and t.stage >= 0 for t in recover(d).state.trials.values()),
-               "a first ECO trial to finish")
+               "a first ECO trial to finish", progress=lambda: journal_lines(d))
     send_control(d, "pause")  # hold the study mid-way, however fast this machine is
     wait_until(lambda: recover(d).state.paused, "the pause to be acknowledged")
     st = sh("status", str(d))

@@ -14,7 +14,7 @@ import pytest
 
 from noodle2.engine.journal.store import recover
 from tests.conftest import NOODLE2, ROOT, cli_env
-from tests.waiting import wait_until
+from tests.waiting import journal_lines, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("sta") is None, reason="needs OpenSTA")
 def commands() -> list[str]:
@@ -75,7 +75,7 @@ def test_every_help_example_runs_as_printed(tmp_path):
     assert (tmp_path / "noodle2.schema.json").stat().st_size > 1000 and (tmp_path / "events.jsonl").stat().st_size
     for d in (tmp_path / "studies").iterdir():  # the console examples started engines, detached
         wait_until(lambda: recover(d).state.status in ("complete", "failed", "blocked"), f"{d.name} to finish",
-                   timeout=300)
+                   timeout=300, progress=lambda: journal_lines(d))
 
 
 def readme_block(heading: str) -> list[str]:
@@ -100,7 +100,8 @@ def test_the_readme_walk_through_works_as_written(tmp_path):
     r = subprocess.run(["bash", "-c", run_line.split("&&", 1)[1]], cwd=work, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-1500:]
     [study] = list((work / "studies").iterdir())
-    wait_until(lambda: recover(study).state.status == "complete", "the quickstart to finish", timeout=300)
+    wait_until(lambda: recover(study).state.status == "complete", "the quickstart to finish", timeout=300,
+               progress=lambda: journal_lines(study))
     # a gate-level netlist of one's own, outside the repo: here, the quickstart's synthesised one
     chip = tmp_path / "chip"
     chip.mkdir()

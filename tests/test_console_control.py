@@ -12,7 +12,7 @@ from noodle2.engine.fsutil import lock_holder
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.store import JOURNAL, read_events, recover
 from tests.conftest import NOODLE2, ROOT, cli_env, fake_study
-from tests.waiting import settle, wait_until
+from tests.waiting import journal_lines, settle, wait_until
 
 STAGES = """
 [[stages]]
@@ -70,7 +70,8 @@ async def test_pause_resume_cancel_stop_then_resume_from_console(tmp_path, monke
         pid = lock_holder(d)
     # the console is gone; the engine it started keeps running and finishes the study
     assert os.getsid(pid) == pid  # its own session: SIGHUP from a lost terminal does not reach it
-    wait_until(lambda: recover(d).state.status != "running", "the detached engine to finish the study")
+    wait_until(lambda: recover(d).state.status != "running", "the detached engine to finish the study",
+               progress=lambda: journal_lines(d))
     final = recover(d).state
     assert final.status == "complete" and final.resumes == 1
     assert final.trials[running].status == "cancelled"  # a cancelled trial is not re-run on resume

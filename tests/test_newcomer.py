@@ -18,7 +18,7 @@ from noodle2.console.widgets.tables import StageTable, TrialTable
 from noodle2.engine.fsutil import StudyLock
 from tests.conftest import NOODLE2, ROOT, cli_env, fake_study
 from tests.console_fixtures import T0, running_study, synthetic_study
-from tests.waiting import settle, wait_until
+from tests.waiting import journal_lines, settle, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -243,7 +243,7 @@ def test_ctrl_c_prints_a_resume_command_that_can_be_pasted(tmp_path):
     p = subprocess.Popen([str(script), "run", str(fake_study(tmp_path)), "--unattended", "--study-dir", str(d)],
                          cwd=ROOT, env=cli_env(N2_FAKE_DELAY="0.3"), stdout=subprocess.PIPE, text=True)
     wait_until(lambda: (d / "journal.jsonl").exists() and b"trial_finished" in (d / "journal.jsonl").read_bytes(),
-               "a finished trial")
+               "a finished trial", progress=lambda: journal_lines(d))
     p.send_signal(signal.SIGINT)
     out, _ = p.communicate(timeout=60)
     assert p.returncode == 3 and f"resume with: {script} resume {d}" in out
@@ -332,7 +332,8 @@ async def test_new_run_from_any_study_file_with_path_completion(tmp_path, monkey
         await pilot.press("m", "tab", "enter")
         await settle(pilot, lambda: isinstance(pilot.app.screen, StudyScreen), "the new study's view")
         d = pilot.app.screen.dir
-    wait_until(lambda: b"study_finished" in (d / "journal.jsonl").read_bytes(), "the spawned engine to finish")
+    wait_until(lambda: b"study_finished" in (d / "journal.jsonl").read_bytes(), "the spawned engine to finish",
+               progress=lambda: journal_lines(d))
     assert d.parent == root and d.name.startswith("mine-") and str(study) in (d / "provenance.json").read_text()
 
 

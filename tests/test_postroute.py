@@ -248,7 +248,8 @@ def test_kill_9_mid_route_then_resume_reruns_the_trial_clean(tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     trial = d / "trials" / "mac8_0_0"
-    wait_until(lambda: (trial / "pnr" / "place.log").exists() or p.poll() is not None, "place and route to start")
+    wait_until(lambda: (trial / "pnr" / "place.log").exists() or p.poll() is not None, "place and route to start",
+               progress=lambda: journal_lines(d))
     wait_until(lambda: _routers(str(trial)) or p.poll() is not None, "a placer or router to run")
     assert p.poll() is None
     before = _routers(str(trial))

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from tests.conftest import ROOT, cli_env
-from tests.waiting import wait_until
+from tests.waiting import journal_lines, wait_until
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None
                                 or any(shutil.which(t) is None for t in ("sta", "yosys", "qflow")),
@@ -117,7 +117,7 @@ def test_a_worker_node_lost_mid_stage_and_the_study_still_equals_a_local_run(clu
     p, d = _start(tmp_path, c.address, "lost")
     # journaled as started is not yet running: a trial may still wait for its lease in Ray's queue
     wait_until(lambda: all(_alive(str(d / "trials" / f"mac8_2_{i}")) for i in (0, 1)) or p.poll() is not None,
-               "both route trials' tools running on the workers")
+               "both route trials' tools running on the workers", progress=lambda: journal_lines(d))
     assert p.poll() is None
     c.remove_node(workers[1])  # one of the two route trials loses its node
     out, err = p.communicate(timeout=600)
@@ -150,7 +150,7 @@ def test_sigkill_of_the_driver_mid_stage_then_resume_equals_a_local_run(cluster,
     c, _ = cluster
     p, d = _start(tmp_path, c.address, "killed")
     wait_until(lambda: any(_alive(str(d / "trials" / f"mac8_2_{i}")) for i in (0, 1)) or p.poll() is not None,
-               "a route trial's tool running on a worker")
+               "a route trial's tool running on a worker", progress=lambda: journal_lines(d))
     assert p.poll() is None
     p.send_signal(signal.SIGKILL)
     p.communicate()

@@ -110,7 +110,7 @@ def test_resume_refuses_a_changed_sdc_in_the_snapshot(tmp_path):
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until(lambda: (d / JOURNAL).exists() and any(
         isinstance(e, ev.TrialFinished) and e.case_id != "mac16" for e in read_events(d / JOURNAL, final=False).events),
-        "a first ECO trial to finish")
+        "a first ECO trial to finish", progress=lambda: journal_lines(d))
     p.kill()
     p.wait()
     sdc = d / "snapshot/mac16.sdc"

@@ -13,7 +13,7 @@ from noodle2.console.widgets.tables import TrialTable
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.store import JOURNAL, read_events, recover
 from tests.conftest import NOODLE2, ROOT, cli_env
-from tests.waiting import settle, wait_until
+from tests.waiting import journal_lines, settle, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("sta") is None, reason="needs OpenSTA")
 
@@ -46,7 +46,8 @@ async def test_sigkill_mid_study_then_resume_matches_uninterrupted_real_sta(tmp_
         s = recover(d).state
         return len(s.stages) > 1 and any(t.status == "done" for t in s.stage_trials(1)) and s.stages[1].status == "running"
 
-    wait_until(lambda: mid_stage_1() or p.poll() is not None, "stage 1 to have finished trials", every=0.005)
+    wait_until(lambda: mid_stage_1() or p.poll() is not None, "stage 1 to have finished trials", every=0.005,
+               progress=lambda: journal_lines(d))
     assert p.poll() is None, "the study ended before the kill; it should take seconds"
     p.kill()
     p.wait()

@@ -20,14 +20,22 @@ def _check(cond: Callable[[], object]) -> tuple[object, Exception | None]:
         return None, e
 
 
-def wait_until(cond: Callable[[], object], what: str, timeout: float = TIMEOUT_S, every: float = 0.02):
+def wait_until(cond: Callable[[], object], what: str, timeout: float = TIMEOUT_S, every: float = 0.02,
+               progress: Callable[[], object] | None = None):
+    """With `progress` (a study's journal lines, say), `timeout` counts from its last change: a
+    long wait on a loaded machine that keeps moving never fails; one that stalls does."""
     end = time.monotonic() + timeout
+    last = progress() if progress is not None else None
     while True:
         value, err = _check(cond)
         if value:
             return value
+        if progress is not None and (now := progress()) != last:
+            last, end = now, time.monotonic() + timeout
         if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}" + (f" (last: {err!r})" if err else ""))
+            stalled = f" (no progress since {last!r})" if progress is not None else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{stalled}"
+                                 + (f" (last: {err!r})" if err else ""))
         time.sleep(every)
 
 
