@@ -109,13 +109,15 @@ class LogPanes(Vertical):
         if size <= TAIL_BYTES:
             s = StudyState()
             for e in read_events(path, 0, final=False).events:
+                if e.seq > now.seq:
+                    break  # written since the view folded the study: its next poll shows it, once
                 fold(s, e)
                 if (line := self.printer.line(e, s)) is not None:
                     lines.append(line)
         else:
             start = _line_after(path, size - TAIL_BYTES)
             for e in read_events(path, start, final=False, first_line=0).events:
-                if getattr(e, "seq", 0) <= now.seq and (line := self.printer.line(e, now)) is not None:
+                if e.seq <= now.seq and (line := self.printer.line(e, now)) is not None:
                     lines.append(line)
             log.write_line(f"… the journal's first {start / 2**20:.0f} MB are not shown here "
                            f"({path.name}; `noodle2 status` sums them up)")
