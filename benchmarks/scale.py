@@ -13,6 +13,7 @@ report <= 30 s.
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 import subprocess
@@ -43,6 +44,7 @@ def journal(n: int, seed: int = 1) -> list[ev.Event]:
         ev.TrialStarted(case_id="mac16"),
         ev.TrialFinished(case_id="mac16", metrics={"wns_ps": -2661.0, "tns_ps": -31932.0}, resources={"wall_s": 0.3})]
     parents = ["mac16"]
+    best = (-math.inf, "")
     t = 1.8e9
     for st in range(STAGES):
         cases = [f"mac16_{st}_{i}" for i in range(per)]
@@ -65,7 +67,8 @@ def journal(n: int, seed: int = 1) -> list[ev.Event]:
         scored.sort(reverse=True)
         parents = [c for _, c in scored[:4]]
         out.append(ev.SurvivorsChosen(stage=st, survivors=parents, ranking=[c for _, c in scored]))
-        out.append(ev.StageFinished(stage=st, status="done"))
+        best = max(best, scored[0])
+        out.append(ev.StageFinished(stage=st, status="done", best=best[1]))
     out.append(ev.StudyFinished(status="complete", reason="done"))
     for k, e in enumerate(out, 1):
         e.seq, e.t = k, 1.8e9 + k * 0.01

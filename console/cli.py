@@ -459,8 +459,8 @@ def cmd_run(args: argparse.Namespace, theme: str | None) -> int:
 
 def cmd_resume(args: argparse.Namespace, theme: str | None = None) -> int:
     from noodle2.engine.errors import N2Error
-    from noodle2.engine.journal.store import recover
-    from noodle2.engine.run.studydir import open_for_resume, require_study_dir
+    from noodle2.engine.journal.store import recover, require_study_dir
+    from noodle2.engine.run.studydir import open_for_resume
 
     require_study_dir(args.study_dir)
     s = recover(args.study_dir).state
@@ -524,9 +524,8 @@ def _absorb_late_signals() -> None:
 
 def cmd_status(study_dir: Path, json: bool = False) -> int:
     from noodle2.engine.fsutil import lock_holder
-    from noodle2.engine.journal.store import recover
+    from noodle2.engine.journal.store import recover, require_study_dir
     from noodle2.engine.reports.status import status_json, status_text
-    from noodle2.engine.run.studydir import require_study_dir
 
     require_study_dir(study_dir)
     rec = recover(study_dir)
@@ -543,9 +542,8 @@ def cmd_status(study_dir: Path, json: bool = False) -> int:
 
 def cmd_report(study_dir: Path, out: Path | None) -> int:
     """Reads the study (no lock: an engine may still run it) and writes the report files."""
-    from noodle2.engine.journal.store import recover
+    from noodle2.engine.journal.store import recover, require_study_dir
     from noodle2.engine.reports import summary
-    from noodle2.engine.run.studydir import require_study_dir
 
     require_study_dir(study_dir)
     rec = recover(study_dir)
@@ -560,9 +558,9 @@ def cmd_report(study_dir: Path, out: Path | None) -> int:
 def cmd_suggest(study_dir: Path, out: Path | None, force: bool) -> int:
     """What the study learned, and the next study file written from it."""
     from noodle2.engine.errors import N2Error
-    from noodle2.engine.journal.store import recover
+    from noodle2.engine.journal.store import recover, require_study_dir
     from noodle2.engine.policy.learn import lessons, recommendations
-    from noodle2.engine.run.studydir import read_provenance, require_study_dir
+    from noodle2.engine.run.studydir import read_provenance
     from noodle2.engine.study import suggest
     from noodle2.engine.study.load import load_study
 
@@ -586,9 +584,8 @@ def cmd_suggest(study_dir: Path, out: Path | None, force: bool) -> int:
 
 def cmd_provenance(study_dir: Path, case: str | None, out: Path | None, verify: bool) -> int:
     """Reads the study (no lock) and writes provenance-<case>.json and .md; --verify checks them."""
-    from noodle2.engine.journal.store import recover
+    from noodle2.engine.journal.store import recover, require_study_dir
     from noodle2.engine.reports import provenance
-    from noodle2.engine.run.studydir import require_study_dir
 
     require_study_dir(study_dir)
     d = study_dir.resolve()
@@ -625,9 +622,8 @@ def cmd_ray_check(address: str, tools: list[str]) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from noodle2.engine.journal.store import recover
+    from noodle2.engine.journal.store import recover, require_study_dir
     from noodle2.engine.reports.compare import compare
-    from noodle2.engine.run.studydir import require_study_dir
 
     for d in (args.study_a, args.study_b):
         require_study_dir(d)
@@ -699,7 +695,7 @@ def cmd_watch(study_dir: Path, json: bool) -> int:
     from noodle2.console.follow import StudyFollower
     from noodle2.console.headless import Printer
     from noodle2.engine.journal import events as ev
-    from noodle2.engine.run.studydir import require_study_dir
+    from noodle2.engine.journal.store import require_study_dir
 
     require_study_dir(study_dir)
     follower = StudyFollower(study_dir, replay=True)

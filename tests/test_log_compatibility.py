@@ -10,6 +10,7 @@ import pytest
 
 from noodle2.engine.journal.state import replay
 from noodle2.engine.journal.store import CHECKPOINT, JOURNAL, read_events, recover
+from noodle2.engine.reports.status import best_case
 
 DATA = Path(__file__).parent / "data"
 
@@ -56,6 +57,8 @@ def test_golden_fake_study_folds_to_what_happened(tmp_path):
     assert s.trials["golden_1_1"].metrics["wns_ps"] == -1858.0
     assert [c["request"] for c in s.controls] == ["pause", "resume", "cancel"]
     assert any(d["action"] == "disable_eco" and d["subject"] == "pin_swap" for d in s.decisions)
+    # written before stage_finished carried the study's best: the view decides it as the engine did
+    assert s.best == "" and best_case(s).case_id == "golden_0_0"
 
 
 def test_golden_quickstart_keeps_real_metrics(tmp_path):

@@ -282,6 +282,25 @@ def test_one_unit_rule_in_plots_summary_and_compare(study, monkeypatch, tmp_path
     assert "mean ΔWNS ns" in md and "ΔWNS ps" not in md and "| WNS ns |" in md
 
 
+def test_the_study_best_is_the_engines_journaled_decision(study, tmp_path):
+    """Each finished stage journals the study's best from then on; views read that decision
+    (they do not rank again), and it is what the ranking gives over the finished stages."""
+    from noodle2.engine.journal.store import JOURNAL, read_events, recover
+    from noodle2.engine.policy.ranking import study_best
+    from noodle2.engine.reports.status import best_case, status_text
+    from noodle2.engine.study.models import Ranking
+
+    evs = [e for e in read_events(study / JOURNAL).events if e.type == "stage_finished" and e.status == "done"]
+    s = recover(study).state
+    assert len(evs) == len(s.stages) >= 2 and all(e.best for e in evs)
+    assert s.best == evs[-1].best == study_best(s, Ranking.model_validate(s.spec["ranking"]))
+    assert evs[0].best in s.stages[0].survivors and best_case(s).case_id == s.best
+    # the view shows the decision in the journal, even one the ranking would not make today
+    other = next(c for st in s.stages for c in st.survivors if c != s.best)
+    s.best = other
+    assert best_case(s).case_id == other and f"best      {other}  WNS" in status_text(s, None)
+
+
 def test_provenance_of_the_winner_and_verify_catches_a_changed_file(study, tmp_path):
     """#23: the report writes the winner's provenance; `provenance --verify` re-checks every hash and
     replays the chain in sta, edit for edit and to the picosecond; a changed netlist fails it."""

@@ -205,6 +205,7 @@ class StageFinished(Event):
     stage: int
     status: str  # done | aborted | skipped
     reason: str = ""
+    best: str = ""  # done: the study's best case from then on (policy.ranking.study_best)
 
 
 @dataclass(slots=True, kw_only=True)

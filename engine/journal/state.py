@@ -84,6 +84,7 @@ class StudyState:
     last_event_at: float | None = None
     resumes: int = 0
     amendments: list[dict[str, Any]] = field(default_factory=list)  # corrected study files a resume took
+    best: str = ""  # the study's answer, as the engine journaled it with its last finished stage
 
     # --- derived views (computed, never stored) ---
     def base(self) -> TrialState | None:
@@ -238,6 +239,8 @@ def _notified(s: StudyState, e: ev.NotificationSent) -> None:
 def _stage_finished(s: StudyState, e: ev.StageFinished) -> None:
     st = s.stages[e.stage]
     st.status, st.reason, st.ended_at = e.status, e.reason, e.t
+    if e.best:
+        s.best = e.best
 
 
 def _decision(s: StudyState, e: ev.PolicyDecision) -> None:

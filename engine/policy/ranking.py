@@ -6,7 +6,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from noodle2.engine.catalog.ecos import ROUTE_MODES
 from noodle2.engine.catalog.metrics import post_route_only
+from noodle2.engine.journal.state import StudyState
 from noodle2.engine.study.models import Ranking, maximised
 
 Metrics = dict[str, Any]
@@ -27,6 +29,22 @@ class Selection:
     excluded: dict[str, str]
     front: list[str]
     gates: list[dict[str, Any]]
+
+
+def study_best(s: StudyState, r: Ranking, finishing: int | None = None) -> str | None:
+    """The study's answer: the best survivor of any finished stage (and of `finishing`, the
+    stage being closed), by the study's ranking.  Once a stage has placed and routed, only
+    routed survivors count: a pre-route number is not comparable with a post-route one, and
+    the post-route one is the truth.  The engine journals it with each finished stage."""
+    done = [st for st in s.stages if st.status == "done" or st.index == finishing]
+    routed = [st for st in done if st.mode in ROUTE_MODES]
+    survivors = sorted({c for st in (routed or done) for c in st.survivors})
+    if not survivors:
+        return None
+    base = s.base()
+    order, _ = rank([Candidate(c, s.trials[c].metrics or {}) for c in survivors], r,
+                    base.metrics if base else None, need=1)
+    return order[0]
 
 
 def improves(child: Metrics, parent: Metrics, r: Ranking) -> bool:

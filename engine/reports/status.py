@@ -5,27 +5,22 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from noodle2.engine.catalog.ecos import ROUTE_MODES
 from noodle2.engine.fmt import decision_text, fmt_local, fmt_ns, fmt_seconds
 from noodle2.engine.journal.state import TERMINAL, StageState, StudyState, TrialState
-from noodle2.engine.policy.ranking import Candidate, rank
-from noodle2.engine.study.models import Ranking
 
 
 def best_case(s: StudyState) -> TrialState | None:
-    """The study's answer: the best survivor of any stage, by the study's own ranking.  Once a
-    stage has placed and routed, only routed survivors count: a pre-route number is not
-    comparable with a post-route one, and the post-route one is the truth."""
-    done = [st for st in s.stages if st.status == "done"]
-    routed = [st for st in done if st.mode in ROUTE_MODES]
-    survivors = sorted({c for st in (routed or done) for c in st.survivors})
-    if not survivors:
+    """The study's answer as the engine decided it when its last stage finished."""
+    if s.best:
+        return s.trials.get(s.best)
+    if not any(st.status == "done" and st.survivors for st in s.stages):
         return None
-    ranking = Ranking.model_validate(s.spec.get("ranking", {}))
-    base = s.base()
-    order, _ = rank([Candidate(c, s.trials[c].metrics or {}) for c in survivors], ranking,
-                    base.metrics if base else None, need=1)
-    return s.trials[order[0]]
+    # a journal from before stage_finished carried the decision: decide it here, as the engine did
+    from noodle2.engine.policy.ranking import study_best
+    from noodle2.engine.study.models import Ranking
+
+    best = study_best(s, Ranking.model_validate(s.spec.get("ranking", {})))
+    return s.trials[best] if best else None
 
 
 def stage_best(s: StudyState, st: StageState, metric: str = "wns_ps") -> float | None:

@@ -15,7 +15,7 @@ from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import TERMINAL, TrialState
 from noodle2.engine.policy import containment, priors
 from noodle2.engine.policy.planning import plan_stage
-from noodle2.engine.policy.ranking import Candidate, rail_limits, rank_agreement, select_survivors
+from noodle2.engine.policy.ranking import Candidate, rail_limits, rank_agreement, select_survivors, study_best
 from noodle2.engine.run.host import Host
 from noodle2.engine.run.proofs import Prover
 from noodle2.engine.run.trials import TrialRunner
@@ -139,7 +139,7 @@ class StageScheduler:
             return self._abort(i, "failed", actions["abort_stage"], f"stage {st.name} aborted: {actions['abort_stage']}",
                                stages)
         await self._survivors(i, ok)
-        h.emit(ev.StageFinished(stage=i, status="done"))
+        h.emit(ev.StageFinished(stage=i, status="done", best=study_best(h.state, h.spec.ranking, finishing=i) or ""))
         if (goal := containment.goal_met(h.spec, h.state, i)) is not None:
             h.emit(goal)
             self._end_study("complete", goal.reason, stages)

@@ -16,11 +16,9 @@ import orjson
 from noodle2.engine.errors import N2Error, Problem, env_fault
 from noodle2.engine.fsutil import atomic_write, read_json_object, sha256_file
 from noodle2.engine.journal.state import StudyState
-from noodle2.engine.journal.store import is_study_dir, recover
+from noodle2.engine.journal.store import INPUTS, recover, require_study_dir
 from noodle2.engine.study.load import load_study, parse_study
 from noodle2.engine.study.models import Study, given_inputs, stored_name
-
-INPUTS = "inputs"
 
 
 def new_study_dir(study: Study, root: Path = Path("studies"), explicit: Path | None = None) -> Path:
@@ -166,12 +164,6 @@ def update_provenance(d: Path, more: dict[str, Any]) -> None:
 
 def write_provenance(d: Path, prov: dict[str, Any]) -> None:
     atomic_write(d / "provenance.json", orjson.dumps(prov, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-
-
-def require_study_dir(d: Path) -> None:
-    """A study dir has a journal, or at least its inputs (a run killed before its first event)."""
-    if not is_study_dir(d) and not (d / INPUTS / "study.toml").is_file():
-        raise N2Error.one("N2-E203", f"{d} is not a study directory (no journal.jsonl)")
 
 
 def open_for_resume(d: Path, *, ignore_original: bool = False) -> Study:
