@@ -178,6 +178,50 @@ def test_reducer_is_order_insensitive_within_a_stage():
     assert a.counts() == b.counts() == (6, 6)
 
 
+def _recount(s: StudyState) -> list[tuple[dict, dict]]:
+    """Each stage's tally and peak as a walk over its trials gives them."""
+    out = []
+    for st in s.stages:
+        ts = [s.trials[c] for c in st.cases]
+        tally = {k: sum(t.status == k for t in ts) for k in ("planned", "running", "done", "failed", "cancelled")}
+        peak = {k: max(v) for k in ("wns_ps", "tns_ps")
+                if (v := [t.metrics[k] for t in ts if t.status == "done" and k in (t.metrics or {})])}
+        out.append((tally, peak))
+    return out
+
+
+def test_stage_tallies_and_peaks_follow_every_status_change_and_survive_a_checkpoint(tmp_path):
+    """The counts the views show come from the reducer's tallies, not a walk over 100k trials:
+    retries, cancels, a resume's requeue and the end of a study all move them."""
+    evs = _events(6)[:2]
+    b = [f"b_0_{i}" for i in range(6)]
+    evs += [ev.TrialStarted(case_id=b[0]), ev.TrialFinished(case_id=b[0], metrics={"wns_ps": -50.0, "tns_ps": -90.0},
+                                                            resources={}),
+            ev.TrialStarted(case_id=b[1]), ev.TrialFailed(case_id=b[1], failure={"type": "tool_crash"}, resources={},
+                                                          retry=True),
+            ev.TrialStarted(case_id=b[1], attempt=2), ev.TrialFinished(case_id=b[1], metrics={"wns_ps": -70.0,
+                                                                                             "tns_ps": -20.0},
+                                                                         resources={}),
+            ev.TrialStarted(case_id=b[2]), ev.TrialFailed(case_id=b[2], failure={"type": "timeout"}, resources={}),
+            ev.TrialStarted(case_id=b[3]), ev.TrialCancelled(case_id=b[3], reason="operator"),
+            ev.TrialStarted(case_id=b[4]), ev.TrialStarted(case_id=b[5]),
+            ev.StudyResumed(pid=1, requeued=[b[4]])]
+    for k, e in enumerate(evs, 1):
+        e.seq = k
+    s = replay(evs)
+    assert _recount(s) == [({"planned": 1, "running": 1, "done": 2, "failed": 1, "cancelled": 1},
+                            {"wns_ps": -50.0, "tns_ps": -20.0})]
+    assert [(st.tally, st.peak) for st in s.stages] == _recount(s) and s.counts() == (4, 6)
+    # a checkpoint does not carry them as truth: they are counted again from its trials
+    (tmp_path / JOURNAL).write_bytes(b"".join(ev.encode(e) for e in evs))
+    s.stages[0].tally, s.stages[0].peak = {"done": 99}, {"wns_ps": 1e9}
+    write_checkpoint(tmp_path, s, (tmp_path / JOURNAL).stat().st_size)
+    r = recover(tmp_path)
+    assert r.from_checkpoint and [(st.tally, st.peak) for st in r.state.stages] == _recount(r.state) == _recount(s)
+    s = fold(r.state, ev.StudyFinished(status="failed", reason="x", seq=len(evs) + 1))  # the open trial is cut off
+    assert s.stages[0].tally["cancelled"] == 2 and s.stages[0].tally["running"] == 0 and s.counts() == (5, 6)
+
+
 def test_fold_ignores_log_events_for_state():
     s = fold(StudyState(), ev.Log(level="info", msg="x", seq=1))
     assert s.seq == 1 and s.status == "new"

@@ -11,7 +11,9 @@ from typing import Any, Iterable, Iterator
 
 from noodle2.engine.journal import events as ev
 
+STATUSES = ("planned", "running", "done", "failed", "cancelled")  # a trial's, in a stage's tally
 TERMINAL = {"done", "failed", "cancelled"}
+PEAK_METRICS = ("wns_ps", "tns_ps")  # a running stage's best so far, kept as trials finish
 
 
 @dataclass(slots=True)
@@ -52,6 +54,8 @@ class StageState:
     front: list[str] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)
     agreement: dict[str, Any] | None = None  # route stages: pre- vs post-route ranking
+    tally: dict[str, int] = field(default_factory=dict)  # its trials by status: counts never walk 100k trials
+    peak: dict[str, float] = field(default_factory=dict)  # PEAK_METRICS' highest among its finished trials
     started_at: float | None = None
     ended_at: float | None = None
     reason: str = ""
@@ -114,7 +118,7 @@ class StudyState:
     def counts(self) -> tuple[int, int]:
         """(finished trials, planned total) across the study, base case excluded."""
         total = sum(s.budget for s in self.stages)
-        done = sum(1 for t in self.trials.values() if t.stage >= 0 and t.status in TERMINAL)
+        done = sum(st.tally.get(k, 0) for st in self.stages for k in TERMINAL)
         return done, total
 
 
@@ -155,7 +159,8 @@ def _study_resumed(s: StudyState, e: ev.StudyResumed) -> None:
     s.resumes += 1
     for c in e.requeued:
         t = s.trials[c]
-        t.status, t.metrics, t.failure, t.resources = "planned", None, None, None
+        _status(s, t, "planned")
+        t.metrics, t.failure, t.resources = None, None, None
 
 
 def _amended(s: StudyState, e: ev.StudyAmended) -> None:
@@ -169,11 +174,13 @@ def _stage_started(s: StudyState, e: ev.StageStarted) -> None:
     st.cases = [p["case_id"] for p in e.plan]
     for p in e.plan:
         s.trials[p["case_id"]] = TrialState(p["case_id"], e.stage, p["index"], p["parent"], p["eco"], p["params"])
+    st.tally = dict.fromkeys(STATUSES, 0) | {"planned": len(st.cases)}
 
 
 def _trial_started(s: StudyState, e: ev.TrialStarted) -> None:
     t = s.trials[e.case_id]
-    t.status, t.attempt, t.started_at, t.ended_at, t.proof, t.tool_done = "running", e.attempt, e.t, None, None, False
+    _status(s, t, "running")
+    t.attempt, t.started_at, t.ended_at, t.proof, t.tool_done = e.attempt, e.t, None, None, False
 
 
 def _tool_exited(s: StudyState, e: ev.TrialToolExited) -> None:
@@ -182,7 +189,10 @@ def _tool_exited(s: StudyState, e: ev.TrialToolExited) -> None:
 
 def _trial_finished(s: StudyState, e: ev.TrialFinished) -> None:
     t = s.trials[e.case_id]
-    t.status, t.metrics, t.resources, t.ended_at, t.artifacts = "done", e.metrics, e.resources, e.t, e.artifacts
+    _status(s, t, "done")
+    t.metrics, t.resources, t.ended_at, t.artifacts = e.metrics, e.resources, e.t, e.artifacts
+    if t.stage >= 0:
+        _peak(s.stages[t.stage], e.metrics)
     t.failure, t.outputs = None, dict(e.outputs)
 
 
@@ -206,14 +216,37 @@ def _eco_stats(s: StudyState, e: ev.EcoStats) -> None:
 def _trial_failed(s: StudyState, e: ev.TrialFailed) -> None:
     t = s.trials[e.case_id]
     t.failure, t.resources, t.ended_at = e.failure, e.resources, e.t
-    t.status = "planned" if e.retry else "failed"
+    _status(s, t, "planned" if e.retry else "failed")
     t.retry_at = e.retry_at if e.retry else None
 
 
 def _trial_cancelled(s: StudyState, e: ev.TrialCancelled) -> None:
     t = s.trials[e.case_id]
-    t.status, t.ended_at = "cancelled", e.t
+    _status(s, t, "cancelled")
+    t.ended_at = e.t
     t.failure = {"type": "cancelled", "severity": "info", "reason": e.reason, "excerpt": ""}
+
+
+def _status(s: StudyState, t: TrialState, status: str) -> None:
+    """Every change of a trial's status goes through here, to keep its stage's tally."""
+    if t.stage >= 0:
+        n = s.stages[t.stage].tally
+        n[t.status] -= 1
+        n[status] += 1
+    t.status = status
+
+
+def _peak(st: StageState, m: dict[str, Any] | None) -> None:
+    """Keys in PEAK_METRICS' order whatever the order trials finished in: a checkpoint folds
+    to the same bytes as a replay."""
+    peak = {}
+    for k in PEAK_METRICS:
+        old, v = st.peak.get(k), (m or {}).get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and (old is None or v > old):
+            old = v
+        if old is not None:
+            peak[k] = old
+    st.peak = peak
 
 
 def _survivors(s: StudyState, e: ev.SurvivorsChosen) -> None:
@@ -252,7 +285,7 @@ def _study_finished(s: StudyState, e: ev.StudyFinished) -> None:
     s.status, s.reason = e.status, e.reason
     for t in s.trials.values():
         if t.status == "running":  # a trial still open at the end was cut off
-            t.status = "cancelled"
+            _status(s, t, "cancelled")
 
 
 def _interrupted(s: StudyState, e: ev.StudyInterrupted) -> None:
@@ -305,6 +338,14 @@ def from_snapshot(d: dict[str, Any]) -> StudyState:
             d["trials"] = {t.case_id: t for t in (_known(TrialState, dict(zip(names, r))) for r in _drained(rows["rows"]))}
     else:
         d["trials"] = {k: _known(TrialState, v) for k, v in d["trials"].items()}
+    for st in d["stages"]:  # derived, so counted again rather than trusted
+        st.tally = dict.fromkeys(STATUSES, 0)
+        for c in st.cases:
+            st.tally[d["trials"][c].status] += 1
+        st.peak = {}
+        for c in st.cases:
+            if (t := d["trials"][c]).status == "done":
+                _peak(st, t.metrics)
     return _known(StudyState, d)
 
 

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from noodle2.engine.fmt import decision_text, fmt_local, fmt_ns, fmt_seconds
-from noodle2.engine.journal.state import TERMINAL, StageState, StudyState, TrialState
+from noodle2.engine.journal.state import PEAK_METRICS, TERMINAL, StageState, StudyState, TrialState
 
 
 def best_case(s: StudyState) -> TrialState | None:
@@ -27,6 +27,8 @@ def stage_best(s: StudyState, st: StageState, metric: str = "wns_ps") -> float |
     """The stage's best so far: its first survivor once chosen, else the best finished trial."""
     if st.survivors and st.status == "done":
         return (s.trials[st.survivors[0]].metrics or {}).get(metric)
+    if metric in PEAK_METRICS:  # kept by the reducer as trials finish: no walk over a 10k-trial stage
+        return st.peak.get(metric)
     vals = [(s.trials[c].metrics or {}).get(metric) for c in st.cases if s.trials[c].status == "done"]
     vals = [v for v in vals if isinstance(v, (int, float))]
     return max(vals) if vals else None
