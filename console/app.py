@@ -1,6 +1,7 @@
 """The noodle2 console: the study picker and the live study view, over any study directory."""
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -20,6 +21,10 @@ from noodle2.engine import DATA
 from noodle2.engine.errors import N2Error
 
 MIN_SIZE = (80, 24)
+# Textual allocates freely while the view redraws ten times a second: with Python's default
+# (700, 10, 10) the collector walked the render caches 6-11 times in 6 s at 0.1-0.16 s each
+# (a keypress waited behind it); with these, none in the same run (console_throughput.py).
+GC_THRESHOLDS = (5_000, 10, 100)
 
 
 class TooSmallScreen(Screen):
@@ -71,10 +76,15 @@ class Noodle2App(App):
         self._remember = theme is None  # --theme is for this run; palette choices are remembered
 
     def on_mount(self) -> None:
+        self._gc_before = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
         self.push_screen(PickerScreen(self.root, self.samples))
         if self.initial is not None:
             self.open_study(self.initial)
         self.check_size()
+
+    def on_unmount(self) -> None:
+        gc.set_threshold(*self._gc_before)
 
     def check_size(self) -> None:
         """Below 80x24 columns would drop digits: say so instead, until the window grows.  The

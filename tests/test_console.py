@@ -380,6 +380,68 @@ async def test_cells_that_grow_widen_their_column_never_cut_digits():
         assert st.columns["time"].get_render_width(st) - 2 * st.cell_padding >= len("29.5s")
 
 
+async def test_a_big_stage_moves_a_few_rows_without_measuring_or_rebuilding_the_rest(monkeypatch):
+    """#20 at 100k trials: a running trial past the first page joins the table and leaves it,
+    a trial that finishes is re-sorted into place, and neither rebuilds the page nor makes
+    Textual measure a whole column again (a narrower cell did: seconds per redraw)."""
+    from textual.app import App
+    from textual.widgets import _data_table
+
+    from noodle2.console.widgets.tables import PAGE
+    from noodle2.engine.journal import events as ev
+    from noodle2.engine.journal.state import StudyState, fold
+
+    n = PAGE * 3
+    s = StudyState()
+    for e in [ev.StudyStarted(name="w", spec_hash="0" * 64, spec={}, base_case="b", max_parallel=8, safety_domain="guarded",
+                              stages=[{"name": "s", "mode": "sta", "trials": n, "survivors": 1, "after": []}]),
+              ev.TrialStarted(case_id="b"), ev.TrialFinished(case_id="b", metrics={"wns_ps": -1.0}, resources={}),
+              ev.StageStarted(stage=0, parents=["b"], plan=[{"case_id": f"b_0_{i}", "index": i, "parent": "b",
+                                                              "eco": "noop", "params": {}} for i in range(n)])]:
+        fold(s, e)
+    for i in range(PAGE):
+        fold(s, ev.TrialStarted(case_id=f"b_0_{i}"))
+        fold(s, ev.TrialFinished(case_id=f"b_0_{i}", metrics={"wns_ps": -1000.0 - i}, resources={}))
+    fold(s, ev.TrialStarted(case_id="b_0_7"))  # a retry: "… running" is wider than what it will be
+
+    class One(App):
+        def compose(self):
+            yield TrialTable(id="tt")
+
+    def shown(tt):
+        return [str(r.key.value) for r in tt.ordered_rows]
+
+    measured, cleared = [], []
+    real_measure = _data_table.measure
+    monkeypatch.setattr(_data_table, "measure", lambda *a, **k: (measured.append(1), real_measure(*a, **k))[1])
+    async with One().run_test(size=(160, 30)) as pilot:
+        tt = pilot.app.query_one(TrialTable)
+        tt.show(s.stage_trials(0))
+        await pilot.pause()
+        real_clear = tt.clear
+        monkeypatch.setattr(tt, "clear", lambda *a, **k: (cleared.append(1), real_clear(*a, **k))[1])
+        measured.clear()
+        fold(s, ev.TrialStarted(case_id=f"b_0_{n - 1}"))  # past the page, but running: shown
+        fold(s, ev.TrialFinished(case_id="b_0_7", metrics={"wns_ps": -1.0}, resources={}))
+        tt.show(s.stage_trials(0), changed={f"b_0_{n - 1}", "b_0_7"})
+        await pilot.pause()
+        assert shown(tt) == [f"b_0_{i}" for i in range(PAGE)] + [f"b_0_{n - 1}"] and tt.hidden == n - PAGE - 1
+        assert tt.get_cell("b_0_7", "status").plain == "✓ done" and not cleared
+        assert len(measured) < 3 * len(tt.columns), len(measured)  # the new row's cells, not a column of 500
+        fold(s, ev.TrialFinished(case_id=f"b_0_{n - 1}", metrics={"wns_ps": -2.0}, resources={}))
+        tt.show(s.stage_trials(0), changed={f"b_0_{n - 1}"})
+        await pilot.pause()
+        assert shown(tt) == [f"b_0_{i}" for i in range(PAGE)] and not cleared  # done past the page: it leaves
+        tt.sort_by, tt.reverse = "wns", True
+        tt.show(s.stage_trials(0), rebuild=True)
+        cleared.clear()
+        fold(s, ev.TrialStarted(case_id="b_0_9"))
+        fold(s, ev.TrialFinished(case_id="b_0_9", metrics={"wns_ps": -1.5}, resources={}))
+        tt.show(s.stage_trials(0), changed={"b_0_9"})
+        await pilot.pause()
+        assert shown(tt)[:4] == ["b_0_7", "b_0_9", f"b_0_{n - 1}", "b_0_0"] and not cleared  # sorted in place
+
+
 def test_header_picker_and_status_show_the_same_best_wns(tmp_path):
     """#22.8: status showed `—`, the picker the base and the header a running trial's WNS for
     one study: all three now read the best survivor the journal records."""

@@ -40,8 +40,14 @@ class PlainTable(DataTable):
     def add_row(self, *cells: Any, **kw: Any) -> Any:
         return super().add_row(*map(plain, cells), **kw)
 
-    def update_cell(self, row_key: Any, column_key: Any, value: Any, **kw: Any) -> None:
-        super().update_cell(row_key, column_key, plain(value), **kw)
+    def update_cell(self, row_key: Any, column_key: Any, value: Any, *, update_width: bool = False) -> None:
+        """update_width only when the cell outgrows its column: Textual re-measures the whole
+        column whenever a cell gets narrower, every row for every cell (seconds per redraw at
+        500 trial events a second).  Columns grow, never shrink, while a study runs."""
+        cell = plain(value)
+        if update_width and isinstance(cell, Text) and (col := self.columns.get(column_key)) is not None:  # type: ignore[call-overload]
+            update_width = cell.cell_len > col.content_width
+        super().update_cell(row_key, column_key, cell, update_width=update_width)
 
 
 class SortableTable(PlainTable):
@@ -98,7 +104,9 @@ class StageTable(PlainTable):
     @staticmethod
     def row(s: StudyState, st: StageState, engine_alive: bool) -> list[Any]:
         n = stage_counts(s, st)
-        running = sum(1 for c in st.cases if s.trials[c].status == "running" and not s.trials[c].tool_done)
+        running = 0
+        if n["running"]:  # only a stage with running trials is walked
+            running = sum(1 for c in st.cases if s.trials[c].status == "running" and not s.trials[c].tool_done)
         running = min(running, s.max_parallel or running)  # beyond it, trials wait in a cluster's queue
         status = st.status if engine_alive or st.status != "running" else "interrupted"
         return [Text(f"{SYMBOL.get(status, '?')} ") + Text(st.name), st.mode, str(st.budget),
@@ -144,13 +152,19 @@ class TrialTable(SortableTable):
         rebuild = rebuild or marks != self.marks or engine_alive != self.engine_alive or self.stale
         self.stale = False
         self.marks, self.engine_alive = marks, engine_alive
-        wanted = [t for t in trials if self.matches(t)]
-        wanted.sort(key=self.SORT_KEYS[self.sort_by], reverse=self.reverse)
-        if len(wanted) > PAGE:  # a 10k-trial stage: its first page, plus the marked and running ones
-            wanted = [t for k, t in enumerate(wanted) if k < PAGE or t.case_id in marks or t.status == "running"]
-        self.hidden = len([t for t in trials if self.matches(t)]) - len(wanted)
+        wanted = [t for t in trials if self.matches(t)] if self.filter else list(trials)
+        if self.sort_by != "case":
+            wanted.sort(key=self.SORT_KEYS[self.sort_by], reverse=self.reverse)
+        elif self.reverse:  # a stage's trials come in plan order, which is case order
+            wanted.reverse()
+        shown = len(wanted)
+        if shown > PAGE:  # a 10k-trial stage: its first page, plus the marked and running ones
+            wanted = wanted[:PAGE] + [t for t in wanted[PAGE:] if t.case_id in marks or t.status == "running"]
+        self.hidden = shown - len(wanted)
         order = [t.case_id for t in wanted]
-        if rebuild or len(order) != self.row_count or [str(k.value) for k in self.rows] != order:
+        have = {str(r.key.value) for r in self.ordered_rows}
+        gone, new = have.difference(order), [t for t in wanted if t.case_id not in have]
+        if rebuild or len(gone) + len(new) > len(order) // 2:  # mostly new rows: one rebuild is cheaper
             cursor = self.cursor_row
             self.clear()
             for t in wanted:
@@ -158,10 +172,20 @@ class TrialTable(SortableTable):
             if self.row_count:
                 self.move_cursor(row=min(cursor, self.row_count - 1))
             return
+        # a few rows come and go each tick while a 10k-trial stage runs: move those, measure only those
+        for c in gone:
+            self.remove_row(c)
         for t in wanted:
-            if changed is None or t.case_id in changed:
-                for (_, col), v in zip(self.cols, self.row(t)):
-                    self.update_cell(t.case_id, col, v, update_width=True)  # "⊘ cancelled", not "⊘ cancell"
+            if t.case_id not in have:
+                self.add_row(*self.row(t), key=t.case_id)
+            elif changed is None or t.case_id in changed:
+                cells = self.get_row(t.case_id)
+                for (_, col), v, old in zip(self.cols, self.row(t), cells):
+                    if plain(v) != old:  # each update makes Textual render the visible rows again
+                        self.update_cell(t.case_id, col, v, update_width=True)  # "⊘ cancelled", not "⊘ cancell"
+        if [str(r.key.value) for r in self.ordered_rows] != order:
+            pos = {c: k for k, c in enumerate(order)}
+            self.sort("case", key=lambda cell: pos[cell.plain[2:]])  # the case cell: "<mark> <case id>"
 
     def matches(self, t: TrialState) -> bool:
         if not self.filter:

@@ -30,7 +30,15 @@ from noodle2.engine.executors.warm import WORKER_MARK, WarmLimits
 from noodle2.engine.fsutil import StudyLock, atomic_write, refuse_symlink, remove_stale_tmp
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import TERMINAL, StudyState, fold, from_snapshot
-from noodle2.engine.journal.store import CHECKPOINT, JOURNAL, JournalWriter, checkpoint_bytes, parse_checkpoint, recover
+from noodle2.engine.journal.store import (
+    CHECKPOINT,
+    JOURNAL,
+    JournalWriter,
+    checkpoint_bytes,
+    hold_for_good,
+    parse_checkpoint,
+    recover,
+)
 from noodle2.engine.policy import priors, safety
 from noodle2.engine.policy.trace import gate
 from noodle2.engine.reports.files import write_reports
@@ -142,6 +150,7 @@ class Engine:
             remove_stale_tmp(self.dir)
             rec = recover(self.dir)
             self.state = rec.state
+            hold_for_good()
             self.journal = JournalWriter(self.dir / JOURNAL, rec.end, rec.crc)
             try:
                 return await self._run(rec.warnings)
