@@ -13,18 +13,13 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import anyio
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from noodle2.engine.run.engine import Engine
-from noodle2.engine.run.studydir import new_study_dir
-from noodle2.engine.study.load import parse_study
-from noodle2.engine.tools import make_tool
+from harness import run_study
 
 RTL = """// {k} lanes of 16x16 multiply-accumulate, one deep arithmetic cone each.
 module mac_array (
@@ -85,12 +80,8 @@ def main() -> None:
         tmp = Path(t)
         (tmp / "mac_array.v").write_text(RTL.format(k=lanes, w16=16 * lanes - 1, w40=40 * lanes - 1))
         (tmp / "mac_array.sdc").write_text(SDC.format(period=PERIOD.get(tech, 2.0)))
-        study = parse_study(STUDY.format(tech=tech, dir=tmp), tmp / "big.toml")
-        d = new_study_dir(study, tmp / "studies")
-        eng = Engine(d, study, make_tool(study, d))
-        t0 = time.perf_counter()
-        status = anyio.run(eng.run)
-        wall = time.perf_counter() - t0
+        eng, status, wall = run_study(STUDY.format(tech=tech, dir=tmp), tmp / "big.toml", tmp / "studies")
+        d = eng.dir
         assert status == "complete", (status, eng.state.reason)
         events = [orjson.loads(x) for x in (d / "journal.jsonl").read_bytes().splitlines()]
         s = eng.state

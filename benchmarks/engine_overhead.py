@@ -22,14 +22,12 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness import run_study
+
 from noodle2.engine.executors.contain import TrialCgroups, contained_argv, mount_ns
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import replay
 from noodle2.engine.journal.store import JOURNAL, JournalWriter, recover, write_checkpoint
-from noodle2.engine.run.engine import Engine
-from noodle2.engine.run.studydir import new_study_dir
-from noodle2.engine.study.load import parse_study
-from noodle2.engine.tools import make_tool
 
 STUDY = """
 [study]
@@ -56,12 +54,7 @@ def engine_run(n: int, tmp: Path, mounts: bool = False) -> tuple[float, int]:
     namespace per tool (the default where the machine allows it; a cost of the launch, apart)."""
     tmp.mkdir(parents=True, exist_ok=True)
     text = STUDY.format(n=n).replace("reuse = false", f"reuse = false\nread_only_mounts = {str(mounts).lower()}")
-    study = parse_study(text, tmp / "study.toml")
-    d = new_study_dir(study, tmp / "studies")
-    eng = Engine(d, study, make_tool(study, d))
-    t = time.perf_counter()
-    status = anyio.run(eng.run)
-    wall = time.perf_counter() - t
+    eng, status, wall = run_study(text, tmp / "study.toml", tmp / "studies")
     assert status == "complete", status
     return wall, eng.journal.fsyncs
 

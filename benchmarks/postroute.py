@@ -18,15 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import anyio
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from noodle2.engine.run.engine import Engine
-from noodle2.engine.run.studydir import new_study_dir
-from noodle2.engine.study.load import parse_study
-from noodle2.engine.tools import make_tool
+from harness import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = """
@@ -55,10 +51,8 @@ ecos = ["noop"]
 def study_run(n: int, par: int, tmp: Path, png: bool = True) -> tuple[float, Path]:
     """The route stage's wall time, from the journal (the base case, routed too, is not in it)."""
     text = STUDY.format(root=ROOT, par=par, n=n, png=str(png).lower())
-    study = parse_study(text, tmp / f"s{n}{par}.toml")
-    d = new_study_dir(study, tmp / "studies")
-    eng = Engine(d, study, make_tool(study, d))
-    status = anyio.run(eng.run)
+    eng, status, _ = run_study(text, tmp / f"s{n}{par}.toml", tmp / "studies")
+    d = eng.dir
     assert status == "complete", (status, eng.state.reason)
     events = [orjson.loads(x) for x in (d / "journal.jsonl").read_bytes().splitlines()]
     start = next(e["t"] for e in events if e["type"] == "stage_started")

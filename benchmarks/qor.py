@@ -16,19 +16,14 @@ from __future__ import annotations
 import random
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import anyio
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import harness
+
 from noodle2.engine.reports.status import best_case
-from noodle2.engine.run.engine import Engine
-from noodle2.engine.run.studydir import new_study_dir
-from noodle2.engine.study.load import parse_study
-from noodle2.engine.tools import make_tool
 from noodle2.engine.tools.proof.equiv import prove
 
 DESIGNS = {"mac16": "mac16.toml", "alu32": "alu32.toml", "crc64": "crc64.toml", "sort8": "sort8.toml"}
@@ -46,13 +41,9 @@ def study_text(design: str, template: Path | None, early: bool = False) -> str:
 
 def run_study(design: str, template: Path | None, tmp: Path, early: bool = True) -> dict:
     text = study_text(design, template, early)
-    study = parse_study(text, ROOT / "sample_studies" / DESIGNS[design])
-    d = new_study_dir(study, tmp / "studies")
-    eng = Engine(d, study, make_tool(study, d))
-    t = time.perf_counter()
-    assert anyio.run(eng.run) == "complete", eng.state.reason
-    wall = time.perf_counter() - t
-    s = eng.state
+    eng, status, wall = harness.run_study(text, ROOT / "sample_studies" / DESIGNS[design], tmp / "studies")
+    assert status == "complete", eng.state.reason
+    s, d, study = eng.state, eng.dir, eng.study
     best, base = best_case(s), s.base()
     trials = sum(1 for x in s.trials.values() if x.stage >= 0)
     proven_chain = _chain_proven(s, best.case_id)

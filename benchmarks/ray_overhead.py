@@ -20,16 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import anyio
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every node on 127.0.0.1
 
+from harness import run_study
+
 from benchmarks.engine_overhead import STUDY as TRUE_STUDY  # noqa: E402 - the /bin/true study, one text
-from noodle2.engine.run.engine import Engine
-from noodle2.engine.run.studydir import new_study_dir
-from noodle2.engine.study.load import parse_study
-from noodle2.engine.tools import make_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 2
@@ -61,14 +57,9 @@ def true_study(n: int, execution: str) -> str:
 
 
 def run(text: str, tmp: Path, name: str) -> float:
-    study = parse_study(text, tmp / f"{name}.toml")
-    d = new_study_dir(study, tmp / "studies")
-    eng = Engine(d, study, make_tool(study, d))
-    t = time.perf_counter()
-    status = anyio.run(eng.run)
-    wall = time.perf_counter() - t
+    eng, status, wall = run_study(text, tmp / f"{name}.toml", tmp / "studies")
     assert status == "complete", (status, eng.state.reason)
-    run.last_dir = d  # type: ignore[attr-defined]
+    run.last_dir = eng.dir  # type: ignore[attr-defined]
     return wall
 
 

@@ -7,30 +7,21 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import anyio
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from noodle2.engine.run.engine import Engine
-from noodle2.engine.run.studydir import new_study_dir
-from noodle2.engine.study.load import load_study, parse_study
-from noodle2.engine.tools import make_tool
+from harness import run_study
+
+from noodle2.engine.study.load import load_study
 
 
 def run(path: Path, workers: int, tmp: Path) -> dict:
     base = load_study(path)
     text = base.source.replace("[execution]", f"[execution]\nmax_parallel = {workers}", 1)
-    study = parse_study(text, path)
-    d = new_study_dir(study, tmp)
-    eng = Engine(d, study, make_tool(study, d))
-    eng.tool.setup()  # synthesis is cached after the first run; keep it out of the trial timing
-    t = time.perf_counter()
-    status = anyio.run(eng.run)
-    wall = time.perf_counter() - t
+    # synthesis is cached after the first run; keep it out of the trial timing
+    eng, status, wall = run_study(text, path, tmp, setup_first=True)
     trials = [x for x in eng.state.trials.values() if x.resources]
     tool = sum(x.resources["wall_s"] for x in trials)
     best = eng.state.trials[eng.state.stages[-1].survivors[0]].metrics["wns_ps"] if eng.state.stages[-1].survivors else None

@@ -19,16 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import anyio
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import run_study
+
 from noodle2.engine.reports.status import best_case
 from noodle2.engine.run.engine import Engine
-from noodle2.engine.run.studydir import new_study_dir
 from noodle2.engine.study.load import load_study
-from noodle2.engine.tools import make_tool
 from noodle2.engine.tools.timing.parsers import parse_n2m
 
 SAMPLES = {"osu018": "quickstart.toml", "nangate45": "gcd_nangate45.toml", "sky130hd": "gcd_sky130hd.toml",
@@ -68,11 +66,9 @@ def one_trial(eng: Engine) -> dict[str, float]:
 
 def study(tech: str, tmp: Path) -> tuple[Engine, float]:
     st = load_study(ROOT / "sample_studies" / SAMPLES[tech])
-    d = new_study_dir(st, tmp / "studies")
-    eng = Engine(d, st, make_tool(st, d))
-    t = time.perf_counter()
-    assert anyio.run(eng.run) == "complete", eng.state.reason
-    return eng, time.perf_counter() - t
+    eng, status, wall = run_study(st, None, tmp / "studies")
+    assert status == "complete", eng.state.reason
+    return eng, wall
 
 
 def main(techs: list[str]) -> None:

@@ -16,18 +16,14 @@ import filecmp
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import anyio
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import run_study
+
 from noodle2.engine.run.engine import Engine
-from noodle2.engine.run.studydir import new_study_dir
-from noodle2.engine.study.load import parse_study
-from noodle2.engine.tools import make_tool
 from noodle2.engine.tools.timing.parsers import parse_n2m
 
 PHASES = ("load", "eco", "timing", "write")
@@ -38,12 +34,9 @@ def run(sample: str, warm: bool, tmp: Path) -> tuple[Engine, float]:
     text = path.read_text()
     line = f"warm = {'true' if warm else 'false'}"
     text = text.replace("[execution]", f"[execution]\n{line}") if "[execution]" in text else f"{text}\n[execution]\n{line}\n"
-    st = parse_study(text, path)
-    d = new_study_dir(st, tmp / ("warm" if warm else "cold"))
-    eng = Engine(d, st, make_tool(st, d))
-    t = time.perf_counter()
-    assert anyio.run(eng.run) == "complete", eng.state.reason
-    return eng, time.perf_counter() - t
+    eng, status, wall = run_study(text, path, tmp / ("warm" if warm else "cold"))
+    assert status == "complete", eng.state.reason
+    return eng, wall
 
 
 def figures(eng: Engine) -> dict[str, float]:
