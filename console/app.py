@@ -74,6 +74,7 @@ class Noodle2App(App):
             self.register_theme(t)
         self.theme = themes.choose(theme)
         self._remember = theme is None  # --theme is for this run; palette choices are remembered
+        self._gc_before: tuple[int, ...] | None = None
 
     def on_mount(self) -> None:
         self._gc_before = gc.get_threshold()
@@ -84,7 +85,8 @@ class Noodle2App(App):
         self.check_size()
 
     def on_unmount(self) -> None:
-        gc.set_threshold(*self._gc_before)
+        if self._gc_before is not None:
+            gc.set_threshold(*self._gc_before)
 
     def check_size(self) -> None:
         """Below 80x24 columns would drop digits: say so instead, until the window grows.  The

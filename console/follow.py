@@ -16,7 +16,7 @@ from noodle2.engine.errors import N2Error
 from noodle2.engine.fsutil import atomic_write, lock_holder, open_log_for_append
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import FoldError, StudyState, fold
-from noodle2.engine.journal.store import JOURNAL, hold_for_good, read_events, recover
+from noodle2.engine.journal.store import JOURNAL, read_events, recover
 from noodle2.engine.run.control import CONTROL_DIR
 
 
@@ -32,8 +32,6 @@ class StudyFollower:
         self.line = None if rec and rec.end else 1  # counted on the first poll
         self.warnings = rec.warnings if rec else []
         self.checked = bool(rec and rec.checked)  # once lines carry checksums, every later one must
-        if rec:
-            hold_for_good()
 
     def poll(self) -> list[ev.Event]:
         """New complete lines, folded; a line that does not fit is N2-E205 with its number."""

@@ -23,6 +23,7 @@ from noodle2.console.widgets.side import StudySide
 from noodle2.console.widgets.tables import StageTable, TrialTable
 from noodle2.engine.errors import N2Error
 from noodle2.engine.journal import events as ev
+from noodle2.engine.journal.store import freeze_loaded, thaw
 
 TICK_S = 0.1
 DRAW_SHARE = 0.2  # of the view's time, at most, spent drawing what the journal gained: keys stay quick at 100k trials
@@ -86,12 +87,16 @@ class StudyScreen(Screen):
         self.app.check_size()  # type: ignore[attr-defined]
 
     def on_mount(self) -> None:
+        freeze_loaded()
         self.on_resize()
         self.query_one("#trial-filter").display = False
         self.query_one(LogPanes).replay(self.follower.warnings, self.state)
         self.tick()
         self.set_interval(TICK_S, self.tick)
         self.query_one(TrialTable).focus()
+
+    def on_unmount(self) -> None:
+        thaw()
 
     # --- the one place that redraws ---------------------------------------------------------
     def tick(self) -> None:

@@ -250,7 +250,7 @@ def _peak(st: StageState, m: dict[str, Any] | None) -> None:
 
 
 def _recount(st: StageState, trials: dict[str, TrialState]) -> None:
-    """A stage's tally and peak from its trials, in one pass (100k trials: 0.03 s)."""
+    """A stage's tally and peak from its trials, in one pass (100k trials: 0.08 s)."""
     tally = dict.fromkeys(STATUSES, 0)
     best: dict[str, Any] = dict.fromkeys(PEAK_METRICS)
     for c in st.cases:

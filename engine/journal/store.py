@@ -338,11 +338,16 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def hold_for_good() -> None:
-    """For a process that keeps a folded study until it exits (the engine, the console): what
-    it has loaded leaves the collector's sight.  At 100k trials each full collection walked it
-    for 0.1-0.2 s, in the middle of a keypress or of a trial's bookkeeping."""
+def freeze_loaded() -> None:
+    """While an engine runs a study or a view shows it, what was loaded stays out of the
+    collector's sight: at 100k trials each full collection walked it for 0.1-0.2 s, in the
+    middle of a keypress or of a trial's bookkeeping.  thaw() when done: a frozen object is
+    never collected, and screens and tests leave cycles behind."""
     gc.freeze()
+
+
+def thaw() -> None:
+    gc.unfreeze()
 
 
 def recover(study_dir: Path) -> Recovered:

@@ -35,9 +35,10 @@ from noodle2.engine.journal.store import (
     JOURNAL,
     JournalWriter,
     checkpoint_bytes,
-    hold_for_good,
+    freeze_loaded,
     parse_checkpoint,
     recover,
+    thaw,
 )
 from noodle2.engine.policy import priors, safety
 from noodle2.engine.policy.trace import gate
@@ -150,7 +151,7 @@ class Engine:
             remove_stale_tmp(self.dir)
             rec = recover(self.dir)
             self.state = rec.state
-            hold_for_good()
+            freeze_loaded()
             self.journal = JournalWriter(self.dir / JOURNAL, rec.end, rec.crc)
             try:
                 return await self._run(rec.warnings)
@@ -158,6 +159,7 @@ class Engine:
                 self.journal.close()
                 self.executor.close()
         finally:
+            thaw()
             lock.release()
 
     def _refuse_replaced_paths(self) -> None:
