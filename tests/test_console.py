@@ -1,6 +1,8 @@
 """The console through Pilot: picker → open → filter → detail → back, help, themes, sorting."""
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from noodle2.console.app import Noodle2App
@@ -61,6 +63,7 @@ async def test_open_filter_detail_back(tmp_path):
         await settle(pilot, lambda: isinstance(pilot.app.screen, StudyScreen), "the study view")
         trials = pilot.app.screen.query_one(TrialTable)
         assert pilot.app.screen.stage == 2  # attaching shows the active (here: the last) stage
+        assert gc.get_freeze_count() > 0  # the shown study is kept from the collector (#20)
         await pilot.press("left_square_bracket", "left_square_bracket")
         await settle(pilot, lambda: trials.row_count == 8, "stage 0's trials")
         await pilot.press("slash", *"tool_crash", "enter")
@@ -78,6 +81,7 @@ async def test_open_filter_detail_back(tmp_path):
         await settle(pilot, lambda: isinstance(pilot.app.screen, StudyScreen), "back to the study")
         await pilot.press("escape")
         await settle(pilot, lambda: isinstance(pilot.app.screen, PickerScreen), "back to the picker")
+        await settle(pilot, lambda: gc.get_freeze_count() == 0, "the closed view to let go of it")
 
 
 async def test_sorting_stage_switch_and_trial_output(tmp_path):
