@@ -334,3 +334,43 @@ def test_lessons_drop_an_eco_that_never_gains_and_narrow_a_range_to_the_better_t
     # smaller is better for area: the same numbers read the other way
     _, area = lessons(s, Ranking(objective="wns_ps", directions={"wns_ps": "min"}))
     assert {e.eco: e.drop for e in area} == {"bad": False, "good": True}
+
+
+def test_an_early_stop_read_as_trials_end_agrees_with_a_full_read_and_reads_each_trial_once():
+    """#20: flat_stop with a FlatScan goes on from where it stopped (a 10,000-trial stage read
+    itself again after every completion: quadratic).  Completions in shuffled order: after each,
+    the scan's answer is the full read's, and the stop lands where the rule says."""
+    sp = StudySpec.model_validate(tomllib.loads(text(stage_extra="stop_when_flat = 3").replace("trials = 6", "trials = 40")))
+    # WNS improves up to trial 10, which meets timing; 11-13 do not improve: stop after 13.
+    wns = [-100.0 + 10 * i for i in range(11)] + [-5.0, -3.0, -1.0] + [50.0] * 26
+    rows = [(f"x_0_{i}", w) for i, w in enumerate(wns)]
+    for seed in (1, 2, 3):
+        s = StudyState()
+        head = [ev.StudyStarted(name="p", spec_hash="h", spec=sp.model_dump(), base_case="x", max_parallel=2,
+                                safety_domain="guarded", stages=[{"name": "s0", "mode": "sta", "trials": 40,
+                                                                  "survivors": 2, "after": []}]),
+                ev.TrialFinished(case_id="x", metrics={"wns_ps": -1000.0}, resources={}),
+                ev.StageStarted(stage=0, parents=["x"], plan=[{"case_id": c, "index": i, "parent": "x",
+                                                              "eco": "pin_swap", "params": {}}
+                                                             for i, (c, _) in enumerate(rows)])]
+        done = [ev.TrialFinished(case_id=c, metrics={"wns_ps": w}, resources={}) for c, w in rows]
+        random.Random(seed).shuffle(done)
+        scan = None  # made once the stage is planned, as the engine does
+        answers = []
+        for k, e in enumerate(head + done, 1):
+            e.seq = k
+            fold(s, e)
+            if isinstance(e, ev.StageStarted):
+                scan = containment.FlatScan.of(s, 0)
+            if scan is None:
+                continue
+            reads_before = scan.k
+            got = containment.flat_stop(sp, s, 0, scan)
+            assert got == containment.flat_stop(sp, s, 0)
+            assert reads_before <= scan.k <= 40
+            answers.append(got)
+            if got is not None:
+                break
+        assert answers[-1] == (14, "timing met and wns_ps flat for 3 trials (x_0_11 to x_0_13): the 26 later "
+                                   "trials of 40 do not run (one already running finishes, uncounted)")
+        assert scan.k == 14  # trials past the stop were never read

@@ -77,7 +77,8 @@ class StageScheduler:
             parents = list(dict.fromkeys(c for u in upstream for c in u.survivors)) or [h.state.base_case]
             await self._plan(i, parents)
         todo = iter([t for t in h.state.stage_trials(i) if t.status not in TERMINAL])
-        cut = containment.flat_stop(h.spec, h.state, i)  # a resume finds an early stop where it was
+        scan = containment.FlatScan.of(h.state, i)
+        cut = containment.flat_stop(h.spec, h.state, i, scan)  # a resume finds an early stop where it was
 
         def past_the_stop(t: TrialState) -> str | None:
             return f"not run: stage {st.name} stopped early" if cut is not None and t.index >= cut[0] else None
@@ -86,7 +87,7 @@ class StageScheduler:
             nonlocal cut
             for t in todo:  # one shared iterator: each trial is taken once, in plan order
                 await self.trials.run(t, st.mode, past_the_stop)
-                if cut is None and (cut := containment.flat_stop(h.spec, h.state, i)) is not None \
+                if cut is None and (cut := containment.flat_stop(h.spec, h.state, i, scan)) is not None \
                         and ("stop_early", st.name) not in {(d["action"], d["subject"]) for d in h.state.decisions}:
                     h.emit(ev.PolicyDecision(scope="stage", action="stop_early", subject=st.name, reason=cut[1],
                                              stage=i))
