@@ -1,9 +1,12 @@
-"""A study of 100,000 trials, as the journal of one: what the views cost at that size.
+"""A study of 100,000 trials: what the engine and the views cost at that size.
 
-    .venv/bin/python benchmarks/scale.py [N]      (default 100000)
+    .venv/bin/python benchmarks/scale.py [N] [--live]      (default 100000)
 
 Writes a journal of N finished trials in 10 stages (events as the engine writes them, with
-realistic metrics and resources), a checkpoint of it, then measures in this process:
+realistic metrics and resources) and a checkpoint of it; with --live, runs such a study instead,
+`noodle2 run --unattended` on N cheap command trials (a shell script that writes a metrics file;
+about 10 minutes for 100k on 2 CPUs), and says the engine's peak RSS and its time per trial in
+the first and the last stage (a cost that grows with the study shows there).  Then measures:
 - the folded state's memory (the engine holds it while it runs) and the process's RSS;
 - resume from the checkpoint and by full replay;
 - `noodle2 status DIR` and `noodle2 report DIR` as a user runs them (fresh processes, wall time);
@@ -16,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -94,22 +98,56 @@ async def console_open(d: Path) -> float:
         return time.perf_counter() - t
 
 
-def main(n: int) -> None:
+TOOL = """#!/bin/sh
+# a cheap trial: a WNS from the case's name, as a tool would report it
+h=$(printf '%s' "$N2_CASE_ID" | cksum | cut -d' ' -f1)
+printf '{"wns_ps": -%d.0, "tns_ps": -%d.0, "area_um2": 1000.0}' $((h % 1000)) $((h % 10000)) > metrics.json
+"""
+
+
+def run_live(n: int, tmp: Path) -> tuple[Path, list[tuple[str, float, float | None]]]:
+    """The study run as a user runs it, in a fresh process: its directory, and the engine's figures."""
+    tool = tmp / "tool.sh"
+    tool.write_text(TOOL)
+    tool.chmod(0o755)
+    stages = "".join(f'\n[[stages]]\nname = "s{i}"\ntrials = {n // STAGES}\nsurvivors = 4\n'
+                     'ecos = ["resize_critical", "buffer_fanout", "pin_swap", "clone_driver"]\n' for i in range(STAGES))
+    study = tmp / "live.toml"
+    study.write_text(f'[study]\nname = "live"\n[safety]\nallow = ["tool_command"]\n[design]\ntop = "none"\n'
+                     f'[tool]\nkind = "command"\ncommand = ["{tool}"]\nmetrics_file = "metrics.json"\n'
+                     f'[execution]\nmax_parallel = 2\nreuse = false\n{stages}')
+    d = tmp / "scale"
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(study), "--unattended", "--study-dir", str(d)],
+                   cwd=ROOT, stdout=subprocess.DEVNULL, check=True, timeout=6 * 3600)
+    wall = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the engine: its tools are far smaller
+    st = recover(d).state
+    assert st.status == "complete", st.reason
+    per = [(s.ended_at - s.started_at) / len(s.cases) * 1e3 for s in (st.stages[0], st.stages[-1])]
+    return d, [("engine run, wall (s)", wall, None), ("engine peak RSS while it ran (MB)", peak, 400),
+               ("engine, first stage (ms/trial)", per[0], None), ("engine, last stage (ms/trial)", per[1], None)]
+
+
+def synthesized(n: int, tmp: Path) -> Path:
+    d = tmp / "scale"
+    (d / "inputs").mkdir(parents=True)
+    evs = journal(n)
+    (d / JOURNAL).write_bytes(b"".join(ev.encode(e) for e in evs))
+    write_checkpoint(d, replay(evs), (d / JOURNAL).stat().st_size)
+    return d
+
+
+def main(n: int, live: bool) -> None:
     import anyio
 
     with tempfile.TemporaryDirectory(dir=ROOT, prefix=".bench-") as tmp:
-        d = Path(tmp) / "scale"
-        (d / "inputs").mkdir(parents=True)
-        evs = journal(n)
-        (d / JOURNAL).write_bytes(b"".join(ev.encode(e) for e in evs))
-        state = replay(evs)
-        write_checkpoint(d, state, (d / JOURNAL).stat().st_size)
-        del evs
+        d, engine_rows = run_live(n, Path(tmp)) if live else (synthesized(n, Path(tmp)), [])
         t = time.perf_counter()
         rec = recover(d)
         from_cp = time.perf_counter() - t
         assert rec.from_checkpoint and len(rec.state.trials) == n // STAGES * STAGES + 1
-        del rec, state
+        del rec
         # what an engine resuming the study holds: a fresh process, the state folded from the checkpoint
         # (VmHWM: ru_maxrss survives exec, so a child would report this process's peak)
         hwm = "print(next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')))"
@@ -128,8 +166,9 @@ def main(n: int) -> None:
         report = timed([*cli, "report", str(d)])
         console = anyio.run(console_open, d)
         mb = (d / JOURNAL).stat().st_size / 2**20
-    print(f"{n:,} trials, journal {mb:.0f} MB, {os.cpu_count()} CPUs")
-    rows = [("engine RSS with the folded state (MB)", rss / 1024, 400), ("the same process before it (MB)", rss0 / 1024, None),
+    print(f"{n:,} trials ({'run by the engine' if live else 'a journal written here'}), journal {mb:.0f} MB, "
+          f"{os.cpu_count()} CPUs")
+    rows = [*engine_rows, ("engine RSS with the folded state (MB)", rss / 1024, 400), ("the same process before it (MB)", rss0 / 1024, None),
             ("resume from the checkpoint (s)", from_cp, 1.0), ("resume by full replay (s)", full, None),
             ("noodle2 status (s)", status, 1.0), ("console open, trial table shown (s)", console, 3.0),
             ("noodle2 report (s)", report, 30.0)]
@@ -139,4 +178,5 @@ def main(n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
+    args = [a for a in sys.argv[1:] if a != "--live"]
+    main(int(args[0]) if args else 100_000, "--live" in sys.argv[1:])

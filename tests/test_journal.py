@@ -7,7 +7,7 @@ import pytest
 
 from noodle2.engine.errors import N2Error
 from noodle2.engine.journal import events as ev
-from noodle2.engine.journal.state import StudyState, fold, from_snapshot, replay, to_snapshot
+from noodle2.engine.journal.state import StudyState, detached, fold, from_snapshot, replay, to_snapshot
 from noodle2.engine.journal.store import CHECKPOINT, JOURNAL, JournalWriter, read_events, recover, write_checkpoint
 
 
@@ -363,3 +363,38 @@ def test_two_threads_writing_one_file_never_share_a_temporary(tmp_path):
         t.join()
     assert not errors and target.read_bytes() in (b"a" * 1000, b"b" * 1000, b"c" * 1000)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_detached_copy_never_changes_while_the_study_folds_on():
+    """#20: the checkpoint's worker thread draws the reports from detached(state) while the loop
+    folds on.  Cut a journal at every event: the copy equals the state there, and still equals
+    a replay of that prefix after the live state has folded every later event (a list, a tally
+    or a trial the reducer changed in place and the copy shared would show here)."""
+    from pathlib import Path
+
+    golden = read_events(Path(__file__).parent / "data" / "golden_v5" / "fake" / JOURNAL).events
+    b = [f"b_0_{i}" for i in range(4)]
+    mine = _events(4)[:2] + [
+        ev.TrialStarted(case_id=b[0]), ev.TrialToolExited(case_id=b[0]),
+        ev.TrialFinished(case_id=b[0], metrics={"wns_ps": -5.0, "tns_ps": -9.0}, resources={}, outputs={"x.v": "0"}),
+        ev.EquivalenceChecked(case_id=b[0], against="b", proven=True, method="structural", seconds=0.1, detail=""),
+        ev.TrialStarted(case_id=b[1]), ev.TrialFailed(case_id=b[1], failure={"type": "tool_crash"}, resources={},
+                                                      retry=True),
+        ev.ControlAck(request="pause", target="", accepted=True, detail=""),
+        ev.NotificationSent(channel="command", trigger="complete", attempt=1, ok=True, detail=""),
+        ev.TrialStarted(case_id=b[2]), ev.StudyResumed(pid=1, requeued=[b[2]]),
+        ev.PolicyDecision(scope="stage", action="stop_early", subject="s", reason="flat", stage=0),
+        ev.TrialStarted(case_id=b[3]), ev.TrialCancelled(case_id=b[3], reason="operator"),
+        ev.SurvivorsChosen(stage=0, survivors=[b[0]], ranking=[b[0]]), ev.StageFinished(stage=0, status="done"),
+        ev.StudyFinished(status="complete", reason="done")]
+    for k, e in enumerate(mine, 1):
+        e.seq = k
+    for evs in (golden, mine):
+        for k in range(len(evs) + 1):
+            live = replay(evs[:k])
+            copy = detached(live)
+            assert copy == live
+            for e in evs[k:]:
+                fold(live, e)
+            assert copy == replay(evs[:k]), f"event {k} changed a detached copy"
+        assert live != replay(evs[:1])  # the journals do change the state they fold into

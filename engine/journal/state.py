@@ -359,6 +359,25 @@ def from_snapshot(d: dict[str, Any]) -> StudyState:
     return _known(StudyState, d)
 
 
+def detached(s: StudyState) -> StudyState:
+    """A copy of the state that later folds cannot change, for a worker thread to read while
+    the loop folds on.  What the reducer changes in place is copied (the state's and the
+    stages' fields and lists, a stage's tally and peak, every trial's fields); what it only
+    ever replaces is shared (a trial's metrics, params, resources, outputs).  At 100k trials:
+    0.25 s and ~25 MB, where a state rebuilt from the checkpoint's bytes took 0.6 s and 190 MB."""
+    d = {f.name: getattr(s, f.name) for f in fields(StudyState)}
+    for name in ("decisions", "gates", "controls", "notifications", "amendments"):
+        d[name] = list(d[name])
+    d["stages"] = [StageState(*_stage_row(st)) for st in s.stages]
+    for st in d["stages"]:
+        st.tally, st.peak = dict(st.tally), dict(st.peak)
+    d["trials"] = {c: TrialState(*_trial_row(t)) for c, t in s.trials.items()}
+    return StudyState(**d)
+
+
+_stage_row = operator.attrgetter(*(f.name for f in fields(StageState)))
+
+
 def _drained(rows: Iterable[Any]) -> Iterator[Any]:
     """Rows one by one; a list's entries are dropped as they are taken (a lower peak)."""
     if isinstance(rows, list):

@@ -29,14 +29,13 @@ from noodle2.engine.executors.local import LocalExecutor, usable_cpus
 from noodle2.engine.executors.warm import WORKER_MARK, WarmLimits
 from noodle2.engine.fsutil import StudyLock, atomic_write, refuse_symlink, remove_stale_tmp
 from noodle2.engine.journal import events as ev
-from noodle2.engine.journal.state import TERMINAL, StudyState, fold, from_snapshot
+from noodle2.engine.journal.state import TERMINAL, StudyState, detached, fold
 from noodle2.engine.journal.store import (
     CHECKPOINT,
     JOURNAL,
     JournalWriter,
     checkpoint_bytes,
     freeze_loaded,
-    parse_checkpoint,
     recover,
     thaw,
 )
@@ -116,17 +115,18 @@ class Engine:
         self.journal.sync_soon()
 
     async def checkpoint(self) -> None:
-        """Snapshot bytes are taken on the loop (a consistent state); the file and the derived
-        reports are written in a worker thread, so a 10k-trial study never stalls the loop."""
+        """The snapshot's bytes and a detached copy of the state are taken on the loop (both
+        consistent); the file and the derived reports are written in a worker thread from them."""
         self.journal.sync_now()
         data = checkpoint_bytes(self.state, self.journal.offset, self.journal.crc)
+        view = detached(self.state)
         async with self._checkpoint_lock:  # branches end together: the newer snapshot is written last
-            await anyio.to_thread.run_sync(self._write_checkpoint, data)
+            await anyio.to_thread.run_sync(self._write_checkpoint, data, view)
         self.emit(ev.CheckpointWritten(upto_seq=self.state.seq))
 
-    def _write_checkpoint(self, data: bytes) -> None:
+    def _write_checkpoint(self, data: bytes, view: StudyState) -> None:
         atomic_write(self.dir / CHECKPOINT, data)
-        write_reports(self.dir, self.spec, from_snapshot(parse_checkpoint(data)["state"]))
+        write_reports(self.dir, self.spec, view)
 
     # --- stopping ---------------------------------------------------------------------------
     def stop(self, reason: str) -> None:
