@@ -7,6 +7,7 @@ import os
 import stat
 import threading
 from pathlib import Path
+from typing import Callable, Iterable
 
 from noodle2.engine.errors import EnvironmentFault, N2Error, env_fault
 
@@ -19,17 +20,29 @@ def cache_root() -> Path:
     return Path(os.environ.get("NOODLE2_CACHE", Path(base) / "noodle2"))
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes | Iterable[bytes], last: Callable[[int], None] | None = None) -> None:
     """Write-then-rename with fsyncs, so a reader sees the old file or the new one, never half.
-    A full disk leaves no temporary file behind and raises EnvironmentFault."""
+    `data` may come in chunks, each written as it comes (a 100k-trial checkpoint or lineage is
+    never whole in memory); `last(fd)`, once they are written and before the fsync, may patch
+    the file (a checksum at its head).  A full disk leaves no temporary file behind and raises
+    EnvironmentFault."""
     # one temporary name per process and thread: two threads writing one file never share it
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            pending = bytearray()
+            for chunk in ((data,) if isinstance(data, (bytes, bytearray, memoryview)) else data):
+                if len(chunk) >= 1 << 16 and not pending:
+                    _write_all(fd, chunk)
+                    continue
+                pending += chunk
+                if len(pending) >= 1 << 20:  # small chunks (lines) gathered: one write per MB
+                    _write_all(fd, pending)
+                    pending.clear()
+            _write_all(fd, pending)
+            if last is not None:
+                last(fd)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -44,6 +57,12 @@ def atomic_write(path: Path, data: bytes) -> None:
         if fault is not None:
             raise fault from None
         raise
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def fsync_dir(path: Path) -> None:

