@@ -398,3 +398,45 @@ def test_a_detached_copy_never_changes_while_the_study_folds_on():
                 fold(live, e)
             assert copy == replay(evs[:k]), f"event {k} changed a detached copy"
         assert live != replay(evs[:1])  # the journals do change the state they fold into
+
+
+def test_a_full_disk_at_any_write_of_a_checkpoint_keeps_the_last_one_whole(tmp_path, monkeypatch):
+    """#20: a checkpoint is written a line at a time and its sha256 patched into its head last.
+    ENOSPC at each of its writes, and at that patch: N2-E208, no temporary left, and the previous
+    checkpoint is the one a resume reads, byte for byte."""
+    import errno
+    import os as _os
+
+    from noodle2.engine.errors import EnvironmentFault
+    from noodle2.engine.journal import store
+
+    evs = _events(20000)  # 11 lines of trial rows, 3 MB
+    _write(tmp_path / JOURNAL, evs)
+    old = replay(evs[:30000])
+    write_checkpoint(tmp_path, old, sum(len(ev.encode(e)) for e in evs[:30000]))
+    before = (tmp_path / CHECKPOINT).read_bytes()
+    new = replay(evs)
+    real_write, real_pwrite, calls = _os.write, _os.pwrite, []
+    monkeypatch.setattr(_os, "write", lambda fd, d: calls.append("w") or real_write(fd, d))
+    monkeypatch.setattr(_os, "pwrite", lambda fd, d, at: calls.append("p") or real_pwrite(fd, d, at))
+    (tmp_path / "probe").mkdir()
+    write_checkpoint(tmp_path / "probe", new, 0, crc=0)
+    assert calls.count("p") == 1 and calls.count("w") >= 3  # written as made, a MB at a time
+    for k in range(len(calls)):
+        n = iter(range(len(calls)))
+
+        def fail_at(real, *a, _k=k, _n=n):
+            if next(_n) == _k:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(*a)
+
+        monkeypatch.setattr(_os, "write", lambda fd, d: fail_at(real_write, fd, d))
+        monkeypatch.setattr(_os, "pwrite", lambda fd, d, at: fail_at(real_pwrite, fd, d, at))
+        with pytest.raises(EnvironmentFault) as ei:
+            store.write_checkpoint(tmp_path, new, (tmp_path / JOURNAL).stat().st_size)
+        assert ei.value.problem.code == "N2-E208", k
+        assert (tmp_path / CHECKPOINT).read_bytes() == before and not list(tmp_path.glob(".*.tmp")), k
+    monkeypatch.setattr(_os, "write", real_write)
+    monkeypatch.setattr(_os, "pwrite", real_pwrite)
+    r = recover(tmp_path)
+    assert r.from_checkpoint and r.state == new  # the old checkpoint, and the journal's tail after it
