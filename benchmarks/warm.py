@@ -53,8 +53,9 @@ def figures(eng: Engine) -> dict[str, float]:
         if inside > 0:
             over.append(t.resources["wall_s"] / inside)
     pool = getattr(eng.executor, "warm", None)
+    eco = sum(phases["eco"])
     return {"trials": len(done), "per_min": 60 * len(done) / sum(walls),
-            "eco_per_min": 60 * len(done) / max(sum(phases["eco"]), 1e-9), "wall": statistics.median(walls),
+            "eco_per_min": 60 * len(done) / eco if eco > 0 else float("nan"), "wall": statistics.median(walls),
             **{p: statistics.median(v) for p, v in phases.items()}, "workers": pool.started if pool else 0,
             "over": statistics.median(over) if over else float("nan")}
 
