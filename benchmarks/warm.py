@@ -107,7 +107,8 @@ def main(samples: list[str], rounds: int) -> None:
         ceiling = statistics.median(x["eco_per_min"] for x in got[True]) / statistics.median(x["per_min"] for x in got[False])
         print(f"{sample:<15} ratio warm/cold: {ratio:.2f}x trials per minute; "
               + ("metrics and netlists identical" if diffs == 0 else f"{diffs} trial(s) DIFFER"))
-        print(f"{sample:<15} ceiling: {ceiling:.2f}x if a warm trial cost only its ECO phase")
+        print(f"{sample:<15} ceiling: " + ("n/a (no ECO phase timed)" if ceiling != ceiling else f"{ceiling:.2f}x")
+              + " if a warm trial cost only its ECO phase")
 
 
 if __name__ == "__main__":
