@@ -7,9 +7,10 @@ Per study and mode: trials per minute of trial time (trials / summed trial wall 
 CPU gets through), the median trial split by the trial script's own clock into load (Liberty
 when cold, netlist, SDC, SPEF), ECO, timing and writing, the workers started, the median of
 each trial's wall time over the sum of those phases (#20's target for warm: ≤ 1.1x), the
-ratio warm/cold, and its ceiling: cold trials per minute against trials that cost only their ECO
-phase (what no saving outside the ECO's own search and incremental timing can pass).  Both modes must give the same metrics and netlists; the script says when they do not.
-Rounds alternate cold and warm, so a busy machine weighs on both.
+ratio warm/cold, and its ceiling: cold trials per minute against trials that cost only their
+ECO phase (what no saving outside the ECO's own search and incremental timing can pass).  Both
+modes must give the same metrics and netlists; the script says when they do not.  Rounds
+alternate cold and warm, so a busy machine weighs on both.
 """
 from __future__ import annotations
 
