@@ -15,6 +15,7 @@ alternate cold and warm, so a busy machine weighs on both.
 from __future__ import annotations
 
 import filecmp
+import math
 import statistics
 import sys
 import tempfile
@@ -108,7 +109,7 @@ def main(samples: list[str], rounds: int) -> None:
         ceiling = statistics.median(x["eco_per_min"] for x in got[True]) / statistics.median(x["per_min"] for x in got[False])
         print(f"{sample:<15} ratio warm/cold: {ratio:.2f}x trials per minute; "
               + ("metrics and netlists identical" if diffs == 0 else f"{diffs} trial(s) DIFFER"))
-        print(f"{sample:<15} ceiling: " + ("n/a (no ECO phase timed)" if ceiling != ceiling else f"{ceiling:.2f}x")
+        print(f"{sample:<15} ceiling: " + ("n/a (no ECO phase timed)" if math.isnan(ceiling) else f"{ceiling:.2f}x")
               + " if a warm trial cost only its ECO phase")
 
 
