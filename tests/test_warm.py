@@ -124,11 +124,16 @@ def test_a_resume_finds_the_workers_a_dead_engine_left(tmp_path):
     """A worker's marker is under the trials folder, so the resume's sweep (by prefix) finds it."""
     trials = tmp_path / "trials"
     (trials / "x").mkdir(parents=True)
-    (trials / "x" / "do").write_text("hang")
+    (trials / "x" / "do").write_text("ok")
     mark = f"{trials}/{WORKER_MARK}999.1"
     p = subprocess.Popen(list(FAKE), stdin=subprocess.PIPE, env={**os.environ, MARKER: mark, "N2_REPLY_FD": "1"},
-                         stdout=subprocess.DEVNULL, start_new_session=True)
+                         stdout=subprocess.PIPE, start_new_session=True, text=True)
     try:
+        # Wait until the worker answers a trial: Popen returns as exec begins, before the kernel
+        # has set up the new image's environment, and /proc/<pid>/environ may not show it yet.
+        p.stdin.write(f"{trials / 'x'}\n")
+        p.stdin.flush()
+        assert p.stdout.readline() == "n2-done 0\n"
         assert kill_marked({str(trials / "y")}) == []  # a trial's exact marker does not match it
         assert p.pid in kill_marked(set(), prefixes=(f"{trials}/{WORKER_MARK}",))
         assert p.wait(timeout=60) == -signal.SIGKILL
