@@ -297,10 +297,11 @@ async def test_w_writes_the_report_and_says_where(tmp_path):
         screen = await settle(pilot, lambda: pilot.app.screen if type(pilot.app.screen).__name__ == "StudyScreen"
                               else None, "the study view")
         await pilot.press("w")
-        await settle(pilot, lambda: screen.last_report, "the report")
         report = tmp_path / "synth-20270115-090000" / "report" / "summary.html"
+        # the notification is a message the app handles after the report is written: wait for it
+        await settle(pilot, lambda: any(f"report written: {report}" in str(n.message)
+                                        for n in pilot.app._notifications), "the report's notification")
         assert screen.last_report == report and report.is_file()
-        assert any(f"report written: {report}" in str(n.message) for n in pilot.app._notifications)
         assert "mac16_2_0" in (tmp_path / "synth-20270115-090000" / "report" / "trials.csv").read_text()
 
 

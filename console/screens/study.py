@@ -310,11 +310,14 @@ class StudyScreen(Screen):
         except OSError as e:
             self.app.call_from_thread(self._reported, f"report not written: {e}", "error")
             return
-        self.last_report = Path(got["out"]) / "summary.html"
+        out = Path(got["out"]) / "summary.html"
         note = f" ({'; '.join(got['notes'])})" if got["notes"] else ""
-        self.app.call_from_thread(self._reported, f"report written: {self.last_report}{note}", "information")
+        self.app.call_from_thread(self._reported, f"report written: {out}{note}", "information", out)
 
-    def _reported(self, text: str, severity: str) -> None:
+    def _reported(self, text: str, severity: str, out: Path | None = None) -> None:
+        """On the event loop: the report's path and its notification appear together."""
+        if out is not None:
+            self.last_report = out
         self.reporting = False
         self.app.clear_notifications()
         self.notify(text, severity=severity, timeout=12, markup=False)
