@@ -102,6 +102,26 @@ async def test_a_worker_is_replaced_after_max_trials_and_when_a_trial_leaves_a_p
 
 
 @pytest.mark.anyio
+async def test_a_worker_that_outgrows_its_memory_limit_is_replaced(tmp_path):
+    trials = tmp_path / "trials"
+    ex = LocalExecutor(1, WarmLimits(max_rss_mb=64))
+    try:
+        rss = {}
+        for name in ("a", "b", "big", "c", "d"):
+            res, _ = await ex.run(_job(trials, name, "grow" if name == "big" else "ok"))
+            assert res.outcome.rc == 0
+            rss[name] = res.maxrss_kb
+        assert rss["b"] < 64 << 10 < rss["big"], rss  # the limit lies between the two sizes
+        pid = {n: _pid(trials, n) for n in rss}
+        assert pid["a"] == pid["b"] == pid["big"]  # under the limit the worker stays
+        assert not _alive(pid["big"])  # over it, retired once its trial is answered
+        assert pid["c"] == pid["d"] != pid["big"]  # and the next trials share a fresh one
+        assert ex.warm is not None and ex.warm.started == 2
+    finally:
+        ex.close()
+
+
+@pytest.mark.anyio
 async def test_cancel_kills_the_worker_of_a_running_trial(tmp_path):
     trials = tmp_path / "trials"
     ex = LocalExecutor(1, WarmLimits())
@@ -207,6 +227,11 @@ def test_warm_false_runs_one_process_per_trial(tmp_path):
     ex = make_executor(load_study(path), tmp_path, 1)
     try:
         assert ex.warm is not None and ex.warm.limits == WarmLimits(200, 2048)
+    finally:
+        ex.close()
+    ex = make_executor(parse_study(text.replace("warm = false", "warm_max_trials = 3\nwarm_max_mb = 100"), path), tmp_path, 1)
+    try:
+        assert ex.warm is not None and ex.warm.limits == WarmLimits(max_trials=3, max_rss_mb=100)
     finally:
         ex.close()
 

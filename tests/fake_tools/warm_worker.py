@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 # Fault injection for warm workers (executors/warm.py): speaks the worker protocol (a trial
 # directory per line on stdin, "n2-done <rc>" on the N2_REPLY_FD pipe) and does what the
-# directory's `do` file says: ok, rc3, hang, ignore_term, crash, flood, stray (leaves a child).
+# directory's `do` file says: ok, rc3, hang, ignore_term, crash, flood, stray (leaves a child),
+# grow (keeps 96 MB more resident).
 import os
 import signal
 import subprocess
 import sys
 import time
 
+kept = []  # what `grow` holds on to
 reply = os.fdopen(int(os.environ["N2_REPLY_FD"]), "w", buffering=1)
 for line in sys.stdin:
     d = line.rstrip("\n")
@@ -26,6 +28,8 @@ for line in sys.stdin:
             while True:
                 out.write("x" * 65536)
                 out.flush()
+    elif do == "grow":
+        kept.append(b"x" * (96 << 20))  # written, so resident
     elif do == "stray":
         subprocess.Popen(["sleep", "3600"], start_new_session=True)
     reply.write(f"n2-done {3 if do == 'rc3' else 0}\n")
