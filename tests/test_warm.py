@@ -122,6 +122,42 @@ async def test_a_worker_that_outgrows_its_memory_limit_is_replaced(tmp_path):
 
 
 @pytest.mark.anyio
+async def test_a_worker_whose_trial_ends_after_the_pool_closed_is_ended(tmp_path):
+    trials = tmp_path / "trials"
+    ex = LocalExecutor(1, WarmLimits())
+    assert ex.warm is not None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ex.run, _job(trials, "w", "wait"))
+            log = trials / "w" / "stdout.log"
+            await anyio.to_thread.run_sync(lambda: wait_until(lambda: log.is_file() and "ran wait" in log.read_text(),
+                                                              what="the trial to start"))
+            ex.warm.close()  # the engine shutting down while the trial runs
+            (trials / "w" / "go").write_text("")
+        assert not _alive(_pid(trials, "w")) and not ex.warm._idle
+    finally:
+        ex.close()
+
+
+def test_a_ray_worker_process_ends_its_warm_workers_when_a_study_with_other_limits_comes(tmp_path):
+    from noodle2.engine.executors import ray_exec
+    from noodle2.engine.executors.local import _Proc
+
+    trials = tmp_path / "trials"
+    try:
+        first = ray_exec._warm_pool(WarmLimits(max_trials=5))
+        assert first.run(_job(trials, "a", "ok").prepare(), _Proc(), (30, 40)).outcome.rc == 0
+        assert ray_exec._warm_pool(WarmLimits(max_trials=5)) is first  # the same study: kept warm
+        assert _alive(_pid(trials, "a"))
+        second = ray_exec._warm_pool(WarmLimits(max_trials=6))
+        assert second is not first and not _alive(_pid(trials, "a"))
+    finally:
+        if ray_exec._POOL is not None:
+            ray_exec._POOL.close()
+        ray_exec._POOL = None
+
+
+@pytest.mark.anyio
 async def test_cancel_kills_the_worker_of_a_running_trial(tmp_path):
     trials = tmp_path / "trials"
     ex = LocalExecutor(1, WarmLimits())

@@ -464,6 +464,8 @@ _POOL: WarmPool | None = None  # this Ray worker process's warm workers: they ou
 def _warm_pool(limits: WarmLimits) -> WarmPool:
     global _POOL
     if _POOL is None or _POOL.limits != limits:
+        if _POOL is not None:  # another study's limits: its idle workers would outlive it here
+            _POOL.close()
         _POOL = WarmPool(limits, None)
     return _POOL
 

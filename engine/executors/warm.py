@@ -77,6 +77,7 @@ class WarmPool:
     _idle: dict[tuple[str, int | None], list[_Worker]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     started: int = 0  # workers started: benchmarks and tests read it
+    closed: bool = False  # a worker whose trial ends after close() is ended, not kept
 
     def run(self, cmd: Command, proc, timeouts: tuple[float, float] | None) -> ExecResult:
         """One trial on a worker, in this thread; `proc` is the executor's _Proc (signals), whose
@@ -200,7 +201,10 @@ class WarmPool:
             self._end(w)
             return
         with self._lock:
-            self._idle.setdefault(w.key, []).append(w)
+            if not self.closed:
+                self._idle.setdefault(w.key, []).append(w)
+                return
+        self._end(w)
 
     def _strays(self, w: _Worker) -> list[int]:
         if w.cgroup is not None:
@@ -234,6 +238,7 @@ class WarmPool:
 
     def close(self) -> None:
         with self._lock:
+            self.closed = True
             workers = [w for ws in self._idle.values() for w in ws]
             self._idle.clear()
         for w in workers:

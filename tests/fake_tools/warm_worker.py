@@ -2,7 +2,7 @@
 # Fault injection for warm workers (executors/warm.py): speaks the worker protocol (a trial
 # directory per line on stdin, "n2-done <rc>" on the N2_REPLY_FD pipe) and does what the
 # directory's `do` file says: ok, rc3, hang, ignore_term, crash, flood, stray (leaves a child),
-# grow (keeps 96 MB more resident).
+# grow (keeps 96 MB more resident), wait (until a file `go` appears beside `do`).
 import os
 import signal
 import subprocess
@@ -28,6 +28,9 @@ for line in sys.stdin:
             while True:
                 out.write("x" * 65536)
                 out.flush()
+    elif do == "wait":
+        while not os.path.exists(os.path.join(d, "go")):
+            time.sleep(0.01)
     elif do == "grow":
         kept.append(b"x" * (96 << 20))  # written, so resident
     elif do == "stray":
