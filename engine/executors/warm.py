@@ -138,9 +138,11 @@ class WarmPool:
 
     def _spawn(self, cmd: Command, key: tuple[str, int | None]) -> _Worker:
         env = dict(cmd.env or os.environ)
-        self.started += 1
+        with self._lock:  # two threads may spawn at once: each marker must be its worker's alone
+            self.started += 1
+            n = self.started
         # under the folder of the trials it serves: a resume finds a dead engine's workers by prefix
-        marker = f"{Path(env.get(MARKER, str(cmd.cwd))).parent}/{WORKER_MARK}{os.getpid()}.{self.started}"
+        marker = f"{Path(env.get(MARKER, str(cmd.cwd))).parent}/{WORKER_MARK}{os.getpid()}.{n}"
         r, wfd = os.pipe()
         env.update({MARKER: marker, "N2_REPLY_FD": str(wfd)})
         cg = self.cgroups.open() if self.cgroups is not None and cmd.contain_key else None
