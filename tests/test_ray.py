@@ -119,7 +119,16 @@ def test_a_worker_node_lost_mid_stage_and_the_study_still_equals_a_local_run(clu
     wait_until(lambda: all(_alive(str(d / "trials" / f"mac8_2_{i}")) for i in (0, 1)) or p.poll() is not None,
                "both route trials' tools running on the workers", progress=lambda: journal_lines(d))
     assert p.poll() is None
+    gone = workers[1].node_id[:8]
     c.remove_node(workers[1])  # one of the two route trials loses its node
+    try:
+        _lost_node_run(p, d, local_run, gone)
+    finally:  # back to two workers for the next tests, whatever this one found
+        workers[1] = c.add_node(num_cpus=1)
+        c.wait_for_nodes()
+
+
+def _lost_node_run(p, d, local_run, gone: str):
     out, err = p.communicate(timeout=600)
     assert p.returncode == 0, out[-2000:] + err[-2000:]
     evs = events(d)
@@ -138,12 +147,13 @@ def test_a_worker_node_lost_mid_stage_and_the_study_still_equals_a_local_run(clu
     md = (d / "report" / "summary.md").read_text().split("## Ray nodes", 1)[1].split("\n## ", 1)[0]
     rows = [ln.split("|")[1:-1] for ln in md.splitlines() if ln.startswith("| 127.0.0.1/")]
     ran = {n.split(":")[-1] for n in nodes}
-    assert len(rows) == 2 and {r[0].strip().split("/")[1] for r in rows} == ran, md  # the two CPU nodes
+    # the two CPU nodes; the lost one may have finished nothing (Ray may have placed every earlier
+    # trial on the other, as on a loaded machine its resource report can lag)
+    assert len(rows) == 2 and {r[0].strip().split("/")[1] for r in rows} == ran | {gone}, md
     assert sum(int(r[1]) for r in rows) == len([e for e in evs if e["type"] == "trial_finished"])
-    assert [r[4].strip() for r in rows].count("lost") == 1 and all(r[3].strip().endswith("%") for r in rows)
+    assert [(r[0].strip().split("/")[1], r[4].strip()) for r in rows if r[4].strip()] == [(gone, "lost")], md
+    assert all(r[3].strip().endswith("%") for r in rows)
     assert "1 trial attempt(s) lost their worker" in md
-    c.add_node(num_cpus=1)  # back to two workers for the next test
-    c.wait_for_nodes()
 
 
 def test_sigkill_of_the_driver_mid_stage_then_resume_equals_a_local_run(cluster, local_run, tmp_path):
