@@ -113,8 +113,10 @@ class StaBench:
         return self._base
 
     def trial(self, case: str, eco: str, params: dict | None = None, parent: Path | None = None,
-              mode: str = "sta_power", eco_call: str | None = None, extra_tcl: str = "") -> tuple[dict, Path]:
-        """Returns (metrics, dir) for a result, ({'failure': ...}, dir) for a failed trial."""
+              mode: str = "sta_power", eco_call: str | None = None, extra_tcl: str = "",
+              pool=None) -> tuple[dict, Path]:
+        """Returns (metrics, dir) for a result, ({'failure': ...}, dir) for a failed trial.
+        `pool`: warm workers other than the bench's own."""
         from noodle2.engine.executors.local import _Proc, run_command
         from noodle2.engine.policy.failures import classify
         from noodle2.engine.tools.base import TrialContext, TrialFailure
@@ -128,7 +130,7 @@ class StaBench:
         if eco_call is not None:  # a test's own Tcl runs cold, as a study's own Tcl does
             (tdir / "run.tcl").write_text(self.tool.script(ctx, eco_call, extra_tcl))
         if cmd.warm is not None and eco_call is None and not extra_tcl:
-            res = self.pool.run(cmd, _Proc(), (60, 70))
+            res = (pool or self.pool).run(cmd, _Proc(), (60, 70))
         else:
             res = run_command(cmd)
         fail = classify(res.outcome, "")

@@ -296,3 +296,38 @@ def test_a_real_sta_worker_that_hangs_times_out_and_the_next_trial_gets_a_fresh_
     again, _ = b.trial("after_hang", "noop", mode="sta_power")
     assert b.pool.started == after + 1  # a fresh worker
     assert again["wns_ps"] == base["wns_ps"] and again["tns_ps"] == base["tns_ps"]
+
+
+def test_a_real_sta_worker_over_its_memory_limit_is_replaced_and_the_next_measures_the_same(bench):
+    """warm_max_mb with the real worker.tcl: the memory read is sta's own (its Liberty loaded);
+    under a limit below it each trial gets a fresh worker, above it one worker serves them all,
+    and every trial measures what the design's base run measured.  Three pools in one process:
+    each worker's marker is its own, so ending one sweeps no other."""
+    from noodle2.engine.executors.warm import WarmPool
+
+    b = bench("mac16")
+    base, _ = b.base()
+    own = [w.pid for ws in b.pool._idle.values() for w in ws]  # the bench's worker, beside the pools below
+    roomy, tight = WarmPool(WarmLimits(), None), None
+    try:
+        for i in range(2):
+            m, _ = b.trial(f"roomy_{i}", "noop", mode="sta", pool=roomy)
+            assert (m["wns_ps"], m["tns_ps"]) == (base["wns_ps"], base["tns_ps"])
+        [w] = [w for ws in roomy._idle.values() for w in ws]
+        assert roomy.started == 1 and w.trials == 2
+        assert open(f"/proc/{w.pid}/comm").read().strip() == "sta"  # no wrapper between: its RSS is sta's
+        rss_mb = w.rss_kb() >> 10
+        assert rss_mb >= 8  # the Liberty and the design loaded
+        tight = WarmPool(WarmLimits(max_rss_mb=rss_mb // 2), None)
+        pids = []
+        for i in range(3):
+            m, _ = b.trial(f"tight_{i}", "noop", mode="sta", pool=tight)
+            assert (m["wns_ps"], m["tns_ps"]) == (base["wns_ps"], base["tns_ps"])
+            assert not any(tight._idle.values())  # over the limit: ended, never kept
+            pids.append(tight.started)
+        assert pids == [1, 2, 3]
+        assert own and all(_alive(p) for p in own)  # ending another pool's workers never swept it
+    finally:
+        roomy.close()
+        if tight is not None:
+            tight.close()

@@ -12,6 +12,7 @@ next trial gets a fresh worker.  A worker is also replaced after `max_trials` tr
 """
 from __future__ import annotations
 
+import itertools
 import os
 import select
 import signal
@@ -28,6 +29,10 @@ from noodle2.engine.executors.contain import MARKER, TrialCgroups, contained_arg
 from noodle2.engine.policy.failures import Outcome
 
 WORKER_MARK = ".warm-"  # a worker's marker: <trials folder>/.warm-<engine pid>.<n>
+# <n> counts the process's workers, not one pool's: two pools' worker 1s would share a marker,
+# and ending one (or a stray check) would sweep the other
+_NUMBER = itertools.count(1)
+_NUMBER_LOCK = threading.Lock()
 TICK_S = 0.25  # how often log sizes are checked against the cap while a trial runs
 STRAY_BYTES = 64 << 10  # of the worker's own stdout/stderr, what one trial's stderr.log gets
 
@@ -138,9 +143,10 @@ class WarmPool:
 
     def _spawn(self, cmd: Command, key: tuple[str, int | None]) -> _Worker:
         env = dict(cmd.env or os.environ)
-        with self._lock:  # two threads may spawn at once: each marker must be its worker's alone
+        with self._lock:
             self.started += 1
-            n = self.started
+        with _NUMBER_LOCK:  # two threads may spawn at once: each marker must be its worker's alone
+            n = next(_NUMBER)
         # under the folder of the trials it serves: a resume finds a dead engine's workers by prefix
         marker = f"{Path(env.get(MARKER, str(cmd.cwd))).parent}/{WORKER_MARK}{os.getpid()}.{n}"
         r, wfd = os.pipe()
