@@ -130,7 +130,7 @@ class StaBench:
         if eco_call is not None:  # a test's own Tcl runs cold, as a study's own Tcl does
             (tdir / "run.tcl").write_text(self.tool.script(ctx, eco_call, extra_tcl))
         if cmd.warm is not None and eco_call is None and not extra_tcl:
-            res = (pool or self.pool).run(cmd, _Proc(), (60, 70))
+            res = (self.pool if pool is None else pool).run(cmd, _Proc(), (60, 70))
         else:
             res = run_command(cmd)
         fail = classify(res.outcome, "")
