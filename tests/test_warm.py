@@ -319,13 +319,13 @@ def test_a_real_sta_worker_over_its_memory_limit_is_replaced_and_the_next_measur
         rss_mb = w.rss_kb() >> 10
         assert rss_mb >= 8  # the Liberty and the design loaded
         tight = WarmPool(WarmLimits(max_rss_mb=rss_mb // 2), None)
-        pids = []
+        started = []
         for i in range(3):
             m, _ = b.trial(f"tight_{i}", "noop", mode="sta", pool=tight)
             assert (m["wns_ps"], m["tns_ps"]) == (base["wns_ps"], base["tns_ps"])
             assert not any(tight._idle.values())  # over the limit: ended, never kept
-            pids.append(tight.started)
-        assert pids == [1, 2, 3]
+            started.append(tight.started)
+        assert started == [1, 2, 3]  # one more worker for every trial
         assert own and all(_alive(p) for p in own)  # ending another pool's workers never swept it
     finally:
         roomy.close()
