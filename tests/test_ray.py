@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -162,6 +163,8 @@ def test_sigkill_of_the_driver_mid_stage_then_resume_equals_a_local_run(cluster,
     wait_until(lambda: any(_alive(str(d / "trials" / f"mac8_2_{i}")) for i in (0, 1)) or p.poll() is not None,
                "a route trial's tool running on a worker", progress=lambda: journal_lines(d))
     assert p.poll() is None
+    scratch = _scratch_roots([pid for i in (0, 1) for pid in _alive(str(d / "trials" / f"mac8_2_{i}"))])
+    assert scratch, "the route tools run in the workers' scratch directories"
     p.send_signal(signal.SIGKILL)
     p.communicate()
     # Ray ends a dead driver's workers and their children, the tools' own sessions included
@@ -172,9 +175,9 @@ def test_sigkill_of_the_driver_mid_stage_then_resume_equals_a_local_run(cluster,
     assert outcome(d) == local_run
     finished = [e["case_id"] for e in events(d) if e["type"] == "trial_finished"]
     assert len(finished) == len(set(finished))  # nothing that finished ran again
-    # the killed workers' scratch directories went when the resume's workers started
-    assert not [x for x in glob.glob("/dev/shm/n2ray-*-*") if x.split("-")[1].isdigit()
-                and not os.path.exists(f"/proc/{x.split('-')[1]}")]
+    # the killed workers' scratch directories went when the resume's workers started (only this
+    # test's own: another suite on the machine may have its own killed workers' at this moment)
+    assert not [x for x in scratch if os.path.exists(x)], scratch
 
 
 def test_with_a_shared_dir_workers_run_in_place_and_equal_a_local_run(cluster, local_run, tmp_path):
@@ -247,6 +250,19 @@ def _fault_study(tmp_path, tool, address, timeouts, name):
     path = tmp_path / f"{name}.toml"
     path.write_text(FAULT.format(tool=wrapper, address=address, timeouts=timeouts))
     return path, tmp_path / name
+
+
+def _scratch_roots(pids: list[int]) -> set[str]:
+    """The per-trial scratch directories (/dev/shm/n2ray-<worker pid>-*) these tools run in."""
+    roots = set()
+    for pid in pids:
+        try:
+            m = re.match(r"(/dev/shm/n2ray-\d+-[^/]+)", os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            continue
+        if m:
+            roots.add(m.group(1))
+    return roots
 
 
 def _alive(marker: str) -> list[int]:
