@@ -175,8 +175,9 @@ def test_sigkill_of_the_driver_mid_stage_then_resume_equals_a_local_run(cluster,
     assert outcome(d) == local_run
     finished = [e["case_id"] for e in events(d) if e["type"] == "trial_finished"]
     assert len(finished) == len(set(finished))  # nothing that finished ran again
-    # the killed workers' scratch directories went when the resume's workers started (only this
-    # test's own: another suite on the machine may have its own killed workers' at this moment)
+    # the killed trials' scratch directories are gone: the task's own cleanup if Ray let it run,
+    # else the reap when the resume's workers started.  Only this test's: another suite on the
+    # machine may have killed workers of its own at this moment
     assert not [x for x in scratch if os.path.exists(x)], scratch
 
 
