@@ -161,6 +161,24 @@ endmodule
     assert "sta::replace_cell_cmd $n2r_inst(u2)" in tcl and "sta::delete_instance_cmd $n2r_inst(u4)" in tcl
 
 
+def test_ray_node_rows_name_a_lost_node_that_ran_nothing_and_skip_the_cpu_less_head():
+    """As on CI's machine (stop 32): Ray placed every trial on one worker, then the other was
+    lost.  The lost node still has its row, with 0 trials, and only it is marked lost."""
+    from noodle2.engine.journal.state import StudyState, TrialState
+    from noodle2.engine.reports.summary import node_rows
+
+    s = StudyState(started_at=1000.0, last_event_at=1100.0)
+    for i, (status, wall) in enumerate([("done", 10.0), ("done", 20.0), ("failed", 5.0), ("running", 0.0)]):
+        s.trials[f"x_0_{i}"] = TrialState(f"x_0_{i}", 0, i, "x", "noop", {}, status=status,
+                                          resources={"node": "pid 7:aaaa1111", "wall_s": wall})
+    nodes = [{"id": "head0000", "cpus": 0, "host": "127.0.0.1"}, {"id": "aaaa1111", "cpus": 1, "host": "127.0.0.1"},
+             {"id": "bbbb2222", "cpus": 2, "host": "127.0.0.1"}]
+    seen = [{"node_list": nodes}, {"node_list": nodes[:2]}]
+    assert node_rows(s, seen) == [["127.0.0.1/aaaa1111", 3, "35.0", "35%", ""],
+                                  ["127.0.0.1/bbbb2222", 0, "0.0", "0%", "lost"]]
+    assert [r[4] for r in node_rows(s, seen[:1])] == ["", ""]  # one status: nothing to have lost
+
+
 @pytest.mark.parametrize("design,eco,params", [
     ("mac16", "resize_critical", {"paths": 20, "max_cells": 40}),  # replace_cell
     ("mac16", "clone_driver", {"paths": 10, "min_fanout": 3, "max_clones": 3}),  # new cells and nets
