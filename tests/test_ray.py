@@ -254,11 +254,11 @@ def _fault_study(tmp_path, tool, address, timeouts, name):
 
 
 def _scratch_roots(pids: list[int]) -> set[str]:
-    """The per-trial scratch directories (/dev/shm/n2ray-<worker pid>-*) these tools run in."""
+    """The per-trial scratch directories (<tmpfs or tmp>/n2ray-<worker pid>-*) these tools run in."""
     roots = set()
     for pid in pids:
         try:
-            m = re.match(r"(/dev/shm/n2ray-\d+-[^/]+)", os.readlink(f"/proc/{pid}/cwd"))
+            m = re.match(r"(.*?/n2ray-\d+-[^/]+)", os.readlink(f"/proc/{pid}/cwd"))
         except OSError:
             continue
         if m:
