@@ -73,10 +73,10 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
-    """`-n auto`: a worker per CPU this process may run on (taskset counts), none on one CPU, where
-    two workers measured slower than one process (1,290 s against 994-1,157 s); at most 8, beyond
-    which the longest file (test_ray.py) sets the time."""
-    from noodle2.engine.executors.local import usable_cpus
+    """`-n auto`: a worker per CPU this process may use (taskset and a cgroup quota count), none
+    on one CPU, where two workers measured slower than one process (1,290 s against 994-1,157 s);
+    at most 8, beyond which the longest file (test_ray.py) sets the time."""
+    from noodle2.engine.executors.cgroupfs import usable_cpus
 
     cpus = usable_cpus()
     return 0 if cpus < 2 else min(cpus, 8)

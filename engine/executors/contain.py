@@ -17,25 +17,15 @@ import threading
 import time
 from pathlib import Path
 
+from noodle2.engine.executors.cgroupfs import V2, own_cgroups
+
 MARKER = "N2_TRIAL_DIR"
 
 
 def _cgroup2_root() -> Path | None:
     """Where this process's own cgroup v2 lives, or None when there is no v2 hierarchy."""
-    mount = None
-    try:
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) > 2 and parts[2] == "cgroup2":
-                    mount = parts[1]
-        with open("/proc/self/cgroup") as f:
-            own = next((ln.split(":", 2)[2].strip() for ln in f if ln.startswith("0::")), None)
-    except OSError:
-        return None
-    if mount is None or own is None:
-        return None
-    return Path(mount) / own.lstrip("/")
+    place = own_cgroups().get(V2)
+    return place.own if place is not None else None
 
 
 class TrialCgroups:

@@ -187,6 +187,3 @@ def _watch(pid: int, proc: _Proc, timeouts: tuple[float, float] | None, logs: tu
     finally:
         os.close(fd)
 
-
-def usable_cpus() -> int:
-    return len(os.sched_getaffinity(0))

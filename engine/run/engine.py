@@ -24,8 +24,9 @@ import anyio
 
 from noodle2.engine.errors import EnvironmentFault, N2Error, env_fault
 from noodle2.engine.executors.base import Executor
+from noodle2.engine.executors.cgroupfs import usable_cpus
 from noodle2.engine.executors.contain import kill_marked
-from noodle2.engine.executors.local import LocalExecutor, usable_cpus
+from noodle2.engine.executors.local import LocalExecutor
 from noodle2.engine.executors.warm import WORKER_MARK, WarmLimits
 from noodle2.engine.fsutil import StudyLock, atomic_write, refuse_symlink, remove_stale_tmp
 from noodle2.engine.journal import events as ev

@@ -156,7 +156,8 @@ class Execution(_Strict):
     """executor = "ray": the study directory is at the same path on every node (a shared
     filesystem): workers run in place instead of shipping files through the object store."""
     max_parallel: Annotated[int, Field(ge=1, le=1024)] | None = None
-    """Tools running at once (default: the CPUs this process may use)."""
+    """Tools running at once (default: the CPUs this process may use: its affinity, capped by a
+    cgroup CPU quota such as a container's `--cpus`, rounded up)."""
     soft_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 600.0
     """After this many seconds a trial's process group gets SIGTERM (a timeout failure)."""
     hard_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] | None = None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from noodle2.engine.executors.local import usable_cpus
+from noodle2.engine.executors.cgroupfs import usable_cpus
 from noodle2.engine.fmt import plural
 from noodle2.engine.policy.ranking import maximise, metrics_of
 from noodle2.engine.policy.safety import legality_report
