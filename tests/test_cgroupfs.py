@@ -66,6 +66,13 @@ def test_unreadable_or_garbage_means_no_quota(tmp_path: Path) -> None:
     assert cpu_quota(proc) is None
 
 
+def _words(path: Path) -> list[str]:
+    try:
+        return path.read_text().split()
+    except OSError:
+        return []
+
+
 def _writable_cpu_cgroup() -> tuple[Path, str] | None:
     """A new child of this process's cgroup in which a CPU quota can be set: (dir, "v1"|"v2")."""
     places = own_cgroups()
@@ -73,7 +80,7 @@ def _writable_cpu_cgroup() -> tuple[Path, str] | None:
         place = places.get(key)
         if place is None:
             continue
-        if kind == "v2" and "cpu" not in (place.own / "cgroup.subtree_control").read_text().split():
+        if kind == "v2" and "cpu" not in _words(place.own / "cgroup.subtree_control"):
             continue
         d = place.own / f"n2-cpus-{os.getpid()}"
         try:
