@@ -5,11 +5,12 @@
 Prints a table: per-trial cost of the engine (durable journal, max_parallel=2) next to
 anyio.run_process, a blocking subprocess.run in 2 threads (bare, and through the cgroup
 prologue the engine launches trials with) and the trial-directory floor, as medians of
-ROUNDS alternating rounds; then journal append, checkpoint and resume costs at 1k and 10k
-trials.
+ROUNDS alternating rounds, and the CPU the engine and its tools spend per trial; then journal
+append, checkpoint and resume costs at 1k and 10k trials.
 """
 from __future__ import annotations
 
+import resource
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import run_study
 
+from noodle2.engine.executors.cgroupfs import usable_cpus
 from noodle2.engine.executors.contain import TrialCgroups, contained_argv, mount_ns
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import replay
@@ -49,12 +51,22 @@ ecos = ["noop"]
 """
 
 
-def engine_run(n: int, tmp: Path, mounts: bool = False) -> tuple[float, int]:
+def cpu_times() -> tuple[float, float]:
+    """CPU seconds so far: this process's (every thread), and its reaped children's."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+def engine_run(n: int, tmp: Path, mounts: bool = False, cpu: list | None = None) -> tuple[float, int]:
     """The engine's wall time for n no-op trials.  `mounts`: the read-only binds in a mount
-    namespace per tool (the default where the machine allows it; a cost of the launch, apart)."""
+    namespace per tool (the default where the machine allows it; a cost of the launch, apart).
+    `cpu`: gets (the engine's CPU, its tools' CPU) in seconds."""
     tmp.mkdir(parents=True, exist_ok=True)
     text = STUDY.format(n=n).replace("reuse = false", f"reuse = false\nread_only_mounts = {str(mounts).lower()}")
+    before = cpu_times()
     eng, status, wall = run_study(text, tmp / "study.toml", tmp / "studies")
+    if cpu is not None:
+        cpu.extend(b - a for a, b in zip(before, cpu_times()))
     assert status == "complete", status
     return wall, eng.journal.fsyncs
 
@@ -195,8 +207,11 @@ def main() -> None:
                 got.setdefault("contained", []).append(c / n)
             got.setdefault("anyio", []).append(floor_anyio(n) / n)
             got.setdefault("fs", []).append(floor_filesystem(n, tmp / f"fs{r}") / n)
-            wall, fsyncs = engine_run(n, tmp / f"e{r}")
+            cpu: list[float] = []
+            wall, fsyncs = engine_run(n, tmp / f"e{r}", cpu=cpu)
             got.setdefault("engine", []).append(wall / n)
+            got.setdefault("engine_cpu", []).append(cpu[0] / n)
+            got.setdefault("tools_cpu", []).append(cpu[1] / n)
             if mount_ns() is not None:
                 got.setdefault("mounts", []).append(engine_run(n, tmp / f"m{r}", mounts=True)[0] / n)
             if Path("/dev/shm").is_dir():  # engine cost without the disk: fsync on tmpfs proves nothing
@@ -228,6 +243,14 @@ def main() -> None:
             print(f"engine / (contained launch + fs floor): {med['engine'] / cfloor:.2f}")
         if "shm_engine" in med:
             print(f"on tmpfs, engine / (launch + fs floor): {med['shm_engine'] / (threads + med['shm_fs']):.2f}")
+        # Whether the target is in reach of scheduling alone: the CPU a trial costs, spread
+        # perfectly over the CPUs, is a floor no overlap of engine and tools gets under.
+        cpus = usable_cpus()
+        bound = (med["engine_cpu"] + med["tools_cpu"]) / cpus
+        print(f"CPU per trial: the engine's own {med['engine_cpu'] * 1e3:.3f} ms (every thread), its tools' (the "
+              f"prologue shell and /bin/true) {med['tools_cpu'] * 1e3:.3f} ms; spread over {cpus} CPUs, "
+              f"no overlap gets a trial under {bound * 1e3:.3f} ms"
+              + (f" = {bound / cfloor:.2f}x the contained floor" if cfloor is not None else ""))
         print()
         print(f"{'journal / checkpoint':<44}{'ms':>10}")
         for name, v in journal_costs(tmp):
