@@ -41,9 +41,12 @@ def test_v2_in_a_container_shows_its_cgroup_as_the_mount(tmp_path: Path) -> None
     # Without a cgroup namespace, /proc/self/cgroup names the host path; the mount's root is it.
     cg = tmp_path / "sys"
     proc = fake(tmp_path, "0::/docker/abc\n", [("/docker/abc", str(cg), "cgroup2", "rw")],
-                {"sys/cpu.max": "200000 100000\n"})
+                {"sys/cpu.max": "200000 100000\n", "cpu.max": "50000 100000\n"})
     assert own_cgroups(proc)[V2].own == cg
-    assert cpu_quota(proc) == 2.0
+    assert cpu_quota(proc) == 2.0  # the file beside the mount point is not a cgroup's: never read
+    # A process outside the mount's root: that mount does not show its cgroup.
+    (proc / "cgroup").write_text("0::/other\n")
+    assert own_cgroups(proc) == {} and cpu_quota(proc) is None
 
 
 def test_v1_cpu_hierarchy_and_no_quota(tmp_path: Path) -> None:
