@@ -47,6 +47,9 @@ def test_v2_in_a_container_shows_its_cgroup_as_the_mount(tmp_path: Path) -> None
     # A process outside the mount's root: that mount does not show its cgroup.
     (proc / "cgroup").write_text("0::/other\n")
     assert own_cgroups(proc) == {} and cpu_quota(proc) is None
+    # Nor one outside the cgroup namespace the mount's root belongs to.
+    (proc / "cgroup").write_text("0::/docker/abc/../../x\n")
+    assert own_cgroups(proc) == {}
 
 
 def test_v1_cpu_hierarchy_and_no_quota(tmp_path: Path) -> None:

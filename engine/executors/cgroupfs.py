@@ -48,7 +48,7 @@ def own_cgroups(proc: Path = Path("/proc/self")) -> dict[str, Place]:
         root, point = _unescape(f[3]), Path(_unescape(f[4]))
         for k in keys:
             path = paths.get(k)
-            if k in out or path is None:
+            if k in out or path is None or ".." in path.split("/"):  # "/.." : outside our cgroup namespace
                 continue
             if path == root or path.startswith(root.rstrip("/") + "/"):  # else this mount does not show it
                 out[k] = Place(point, point / path[len(root):].lstrip("/"))
