@@ -33,3 +33,13 @@ def run_study(study: Study | str, origin: Path | None, root: Path, *,
     t = time.perf_counter()
     status = anyio.run(eng.run)
     return eng, status, time.perf_counter() - t
+
+
+def take_option(args: list[str], name: str, default: str | None = None) -> str | None:
+    """`name VALUE` taken out of `args` (the rest are the script's samples): VALUE, else `default`."""
+    if name not in args:
+        return default
+    i = args.index(name)
+    value = args[i + 1]
+    del args[i:i + 2]
+    return value

@@ -92,11 +92,8 @@ def closed(base: float, best: float) -> float:
 
 def main() -> None:
     args = sys.argv[1:]
-    template = None
-    if "--template" in args:
-        i = args.index("--template")
-        template = Path(args[i + 1])
-        del args[i:i + 2]
+    given = harness.take_option(args, "--template")
+    template = Path(given) if given else None
     early = "--early" in args
     args = [a for a in args if a != "--early"]
     designs = args or list(DESIGNS)

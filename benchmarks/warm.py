@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness import run_study
+from harness import run_study, take_option
 
 from noodle2.engine.run.engine import Engine
 from noodle2.engine.tools.timing.parsers import parse_n2m
@@ -115,9 +115,5 @@ def main(samples: list[str], rounds: int) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    n = 2
-    if "--rounds" in args:
-        i = args.index("--rounds")
-        n = int(args[i + 1])
-        del args[i:i + 2]
+    n = int(take_option(args, "--rounds", "2"))
     main(args or ["quickstart", "gcd_sky130hd", "gcd_nangate45"], n)
