@@ -123,6 +123,10 @@ def test_the_replay_script_reproduces_the_winner_to_the_picosecond(study):
     r = subprocess.run(["sta", "-no_init", "-no_splash", "-exit", "winner_replay.tcl"], cwd=rep, capture_output=True,
                        text=True, timeout=120)
     assert "Error" not in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
+    # it reads the Liberty trials time with, never the cells-only copy beside it that Yosys reads
+    reads = re.findall(r"^read_liberty (\S+)$", (rep / "winner_replay.tcl").read_text(), re.M)
+    tech = {p.name for p in (study / "snapshot" / "tech").glob("*.lib")}
+    assert "yosys_cells.lib" in tech and [Path(x).name for x in reads] == sorted(tech - {"yosys_cells.lib"}), reads
     wns = float(re.search(r"^wns (\S+)", r.stdout, re.M).group(1)) * 1000
     tns = float(re.search(r"^tns (\S+)", r.stdout, re.M).group(1)) * 1000
     assert (round(wns), round(tns)) == (round(best["metrics"]["wns_ps"]), round(best["metrics"]["tns_ps"]))

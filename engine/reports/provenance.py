@@ -155,10 +155,11 @@ def _replay(d: Path, s: StudyState, doc: dict[str, Any], work: Path) -> list[tup
     """Each step's changes replayed by sta on its parent's netlist."""
     from noodle2.engine.reports import changes
     from noodle2.engine.tools.netlist import NetlistError, parse_netlist
+    from noodle2.engine.tools.timing.design import snapshot_timing_libs
 
     top = (s.spec.get("design") or {}).get("top", "")
     snap = d / "snapshot"
-    libs = sorted((snap / "tech").glob("*.lib"))
+    libs = snapshot_timing_libs(snap)
     sta = shutil.which("sta")
     if sta is None:
         return [("replay", False, "OpenSTA (sta) is not on PATH")]

@@ -401,9 +401,10 @@ def replay_frame(d: Path, out: Path, s: StudyState, top: str) -> tuple[str, str]
     import os
 
     from noodle2.engine.quote import tcl_word
+    from noodle2.engine.tools.timing.design import snapshot_timing_libs
 
     snap = d / "snapshot"
-    libs = sorted((snap / "tech").glob("*.lib"))
+    libs = snapshot_timing_libs(snap)
     rel = (lambda p: tcl_word(os.path.relpath(p, out)))
     head = "\n".join([f"# noodle2: the winner of {s.name} as edits on the base netlist; run from this directory:",
                       "#   sta -no_init -no_splash -exit winner_replay.tcl",

@@ -130,7 +130,8 @@ def main(config: Path) -> int:
         (here / "cone.v").write_text(write_netlist(module))
         d = cfg["delay_target_ps"]
         lib_rel = yosys_word(cfg.get("yosys_lib", cfg["libs"][0]))
-        script = (f"read_liberty -ignore_miss_func {lib_rel}\nread_verilog cone.v\nhierarchy -top cone\nflatten\nopt\n"
+        cells_rel = yosys_word(cfg.get("yosys_cells", cfg.get("yosys_lib", cfg["libs"][0])))
+        script = (f"read_liberty -ignore_miss_func {cells_rel}\nread_verilog cone.v\nhierarchy -top cone\nflatten\nopt\n"
                   f"abc -liberty {lib_rel} -script \"{ABC_SCRIPT.format(d=d)}\"\nopt_clean -purge\n"
                   "write_verilog -noattr -noexpr cone_new.v\n")
         try:

@@ -557,6 +557,22 @@ def merged_text(paths: list[Path], keep=lambda cell: True) -> str:
     return "".join(head_out) + "".join(cells_out) + "}\n"
 
 
+_TABLES_START = re.compile(r'^[ \t]*(?:timing|internal_power|leakage_power)\s*\([^)]*\)\s*\{', re.M)
+
+
+def cells_text(text: str) -> str:
+    """A Liberty file without its timing and power groups: what Yosys's `read_liberty` uses
+    (cells, pins, functions, flip-flops, latches) at a fraction of the parse (sky130hd: 12.4 MB
+    to 1.1 MB).  ABC still gets the whole file; it maps by the delay tables."""
+    out: list[str] = []
+    pos = 0
+    while (m := _TABLES_START.search(text, pos)) is not None:
+        out.append(text[pos:m.start()])
+        pos = _group_end(text, m.end())
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def liberty_cell_names(paths: tuple[Path, ...]) -> frozenset[str]:
     """Every `cell (name)` in the files, by a scan (no full parse: validate stays quick)."""
     out: set[str] = set()

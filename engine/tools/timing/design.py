@@ -21,12 +21,18 @@ from noodle2.engine.tools.base import TrialFailure
 from noodle2.engine.tools.netlist import cell_usage, pinless_cells
 from noodle2.engine.tools.synthesis.yosys import synthesise, tool_version
 from noodle2.engine.tools.tech import Tech, resolve_tech
-from noodle2.engine.tools.tech.liberty import LibertyError, Library, merged_text, tcl_facts
+from noodle2.engine.tools.tech.liberty import LibertyError, Library, cells_text, merged_text, tcl_facts
 from noodle2.engine.tools.tech.liberty import load_set as load_liberty_set
 from noodle2.engine.tools.timing.sdc import SDC_COMMANDS
 from noodle2.engine.tools.timing.spef import wire_estimates
 
 Quote = Callable[[Path], str]  # a path as a Tcl word, relative to where sta runs
+YOSYS_LIB, YOSYS_CELLS = "yosys.lib", "yosys_cells.lib"  # in snapshot/tech beside the copies; Yosys's, not sta's
+
+
+def snapshot_timing_libs(snapshot: Path) -> list[Path]:
+    """The Liberty copies in a study's snapshot that OpenSTA reads (the files only Yosys reads left out)."""
+    return sorted(p for p in (snapshot / "tech").glob("*.lib") if p.name not in (YOSYS_LIB, YOSYS_CELLS))
 
 
 class StaDesign:
@@ -53,7 +59,8 @@ class StaDesign:
         default = self.tech.corners[self.tech.default_corner]
         self.synth_libs = [self.lib_copies[p] for p in self.tech.liberty if p in default]
         merged = len(self.synth_libs) > 1 or bool(self.tech.dont_use)
-        self.yosys_lib = self.snapshot / "tech" / "yosys.lib" if merged else self.synth_libs[0]
+        self.yosys_lib = self.snapshot / "tech" / YOSYS_LIB if merged else self.synth_libs[0]
+        self.yosys_cells = self.snapshot / "tech" / YOSYS_CELLS  # the same cells, no tables: read_liberty
         self.wires = self.snapshot / "parasitics.tcl"  # estimates for nets an ECO makes
 
     def _corners(self) -> dict[str, list[Path]]:
@@ -77,7 +84,7 @@ class StaDesign:
         for p in sources:
             if p not in copies:
                 n = safe_name(p.name)
-                taken = any(c.name == n for c in copies.values())
+                taken = n in (YOSYS_LIB, YOSYS_CELLS) or any(c.name == n for c in copies.values())
                 copies[p] = self.snapshot / "tech" / (f"{len(copies)}_{n}" if taken else n)
         return copies
 
@@ -89,7 +96,7 @@ class StaDesign:
         """What the snapshot holds; the LEF too (place and route reads it): all hashed and
         shipped to remote workers."""
         return [self.netlist, self.sdc, *self.lib_copies.values(), *([self.lef] if self.lef is not None else []),
-                *([self.yosys_lib] if self.yosys_lib not in self.libs else []),
+                *([self.yosys_lib] if self.yosys_lib not in self.libs else []), self.yosys_cells,
                 *([self.spef, self.wires] if self.spef is not None else [])]
 
     def input_path(self, given: str) -> Path:
@@ -111,6 +118,7 @@ class StaDesign:
                 shutil.copyfile(extra, self.snapshot / "tech" / safe_name(extra.name))
         if self.yosys_lib not in self.libs:
             self.yosys_lib.write_text(merged_text(self.synth_libs, lambda c: c not in self.library().dont_use))
+        self.yosys_cells.write_text(cells_text(self.yosys_lib.read_text(errors="replace")))
         prov = self._netlist()
         if d.sdc:
             shutil.copyfile(self.input_path(d.sdc), self.sdc)

@@ -115,6 +115,8 @@ class OpenSTATool:
         (t / "resynth.json").write_text(json.dumps({
             "case_id": ctx.case_id, "parent": rel(ctx.parent_dir / f"{self.top}.v"), "libs": [rel(x) for x in d.libs],
             "yosys_lib": rel(d.yosys_lib), "dont_use": list(d.tech.dont_use),
+            # a snapshot from before yosys_cells.lib existed: Yosys reads the whole file, as it did
+            "yosys_cells": rel(d.yosys_cells if d.yosys_cells.is_file() else d.yosys_lib),
             "delay_target_ps": p["delay_target_ps"], "timeout_s": ctx.soft_timeout_s}))
         return Command([sys.executable, "-m", "noodle2.engine.tools.synthesis.resynth", "resynth.json"], t,
                        t / "stdout.log", t / "stderr.log", None, ctx.memory_limit_mb)
