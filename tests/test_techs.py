@@ -282,6 +282,27 @@ def test_yosys_reads_the_same_cells_from_the_liberty_without_its_tables(tmp_path
     assert cells.stat().st_size < whole.stat().st_size / 5
 
 
+def test_a_liberty_named_like_a_yosys_file_keeps_its_own_copy(tmp_path):
+    """The snapshot's yosys.lib and yosys_cells.lib are written beside the Liberty copies: a
+    user's file with either name is copied under another, and sta is never given Yosys's files."""
+    from noodle2.engine.tools.timing.design import StaDesign, snapshot_timing_libs
+
+    for name in ("yosys.lib", "yosys_cells.lib"):
+        shutil.copyfile(resolve_tech("osu018", None).liberty[0], tmp_path / name)
+    text = (ROOT / "sample_studies" / "quickstart.toml").read_text().replace(
+        'tech = "osu018"', 'liberty = ["yosys.lib", "yosys_cells.lib"]\ndont_use = ["FILL"]')
+    text = text.replace('"designs/', f'"{ROOT}/sample_studies/designs/')
+    d = StaDesign(parse_study(text, tmp_path / "s.toml"), tmp_path / "d")
+    names = sorted(p.name for p in d.libs)
+    assert names == ["0_yosys.lib", "1_yosys_cells.lib"], names
+    files = d.files()
+    assert len(set(files)) == len(files) and d.yosys_lib.name == "yosys.lib" and d.yosys_lib not in d.libs
+    for p in files:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.touch()
+    assert [p.name for p in snapshot_timing_libs(d.snapshot)] == names
+
+
 @pytest.mark.parametrize("platform", ["nangate45", "sky130hd", "asap7"])
 @pytest.mark.parametrize("domain", ["guarded", "sandbox"])
 def test_the_orfs_sdc_of_every_platform_reads_as_written(tmp_path, platform, domain):
