@@ -77,6 +77,26 @@ def test_integrity_fails_floating_inputs_and_two_drivers(bench, call, reason):
     assert m["failure"]["type"] == "eco_integrity" and reason in m["failure"]["reason"], m
 
 
+def test_a_snapshot_from_before_the_cells_only_liberty_resynthesises_from_the_whole_file(bench):
+    """A study resumed from an older version has no yosys_cells.lib: its re-synthesis trials read
+    yosys.lib (or the technology's file) as they did, and the snapshot is left as it was."""
+    from noodle2.engine.tools.base import TrialContext
+
+    b = bench("mac16")
+    cells = b.tool.design.yosys_cells
+    kept = cells.with_name("kept.lib")
+    cells.rename(kept)
+    try:
+        tdir = b.dir / "trials" / "rs_old_snapshot"
+        tdir.mkdir(parents=True)
+        b.tool.prepare(TrialContext(b.dir, "rs_old_snapshot", tdir, b.dir / "snapshot", None, "resynth_cone", {},
+                                    "sta", 60, 70, None))
+        cfg = json.loads((tdir / "resynth.json").read_text())
+        assert cfg["yosys_cells"] == cfg["yosys_lib"] and not cells.exists()
+    finally:
+        kept.rename(cells)
+
+
 def test_resynthesis_restructures_the_cone_and_is_proven(bench):
     """mac16's multiplier cone re-mapped by ABC for delay: a large WNS gain in one trial, kept
     only after the driver proved it (ABC &cec); the engine's own check proves it again."""
