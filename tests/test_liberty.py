@@ -57,3 +57,40 @@ def test_a_liberty_with_its_own_names(tmp_path):
     lib = load(tmp_path / "mine.lib")
     assert lib.inverters == ("weak_not", "strong_not") and lib.buffers == ("drv",)
     assert lib.cells["nand_a"].symmetric == (("P", "Q"),) and lib.cells["andor"].symmetric == (("P", "Q"),)
+
+
+TABLES = """library (t) {
+  /* a note with a brace { in it */
+  cell (INV) {
+    area : 1;
+    pin (A) { direction : input; capacitance : 0.01; }
+    pin (Y) {
+      direction : output; function : "!A";
+      timing () { related_pin : "A"; comment : "a } in a string"; /* } */
+        cell_rise (t) { values ("1, 2"); }
+      }
+      internal_power () { related_pin : "A"; rise_power (t) { values ("3"); } }
+    }
+    leakage_power () { value : 4; }
+  }
+  cell (BUF) {
+    pin (A) { direction : input; }
+    pin (Y) { direction : output; function : "A";
+      timing () { }
+    }
+  }
+}
+"""
+
+
+def test_the_cells_only_liberty_drops_tables_past_braces_in_strings_and_comments():
+    from noodle2.engine.tools.tech.liberty import cells_text
+
+    cut = cells_text(TABLES)
+    assert "related_pin" not in cut and "cell_rise" not in cut and "value : 4" not in cut
+    for kept in ('function : "!A"', 'function : "A"', "cell (BUF)", "capacitance : 0.01", "a brace { in it"):
+        assert kept in cut
+    assert cut.count("{") - 1 == cut.count("}")  # the comment's brace; every group still closed
+    # a table never closed would take the next cell with it: the file is kept whole instead
+    broken = TABLES.replace('values ("1, 2"); }', 'values ("1, 2"); { { {')
+    assert cells_text(broken) == broken
