@@ -237,10 +237,12 @@ def test_a_trial_that_writes_outside_its_directory_fails_as_escaped_write(tmp_pa
     plan = next(e["plan"] for e in events if e["type"] == "stage_started")
     escaper = next(p["case_id"] for p in plan if p["eco"] == "escape")
     assert failed[escaper]["type"] == "escaped_write", failed
-    # when both tools ran at once, both saw the writes: each ran again alone, and only the writer
-    # wrote again (on one CPU the two may not overlap: then the writer alone saw it)
-    warned = [e["msg"] for e in events if e["type"] == "log" and "runs again alone" in e["msg"]]
-    assert len(warned) in (0, 2) and "snapshot/extra.txt" in failed[escaper]["reason"]
+    # a trial that ran beside another and saw the writes runs again alone, and only the writer
+    # writes again.  The writer always sees its writes; its sibling only if it started before them
+    # (on a loaded machine the writer may be done writing first), and never without the writer.
+    warned = {e["msg"].split()[0] for e in events if e["type"] == "log" and "runs again alone" in e["msg"]}
+    assert warned in (set(), {escaper}, {c["case_id"] for c in plan}), (warned, escaper)
+    assert "snapshot/extra.txt" in failed[escaper]["reason"]
     assert set(failed) == {escaper}, failed
     survivors = next(e["survivors"] for e in events if e["type"] == "survivors_chosen")
     assert escaper not in survivors and survivors, survivors
