@@ -13,7 +13,6 @@ byte-identical both ways.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness import run_study, take_option
+
+from noodle2.engine.fsutil import sha256_file
 
 STAGE = '\n[[stages]]\nname = "resynth"\nmode = "sta"\ntrials = 2\nsurvivors = 1\necos = ["resynth_cone"]\n'
 
@@ -45,10 +46,6 @@ def resynth_trial(sample: str, tmp: Path) -> tuple[Path, str]:
     for p in [copy, *copy.rglob("*")]:
         os.chmod(p, 0o755 if p.is_dir() else 0o644)
     return copy, eng.spec.design.top
-
-
-def digest(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 def seconds(argv: list[str], cwd: Path) -> float:
@@ -73,8 +70,8 @@ def main(samples: list[str], rounds: int) -> None:
             for _ in range(rounds):
                 for c in times:
                     times[c].append(seconds([*driver, c], t))
-                    outs[c].add((digest(t / "cone_new.v") if (t / "cone_new.v").exists() else "-",
-                                 digest(t / f"{top}.v")))
+                    outs[c].add((sha256_file(t / "cone_new.v") if (t / "cone_new.v").exists() else "-",
+                                 sha256_file(t / f"{top}.v")))
                 for k, lib in (("whole", whole), ("cells", cells)):
                     reads[k].append(seconds(["yosys", "-q", "-p", f"read_liberty -ignore_miss_func {lib}"], t))
             a, b = statistics.median(times["whole.json"]), statistics.median(times["resynth.json"])
