@@ -4,8 +4,11 @@ if it helps), and the result proven equivalent to its parent.  Plus the integrit
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -119,3 +122,78 @@ def test_resynthesis_restructures_the_cone_and_is_proven(bench):
     from noodle2.engine.tools.proof.equiv import prove
     proof = prove(base_dir / "mac16.v", tdir / "mac16.v", b.tool.libs, load(b.tool.libs[0]), tdir / "recheck")
     assert proof.proven and proof.method == "sat"
+
+
+def _prepared_resynth(b, case: str, parent, warm: bool):
+    """A resynth_cone trial's directory as the adapter prepares it, `warm` set in its resynth.json."""
+    from noodle2.engine.tools.base import TrialContext
+
+    tdir = b.dir / "trials" / case
+    tdir.mkdir(parents=True)
+    b.tool.prepare(TrialContext(b.dir, case, tdir, parent, None, "resynth_cone",
+                                {"paths": 30, "depth": 60, "delay_target_ps": 1000}, "sta_power", 60, 70, None))
+    cfg = json.loads((tdir / "resynth.json").read_text())
+    assert cfg["warm"] is True  # the study's [execution] warm, on by default
+    # one name for the new cone's cells and nets in both directories: their netlists compare
+    (tdir / "resynth.json").write_text(json.dumps({**cfg, "warm": warm, "case_id": "rs"}))
+    return tdir
+
+
+def test_resynthesis_times_in_one_warm_worker_what_three_cold_runs_time(bench):
+    """The driver's three sta scripts (select the cone, time the spliced netlist, the trial's
+    run.tcl) share one worker, so the Liberty is read once; every file they produce is the one
+    three cold `sta` runs produce, and so is the trial's log but for where warnings go (the
+    worker's redirect takes them, as the engine's warm workers do)."""
+    b = bench("mac16")
+    base_dir = b.base()[1]
+    dirs = {w: _prepared_resynth(b, f"rs_{'warm' if w else 'cold'}", base_dir, w) for w in (True, False)}
+    for tdir in dirs.values():
+        with open(tdir / "stdout.log", "wb") as out, open(tdir / "stderr.log", "wb") as err:
+            rc = subprocess.call([sys.executable, "-m", "noodle2.engine.tools.synthesis.resynth", "resynth.json"],
+                                 cwd=tdir, stdout=out, stderr=err)
+        assert rc == 0, (tdir / "stderr.log").read_text()[-2000:]
+    warm, cold = dirs[True], dirs[False]
+    notes = (warm / "resynth.log").read_text().splitlines()
+    assert notes[-1] == "sta: 3 scripts in one warm worker, 0 cold", notes
+    assert (cold / "resynth.log").read_text().splitlines()[-1] == "sta: 3 cold runs"
+    seconds = re.compile(r"\d+\.\d+ s\)")  # the proof's own time
+    assert [seconds.sub("", n) for n in notes[:-1]] == \
+        [seconds.sub("", n) for n in (cold / "resynth.log").read_text().splitlines()[:-1]], notes
+    assert "proof: True" in notes[1], notes
+    assert int((warm / "resynth.count").read_text()) > 100  # the cone was kept: time.tcl's verdict counted
+    made = sorted(p.name for p in warm.iterdir() if p.name not in {"stdout.log", "stderr.log", "resynth.log",
+                                                                   "select.log", "time.log", "equiv"})
+    assert made == sorted(p.name for p in cold.iterdir() if p.name not in {"stdout.log", "stderr.log", "resynth.log",
+                                                                           "select.log", "time.log", "equiv"})
+    assert {"cone.txt", "spliced.v", "resynth.v", "mac16.raw.v", "sta.timing.rpt"} <= set(made), made
+    clock = re.compile(rb"^N2M phase_\w+_ms .*$", re.M)  # how long each phase took
+    for name in made:
+        if not (warm / name).is_dir() and name not in {"run.tcl", "select.tcl", "time.tcl", "resynth.json"}:
+            assert clock.sub(b"", (warm / name).read_bytes()) == clock.sub(b"", (cold / name).read_bytes()), name
+    unwarned = [seconds.sub("", ln) for ln in (warm / "stdout.log").read_text().splitlines()
+                if not ln.startswith("Warning")]
+    assert unwarned == [seconds.sub("", ln) for ln in (cold / "stdout.log").read_text().splitlines()]
+    assert not (warm / "sta_steps").exists()
+
+
+def test_a_resynthesis_worker_that_dies_leaves_its_scripts_to_cold_runs(bench):
+    """A worker killed between scripts: the next script runs cold and reads what a cold run
+    reads; the driver does not try the dead worker again."""
+    import signal
+
+    from noodle2.engine.tools.synthesis.resynth import Sta, _slack
+
+    b = bench("mac16")
+    tdir = _prepared_resynth(b, "rs_dies", b.base()[1], True)
+    sta = Sta(tdir, warm=True)
+    try:
+        warm_out, rc = sta.run("select.tcl")
+        assert rc == 0 and sta.runs == {"warm": 1, "cold": 0} and (tdir / "cone.txt").is_file()
+        os.kill(sta.worker.pid, signal.SIGKILL)
+        again, rc = sta.run("select.tcl")
+        assert rc == 0 and sta.runs == {"warm": 1, "cold": 1} and sta.worker is None
+        assert _slack(again.decode()) == _slack(warm_out.decode()) is not None
+        sta.run("select.tcl")
+        assert sta.runs == {"warm": 1, "cold": 2}
+    finally:
+        sta.close()

@@ -183,7 +183,8 @@ class Execution(_Strict):
     """OpenSTA trials run in worker processes that keep the technology's Liberty (every corner)
     loaded from one trial to the next; the results are the same as one `sta` per trial (false),
     which stays for comparison and as a fallback.  Trials that run a study's own Tcl (custom or
-    plugin ECOs) and the route modes always start a fresh process."""
+    plugin ECOs) and the route modes always start a fresh process; a resynth_cone trial runs its
+    three `sta` scripts in one worker of its own."""
     warm_max_trials: Annotated[int, Field(ge=1, le=1_000_000)] = 200
     """A warm worker is replaced by a fresh one after this many trials (OpenSTA 2.0.17 keeps some
     of each design it replaces: about 0.6 MB a trial on the routed gcd)."""

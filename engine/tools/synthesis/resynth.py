@@ -11,11 +11,17 @@ One trial runs, in its own directory and process group:
    equivalent to the parent (engine.tools.equiv), else the parent netlist goes on unchanged;
 6. `sta run.tcl`, the ordinary trial script, measures the result; this driver exits with its rc.
 
+With `warm` in resynth.json the three sta scripts run in one warm worker of the driver's own
+(tools/timing/worker.tcl, the protocol the engine's warm workers speak), so the Liberty is read
+once per trial instead of three times; the worker is the driver's child, in its process group
+and cgroup, and ends with it.  A worker that dies mid-script leaves that script to a cold run.
+
     python -m engine.tools.resynth resynth.json
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -24,6 +30,7 @@ from pathlib import Path
 
 from noodle2.engine.tools.netlist import Bit, Netlist, parse_netlist, write_netlist
 from noodle2.engine.tools.tech.liberty import Library, load_set
+from noodle2.engine.tools.timing import WORKER_TCL
 
 ABC_SCRIPT = ("+strash;dc2;balance -l;rewrite -l;refactor -l;balance -l;rewrite -z -l;balance -l;dch -f;"
               "map -D {d};topo;buffer;upsize -D {d};dnsize -D {d}")
@@ -95,10 +102,84 @@ def splice(parent: Netlist, cone: set[str], new: Netlist, ports: dict[str, Bit],
     return out
 
 
-def _sta(script: str, cwd: Path, log: str) -> str:
-    r = subprocess.run(["sta", "-no_init", "-no_splash", script], cwd=cwd, capture_output=True, text=True)
-    (cwd / log).write_text(r.stdout + r.stderr)
-    return r.stdout
+STA = ("sta", "-no_init", "-no_splash")
+STEPS = "sta_steps"  # in the trial directory: a folder per script run warm, removed once read
+
+
+class Sta:
+    """The driver's sta runs: each script's output and exit code.  Warm: one worker for all of
+    them, each script run from a folder of its own (`sta_steps/<name>/`, where the worker writes
+    its stdout.log) that changes back to the trial directory and sources it; cold: a process each."""
+
+    def __init__(self, here: Path, warm: bool) -> None:
+        self.here = here.absolute()  # each script's folder reaches the worker as a whole path
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.reply = None
+        self.runs = {"warm": 0, "cold": 0}
+        if warm:
+            r, w = os.pipe()
+            try:
+                self.worker = subprocess.Popen([*STA, str(WORKER_TCL)], cwd=here, stdin=subprocess.PIPE,
+                                               env={**os.environ, "N2_REPLY_FD": str(w)}, pass_fds=(w,))
+            except OSError:
+                os.close(r)
+            else:
+                self.reply = os.fdopen(r, "r")
+            finally:
+                os.close(w)
+
+    def run(self, script: str, inherit: bool = False) -> tuple[bytes, int]:
+        """The script's output (stdout, then stderr) and exit code.  `inherit`: a cold run writes
+        to the driver's own stdout and stderr (the trial's logs) and returns no output."""
+        if self.worker is not None:
+            got = self._warm(script)
+            if got is not None:
+                self.runs["warm"] += 1
+                return got
+            self.close()  # the worker died or refused: this script and the rest run cold
+        self.runs["cold"] += 1
+        if inherit:
+            return b"", subprocess.call([*STA, script], cwd=self.here)
+        r = subprocess.run([*STA, script], cwd=self.here, capture_output=True)
+        return r.stdout + r.stderr, r.returncode
+
+    def _warm(self, script: str) -> tuple[bytes, int] | None:
+        step = self.here / STEPS / Path(script).stem
+        step.mkdir(parents=True, exist_ok=True)
+        # the trial's scripts name their files relative to the trial directory
+        (step / "run.tcl").write_text(f"cd ../..\nsource {script}\n")
+        try:
+            self.worker.stdin.write(os.fsencode(step) + b"\n")  # type: ignore[union-attr]
+            self.worker.stdin.flush()  # type: ignore[union-attr]
+            answer = self.reply.readline().split()  # type: ignore[union-attr]
+        except OSError:
+            return None
+        if answer[:1] != ["n2-done"] or len(answer) != 2 or not answer[1].lstrip("-").isdigit():
+            return None
+        out = (step / "stdout.log").read_bytes()
+        shutil.rmtree(step)  # its output goes on to the log a cold run writes
+        return out, int(answer[1])
+
+    def close(self) -> None:
+        if self.worker is not None:
+            try:
+                self.worker.stdin.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+            self.worker.wait()
+            self.reply.close()  # type: ignore[union-attr]
+            self.worker = None
+            shutil.rmtree(self.here / STEPS, ignore_errors=True)
+
+    def note(self) -> str:
+        w, c = self.runs["warm"], self.runs["cold"]
+        return f"sta: {w} scripts in one warm worker, {c} cold" if w else f"sta: {c} cold runs"
+
+
+def _sta(sta: Sta, script: str, log: str) -> str:
+    out, _ = sta.run(script)
+    (sta.here / log).write_bytes(out)
+    return out.decode(errors="replace")
 
 
 def _slack(text: str) -> tuple[float, float] | None:
@@ -108,18 +189,24 @@ def _slack(text: str) -> tuple[float, float] | None:
 
 
 def main(config: Path) -> int:
-    from noodle2.engine.quote import yosys_word
-    from noodle2.engine.tools.proof.equiv import prove
-    from noodle2.engine.tools.synthesis.yosys import run_yosys
-
     cfg = json.loads(config.read_text())
     here = config.parent
     libs = [here / p for p in cfg["libs"]]
     lib = load_set(libs, tuple(cfg.get("dont_use", ())))
-    parent = here / cfg["parent"]
-    notes: list[str] = []
+    sta = Sta(here, bool(cfg.get("warm")))
+    try:
+        return _resynth(cfg, here, libs, lib, here / cfg["parent"], sta, [])
+    finally:
+        sta.close()
+
+
+def _resynth(cfg: dict, here: Path, libs: list[Path], lib: Library, parent: Path, sta: Sta, notes: list[str]) -> int:
+    from noodle2.engine.quote import yosys_word
+    from noodle2.engine.tools.proof.equiv import prove
+    from noodle2.engine.tools.synthesis.yosys import run_yosys
+
     kept = 0
-    before = _slack(_sta("select.tcl", here, "select.log"))
+    before = _slack(_sta(sta, "select.tcl", "select.log"))
     cone = set((here / "cone.txt").read_text().split()) if (here / "cone.txt").exists() else set()
     net = parse_netlist(parent.read_text())
     cone &= {i for i, (cell, _) in net.insts.items() if cell in lib.cells and not lib.cells[cell].sequential}
@@ -139,7 +226,7 @@ def main(config: Path) -> int:
             new = parse_netlist((here / "cone_new.v").read_text())
             spliced = splice(net, cone, new, ports, lib, f"n2r_{cfg['case_id']}")
             (here / "spliced.v").write_text(write_netlist(spliced))
-            after = _slack(_sta("time.tcl", here, "time.log"))
+            after = _slack(_sta(sta, "time.tcl", "time.log"))
             notes.append(f"cone {len(cone)} cells -> {len(new.insts)}; WNS/TNS {before} -> {after}")
             if after is not None and (after[0] > before[0] + 1e-6 and after[1] >= before[1] - 1e-6
                                       or after[0] >= before[0] - 1e-6 and after[1] > before[1] + 1e-6):
@@ -155,7 +242,12 @@ def main(config: Path) -> int:
     (here / "resynth.count").write_text(str(kept))
     (here / "resynth.log").write_text("\n".join(notes) + "\n")
     print("\n".join(f"N2RESYNTH {n}" for n in notes), flush=True)
-    return subprocess.call(["sta", "-no_init", "-no_splash", "run.tcl"], cwd=here)
+    out, rc = sta.run("run.tcl", inherit=True)
+    sys.stdout.buffer.write(out)  # a warm run's output to the trial's stdout.log, where a cold one writes
+    sys.stdout.flush()
+    with open(here / "resynth.log", "a") as f:
+        f.write(sta.note() + "\n")
+    return rc
 
 
 if __name__ == "__main__":

@@ -22,11 +22,10 @@ from noodle2.engine.tools.base import TrialContext
 from noodle2.engine.tools.pnr.adapter import collect_route, prepare_route
 from noodle2.engine.tools.proof.equiv import prove
 from noodle2.engine.tools.tech.liberty import Library
+from noodle2.engine.tools.timing import WORKER_TCL
 from noodle2.engine.tools.timing.collect import artifact_index, collect
 from noodle2.engine.tools.timing.design import StaDesign
 from noodle2.engine.tools.timing.scripts import ECO_LIB, quoter, trial_script
-
-WORKER_TCL = Path(__file__).with_name("worker.tcl")
 
 
 class OpenSTATool:
@@ -97,7 +96,7 @@ class OpenSTATool:
         return Warm(key, ("sta", "-no_init", "-no_splash", str(WORKER_TCL)))
 
     def _prepare_resynth(self, ctx: TrialContext) -> Command:
-        """Re-synthesis is a driver (tools/synthesis/resynth.py) around two sta runs and Yosys;
+        """Re-synthesis is a driver (tools/synthesis/resynth.py) around two sta scripts and Yosys;
         its last step is the ordinary trial script on the netlist it chose."""
         d, t = self.design, ctx.trial_dir
         p = {x.name: ctx.params.get(x.name, x.default) for x in CATALOG["resynth_cone"].params}
@@ -117,7 +116,8 @@ class OpenSTATool:
             "yosys_lib": rel(d.yosys_lib), "dont_use": list(d.tech.dont_use),
             # a snapshot from before yosys_cells.lib existed: Yosys reads the whole file, as it did
             "yosys_cells": rel(d.yosys_cells if d.yosys_cells.is_file() else d.yosys_lib),
-            "delay_target_ps": p["delay_target_ps"], "timeout_s": ctx.soft_timeout_s}))
+            "delay_target_ps": p["delay_target_ps"], "timeout_s": ctx.soft_timeout_s,
+            "warm": self.study.spec.execution.warm}))  # its three sta scripts share one process
         return Command([sys.executable, "-m", "noodle2.engine.tools.synthesis.resynth", "resynth.json"], t,
                        t / "stdout.log", t / "stderr.log", None, ctx.memory_limit_mb)
 
