@@ -139,7 +139,7 @@ def _prepared_resynth(b, case: str, parent, warm: bool):
     return tdir
 
 
-def test_resynthesis_times_in_one_warm_worker_what_three_cold_runs_time(bench):
+def test_resynthesis_times_in_one_warm_worker_what_three_cold_runs_time(bench, tmp_path):
     """The driver's three sta scripts (select the cone, time the spliced netlist, the trial's
     run.tcl) share one worker, so the Liberty is read once; every file they produce is the one
     three cold `sta` runs produce, and so is the trial's log but for where warnings go (the
@@ -147,12 +147,21 @@ def test_resynthesis_times_in_one_warm_worker_what_three_cold_runs_time(bench):
     b = bench("mac16")
     base_dir = b.base()[1]
     dirs = {w: _prepared_resynth(b, f"rs_{'warm' if w else 'cold'}", base_dir, w) for w in (True, False)}
+    # the real sta behind a wrapper that counts its starts
+    wrap = tmp_path / "bin"
+    wrap.mkdir()
+    (wrap / "sta").write_text(f'#!/bin/sh\necho "$*" >> "$N2_TEST_STARTS"\nexec {shutil.which("sta")} "$@"\n')
+    (wrap / "sta").chmod(0o755)
     for tdir in dirs.values():
+        env = {**os.environ, "PATH": f"{wrap}:{os.environ['PATH']}", "N2_TEST_STARTS": str(tdir / "starts.txt")}
         with open(tdir / "stdout.log", "wb") as out, open(tdir / "stderr.log", "wb") as err:
             rc = subprocess.call([sys.executable, "-m", "noodle2.engine.tools.synthesis.resynth", "resynth.json"],
-                                 cwd=tdir, stdout=out, stderr=err)
+                                 cwd=tdir, stdout=out, stderr=err, env=env)
         assert rc == 0, (tdir / "stderr.log").read_text()[-2000:]
     warm, cold = dirs[True], dirs[False]
+    assert len((warm / "starts.txt").read_text().splitlines()) == 1, (warm / "starts.txt").read_text()
+    assert [ln.split()[-1] for ln in (cold / "starts.txt").read_text().splitlines()] == \
+        ["select.tcl", "time.tcl", "run.tcl"]
     notes = (warm / "resynth.log").read_text().splitlines()
     assert notes[-1] == "sta: 3 scripts in one warm worker, 0 cold", notes
     assert (cold / "resynth.log").read_text().splitlines()[-1] == "sta: 3 cold runs"
@@ -161,10 +170,9 @@ def test_resynthesis_times_in_one_warm_worker_what_three_cold_runs_time(bench):
         [seconds.sub("", n) for n in (cold / "resynth.log").read_text().splitlines()[:-1]], notes
     assert "proof: True" in notes[1], notes
     assert int((warm / "resynth.count").read_text()) > 100  # the cone was kept: time.tcl's verdict counted
-    made = sorted(p.name for p in warm.iterdir() if p.name not in {"stdout.log", "stderr.log", "resynth.log",
-                                                                   "select.log", "time.log", "equiv"})
-    assert made == sorted(p.name for p in cold.iterdir() if p.name not in {"stdout.log", "stderr.log", "resynth.log",
-                                                                           "select.log", "time.log", "equiv"})
+    logs = {"stdout.log", "stderr.log", "resynth.log", "select.log", "time.log", "equiv", "starts.txt"}
+    made = sorted(p.name for p in warm.iterdir() if p.name not in logs)
+    assert made == sorted(p.name for p in cold.iterdir() if p.name not in logs)
     assert {"cone.txt", "spliced.v", "resynth.v", "mac16.raw.v", "sta.timing.rpt"} <= set(made), made
     clock = re.compile(rb"^N2M phase_\w+_ms .*$", re.M)  # how long each phase took
     for name in made:
