@@ -331,3 +331,27 @@ def test_a_real_sta_worker_over_its_memory_limit_is_replaced_and_the_next_measur
         roomy.close()
         if tight is not None:
             tight.close()
+
+
+def test_a_worker_program_that_fails_before_serving_never_reads_a_trial_as_tcl(tmp_path):
+    """Should worker.tcl fail before it serves (a different OpenSTA, a broken install), sta must
+    not fall to its prompt, where each trial directory sent on stdin would run as a Tcl command
+    (a bracket in a folder name would be substituted).  With the worker's argv it exits; the
+    trial ends as a worker that died, never waiting for its timeout."""
+    from noodle2.engine.executors.local import _Proc
+    from noodle2.engine.executors.warm import WarmPool
+    from noodle2.engine.tools.timing import WORKER_ARGV
+
+    bad = tmp_path / "worker.tcl"
+    bad.write_text('error "this OpenSTA lacks a command the worker renames"\n')
+    d = tmp_path / "trials" / "t[file mkdir injected]"
+    d.mkdir(parents=True)
+    cmd = Command(["sta"], d, d / "stdout.log", d / "stderr.log", {**os.environ, MARKER: str(d)}, contain_key="t",
+                  warm=Warm("broken", (*WORKER_ARGV[:-1], str(bad))))
+    pool = WarmPool(WarmLimits(), None)
+    try:
+        res = pool.run(cmd, _Proc(), (120.0, 130.0))
+    finally:
+        pool.close()
+    assert not res.outcome.timed_out and res.outcome.rc is not None, res.outcome
+    assert not any(p.name == "injected" for p in tmp_path.rglob("*")), sorted(tmp_path.rglob("*"))

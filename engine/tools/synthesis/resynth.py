@@ -30,7 +30,7 @@ from pathlib import Path
 
 from noodle2.engine.tools.netlist import Bit, Netlist, parse_netlist, write_netlist
 from noodle2.engine.tools.tech.liberty import Library, load_set
-from noodle2.engine.tools.timing import WORKER_TCL
+from noodle2.engine.tools.timing import WORKER_ARGV
 
 ABC_SCRIPT = ("+strash;dc2;balance -l;rewrite -l;refactor -l;balance -l;rewrite -z -l;balance -l;dch -f;"
               "map -D {d};topo;buffer;upsize -D {d};dnsize -D {d}")
@@ -119,7 +119,7 @@ class Sta:
         if warm:
             r, w = os.pipe()
             try:
-                self.worker = subprocess.Popen([*STA, str(WORKER_TCL)], cwd=here, stdin=subprocess.PIPE,
+                self.worker = subprocess.Popen(WORKER_ARGV, cwd=here, stdin=subprocess.PIPE,
                                                env={**os.environ, "N2_REPLY_FD": str(w)}, pass_fds=(w,))
             except OSError:
                 os.close(r)

@@ -22,7 +22,7 @@ from noodle2.engine.tools.base import TrialContext
 from noodle2.engine.tools.pnr.adapter import collect_route, prepare_route
 from noodle2.engine.tools.proof.equiv import prove
 from noodle2.engine.tools.tech.liberty import Library
-from noodle2.engine.tools.timing import WORKER_TCL
+from noodle2.engine.tools.timing import WORKER_ARGV
 from noodle2.engine.tools.timing.collect import artifact_index, collect
 from noodle2.engine.tools.timing.design import StaDesign
 from noodle2.engine.tools.timing.scripts import ECO_LIB, quoter, trial_script
@@ -93,7 +93,7 @@ class OpenSTATool:
             return None
         env = self.study.spec.tool.env  # a worker keeps the environment it started with: part of its key
         key = f"opensta:{self.design.dir}" + (f":{sorted(env.items())!r}" if env else "")
-        return Warm(key, ("sta", "-no_init", "-no_splash", str(WORKER_TCL)))
+        return Warm(key, WORKER_ARGV)
 
     def _prepare_resynth(self, ctx: TrialContext) -> Command:
         """Re-synthesis is a driver (tools/synthesis/resynth.py) around two sta scripts and Yosys;
