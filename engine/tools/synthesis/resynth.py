@@ -129,8 +129,9 @@ class Sta:
                 os.close(w)
 
     def run(self, script: str, inherit: bool = False) -> tuple[bytes, int]:
-        """The script's output (stdout, then stderr) and exit code.  `inherit`: a cold run writes
-        to the driver's own stdout and stderr (the trial's logs) and returns no output."""
+        """The script's output (warm: the worker's one log; cold: stdout, then stderr) and exit
+        code.  `inherit`: a cold run writes to the driver's own stdout and stderr (the trial's
+        logs) and returns no output."""
         if self.worker is not None:
             got = self._warm(script)
             if got is not None:
