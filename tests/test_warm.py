@@ -189,6 +189,7 @@ def test_a_resume_finds_the_workers_a_dead_engine_left(tmp_path):
         # has set up the new image's environment, and /proc/<pid>/environ may not show it yet.
         p.stdin.write(f"{trials / 'x'}\n")
         p.stdin.flush()
+        assert p.stdout.readline() == "n2-ready\n"
         assert p.stdout.readline() == "n2-done 0\n"
         assert kill_marked({str(trials / "y")}) == []  # a trial's exact marker does not match it
         assert p.pid in kill_marked(set(), prefixes=(f"{trials}/{WORKER_MARK}",))
@@ -245,6 +246,40 @@ def test_warm_trials_equal_cold_ones_byte_for_byte(sample, tmp_path):
             if (cold / r).is_file():
                 assert (cold / r).read_bytes() == (warm / r).read_bytes(), (case, r)
         assert _warnings(cold) == _warnings(warm), case
+
+
+def test_a_study_whose_warm_worker_cannot_start_runs_cold_and_measures_the_same(tmp_path, monkeypatch):
+    """An installation whose worker program fails to load (here: a worker.tcl that errors) is not
+    the ECOs' fault: every trial runs cold and measures what a `warm = false` study measures,
+    each says why in its resources, and the study's log says so once."""
+    from noodle2.engine.journal.events import Log
+    from noodle2.engine.journal.store import JOURNAL, read_events
+    from noodle2.engine.study.load import parse_study
+    from noodle2.engine.tools.timing import WORKER_ARGV, opensta
+
+    path = ROOT / "sample_studies" / "quickstart.toml"
+    text = path.read_text()
+    text = text[:text.index("[[stages]]", text.index("[[stages]]") + 1)].replace("trials = 8", "trials = 4")
+    bad = tmp_path / "worker.tcl"
+    bad.write_text('error "no such OpenSTA command"\n')
+
+    def run(name: str, text: str) -> tuple[Engine, dict]:
+        st = parse_study(text, path)
+        d = new_study_dir(st, tmp_path / name)
+        eng = Engine(d, st, make_tool(st, d))
+        assert anyio.run(eng.run) == "complete", eng.state.reason
+        return eng, {c: t.metrics for c, t in eng.state.trials.items()}
+
+    cold, cold_metrics = run("cold", text.replace("[execution]", "[execution]\nwarm = false"))
+    monkeypatch.setattr(opensta, "WORKER_ARGV", (*WORKER_ARGV[:-1], str(bad)))
+    eng, metrics = run("broken", text)
+    assert metrics == cold_metrics and len(metrics) == 5  # the base and four trials, every metric equal
+    trials = eng.state.trials.values()
+    assert all(t.status == "done" and "no such OpenSTA command" in t.resources["warm_refused"] for t in trials)
+    assert not any("warm_trial" in t.resources for t in trials)
+    assert eng.executor.warm.started == 1  # one worker tried; every other trial went cold at once
+    said = [e.msg for e in read_events(eng.dir / JOURNAL).events if isinstance(e, Log) and "warm worker" in e.msg]
+    assert len(said) == 1 and "could not start" in said[0] and "no such OpenSTA command" in said[0], said
 
 
 def test_warm_false_runs_one_process_per_trial(tmp_path):
@@ -333,25 +368,73 @@ def test_a_real_sta_worker_over_its_memory_limit_is_replaced_and_the_next_measur
             tight.close()
 
 
-def test_a_worker_program_that_fails_before_serving_never_reads_a_trial_as_tcl(tmp_path):
+def test_a_worker_program_that_fails_before_serving_never_reads_a_trial_as_tcl_and_runs_cold(tmp_path):
     """Should worker.tcl fail before it serves (a different OpenSTA, a broken install), sta must
     not fall to its prompt, where each trial directory sent on stdin would run as a Tcl command
-    (a bracket in a folder name would be substituted).  With the worker's argv it exits; the
-    trial ends as a worker that died, never waiting for its timeout."""
+    (a bracket in a folder name would be substituted).  With the worker's argv it exits before
+    saying n2-ready: the installation's fault, not the trial's, so the trial runs cold (real
+    sta), says why, and later trials of its kind go cold without starting another worker."""
     from noodle2.engine.executors.local import _Proc
     from noodle2.engine.executors.warm import WarmPool
     from noodle2.engine.tools.timing import WORKER_ARGV
 
     bad = tmp_path / "worker.tcl"
     bad.write_text('error "this OpenSTA lacks a command the worker renames"\n')
-    d = tmp_path / "trials" / "t[file mkdir injected]"
-    d.mkdir(parents=True)
-    cmd = Command(["sta"], d, d / "stdout.log", d / "stderr.log", {**os.environ, MARKER: str(d)}, contain_key="t",
-                  warm=Warm("broken", (*WORKER_ARGV[:-1], str(bad))))
     pool = WarmPool(WarmLimits(), None)
+    got = []
     try:
-        res = pool.run(cmd, _Proc(), (120.0, 130.0))
+        for name in ("t[file mkdir injected]", "next"):
+            d = tmp_path / "trials" / name
+            d.mkdir(parents=True)
+            (d / "run.tcl").write_text('puts "cold [expr {6 * 7}]"\n')
+            cmd = Command([*WORKER_ARGV[:-1], "run.tcl"], d, d / "stdout.log", d / "stderr.log",
+                          {**os.environ, MARKER: str(d)}, contain_key="t", warm=Warm("broken", (*WORKER_ARGV[:-1], str(bad))))
+            got.append((pool.run(cmd, _Proc(), (120.0, 130.0)), d))
     finally:
         pool.close()
-    assert not res.outcome.timed_out and res.outcome.rc is not None, res.outcome
+    for res, d in got:
+        assert not res.outcome.timed_out and res.outcome.rc == 0, res.outcome
+        assert (d / "stdout.log").read_text() == "cold 42\n"  # the trial's own script, cold
+        assert res.warm_trial == 0 and "lacks a command the worker renames" in res.warm_refused, res
+        assert res.resources()["warm_refused"] == res.warm_refused
+    assert pool.started == 1  # the second trial started no worker
     assert not any(p.name == "injected" for p in tmp_path.rglob("*")), sorted(tmp_path.rglob("*"))
+
+
+def test_a_ready_line_and_an_answer_in_one_read_are_both_taken(tmp_path):
+    """A worker's lines may reach the pipe together (a loaded machine): the answer behind
+    n2-ready is read from what was already taken off the pipe, not waited for."""
+    from noodle2.engine.executors.local import _Proc
+    from noodle2.engine.executors.warm import WarmPool
+
+    both = (sys.executable, "-c", "import os, sys\nr = os.fdopen(int(os.environ['N2_REPLY_FD']), 'w')\n"
+            "sys.stdin.readline()\nr.write('n2-ready\\nn2-done 5\\n')\nr.flush()\nsys.stdin.readline()\n")
+    d = tmp_path / "t"
+    d.mkdir()
+    cmd = Command(list(FAKE), d, d / "stdout.log", d / "stderr.log", {**os.environ, MARKER: str(d)}, contain_key="t",
+                  warm=Warm("both", both))
+    pool = WarmPool(WarmLimits(), None)
+    try:
+        res = pool.run(cmd, _Proc(), (60.0, 70.0))
+    finally:
+        pool.close()
+    assert res.outcome.rc == 5 and not res.outcome.timed_out and res.warm_trial == 1 and not res.warm_refused, res
+
+
+@pytest.mark.anyio
+async def test_a_worker_that_started_and_crashes_on_its_first_trial_is_the_trials_crash(tmp_path):
+    """The other side of the line: once a worker said n2-ready, its death is the trial's, as a
+    cold run's would be; nothing runs again cold."""
+    trials = tmp_path / "trials"
+    ex = LocalExecutor(1, WarmLimits())
+    try:
+        res, _ = await ex.run(_job(trials, "a", "crash"))
+        fail = classify(res.outcome, "")
+        assert fail is not None and fail["type"] == "tool_crash" and "SIGSEGV" in fail["reason"], res.outcome
+        assert res.warm_trial == 1 and not res.warm_refused
+        assert ex.warm is not None and not ex.warm.refused
+        assert (trials / "a" / "stdout.log").read_text().count("ran crash") == 1  # ran once, warm
+        res, _ = await ex.run(_job(trials, "b", "ok"))
+        assert res.outcome.rc == 0 and res.warm_trial == 1 and ex.warm.started == 2
+    finally:
+        ex.close()

@@ -44,6 +44,7 @@ class ExecResult:
     node: str = ""  # where it ran, for executors that run elsewhere
     warm_trial: int = 0  # on a warm worker: which of its trials this was (1: it started for it)
     escaped: tuple[str, ...] = ()  # writes outside the trial's directory seen where it ran (a remote scratch copy)
+    warm_refused: str = ""  # it ran cold: a warm worker for it could not start (why)
 
     @property
     def wall_s(self) -> float:
@@ -58,6 +59,8 @@ class ExecResult:
             out["node"] = self.node
         if self.warm_trial:
             out["warm_trial"] = self.warm_trial
+        if self.warm_refused:
+            out["warm_refused"] = self.warm_refused
         if self.command is not None:  # the exact command line, run in the trial's directory (provenance)
             out["command"] = shlex.join(self.command.argv)
         return out

@@ -239,6 +239,7 @@ class RayExecutor:
                 dest.write_bytes(zlib.decompress(data))
         return ExecResult(Outcome(**back["outcome"]), back["started"], back["ended"], back["cpu_s"], back["maxrss_kb"],
                           cmd, node=back["node"], warm_trial=back.get("warm_trial", 0),
+                          warm_refused=back.get("warm_refused", ""),
                           escaped=tuple(back.get("escaped") or ()))
 
     def _lost(self, cmd: Command, e: BaseException) -> ExecResult:
@@ -379,6 +380,7 @@ def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
                     files[str(p.relative_to(cwd))] = _pack(p.read_bytes())
         return {"outcome": asdict(res.outcome), "started": res.started, "ended": res.ended, "cpu_s": res.cpu_s,
                 "maxrss_kb": res.maxrss_kb, "files": files, "warm_trial": res.warm_trial, "escaped": escaped,
+                "warm_refused": res.warm_refused,
                 "node": f"{socket.gethostname()}:{ray.get_runtime_context().get_node_id()[:8]}"}
     finally:
         _count(ray, spec, "end")

@@ -4,11 +4,14 @@ OpenSTA worker: the Liberty of every corner) is not loaded again per trial.
 The protocol is the worker program's (tools/timing/worker.tcl): one line per trial on its
 stdin, the trial's directory; it runs the same script a cold run would, with its output in the
 directory's stdout.log, and answers `n2-done <rc>` (or `n2-error <why>`) on the pipe named by
-N2_REPLY_FD.  Safety is the cold path's: the worker is a session leader in a cgroup (or
-marked), under the trial's memory limit; a timeout, a crash, a cancel or a log flood ends the
-worker's whole group and the trial is classified from the same Outcome a cold run gives; the
-next trial gets a fresh worker.  A worker is also replaced after `max_trials` trials, beyond
-`max_rss_mb` of memory, and when a trial left any other process behind.
+N2_REPLY_FD, having said `n2-ready` there once it started.  A worker that exits on its own
+before that could not start (an installation's fault): its trial, and every later one of its
+kind, runs cold, with why in the trial's resources (`warm_refused`).  Safety is the cold path's:
+the worker is a session leader in a cgroup (or marked), under the trial's memory limit; a
+timeout, a crash, a cancel or a log flood ends the worker's whole group and the trial is
+classified from the same Outcome a cold run gives; the next trial gets a fresh worker.  A worker
+is also replaced after `max_trials` trials, beyond `max_rss_mb` of memory, and when a trial left
+any other process behind.
 """
 from __future__ import annotations
 
@@ -46,13 +49,22 @@ class WarmLimits:
 @dataclass
 class _Worker:
     popen: subprocess.Popen[bytes]
-    reply: IO[str]
+    reply: int  # the read end of the reply pipe
     log: IO[bytes]  # the worker's own stdout and stderr: what no trial redirect caught
     key: tuple[str, int | None]
     marker: str
     cgroup: Path | None
     trials: int = 0
-    dead: bool = False
+    ready: bool = False  # it said n2-ready: it started
+    buf: bytes = b""  # what it sent on the reply pipe beyond the last whole line read
+
+    def line(self) -> str | None:
+        """The next whole line the worker sent, if one came."""
+        head, nl, self.buf = self.buf.partition(b"\n")
+        if not nl:
+            self.buf = head
+            return None
+        return head.decode(errors="replace").strip()
 
     @property
     def pid(self) -> int:
@@ -82,6 +94,7 @@ class WarmPool:
     _idle: dict[tuple[str, int | None], list[_Worker]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     started: int = 0  # workers started: benchmarks and tests read it
+    refused: dict[tuple[str, int | None], str] = field(default_factory=dict)  # key -> why its worker could not start
     closed: bool = False  # a worker whose trial ends after close() is ended, not kept
 
     def run(self, cmd: Command, proc, timeouts: tuple[float, float] | None) -> ExecResult:
@@ -94,6 +107,8 @@ class WarmPool:
 
     def _run(self, cmd: Command, proc, timeouts: tuple[float, float] | None) -> ExecResult:
         assert cmd.warm is not None
+        if (why := self.refused.get((cmd.warm.key, cmd.memory_limit_mb))) is not None:
+            return self._cold(cmd, proc, timeouts, why)
         started = time.time()
         for log in (cmd.stdout, cmd.stderr):
             open(log, "wb").close()
@@ -102,7 +117,7 @@ class WarmPool:
         except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
             return ExecResult(Outcome(spawn_error=f"cannot start {cmd.warm.argv[0]!r}: {e.strerror}"), started,
                               time.time(), command=cmd)
-        cpu0, mark = w.cpu_s(), os.fstat(w.log.fileno()).st_size
+        cpu0, mark = w.cpu_s(), os.fstat(w.log.fileno()).st_size if w.trials else 0  # a new one may be printing already
         with proc.lock:
             proc.pid = w.pid
             if proc.pending is not None:
@@ -110,10 +125,19 @@ class WarmPool:
         answer = self._ask(w, cmd, proc, timeouts)
         with proc.lock:
             proc.exited = True  # from here on the worker is not this trial's to signal
+            refused = answer is None and not w.ready and not (proc.timed_out or proc.cancelled or proc.flooded
+                                                              or proc.killed_by_us)
         cpu = w.cpu_s() - cpu0
-        _copy_tail(w.log, mark, cmd.stderr)
+        said = _copy_tail(w.log, mark, cmd.stderr)
         if answer is None:  # the worker died: reap it and read how, as a cold run would
             status = self._end(w)
+            if refused:
+                why = _last_line(said) or f"exited with status {os.waitstatus_to_exitcode(status)}"
+                with self._lock:
+                    self.refused.setdefault(w.key, why)
+                with proc.lock:  # nothing signalled the worker: the cold run starts as a fresh trial
+                    proc.pid, proc.exited = None, False
+                return self._cold(cmd, proc, timeouts, why)
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
             rc = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
             outcome = Outcome(rc=rc, signal=sig, timed_out=proc.timed_out, killed_by_us=proc.killed_by_us,
@@ -132,6 +156,13 @@ class WarmPool:
         outcome = Outcome(rc=rc, timed_out=proc.timed_out, killed_by_us=proc.killed_by_us, cancelled=proc.cancelled,
                           flooded=proc.flooded)
         return ExecResult(outcome, started, time.time(), cpu, rss, cmd, warm_trial=w.trials)
+
+    def _cold(self, cmd: Command, proc, timeouts: tuple[float, float] | None, why: str) -> ExecResult:
+        from noodle2.engine.executors.local import run_command  # local.py imports this module
+
+        result = run_command(cmd, proc, timeouts, self.cgroups, self.mounts)
+        result.warm_refused = why
+        return result
 
     def _take(self, cmd: Command) -> _Worker:
         key = (cmd.warm.key, cmd.memory_limit_mb)  # type: ignore[union-attr]
@@ -166,7 +197,7 @@ class WarmPool:
             raise
         finally:
             os.close(wfd)
-        return _Worker(popen, os.fdopen(r, "r"), log, key, marker, cg)
+        return _Worker(popen, r, log, key, marker, cg)
 
     def _ask(self, w: _Worker, cmd: Command, proc, timeouts: tuple[float, float] | None) -> str | None:
         """Send the trial, wait for the answer or the worker's death; time out and cap logs as
@@ -181,17 +212,23 @@ class WarmPool:
         pidfd = os.pidfd_open(w.pid)
         try:
             poller = select.poll()
-            poller.register(w.reply.fileno(), select.POLLIN)
+            poller.register(w.reply, select.POLLIN)
             poller.register(pidfd, select.POLLIN)
             while True:
+                line = w.line()
+                if line == "n2-ready":
+                    w.ready = True
+                    continue
+                if line is not None:
+                    return line
                 wait = min((hard if termed else soft) - (time.monotonic() - t0), TICK_S)
                 ready = {fd for fd, _ in poller.poll(max(wait, 0.0) * 1000)}
-                if w.reply.fileno() in ready:
-                    line = w.reply.readline()
-                    if line:
-                        return line.strip()
-                    return None
-                if pidfd in ready:
+                if w.reply in ready:  # read before the worker's exit: a dirty worker answers, then exits
+                    data = os.read(w.reply, 4096)
+                    if not data:
+                        return None
+                    w.buf += data
+                elif pidfd in ready:
                     return None
                 cap = cmd.log_cap_bytes
                 flooding = cap is not None and not proc.flooded and _too_big((cmd.stdout, cmd.stderr), cap)
@@ -240,7 +277,7 @@ class WarmPool:
             self.cgroups.release(w.cgroup)  # type: ignore[union-attr]
         else:
             kill_marked({w.marker})
-        w.reply.close()
+        os.close(w.reply)
         w.log.close()
         return status
 
@@ -272,14 +309,20 @@ def _truncate(logs: tuple[Path, ...], cap: int) -> None:
             pass
 
 
-def _copy_tail(log: IO[bytes], mark: int, dest: Path) -> None:
+def _copy_tail(log: IO[bytes], mark: int, dest: Path) -> bytes:
     """What the worker printed outside any trial redirect while this trial ran (a crash
-    message, say) goes to the trial's stderr.log, as a cold run's would.  pread: the worker
-    shares the file's offset."""
+    message, say) goes to the trial's stderr.log, as a cold run's would; returned too.  pread:
+    the worker shares the file's offset."""
     try:
         data = os.pread(log.fileno(), STRAY_BYTES, mark)
         if data:
             with open(dest, "ab") as f:
                 f.write(data)
+        return data
     except OSError:
-        pass
+        return b""
+
+
+def _last_line(data: bytes) -> str:
+    lines = [ln.strip() for ln in data.decode(errors="replace").splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else ""

@@ -65,6 +65,7 @@ class TrialRunner:
         self._alone: set[str] = set()  # cases that saw an escaped write beside others: they run again alone
         self._done_by_key: dict[tuple, str] | None = None  # (parent, eco, mode, params) -> a finished case
         self._alone_lock = anyio.Lock()
+        self._refusals: set[str] = set()  # why warm workers could not start, as logged once
 
     async def run(self, t: TrialState, mode: str, skip: Callable[[TrialState], str | None] | None = None) -> None:
         """The tool slots bound running tools only: parsing outputs and the durable journal append
@@ -191,6 +192,10 @@ class TrialRunner:
     async def _record(self, t: TrialState, ctx: TrialContext, result: ExecResult, got: Collected) -> bool:
         """Journal the outcome durably.  True when a retry follows."""
         h = self.host
+        if result.warm_refused and result.warm_refused not in self._refusals:
+            self._refusals.add(result.warm_refused)
+            h.log("warning", f"a warm worker could not start ({result.warm_refused}): its trials run cold, "
+                             "one process each", t.case_id)
         if got.proof is not None:
             self.prover.record(t.case_id, t.parent or "", got.proof)
         if got.failure is not None and got.failure["type"] == "escaped_write" and got.failure.get("overlapped"):

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 # Fault injection for warm workers (executors/warm.py): speaks the worker protocol (a trial
-# directory per line on stdin, "n2-done <rc>" on the N2_REPLY_FD pipe) and does what the
-# directory's `do` file says: ok, rc3, hang, ignore_term, crash, flood, stray (leaves a child),
-# grow (keeps 96 MB more resident), wait (until a file `go` appears beside `do`).
+# directory per line on stdin; "n2-ready" once, then "n2-done <rc>" per trial on the N2_REPLY_FD
+# pipe) and does what the directory's `do` file says: ok, rc3, hang, ignore_term, crash, flood,
+# stray (leaves a child), grow (keeps 96 MB more resident), wait (until a file `go` appears
+# beside `do`).
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import time
 
 kept = []  # what `grow` holds on to
 reply = os.fdopen(int(os.environ["N2_REPLY_FD"]), "w", buffering=1)
+reply.write("n2-ready\n")
 for line in sys.stdin:
     d = line.rstrip("\n")
     do = open(os.path.join(d, "do")).read().strip()

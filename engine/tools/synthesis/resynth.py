@@ -153,6 +153,8 @@ class Sta:
             self.worker.stdin.write(os.fsencode(step) + b"\n")  # type: ignore[union-attr]
             self.worker.stdin.flush()  # type: ignore[union-attr]
             answer = self.reply.readline().split()  # type: ignore[union-attr]
+            if answer == ["n2-ready"]:  # said once, before its first script
+                answer = self.reply.readline().split()  # type: ignore[union-attr]
         except OSError:
             return None
         if answer[:1] != ["n2-done"] or len(answer) != 2 or not answer[1].lstrip("-").isdigit():

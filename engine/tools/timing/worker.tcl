@@ -11,6 +11,8 @@
 # link_design, read_sdc and read_spef replace the design, its constraints and its parasitics.
 # A trial whose Liberty read failed, or that asks for other corners, leaves the worker dirty:
 # it answers, then exits.
+# Before the first trial it says "n2-ready" on the reply pipe: a worker that exits before
+# that could not start (an installation's fault, not a trial's), and the engine runs cold.
 
 namespace eval n2w {
   variable code ""      ;# the trial's exit code, once it called exit
@@ -120,5 +122,6 @@ proc ::n2w::serve {} {
 set ::n2w::reply [open "/dev/fd/$::env(N2_REPLY_FD)" w]
 fconfigure $::n2w::reply -buffering line
 ::n2w::baseline
+puts $::n2w::reply "n2-ready"
 ::n2w::serve
 ::n2w::real_exit 0
