@@ -127,7 +127,7 @@ class StaBench:
               pool=None) -> tuple[dict, Path]:
         """Returns (metrics, dir) for a result, ({'failure': ...}, dir) for a failed trial.
         `pool`: warm workers other than the bench's own."""
-        from noodle2.engine.executors.local import _Proc, run_command
+        from noodle2.engine.executors.process import Proc, run_command
         from noodle2.engine.policy.failures import classify
         from noodle2.engine.tools.base import TrialContext, TrialFailure
 
@@ -140,7 +140,7 @@ class StaBench:
         if eco_call is not None:  # a test's own Tcl runs cold, as a study's own Tcl does
             (tdir / "run.tcl").write_text(self.tool.script(ctx, eco_call, extra_tcl))
         if cmd.warm is not None and eco_call is None and not extra_tcl:
-            res = (self.pool if pool is None else pool).run(cmd, _Proc(), (60, 70))
+            res = (self.pool if pool is None else pool).run(cmd, Proc(), (60, 70))
         else:
             res = run_command(cmd)
         fail = classify(res.outcome, "")

@@ -36,7 +36,7 @@ class RouteBench:
         self.tool.setup()
 
     def trial(self, case, eco, params=None, parent=None, mode="route", eco_call=None, extra_tcl=""):
-        from noodle2.engine.executors.local import run_command
+        from noodle2.engine.executors.process import run_command
         from noodle2.engine.policy.failures import classify
         from noodle2.engine.tools.base import TrialContext, TrialFailure
 

@@ -141,12 +141,12 @@ async def test_a_worker_whose_trial_ends_after_the_pool_closed_is_ended(tmp_path
 
 def test_a_ray_worker_process_ends_its_warm_workers_when_a_study_with_other_limits_comes(tmp_path):
     from noodle2.engine.executors import ray_exec
-    from noodle2.engine.executors.local import _Proc
+    from noodle2.engine.executors.process import Proc
 
     trials = tmp_path / "trials"
     try:
         first = ray_exec._warm_pool(WarmLimits(max_trials=5))
-        assert first.run(_job(trials, "a", "ok").prepare(), _Proc(), (30, 40)).outcome.rc == 0
+        assert first.run(_job(trials, "a", "ok").prepare(), Proc(), (30, 40)).outcome.rc == 0
         assert ray_exec._warm_pool(WarmLimits(max_trials=5)) is first  # the same study: kept warm
         assert _alive(_pid(trials, "a"))
         second = ray_exec._warm_pool(WarmLimits(max_trials=6))
@@ -310,7 +310,7 @@ def test_warm_false_runs_one_process_per_trial(tmp_path):
 def test_a_real_sta_worker_that_hangs_times_out_and_the_next_trial_gets_a_fresh_one(bench):
     """The fault paths above with the real worker.tcl: a trial stuck in Tcl is a timeout, its
     worker is killed, and the next trial (a fresh worker) measures what a cold run measures."""
-    from noodle2.engine.executors.local import _Proc
+    from noodle2.engine.executors.process import Proc
     from noodle2.engine.tools.base import TrialContext
 
     b = bench("mac16")
@@ -322,7 +322,7 @@ def test_a_real_sta_worker_that_hangs_times_out_and_the_next_trial_gets_a_fresh_
     assert cmd.warm is not None
     with open(tdir / "run.tcl", "a") as f:
         f.write("\nwhile {1} {}\n")  # after the whole trial: the worker is warm and busy when the timeout comes
-    proc = _Proc()
+    proc = Proc()
     res = b.pool.run(cmd, proc, (1.0, 2.0))
     fail = classify(res.outcome, "")
     assert fail is not None and fail["type"] == "timeout", res.outcome
@@ -374,7 +374,7 @@ def test_a_worker_program_that_fails_before_serving_never_reads_a_trial_as_tcl_a
     (a bracket in a folder name would be substituted).  With the worker's argv it exits before
     saying n2-ready: the installation's fault, not the trial's, so the trial runs cold (real
     sta), says why, and later trials of its kind go cold without starting another worker."""
-    from noodle2.engine.executors.local import _Proc
+    from noodle2.engine.executors.process import Proc
     from noodle2.engine.executors.warm import WarmPool
     from noodle2.engine.tools.timing import WORKER_ARGV
 
@@ -389,7 +389,7 @@ def test_a_worker_program_that_fails_before_serving_never_reads_a_trial_as_tcl_a
             (d / "run.tcl").write_text('puts "cold [expr {6 * 7}]"\n')
             cmd = Command([*WORKER_ARGV[:-1], "run.tcl"], d, d / "stdout.log", d / "stderr.log",
                           {**os.environ, MARKER: str(d)}, contain_key="t", warm=Warm("broken", (*WORKER_ARGV[:-1], str(bad))))
-            got.append((pool.run(cmd, _Proc(), (120.0, 130.0)), d))
+            got.append((pool.run(cmd, Proc(), (120.0, 130.0)), d))
     finally:
         pool.close()
     for res, d in got:
@@ -404,7 +404,7 @@ def test_a_worker_program_that_fails_before_serving_never_reads_a_trial_as_tcl_a
 def test_a_ready_line_and_an_answer_in_one_read_are_both_taken(tmp_path):
     """A worker's lines may reach the pipe together (a loaded machine): the answer behind
     n2-ready is read from what was already taken off the pipe, not waited for."""
-    from noodle2.engine.executors.local import _Proc
+    from noodle2.engine.executors.process import Proc
     from noodle2.engine.executors.warm import WarmPool
 
     both = (sys.executable, "-c", "import os, sys\nr = os.fdopen(int(os.environ['N2_REPLY_FD']), 'w')\n"
@@ -415,7 +415,7 @@ def test_a_ready_line_and_an_answer_in_one_read_are_both_taken(tmp_path):
                   warm=Warm("both", both))
     pool = WarmPool(WarmLimits(), None)
     try:
-        res = pool.run(cmd, _Proc(), (60.0, 70.0))
+        res = pool.run(cmd, Proc(), (60.0, 70.0))
     finally:
         pool.close()
     assert res.outcome.rc == 5 and not res.outcome.timed_out and res.warm_trial == 1 and not res.warm_refused, res

@@ -222,7 +222,7 @@ def _probe_mount_ns() -> tuple[str, ...] | None:
 
 
 def escalate(proc, elapsed: float, soft: float, hard: float, termed: bool, flooding: bool) -> tuple[bool, float]:
-    """One look at a running tool (`proc`: the executor's _Proc): SIGKILL when its logs outgrow
+    """One look at a running tool (`proc`: the executor's Proc): SIGKILL when its logs outgrow
     their cap, SIGTERM at the soft timeout, SIGKILL at the hard one.  Returns (termed, hard):
     after the SIGKILL the hard deadline is gone and the caller only waits for the exit."""
     if flooding and not proc.flooded:

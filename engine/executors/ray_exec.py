@@ -39,7 +39,7 @@ import anyio
 from noodle2.engine.errors import env_fault
 from noodle2.engine.executors.base import Command, ExecResult, Job, Warm
 from noodle2.engine.executors.contain import MARKER
-from noodle2.engine.executors.local import _Proc, run_command
+from noodle2.engine.executors.process import Proc, run_command
 from noodle2.engine.executors.warm import WarmLimits, WarmPool
 from noodle2.engine.policy.failures import Outcome
 
@@ -343,7 +343,7 @@ def run_remote(spec: dict[str, Any]) -> dict[str, Any]:
         cmd = Command(argv, cwd, root / spec["stdout"], root / spec["stderr"], env, spec["memory_limit_mb"],
                       spec["log_cap_bytes"], contain_key="ray",
                       warm=Warm(warm["key"], tuple(_local(a) for a in warm["argv"])) if warm else None)
-        proc = _Proc()
+        proc = Proc()
         box: dict[str, Any] = {}
 
         def body() -> None:

@@ -29,6 +29,7 @@ from typing import IO
 
 from noodle2.engine.executors.base import Command, ExecResult
 from noodle2.engine.executors.contain import MARKER, TrialCgroups, contained_argv, escalate, kill_marked, marked_pids
+from noodle2.engine.executors.process import Proc, run_command
 from noodle2.engine.policy.failures import Outcome
 
 WORKER_MARK = ".warm-"  # a worker's marker: <trials folder>/.warm-<engine pid>.<n>
@@ -97,15 +98,15 @@ class WarmPool:
     refused: dict[tuple[str, int | None], str] = field(default_factory=dict)  # key -> why its worker could not start
     closed: bool = False  # a worker whose trial ends after close() is ended, not kept
 
-    def run(self, cmd: Command, proc, timeouts: tuple[float, float] | None) -> ExecResult:
-        """One trial on a worker, in this thread; `proc` is the executor's _Proc (signals), whose
+    def run(self, cmd: Command, proc: Proc, timeouts: tuple[float, float] | None) -> ExecResult:
+        """One trial on a worker, in this thread; `proc` is the executor's Proc (signals), whose
         `done` is set on return, as run_command sets it."""
         try:
             return self._run(cmd, proc, timeouts)
         finally:
             proc.done.set()
 
-    def _run(self, cmd: Command, proc, timeouts: tuple[float, float] | None) -> ExecResult:
+    def _run(self, cmd: Command, proc: Proc, timeouts: tuple[float, float] | None) -> ExecResult:
         assert cmd.warm is not None
         if (why := self.refused.get((cmd.warm.key, cmd.memory_limit_mb))) is not None:
             return self._cold(cmd, proc, timeouts, why)
@@ -157,9 +158,7 @@ class WarmPool:
                           flooded=proc.flooded)
         return ExecResult(outcome, started, time.time(), cpu, rss, cmd, warm_trial=w.trials)
 
-    def _cold(self, cmd: Command, proc, timeouts: tuple[float, float] | None, why: str) -> ExecResult:
-        from noodle2.engine.executors.local import run_command  # local.py imports this module
-
+    def _cold(self, cmd: Command, proc: Proc, timeouts: tuple[float, float] | None, why: str) -> ExecResult:
         result = run_command(cmd, proc, timeouts, self.cgroups, self.mounts)
         result.warm_refused = why
         return result
@@ -199,7 +198,7 @@ class WarmPool:
             os.close(wfd)
         return _Worker(popen, r, log, key, marker, cg)
 
-    def _ask(self, w: _Worker, cmd: Command, proc, timeouts: tuple[float, float] | None) -> str | None:
+    def _ask(self, w: _Worker, cmd: Command, proc: Proc, timeouts: tuple[float, float] | None) -> str | None:
         """Send the trial, wait for the answer or the worker's death; time out and cap logs as
         the cold path does.  None: the worker died."""
         try:

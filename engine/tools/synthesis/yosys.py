@@ -18,7 +18,7 @@ from pathlib import Path
 
 from noodle2.engine.executors.base import Command
 from noodle2.engine.executors.contain import MARKER
-from noodle2.engine.executors.local import run_command
+from noodle2.engine.executors.process import run_command
 from noodle2.engine.fsutil import cache_root
 from noodle2.engine.policy.failures import classify
 from noodle2.engine.quote import safe_name, yosys_word
