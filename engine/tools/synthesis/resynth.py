@@ -30,7 +30,7 @@ from pathlib import Path
 
 from noodle2.engine.tools.netlist import Bit, Netlist, parse_netlist, write_netlist
 from noodle2.engine.tools.tech.liberty import Library, load_set
-from noodle2.engine.tools.timing import WORKER_ARGV
+from noodle2.engine.tools.timing import STA_ARGV, WORKER_ARGV
 
 ABC_SCRIPT = ("+strash;dc2;balance -l;rewrite -l;refactor -l;balance -l;rewrite -z -l;balance -l;dch -f;"
               "map -D {d};topo;buffer;upsize -D {d};dnsize -D {d}")
@@ -102,7 +102,6 @@ def splice(parent: Netlist, cone: set[str], new: Netlist, ports: dict[str, Bit],
     return out
 
 
-STA = ("sta", "-no_init", "-no_splash")
 STEPS = "sta_steps"  # in the trial directory: a folder per script run warm, removed once read
 
 
@@ -140,8 +139,8 @@ class Sta:
             self.close()  # the worker died or refused: this script and the rest run cold
         self.runs["cold"] += 1
         if inherit:
-            return b"", subprocess.call([*STA, script], cwd=self.here)
-        r = subprocess.run([*STA, script], cwd=self.here, capture_output=True)
+            return b"", subprocess.call([*STA_ARGV, script], cwd=self.here)
+        r = subprocess.run([*STA_ARGV, script], cwd=self.here, capture_output=True)
         return r.stdout + r.stderr, r.returncode
 
     def _warm(self, script: str) -> tuple[bytes, int] | None:

@@ -22,7 +22,7 @@ from noodle2.engine.tools.base import TrialContext
 from noodle2.engine.tools.pnr.adapter import collect_route, prepare_route
 from noodle2.engine.tools.proof.equiv import prove
 from noodle2.engine.tools.tech.liberty import Library
-from noodle2.engine.tools.timing import WORKER_ARGV
+from noodle2.engine.tools.timing import STA_ARGV, WORKER_ARGV
 from noodle2.engine.tools.timing.collect import artifact_index, collect
 from noodle2.engine.tools.timing.design import StaDesign
 from noodle2.engine.tools.timing.scripts import ECO_LIB, quoter, trial_script
@@ -80,7 +80,7 @@ class OpenSTATool:
         if ctx.mode in ROUTE_MODES:
             return prepare_route(self.design, ctx, self.eco(ctx.eco), self.study.spec.physical)
         (t / "run.tcl").write_text(self.script(ctx))
-        return Command(["sta", "-no_init", "-no_splash", "run.tcl"], t, t / "stdout.log", t / "stderr.log", None,
+        return Command([*STA_ARGV, "run.tcl"], t, t / "stdout.log", t / "stderr.log", None,
                        ctx.memory_limit_mb, warm=self._warm(ctx))
 
     def _warm(self, ctx: TrialContext) -> Warm | None:
