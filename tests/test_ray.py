@@ -207,6 +207,35 @@ def test_with_a_shared_dir_workers_run_in_place_and_equal_a_local_run(cluster, l
     assert spec["shared_root"] == str(d) and spec["files"] == {} and spec["cwd"] == "trials/mac8_2_0"
 
 
+def test_a_node_whose_sta_cannot_start_a_warm_worker_runs_its_trials_cold(cluster, local_run, tmp_path):
+    """A node's OpenSTA that cannot load the worker program (here an `sta` first on PATH that
+    swaps worker.tcl for a script that errors) is the installation's fault: the trials run cold
+    there and measure what the local run measured, each says why, and the log says it once."""
+    c, _ = cluster
+    bad, wrapper = tmp_path / "bad.tcl", tmp_path / "bin" / "sta"
+    bad.write_text('error "no such OpenSTA command"\n')
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nfor a in "$@"; do last=$a; done\ncase "$last" in *worker.tcl) '
+                       f'exec {shutil.which("sta")} -no_init -no_splash -exit {bad} ;; esac\nexec {shutil.which("sta")} "$@"\n')
+    wrapper.chmod(0o755)
+    # a node keeps its own PATH, unless the study's [tool] env sets one
+    tool = f'[tool]\nenv = {{ PATH = "{wrapper.parent}:{os.environ["PATH"]}" }}\n\n[execution]'
+    text = STUDY.replace("{execution}", f'executor = "ray"\naddress = "{c.address}"').replace("[execution]", tool)
+    path, d = tmp_path / "refused.toml", tmp_path / "refused"
+    path.write_text(text[:text.index('[[stages]]\nname = "route"')])  # the sta stages: the ones a worker serves
+    r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "run", str(path), "--unattended", "--study-dir", str(d)],
+                       cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    got, want = outcome(d), local_run
+    assert got["survivors"] == want["survivors"][:2] and got["metrics"] == {
+        case: m for case, m in want["metrics"].items() if not case.startswith("mac8_2_")}
+    finished = [e["resources"] for e in events(d) if e["type"] == "trial_finished"]
+    assert len(finished) == 8 and all("no such OpenSTA command" in res["warm_refused"] for res in finished)
+    assert not any("warm_trial" in res for res in finished)
+    logs = [e["msg"] for e in events(d) if e["type"] == "log" and "warm worker" in e["msg"]]
+    assert len(logs) == 1 and "could not start" in logs[0], logs
+
+
 def test_ray_check_lists_nodes_tools_and_a_round_trip(cluster):
     c, _ = cluster
     r = subprocess.run([sys.executable, "-m", "noodle2.console.cli", "ray-check", c.address], cwd=ROOT, env=cli_env(),
