@@ -14,7 +14,7 @@ import pytest
 
 from noodle2.engine.errors import N2Error
 from noodle2.engine.policy.safety import legality_report
-from noodle2.engine.quote import tcl_word
+from noodle2.engine.quote import tcl_array, tcl_word
 from noodle2.engine.run.engine import Engine
 from noodle2.engine.run.studydir import new_study_dir
 from noodle2.engine.study.load import load_study, parse_study
@@ -232,6 +232,23 @@ exit
     assert all(got[n][0] == cells[n].inputs[0] for n in cells)
     assert all(got[n][1] == n for n in cells)
     assert f"N2CAP {len(cells)}" in r.stdout and "Error" not in r.stdout + r.stderr
+
+
+def test_a_table_of_names_reaches_sta_as_exactly_those_keys_and_values(tmp_path):
+    """tcl_array (the SPEF's nets, routed wire capacitances, the Liberty's facts): keys holding
+    every printable character, as net names from a SPEF or Yosys do, come back as they went in."""
+    table = {f"n{k}{c}[3]/x{c}": f"v{c}" for k, c in enumerate(map(chr, range(32, 127)))}
+    table["{"], table["}"], table["a\\"], table["$x [exec touch PWNED]"] = "1", "2", "3", "4"
+    hexed = "binary encode hex [encoding convertto utf-8 {}]"
+    (tmp_path / "f.tcl").write_text("\n".join(tcl_array("t", ((k, tcl_word(v)) for k, v in table.items()))) + f"""
+foreach k [array names t] {{ puts "KV [{hexed.format('$k')}] [{hexed.format('$t($k)')}]" }}
+exit
+""")
+    r = subprocess.run(["sta", "-no_init", "-no_splash", "f.tcl"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    got = {bytes.fromhex(a).decode(): bytes.fromhex(b).decode() for a, b in re.findall(r"^KV (\S*) (\S*)$", r.stdout, re.M)}
+    assert got == table and "Error" not in r.stdout + r.stderr and not (tmp_path / "PWNED").exists()
+    assert tcl_array("t", []) == []  # no pairs: no array, as when each element had its own `set`
 
 
 def test_a_liberty_name_with_a_control_character_is_refused_and_the_library_name_never_reaches_tcl(tmp_path):

@@ -70,9 +70,9 @@ def spef_wire_caps(text: str) -> dict[str, float]:
 
 def wirecap_tcl(caps: dict[str, float]) -> str:
     """Tcl that sets each routed net's wire capacitance on the net object; counts what it found."""
-    from noodle2.engine.quote import tcl_word
+    from noodle2.engine.quote import tcl_array
 
-    lines = [f"set n2_wirecap({tcl_word(n)}) {c:.6g}" for n, c in sorted(caps.items())]
+    lines = tcl_array("n2_wirecap", ((n, f"{c:.6g}") for n, c in sorted(caps.items())))
     lines.append("""set n2_wirecap_hit 0
 foreach net [get_nets *] {
   set k [get_full_name $net]

@@ -480,31 +480,26 @@ def tcl_facts(lib: Library) -> str:
     """The Library as Tcl arrays for eco_lib.tcl: families, symmetric pin groups, I/O pins.
     Every name read from the file is one quoted Tcl word (tcl_word); a name with a control
     character is refused (LibertyError), never pasted."""
-    from noodle2.engine.quote import control_chars, tcl_word
+    from noodle2.engine.quote import control_chars, tcl_array, tcl_word
 
     for c in lib.cells.values():
         for name in (c.name, *c.inputs, *c.outputs):
             if bad := control_chars(name):
                 raise LibertyError(f"the Liberty's cell {c.name!r} has a name holding the control character "
                                    f"{bad[0]!r}; noodle2 refuses to pass it to sta")
+    cells = sorted(lib.cells.values(), key=lambda c: c.name)
+    words = (lambda names: " ".join(tcl_word(x) for x in names))
     out = ["# cell facts from the Liberty: families weakest first, commutative inputs"]
-    for name in sorted(lib.families):
-        out.append(f"set n2_family({tcl_word(name)}) {{{' '.join(tcl_word(x) for x in lib.families[name])}}}")
-    for c in sorted(lib.cells.values(), key=lambda c: c.name):
-        if c.symmetric:
-            groups = " ".join("{" + " ".join(tcl_word(p) for p in g) + "}" for g in c.symmetric)
-            out.append(f"set n2_symmetric({tcl_word(c.name)}) {{{groups}}}")
-        if c.key is not None:
-            out.append(f"set n2_io({tcl_word(c.name)}) {{{{{' '.join(tcl_word(p) for p in c.inputs)}}} "
-                       f"{tcl_word(c.outputs[0])}}}")
-    for c in sorted(lib.cells.values(), key=lambda c: c.name):
-        if c.sequential:
-            out.append(f"set n2_sequential({tcl_word(c.name)}) 1")
-    for name in sorted(lib.vt):
-        out.append(f"set n2_vt({tcl_word(name)}) {{{' '.join(tcl_word(x) for x in lib.vt[name])}}}")
-    for c in sorted(lib.cells.values(), key=lambda c: c.name):
-        for pin, limit in sorted(c.max_cap.items()):  # in farads, as OpenSTA reports net capacitance
-            out.append(f"set n2_maxcap({tcl_word(c.name + '/' + pin)}) {limit * lib.cap_unit_f:.6g}")
+    out += tcl_array("n2_family", ((name, f"{{{words(lib.families[name])}}}") for name in sorted(lib.families)))
+    out += tcl_array("n2_symmetric", ((c.name, "{" + " ".join(f"{{{words(g)}}}" for g in c.symmetric) + "}")
+                                      for c in cells if c.symmetric))
+    out += tcl_array("n2_io", ((c.name, f"{{{{{words(c.inputs)}}} {tcl_word(c.outputs[0])}}}")
+                               for c in cells if c.key is not None))
+    out += tcl_array("n2_sequential", ((c.name, "1") for c in cells if c.sequential))
+    out += tcl_array("n2_vt", ((name, f"{{{words(lib.vt[name])}}}") for name in sorted(lib.vt)))
+    # in farads, as OpenSTA reports net capacitance
+    out += tcl_array("n2_maxcap", ((f"{c.name}/{pin}", f"{limit * lib.cap_unit_f:.6g}")
+                                   for c in cells for pin, limit in sorted(c.max_cap.items())))
     out.append(f"set n2_buffers {{{' '.join(tcl_word(x) for x in lib.buffers)}}}")
     out.append(f"set n2_inverters {{{' '.join(tcl_word(x) for x in lib.inverters)}}}")
     return "\n".join(out) + "\n"

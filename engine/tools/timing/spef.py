@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 
-from noodle2.engine.quote import tcl_word
+from noodle2.engine.quote import tcl_array
 
 _UNITS = {"FF": 1e-15, "PF": 1e-12, "NF": 1e-9, "UF": 1e-6, "F": 1.0}
 
@@ -57,5 +57,5 @@ def wire_estimates(spef: Path, cap_unit_f: float) -> str:
     table = " ".join(f"{f} {c / cap_unit_f:.6g}" for f, c in s.by_fanout().items())
     lines = [f"# from {spef.name}: {len(s.nets)} extracted nets", f"set n2_wire_by_fanout {{{table or '1 0'}}}",
              "set n2_estimated [dict create]"]
-    lines += [f"set n2_base_net({tcl_word(n)}) 1" for n in sorted(s.nets)]
+    lines += tcl_array("n2_base_net", ((n, "1") for n in sorted(s.nets)))
     return "\n".join(lines) + "\n"
