@@ -18,6 +18,7 @@ from noodle2.engine.study.load import load_study, parse_study
 from noodle2.engine.tools import make_tool
 from noodle2.engine.tools.netlist import cell_usage
 from noodle2.engine.tools.synthesis.yosys import synthesise
+from noodle2.engine.tools.tech.liberty import tcl_facts
 from noodle2.engine.tools.timing.parsers import ParseError, parse_paths, parse_power, parse_wns_tns
 from tests.conftest import ROOT
 
@@ -245,12 +246,19 @@ def test_missing_technology_names_the_install_command(tmp_path, monkeypatch):
     assert p.code == "N2-E301" and "apt-get install qflow-tech-osu018" in p.render()
 
 
-def test_quickstart_study_chains_survivors_and_improves(tmp_path):
+def test_quickstart_study_chains_survivors_and_improves(tmp_path, monkeypatch):
+    from noodle2.engine.tools.timing import design
+
+    written = []  # the Liberty's facts as Tcl: written once, not once per trial's script
+    monkeypatch.setattr(design, "tcl_facts", lambda lib: written.append(lib) or tcl_facts(lib))
     study = load_study(ROOT / "sample_studies/quickstart.toml")
     sd = new_study_dir(study, tmp_path)
     eng = Engine(sd, study, make_tool(study, sd))
     assert anyio.run(eng.run) == "complete"
     s = eng.state
+    assert len(written) == 1 and len(s.trials) == 19
+    facts = tcl_facts(written[0])
+    assert all(facts in (sd / "trials" / c / "run.tcl").read_text() for c in s.trials)
     base = s.base().metrics["wns_ps"]
     best = s.trials[s.stages[-1].survivors[0]]
     assert best.metrics["wns_ps"] > base + 500  # measured: -2661 -> -1704 ps
