@@ -500,8 +500,8 @@ def tcl_facts(lib: Library) -> str:
     # in farads, as OpenSTA reports net capacitance
     out += tcl_array("n2_maxcap", ((f"{c.name}/{pin}", f"{limit * lib.cap_unit_f:.6g}")
                                    for c in cells for pin, limit in sorted(c.max_cap.items())))
-    out.append(f"set n2_buffers {{{' '.join(tcl_word(x) for x in lib.buffers)}}}")
-    out.append(f"set n2_inverters {{{' '.join(tcl_word(x) for x in lib.inverters)}}}")
+    out.append(f"set n2_buffers {{{words(lib.buffers)}}}")
+    out.append(f"set n2_inverters {{{words(lib.inverters)}}}")
     return "\n".join(out) + "\n"
 
 
