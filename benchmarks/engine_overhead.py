@@ -10,6 +10,7 @@ append, checkpoint and resume costs at 1k and 10k trials.
 """
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import subprocess
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness import run_study
 
 from noodle2.engine.executors.cgroupfs import usable_cpus
-from noodle2.engine.executors.contain import TrialCgroups, contained_argv, mount_ns
+from noodle2.engine.executors.contain import TrialCgroups, contained_argv, fstab, mount_ns
 from noodle2.engine.journal import events as ev
 from noodle2.engine.journal.state import replay
 from noodle2.engine.journal.store import JOURNAL, JournalWriter, recover, write_checkpoint
@@ -88,10 +89,14 @@ def floor_anyio(n: int) -> float:
     return time.perf_counter() - t
 
 
-def floor_threads(n: int, argv: list[str] | None = None) -> float:
+def floor_threads(n: int, argv: list[str] | None = None, launch=None) -> float:
+    """n launches of `argv` (else /bin/true), or n calls of `launch`, by 2 threads at once."""
     def work(k: int) -> None:
         for _ in range(k):
-            subprocess.run(argv or ["/bin/true"], check=False)
+            if launch is not None:
+                launch()
+            else:
+                subprocess.run(argv or ["/bin/true"], check=False)
 
     t = time.perf_counter()
     ths = [threading.Thread(target=work, args=(n // 2,)) for _ in range(2)]
@@ -111,6 +116,32 @@ def floor_contained(n: int) -> float | None:
     try:
         argv = contained_argv(["/bin/true"], None, cgroups.open(), None)
         return floor_threads(n, argv)
+    finally:
+        cgroups.close()
+
+
+def floor_mounted(n: int, tmp: Path, one_mount: bool) -> float | None:
+    """The contained launch with two folders bound read-only, as the engine binds a no-op
+    trial's (the study's inputs, the parent): in one `mount -a` (the engine's way as root), or
+    one `mount` per folder (its way until Dec 4 2026).  None without cgroups or mounts."""
+    cgroups = TrialCgroups.create() if mount_ns() is not None else None
+    if cgroups is None:
+        return None
+    ro = tuple(str(tmp / "ro" / name) for name in ("inputs", "parent"))
+    for d in ro:
+        Path(d).mkdir(parents=True, exist_ok=True)
+    try:
+        argv = contained_argv(["/bin/true"], None, cgroups.open(), None, ro, one_mount)
+
+        def launch() -> None:
+            fd = fstab(ro) if one_mount else None
+            try:
+                subprocess.run(argv, stdin=fd, check=False)
+            finally:
+                if fd is not None:
+                    os.close(fd)
+
+        return floor_threads(n, launch=launch)
     finally:
         cgroups.close()
 
@@ -214,6 +245,9 @@ def main() -> None:
             got.setdefault("tools_cpu", []).append(cpu[1] / n)
             if mount_ns() is not None:
                 got.setdefault("mounts", []).append(engine_run(n, tmp / f"m{r}", mounts=True)[0] / n)
+                for key, one in (("mounted", True), ("mounted_each", False)):
+                    if (m := floor_mounted(n, tmp, one)) is not None:
+                        got.setdefault(key, []).append(m / n)
             if Path("/dev/shm").is_dir():  # engine cost without the disk: fsync on tmpfs proves nothing
                 with tempfile.TemporaryDirectory(dir="/dev/shm", prefix="n2bench-") as mem:
                     got.setdefault("shm_fs", []).append(floor_filesystem(n, Path(mem)) / n)
@@ -232,6 +266,8 @@ def main() -> None:
                 ("contained launch floor + fs floor", cfloor),
                 ("noodle2 engine, end to end", med["engine"]),
                 ("the same with read-only mounts (the default)", med.get("mounts")),
+                ("contained launch, 2 folders bound in 1 mount", med.get("mounted")),
+                ("the same, 1 mount per folder (until Dec 4)", med.get("mounted_each")),
                 ("same on tmpfs: fs floor", med.get("shm_fs")),
                 ("same on tmpfs: engine (not durable)", med.get("shm_engine"))]
         for name, v in rows:
@@ -241,6 +277,9 @@ def main() -> None:
         print(f"engine / (launch + fs floor): {med['engine'] / floor:.2f}   target ≤ 1.50")
         if cfloor is not None:
             print(f"engine / (contained launch + fs floor): {med['engine'] / cfloor:.2f}")
+        if "mounted" in med:
+            mfloor = med["mounted"] + med["fs"]
+            print(f"with the read-only mounts, engine / (its mounted launch + fs floor): {med['mounts'] / mfloor:.2f}")
         if "shm_engine" in med:
             print(f"on tmpfs, engine / (launch + fs floor): {med['shm_engine'] / (threads + med['shm_fs']):.2f}")
         # Whether the target is in reach of scheduling alone: the CPU a trial costs, spread

@@ -426,3 +426,72 @@ def test_read_only_mount_paths_reach_the_shell_as_data(tmp_path):
     assert not (odd / "f").exists() and not list(tmp_path.glob("pwned*"))
     plain = subprocess.run(["/bin/sh", "-c", 'echo x > "$0/f"', str(odd)], capture_output=True)
     assert plain.returncode == 0 and (odd / "f").read_text() == "x\n"  # outside the namespace it is writable
+
+
+TOUCH_EACH = 'for d; do if echo x > "$d/f"; then echo "wrote $d"; fi; done; cat; echo "stdin read"'
+
+
+def test_a_trials_read_only_folders_are_bound_in_one_mount_whatever_their_names(tmp_path):
+    """#20: as root the executor binds a trial's read-only folders with one `mount -a` reading an
+    fstab from memory (a mount process per folder was most of a no-op trial).  Names with a
+    space, tab, newline, backslash or shell syntax are data there too: every folder refuses the
+    write, the tool reads an empty stdin, and nothing runs."""
+    import os
+    import subprocess
+
+    from noodle2.engine.executors.base import Command
+    from noodle2.engine.executors.contain import fstab, mount_ns
+    from noodle2.engine.executors.process import run_command
+
+    if mount_ns() is None or os.geteuid() != 0:
+        pytest.skip("one mount for all folders needs root in a mount namespace")
+    names = ["a b", "c\\d", "e\nf", "g\th", '"; touch pwned; echo "$(touch pwned2)', "\\040 plain"]
+    ro = tuple(str(tmp_path / n) for n in names)
+    for d in ro:
+        os.mkdir(d)
+    fd = fstab(ro)
+    assert fd is not None
+    try:
+        table = os.read(fd, 4096).decode()
+    finally:
+        os.close(fd)
+    assert len(table.splitlines()) == len(names) and "e\\012f" in table and "c\\134d" in table, table
+    cmd = Command(["/bin/sh", "-c", TOUCH_EACH, "sh", *ro], tmp_path, tmp_path / "out", tmp_path / "err",
+                  shared_read_only=ro[:2], read_only=ro[2:])
+    result = run_command(cmd, mounts=True)
+    out, err = (tmp_path / "out").read_text(), (tmp_path / "err").read_text()
+    assert result.outcome.rc == 0 and out == "stdin read\n", (out, err)
+    assert err.count("Read-only file system") == len(names), err
+    assert not list(tmp_path.rglob("f")) and not list(tmp_path.glob("pwned*"))
+    plain = subprocess.run(["/bin/sh", "-c", TOUCH_EACH, "sh", *ro], stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert plain.stdout.count("wrote") == len(names)  # outside the namespace each is writable
+
+
+def test_a_read_only_folder_that_is_already_a_mount_point_is_still_bound(tmp_path):
+    """`mount -a` skips a folder that is already a mount point of the same source; the prologue
+    binds that one on its own, so it refuses writes like the rest."""
+    import os
+    import subprocess
+    import sys
+
+    from noodle2.engine.executors.contain import mount_ns
+
+    if mount_ns() is None or os.geteuid() != 0:
+        pytest.skip("one mount for all folders needs root in a mount namespace")
+    (tmp_path / "bound").mkdir()
+    (tmp_path / "plain").mkdir()
+    child = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from noodle2.engine.executors.base import Command\n"
+        "from noodle2.engine.executors.process import run_command\n"
+        "t = Path(sys.argv[1]); ro = (str(t / 'bound'), str(t / 'plain'))\n"
+        f"cmd = Command(['/bin/sh', '-c', {TOUCH_EACH!r}, 'sh', *ro], t, t / 'out', t / 'err', read_only=ro)\n"
+        "print(run_command(cmd, mounts=True).outcome.rc)\n")
+    # the folder is a mount point (source = target) in the namespace the engine runs in
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                        'mount --bind -- "$1/bound" "$1/bound" && exec "$0" -c "$2" "$1"', sys.executable,
+                        str(tmp_path), child], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "0", r
+    err = (tmp_path / "err").read_text()
+    assert err.count("Read-only file system") == 2 and not list(tmp_path.rglob("f")), err

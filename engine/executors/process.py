@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from noodle2.engine.executors.base import Command, ExecResult
-from noodle2.engine.executors.contain import MARKER, TrialCgroups, contained_argv, escalate, kill_marked
+from noodle2.engine.executors.contain import MARKER, TrialCgroups, contained_argv, escalate, fstab, kill_marked
 from noodle2.engine.policy.failures import Outcome
 
 WATCH_TICK_S = 0.25  # how often a running tool's log sizes are checked against the cap
@@ -63,8 +63,14 @@ def run_command(cmd: Command, proc: Proc | None = None, timeouts: tuple[float, f
                 cg = cgroups.open()
             try:
                 ro = (*cmd.shared_read_only, *cmd.read_only) if mounts else ()
-                p = subprocess.Popen(contained_argv(cmd.argv, cmd.memory_limit_mb, cg, cmd.env, ro), cwd=cmd.cwd, env=cmd.env, stdin=subprocess.DEVNULL, stdout=out,
-                                     stderr=err, start_new_session=True, close_fds=True)
+                fst = fstab(ro)
+                try:
+                    p = subprocess.Popen(contained_argv(cmd.argv, cmd.memory_limit_mb, cg, cmd.env, ro, fst is not None),
+                                         cwd=cmd.cwd, env=cmd.env, stdin=subprocess.DEVNULL if fst is None else fst,
+                                         stdout=out, stderr=err, start_new_session=True, close_fds=True)
+                finally:
+                    if fst is not None:
+                        os.close(fst)
             except (FileNotFoundError, PermissionError, NotADirectoryError) as e:
                 if cg is not None:
                     cgroups.release(cg)  # type: ignore[union-attr]
