@@ -5,8 +5,9 @@
 Prints a table: per-trial cost of the engine (durable journal, max_parallel=2) next to
 anyio.run_process, a blocking subprocess.run in 2 threads (bare, and through the cgroup
 prologue the engine launches trials with) and the trial-directory floor, as medians of
-ROUNDS alternating rounds, and the CPU the engine and its tools spend per trial; then journal
-append, checkpoint and resume costs at 1k and 10k trials.
+ROUNDS alternating rounds, the CPU the engine and its tools spend per trial and where the
+engine's goes (thread time per part, one more run); then journal append, checkpoint and
+resume costs at 1k and 10k trials.
 """
 from __future__ import annotations
 
@@ -169,6 +170,39 @@ def floor_filesystem(n: int, tmp: Path) -> float:
     return time.perf_counter() - t
 
 
+def cpu_split(n: int, tmp: Path) -> tuple[float, list[tuple[str, float]]]:
+    """Where the engine's CPU goes: its CPU per trial (every thread), and the thread time per
+    trial of the parts a trial passes through, each timed in the thread that runs it."""
+    from noodle2.engine.executors import local
+    from noodle2.engine.run import engine, trials
+
+    parts = [(trials.TrialRunner, "_prepare", "trial directory, inputs, manifest"),
+             (local, "run_command", "launch, wait, cgroup"),
+             (trials.TrialRunner, "_collect", "collect, manifest, seal"),
+             (engine.Engine, "emit", "journal: reduce and append")]
+    spent = {label: 0.0 for _, _, label in parts}
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in parts]
+
+    def timed(f, label):
+        def call(*a, **kw):
+            t = time.thread_time()
+            try:
+                return f(*a, **kw)
+            finally:
+                spent[label] += time.thread_time() - t
+        return call
+
+    for (owner, name, label), (_, _, f) in zip(parts, originals):
+        setattr(owner, name, timed(f, label))
+    try:
+        cpu: list[float] = []
+        engine_run(n, tmp, cpu=cpu)
+    finally:
+        for owner, name, f in originals:
+            setattr(owner, name, f)
+    return cpu[0] / n, [(label, v / n) for label, v in spent.items()]
+
+
 def synthetic(n: int) -> list[ev.Event]:
     plan = [{"case_id": f"b_0_{i}", "index": i, "parent": "b", "eco": "resize_critical", "params": {"paths": 3}}
             for i in range(n)]
@@ -290,6 +324,11 @@ def main() -> None:
               f"prologue shell and /bin/true) {med['tools_cpu'] * 1e3:.3f} ms; spread over {cpus} CPUs, "
               f"no overlap gets a trial under {bound * 1e3:.3f} ms"
               + (f" = {bound / cfloor:.2f}x the contained floor" if cfloor is not None else ""))
+        total, split = cpu_split(n, tmp / "split")
+        print(f"where the engine's CPU goes, one more run (thread time, ms/trial; {total * 1e3:.3f} in all):")
+        for label, v in split:
+            print(f"  {label:<44}{v * 1e3:>8.3f}")
+        print(f"  {'the event loop, thread hops, the rest':<44}{(total - sum(v for _, v in split)) * 1e3:>8.3f}")
         print()
         print(f"{'journal / checkpoint':<44}{'ms':>10}")
         for name, v in journal_costs(tmp):
