@@ -209,9 +209,13 @@ def fstab(read_only: tuple[str, ...]) -> int | None:
         for ch in b"\\ \t\n":
             f = f.replace(bytes([ch]), b"\\%03o" % ch)
         lines.append(b"%s %s none bind,ro 0 0\n" % (f, f))
-    fd = os.memfd_create("n2-fstab")
-    os.write(fd, b"".join(lines))
-    os.lseek(fd, 0, os.SEEK_SET)
+    fd = os.memfd_create("n2-fstab")  # close-on-exec: only the shell it becomes stdin of sees it
+    try:
+        os.write(fd, b"".join(lines))
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 
