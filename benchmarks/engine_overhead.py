@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -90,7 +91,7 @@ def floor_anyio(n: int) -> float:
     return time.perf_counter() - t
 
 
-def floor_threads(n: int, argv: list[str] | None = None, launch=None) -> float:
+def floor_threads(n: int, argv: list[str] | None = None, launch: Callable[[], object] | None = None) -> float:
     """n launches of `argv` (else /bin/true), or n calls of `launch`, by 2 threads at once."""
     def work(k: int) -> None:
         for _ in range(k):

@@ -251,15 +251,17 @@ def test_a_trial_that_writes_outside_its_directory_fails_as_escaped_write(tmp_pa
         assert not f.stat().st_mode & 0o222, f  # read-only to trials
 
 
-def test_with_read_only_mounts_a_write_into_the_snapshot_fails_where_it_is_made(tmp_path):
+@pytest.mark.parametrize("warm", [True, False])
+def test_with_read_only_mounts_a_write_into_the_snapshot_fails_where_it_is_made(tmp_path, warm):
     """#23: where the machine allows a mount namespace (root, or unprivileged user namespaces),
     the snapshot, the inputs and the parent are bound read-only for each tool: the ECO's write
-    fails at once ("read-only file system"), for root too, and nothing reaches the snapshot."""
+    fails at once ("read-only file system"), for root too, and nothing reaches the snapshot.
+    Warm workers bind them as they start; a cold `sta` gets them in one `mount -a` as root."""
     from noodle2.engine.executors.contain import mount_ns
 
     if mount_ns() is None:
         pytest.skip("this machine allows no mount namespace (not root, no unprivileged user namespaces)")
-    text = escape_study().replace("[ranking]", "[execution]\nmax_parallel = 2\n\n[ranking]", 1)
+    text = escape_study().replace("[ranking]", f"[execution]\nmax_parallel = 2\nwarm = {str(warm).lower()}\n\n[ranking]", 1)
     r, events = run(tmp_path, text)
     d = tmp_path / "s"
     failed = {e["case_id"]: e["failure"] for e in events if e["type"] == "trial_failed" and not e.get("retry")}

@@ -179,12 +179,12 @@ def contained_argv(argv: list[str], memory_limit_mb: int | None, cg: Path | None
     if cg is not None:
         steps.append('{ echo 0 > "$0"; } 2>/dev/null')
     ns = mount_ns() if read_only else None
+    bind = 'mount --bind -o ro -- "$1" "$1" || exit 125'
     if ns is not None and fstab_on_stdin:
         # `mount -a` skips a folder that is already a mount point: that one is bound on its own
-        bind = 'mount --bind -o ro -- "$1" "$1" || exit 125'
         steps += ["mount -a -T /dev/stdin || exit 125"] + [f'if [ -w "$1" ]; then {bind}; fi; shift'] * len(read_only)
     elif ns is not None:
-        steps += ['mount --bind -o ro -- "$1" "$1" || exit 125; shift'] * len(read_only)
+        steps += [f"{bind}; shift"] * len(read_only)
     if memory_limit_mb:
         steps.append(f"ulimit -v {memory_limit_mb << 10} 2>/dev/null")
     if not steps:
