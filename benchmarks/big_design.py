@@ -1,6 +1,7 @@
 """A design of 20k–50k cells end to end: synthesis, the base run, two stages of ECO trials,
 every trial proven equivalent to its parent.  Prints the cell count and the time per step, per
-trial (its split: tool, collect) and per proof, read from the journal.
+trial (its split: tool, collect; and inside the tool, by the trial script's own clock: load,
+ECO, timing, write) and per proof, read from the journal and the trials' n2m.txt.
 
     .venv/bin/python benchmarks/big_design.py [LANES] [TECH]
 
@@ -20,6 +21,10 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import run_study
+
+from noodle2.engine.tools.timing.parsers import parse_n2m
+
+PHASES = ("load", "eco", "timing", "write")
 
 RTL = """// {k} lanes of 16x16 multiply-accumulate, one deep arithmetic cone each.
 module mac_array (
@@ -95,11 +100,17 @@ def main() -> None:
         started = {e["case_id"]: e["t"] for e in events if e["type"] == "trial_started"}
         exited = {e["case_id"]: e["t"] for e in events if e["type"] == "trial_tool_exited"}
         rows = []
+        phases: dict[str, list[float]] = {p: [] for p in PHASES}
         for e in events:
             if e["type"] != "trial_finished":
                 continue
             c = e["case_id"]
             r = e["resources"]
+            n2m = d / "trials" / c / "n2m.txt"
+            if c != s.base_case and not r.get("reused_from") and n2m.exists():
+                got = parse_n2m(n2m.read_text())
+                for p in PHASES:
+                    phases[p].append(got.get(f"phase_{p}_ms", 0.0) / 1000)
             rows.append((c, r.get("wall_s", 0.0), exited.get(c, e["t"]) - started.get(c, e["t"]),
                          e["t"] - exited.get(c, e["t"]), (e["metrics"] or {}).get("wns_ps")))
         proofs = [(e["case_id"], e["seconds"], e["method"], e["proven"]) for e in events if e["type"] == "equivalence_checked"]
@@ -114,6 +125,9 @@ def main() -> None:
         if trials:
             print(f"per trial: tool {statistics.median(r[1] for r in trials):.2f} s median "
                   f"(max {max(r[1] for r in trials):.2f}), collect+proof {statistics.median(r[3] for r in trials):.2f} s median")
+        if phases["load"]:
+            print("inside the tool, median s: " + ", ".join(f"{p} {statistics.median(v):.2f}" for p, v in phases.items())
+                  + " (load: the Liberty when cold, netlist, SDC and the first full timing; timing: the checks and reports after the ECO)")
         if proofs:
             print(f"proofs: {len(proofs)}, {sum(p[3] for p in proofs)} proven; seconds median "
                   f"{statistics.median(p[1] for p in proofs):.2f}, max {max(p[1] for p in proofs):.2f}; methods "
